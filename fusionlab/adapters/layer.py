@@ -1,0 +1,109 @@
+"""The bottleneck adapter, and the batched way to run many of them at once.
+
+A bottleneck adapter is ``x + up(act(down(x)))`` (Houlsby et al., 2019; Pfeiffer et al., 2021). Its
+up-projection starts at zero, so an untrained adapter is exactly the identity and a freshly adapted model
+computes exactly what the base model computes.
+
+Fusion runs several adapters on the same hidden states. Calling them one after the other would cost a Python
+loop per layer; instead :func:`stack_adapters` lays their weights side by side (smaller bottlenecks padded with
+zeros, which is exact: padded units see a zero weight, and their output is multiplied by a zero row) and
+:func:`run_stacked` runs them all with one matrix product down and one batched product up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu, "tanh": torch.tanh}
+
+
+class BottleneckAdapter(nn.Module):
+    """Down-projection, non-linearity, up-projection and a residual connection.
+
+    ``forward(x)`` returns the adapter *output* ``x + delta(x)``; :meth:`delta` returns only the learned
+    change, which is what fusion needs (the residual is shared by all adapters and added once).
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        adapter_size: int = 64,
+        non_linearity: str = "relu",
+        dropout: float = 0.0,
+        init_std: float = 0.02,
+    ) -> None:
+        super().__init__()
+        if non_linearity not in ACTIVATIONS:
+            raise ValueError(f"non_linearity must be one of {', '.join(ACTIVATIONS)}; got {non_linearity!r}")
+        self.hidden_size = hidden_size
+        self.adapter_size = adapter_size
+        self.non_linearity = non_linearity
+        self.down = nn.Linear(hidden_size, adapter_size)
+        self.up = nn.Linear(adapter_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.reset_parameters(init_std)
+
+    def reset_parameters(self, init_std: float = 0.02) -> None:
+        """Small random down-projection, zero up-projection: the adapter starts as the identity."""
+        nn.init.normal_(self.down.weight, std=init_std)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.dropout(ACTIVATIONS[self.non_linearity](self.down(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.delta(x)
+
+    def extra_repr(self) -> str:
+        return f"hidden_size={self.hidden_size}, adapter_size={self.adapter_size}, act={self.non_linearity}"
+
+
+class StackedAdapters(NamedTuple):
+    """Weights of N adapters laid side by side; see :func:`stack_adapters`."""
+
+    down_weight: torch.Tensor  # [hidden, N * R]
+    down_bias: torch.Tensor  # [N * R]
+    up_weight: torch.Tensor  # [N, R, hidden]
+    up_bias: torch.Tensor  # [N, hidden]
+    activation: str
+
+
+def stack_adapters(adapters: Sequence[BottleneckAdapter]) -> StackedAdapters:
+    """Stack adapters (same hidden size and activation) into padded tensors; differentiable."""
+    acts = {a.non_linearity for a in adapters}
+    if len(acts) != 1:
+        raise ValueError(f"adapters fused together must share one non-linearity, got {sorted(acts)}")
+    rank = max(a.adapter_size for a in adapters)
+    downs, down_biases, ups = [], [], []
+    for a in adapters:
+        pad = rank - a.adapter_size
+        downs.append(F.pad(a.down.weight, (0, 0, 0, pad)))  # [R, H]
+        down_biases.append(F.pad(a.down.bias, (0, pad)))
+        ups.append(F.pad(a.up.weight.t(), (0, 0, 0, pad)))  # [R, H]
+    return StackedAdapters(
+        down_weight=torch.cat(downs, dim=0).t().contiguous(),
+        down_bias=torch.cat(down_biases),
+        up_weight=torch.stack(ups).contiguous(),
+        up_bias=torch.stack([a.up.bias for a in adapters]),
+        activation=acts.pop(),
+    )
+
+
+def run_stacked(stacked: StackedAdapters, hidden: torch.Tensor) -> torch.Tensor:
+    """Deltas of all stacked adapters for ``hidden`` [M, H]: returns [M, N, H] (one product down, one up).
+
+    Adapter dropout is not applied here: fusion runs with its adapters frozen, where the paper keeps them
+    deterministic.
+    """
+    num = stacked.up_weight.shape[0]
+    z = torch.addmm(stacked.down_bias, hidden, stacked.down_weight)  # [M, N*R]
+    z = ACTIVATIONS[stacked.activation](z).view(hidden.shape[0], num, -1).transpose(0, 1)  # [N, M, R]
+    out = torch.baddbmm(stacked.up_bias.unsqueeze(1), z, stacked.up_weight)  # [N, M, H]
+    return out.transpose(0, 1)

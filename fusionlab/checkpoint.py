@@ -1,0 +1,232 @@
+"""Saving and loading adapters and fusions: safetensors for tensors, JSON for everything else.
+
+An **adapter checkpoint** holds one task adapter (all layers) with its head, its config and the SHA-256 of its
+adapter weights. A **fusion checkpoint** holds the fusion layers and the target head, plus the names and content
+hashes of the adapters it was trained with, but not the adapters themselves: those stay in their own
+checkpoints and are shared between fusions. Loading a fusion checks every adapter's hash, so a fusion is never
+silently evaluated on adapters that changed after it was trained.
+
+Nothing here unpickles: ``safetensors`` files hold only tensors, and the JSON is parsed by ``json``.
+Directories are written next to their final path and renamed into place, so an interrupted save never leaves a
+directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from fusionlab.adapters.manager import AdapterManager
+from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig
+from fusionlab.model import FusionModel
+from fusionlab.workspace import CHECKPOINT_MARKER as META_FILE
+from fusionlab.workspace import atomic_directory
+
+ADAPTER_WEIGHTS = "adapter.safetensors"
+FUSION_WEIGHTS = "fusion.safetensors"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete, or does not fit what it is loaded with."""
+
+
+def _prefixed(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def _unprefixed(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    start = len(prefix) + 1
+    return {k[start:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def _load_into(module: nn.Module, tensors: dict[str, torch.Tensor], what: str, path: Path) -> None:
+    """Strict load with a message that says which checkpoint does not fit, instead of a bare key list."""
+    expected = set(module.state_dict())
+    missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: {what} does not fit this model (missing {missing}, unexpected {unexpected})")
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: {what} does not fit this model: {err}") from err
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """The JSON metadata of a checkpoint directory, with a clear error when it is not one."""
+    path = Path(path)
+    meta_file = path / META_FILE
+    if not path.is_dir():
+        raise CheckpointError(f"no checkpoint at {path}: the directory does not exist")
+    if not meta_file.is_file():
+        raise CheckpointError(f"{path} is not a fusionlab checkpoint (no {META_FILE}); it may be incomplete")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{meta_file} is not valid JSON: {err}") from err
+    if meta.get("kind") not in ("adapter", "fusion"):
+        raise CheckpointError(f"{meta_file}: unknown checkpoint kind {meta.get('kind')!r}")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{meta_file} was written by a newer fusionlab (format {meta['format_version']})")
+    return meta
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} is missing")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
+        raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from err
+
+
+# -- adapters -----------------------------------------------------------------------------------------------
+def save_adapter(model: FusionModel, name: str, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write adapter ``name`` (every layer) and its head to ``directory``; returns the directory."""
+    manager = model.adapter_manager
+    manager._check(name)
+    tensors = _prefixed("adapter", manager.adapters[name]) | _prefixed("head", model.heads[name])
+    meta = {
+        "kind": "adapter",
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "adapter_config": manager.configs[name].to_dict(),
+        "model_config": model.model_config.to_dict(),
+        "hidden_size": model.hidden_size,
+        "num_layers": model.num_layers,
+        "content_hash": manager.content_hash(name),
+        "extra": extra or {},
+    }
+    with atomic_directory(directory) as tmp:
+        save_file(tensors, str(tmp / ADAPTER_WEIGHTS))
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return Path(directory)
+
+
+def _adapter_tensors(path: Path, meta: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    tensors = _read_tensors(path / ADAPTER_WEIGHTS)
+    return _unprefixed(tensors, "adapter"), _unprefixed(tensors, "head")
+
+
+def load_adapter_into(model: FusionModel, directory: str | os.PathLike, name: str | None = None) -> str:
+    """Add the adapter saved in ``directory`` (and its head) to ``model``; returns the adapter's name."""
+    path = Path(directory)
+    meta = read_meta(path)
+    if meta["kind"] != "adapter":
+        raise CheckpointError(f"{path} holds a {meta['kind']}, not an adapter")
+    _check_fits(model, meta, path)
+    name = name or meta["name"]
+    adapter_state, head_state = _adapter_tensors(path, meta)
+    model.add_adapter(name, AdapterConfig.from_dict(meta["adapter_config"]))
+    try:
+        _load_into(model.adapter_manager.adapters[name], adapter_state, f"adapter {name!r}", path)
+        _load_into(model.heads[name], head_state, f"head of adapter {name!r}", path)
+    except CheckpointError:
+        model.adapter_manager.remove_adapter(name)
+        del model.heads[name]
+        raise
+    return name
+
+
+def _check_fits(model: FusionModel, meta: dict, path: Path) -> None:
+    if meta["hidden_size"] != model.hidden_size or meta["num_layers"] != model.num_layers:
+        raise CheckpointError(
+            f"{path} was trained on a model with {meta['num_layers']} layers of size {meta['hidden_size']} "
+            f"({meta['model_config']['model_name_or_path']}); this model has {model.num_layers} of "
+            f"size {model.hidden_size}"
+        )
+
+
+# -- fusions ------------------------------------------------------------------------------------------------
+def save_fusion(model: FusionModel, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write the fusion layers, the target head and the identity (name + hash) of every fused adapter."""
+    if model.fusion_config is None or model.fusion_layers is None or model.fusion_head is None:
+        raise CheckpointError("this model has no fusion to save")
+    manager = model.adapter_manager
+    names = model.fusion_config.adapter_names
+    meta = {
+        "kind": "fusion",
+        "format_version": FORMAT_VERSION,
+        "fusion_config": model.fusion_config.to_dict(),
+        "model_config": model.model_config.to_dict(),
+        "hidden_size": model.hidden_size,
+        "num_layers": model.num_layers,
+        "adapters": [
+            {"name": n, "content_hash": manager.content_hash(n), "adapter_config": manager.configs[n].to_dict()}
+            for n in names
+        ],
+        "extra": extra or {},
+    }
+    tensors = _prefixed("fusion_layers", model.fusion_layers) | _prefixed("fusion_head", model.fusion_head)
+    with atomic_directory(directory) as tmp:
+        save_file(tensors, str(tmp / FUSION_WEIGHTS))
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return Path(directory)
+
+
+def _find_adapter_dir(name: str, fusion_path: Path, adapters_dir: Path | None, adapter_paths: Mapping) -> Path:
+    if name in adapter_paths:
+        return Path(adapter_paths[name])
+    root = adapters_dir if adapters_dir is not None else fusion_path.resolve().parent.parent / "adapters"
+    return root / name
+
+
+def load_model(
+    directory: str | os.PathLike,
+    adapters_dir: str | os.PathLike | None = None,
+    adapter_paths: Mapping[str, str | os.PathLike] | None = None,
+    encoder: nn.Module | None = None,
+) -> FusionModel:
+    """Rebuild a :class:`FusionModel` from an adapter or a fusion checkpoint.
+
+    For a fusion, each adapter is looked up in ``adapter_paths[name]``, else ``adapters_dir/name``, else
+    ``<workspace>/adapters/name`` (the fusion's grandparent directory, as the workspace lays them out). A missing
+    adapter, or one whose weights changed since the fusion was trained, raises :class:`CheckpointError` naming it.
+    """
+    path = Path(directory)
+    meta = read_meta(path)
+    model_config = ModelConfig.from_dict(meta["model_config"])
+    if meta["kind"] == "adapter":
+        model = FusionModel(model_config, encoder=encoder)
+        _check_fits(model, meta, path)
+        load_adapter_into(model, path)
+        return model
+
+    fusion_config = FusionConfig.from_dict(meta["fusion_config"])
+    adapter_dirs = {
+        entry["name"]: _find_adapter_dir(
+            entry["name"], path, Path(adapters_dir) if adapters_dir else None, adapter_paths or {}
+        )
+        for entry in meta["adapters"]
+    }
+    missing = [f"{n} (looked in {d})" for n, d in adapter_dirs.items() if not (d / META_FILE).is_file()]
+    if missing:
+        raise CheckpointError(f"fusion {path.name!r} needs adapters that are missing: {', '.join(missing)}")
+
+    manager = AdapterManager(meta["hidden_size"], num_layers=meta["num_layers"])
+    model = FusionModel(model_config, adapter_manager=manager, encoder=encoder)
+    _check_fits(model, meta, path)
+    changed = []
+    for entry in meta["adapters"]:
+        load_adapter_into(model, adapter_dirs[entry["name"]], entry["name"])
+        found = manager.content_hash(entry["name"])
+        if found != entry["content_hash"]:
+            changed.append(
+                f"{entry['name']} at {adapter_dirs[entry['name']]} "
+                f"(expected {entry['content_hash'][:12]}, found {found[:12]})"
+            )
+    if changed:
+        raise CheckpointError(
+            f"fusion {path.name!r} was trained with different adapter weights; changed since: {', '.join(changed)}"
+        )
+    model.add_fusion(fusion_config)
+    tensors = _read_tensors(path / FUSION_WEIGHTS)
+    _load_into(model.fusion_layers, _unprefixed(tensors, "fusion_layers"), "fusion layers", path)  # type: ignore[arg-type]
+    _load_into(model.fusion_head, _unprefixed(tensors, "fusion_head"), "fusion head", path)  # type: ignore[arg-type]
+    return model

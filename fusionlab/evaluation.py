@@ -1,0 +1,135 @@
+"""Evaluation on a dev split: task metrics, confusion matrix, per-example predictions and fusion statistics.
+
+The fusion statistics are the data behind the AdapterFusion paper's "which adapters does the target task use"
+figure: the mean softmax weight of every adapter in every layer over the real (non-padding) tokens of the dev
+set, overall and per gold class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from fusionlab.data.tasks import TaskSpec
+from fusionlab.metrics import compute_metrics, confusion_matrix
+from fusionlab.model import FusionModel
+
+
+@dataclass
+class FusionStats:
+    """Mean fusion weight per layer and adapter (heads averaged), overall and per gold class."""
+
+    adapter_names: list[str]
+    mean: list[list[float]]  # [layer][adapter]
+    per_class: dict[str, list[list[float]]]
+
+    def to_dict(self) -> dict:
+        return {"adapter_names": self.adapter_names, "mean": self.mean, "per_class": self.per_class}
+
+
+@dataclass
+class EvaluationResult:
+    task: str
+    adapter_names: list[str]
+    metrics: dict[str, float]
+    confusion_matrix: list[list[int]]
+    label_names: list[str]
+    predictions: list[dict] = field(default_factory=list)
+    fusion_stats: FusionStats | None = None
+    num_examples: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "task": self.task,
+            "adapter_names": self.adapter_names,
+            "metrics": self.metrics,
+            "confusion_matrix": self.confusion_matrix,
+            "label_names": self.label_names,
+            "predictions": self.predictions,
+            "fusion_stats": self.fusion_stats.to_dict() if self.fusion_stats else None,
+            "num_examples": self.num_examples,
+        }
+
+
+class _WeightAccumulator:
+    """Sums of per-token fusion weights per layer and adapter, overall and per gold class."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.total: torch.Tensor | None = None  # [classes, layers, adapters]
+        self.tokens = torch.zeros(num_classes, dtype=torch.float64)
+
+    def add(self, weights: tuple[torch.Tensor, ...], mask: torch.Tensor, labels: torch.Tensor) -> None:
+        # weights: per layer [B, T, heads, N], already zero at padding; average heads, sum tokens
+        per_example = torch.stack([w.float().mean(dim=2).sum(dim=1) for w in weights], dim=1)  # [B, L, N]
+        onehot = torch.nn.functional.one_hot(labels, self.num_classes).to(torch.float64)  # [B, C]
+        by_class = torch.einsum("bc,bln->cln", onehot, per_example.double())
+        self.total = by_class if self.total is None else self.total + by_class
+        self.tokens += onehot.T @ mask.sum(dim=1).double()
+
+    def result(self, adapter_names: list[str], label_names: list[str]) -> FusionStats:
+        assert self.total is not None
+        mean = self.total.sum(0) / self.tokens.sum().clamp(min=1)
+        per_class = {
+            label_names[c]: (self.total[c] / self.tokens[c]).tolist()
+            for c in range(self.num_classes)
+            if self.tokens[c] > 0
+        }
+        return FusionStats(adapter_names, mean.tolist(), per_class)
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: FusionModel,
+    dataset,
+    task: TaskSpec,
+    collator,
+    adapter_names: list[str] | None = None,
+    batch_size: int = 64,
+    device: torch.device | str | None = None,
+    keep_predictions: bool = True,
+) -> EvaluationResult:
+    """Evaluate ``model`` with ``adapter_names`` on a tokenised dataset (columns from ``tokenize_dataset``)."""
+    names, fusion_indices = model.resolve_adapters(adapter_names)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    fused = fusion_indices is not None
+    accumulator = _WeightAccumulator(task.num_labels) if fused else None
+    all_preds, all_labels, all_probs = [], [], []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator)
+    try:
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            labels = batch.pop("labels")
+            out = model(**batch, adapter_names=names, output_fusion_weights=fused)
+            probs = torch.softmax(out.logits.float(), dim=-1)
+            all_probs.append(probs.cpu())
+            all_preds.append(probs.argmax(-1).cpu())
+            all_labels.append(labels.cpu())
+            if accumulator is not None:
+                accumulator.add(out.fusion_weights, batch["attention_mask"], labels)
+    finally:
+        model.train(was_training)
+    preds = torch.cat(all_preds).numpy() if all_preds else np.zeros(0, dtype=int)
+    gold = torch.cat(all_labels).numpy() if all_labels else np.zeros(0, dtype=int)
+    probs = torch.cat(all_probs).numpy() if all_probs else np.zeros((0, task.num_labels))
+    predictions = []
+    if keep_predictions:
+        predictions = [
+            {"row": i, "label": int(g), "prediction": int(p), "probabilities": [round(float(x), 5) for x in pr]}
+            for i, (g, p, pr) in enumerate(zip(gold, preds, probs))
+        ]
+    return EvaluationResult(
+        task=task.name,
+        adapter_names=names,
+        metrics=compute_metrics(task, preds, gold) if len(gold) else {},
+        confusion_matrix=confusion_matrix(preds, gold, task.num_labels).tolist(),
+        label_names=list(task.label_names),
+        predictions=predictions,
+        fusion_stats=accumulator.result(names, list(task.label_names)) if accumulator and len(gold) else None,
+        num_examples=len(gold),
+    )

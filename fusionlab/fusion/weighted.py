@@ -1,0 +1,80 @@
+"""Weighted fusion: one learnable logit per adapter (per layer), softmax weights shared by every token.
+
+Cheaper and easier to read than attention fusion: the learned weights are a direct answer to "how much does
+this layer use each adapter", which the dashboard plots per layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from fusionlab.fusion.base import FusionLayer, weighted_sum
+
+WEIGHT_INITIALIZATIONS = ("uniform", "normal", "target")
+
+
+class WeightedFusion(FusionLayer):
+    """``sum_i softmax(w / T)_i a_i`` with logits ``fusion_weights`` (a parameter, or a fixed buffer).
+
+    ``weight_initialization``: ``"uniform"`` (all logits zero, equal weights), ``"normal"`` (small random
+    logits), or ``"target"`` (the first adapter, by convention the target task's own, starts with half the
+    total weight).
+    """
+
+    method = "weighted"
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_adapters: int,
+        learnable_weights: bool = True,
+        weight_initialization: str = "uniform",
+        dropout: float = 0.0,
+        temperature: float = 1.0,
+    ) -> None:
+        super().__init__(hidden_size, num_adapters, dropout, temperature)
+        if weight_initialization not in WEIGHT_INITIALIZATIONS:
+            raise ValueError(
+                f"weight_initialization must be one of {', '.join(WEIGHT_INITIALIZATIONS)}, "
+                f"got {weight_initialization!r}"
+            )
+        self.weight_initialization = weight_initialization
+        logits = self._initial_logits(num_adapters, weight_initialization)
+        if learnable_weights:
+            self.fusion_weights = nn.Parameter(logits)
+        else:
+            self.register_buffer("fusion_weights", logits)
+
+    @staticmethod
+    def _initial_logits(num: int, how: str) -> torch.Tensor:
+        if how == "normal":
+            return torch.randn(num) * 0.1
+        logits = torch.zeros(num)
+        if how == "target" and num > 1:
+            logits[0] = torch.log(torch.tensor(float(num - 1)))  # weight 1/2 on adapter 0
+        return logits
+
+    def adapter_weights(self, adapter_indices: Sequence[int] | None = None) -> torch.Tensor:
+        """Softmax weights over the (selected) adapters, renormalised over the selection."""
+        logits = self.fusion_weights if adapter_indices is None else self.fusion_weights[list(adapter_indices)]
+        return torch.softmax(logits / self.temperature, dim=0)
+
+    def fuse_deltas(
+        self,
+        query: torch.Tensor,
+        deltas: torch.Tensor,
+        residual: torch.Tensor | None,
+        adapter_indices: Sequence[int] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = self.adapter_weights(adapter_indices).expand(deltas.shape[0], 1, -1)
+        return weighted_sum(self.dropout(weights), deltas, residual).squeeze(1), weights
+
+    def extra_repr(self) -> str:
+        learnable = isinstance(self.fusion_weights, nn.Parameter)
+        return (
+            f"hidden_size={self.hidden_size}, num_adapters={self.num_adapters}, learnable_weights={learnable}, "
+            f"weight_initialization={self.weight_initialization!r}"
+        )

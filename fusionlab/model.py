@@ -1,0 +1,348 @@
+"""The fusion model: a frozen encoder with task adapters and fusion inside every layer, and task heads.
+
+Read top to bottom: construction (encoder, adapters, fusion layers, heads, hooks), the per-layer hook that
+runs adapters and fusion, ``forward``, then parameter accounting. Saving and loading live in
+:mod:`fusionlab.checkpoint`.
+
+Which path a forward pass takes is decided by ``adapter_names``:
+
+* one name, e.g. ``["sst2"]``: that adapter alone in every layer and its own head (the single-task model);
+* several names: fusion over exactly those adapters and the fusion's target head. Any subset of the adapters
+  the fusion was trained with may be given; the weights are renormalised over the subset (ablation).
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.utils import ModelOutput
+
+from fusionlab.adapters.manager import AdapterManager
+from fusionlab.base_model import ffn_output_modules, load_encoder
+from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig
+from fusionlab.fusion.registry import build_fusion
+from fusionlab.heads import ClassificationHead, pool
+
+
+@dataclass
+class FusionModelOutput(ModelOutput):
+    """HF-style output. ``fusion_weights``: one ``[batch, tokens, heads, adapters]`` tensor per layer, zero at
+    padding positions; ``adapter_names`` says which adapter each last-axis index is."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    fusion_weights: tuple[torch.Tensor, ...] | None = None
+    adapter_names: list[str] | None = None
+    last_hidden_state: torch.Tensor | None = None
+
+
+@dataclass
+class _ForwardContext:
+    """What the layer hooks need to know about the forward pass in progress (per thread)."""
+
+    names: list[str]
+    fusion_indices: list[int] | None
+    collect_weights: bool
+    weights: list[torch.Tensor] = field(default_factory=list)
+
+
+_ACTIVE = threading.local()  # id(model) -> _ForwardContext; thread-local so a shared model serves many sessions
+
+
+class FusionModel(nn.Module):
+    """Frozen base encoder + per-layer task adapters + optional per-layer fusion + one head per task."""
+
+    accepts_loss_kwargs = False  # tells transformers' Trainer not to pass num_items_in_batch to forward
+
+    def __init__(
+        self,
+        model_config: ModelConfig | None = None,
+        fusion_config: FusionConfig | None = None,
+        adapter_manager: AdapterManager | None = None,
+        encoder: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.model_config = model_config or ModelConfig()
+        self.fusion_config = fusion_config
+        self.base_model = encoder if encoder is not None else load_encoder(self.model_config.model_name_or_path)
+        self.base_model.requires_grad_(False)
+        self.hidden_size = int(self.base_model.config.hidden_size)
+        hook_points = ffn_output_modules(self.base_model)
+        self.num_layers = len(hook_points)
+
+        manager = adapter_manager or AdapterManager(self.hidden_size, num_layers=self.num_layers)
+        if manager.hidden_size != self.hidden_size:
+            raise ValueError(
+                f"the AdapterManager was built for hidden size {manager.hidden_size}, but "
+                f"{self.model_config.model_name_or_path!r} has hidden size {self.hidden_size}"
+            )
+        manager.set_num_layers(self.num_layers)
+        self.adapter_manager = manager
+        self.heads = nn.ModuleDict({name: self._new_head(name) for name in manager.names})
+        for name in manager.names:
+            self.heads[name].requires_grad_(self._adapter_trainable(name))
+
+        self.fusion_layers: nn.ModuleList | None = None
+        self.fusion_head: ClassificationHead | None = None
+        if fusion_config is not None:
+            self._build_fusion(fusion_config)
+
+        self._accepts_token_type_ids = "token_type_ids" in inspect.signature(self.base_model.forward).parameters
+        self._hook_handles = [module.register_forward_hook(self._make_hook(i)) for i, module in enumerate(hook_points)]
+
+    def remove_hooks(self) -> None:
+        """Detach this model from its encoder (for an encoder shared by several models, e.g. in the dashboard)."""
+        for handle in self._hook_handles:
+            handle.remove()
+        self._hook_handles = []
+
+    # -- construction helpers ------------------------------------------------------------------------------
+    def _num_labels(self, task: str) -> int:
+        fusion = self.fusion_config
+        if fusion is not None and task == fusion.target and fusion.num_labels is not None:
+            return fusion.num_labels
+        config = self.adapter_manager.configs.get(task)
+        if config is not None and config.num_labels is not None:
+            return config.num_labels
+        return self.model_config.num_labels
+
+    def _new_head(self, task: str) -> ClassificationHead:
+        return ClassificationHead(self.hidden_size, self._num_labels(task), self.model_config.head_dropout)
+
+    def _adapter_trainable(self, name: str) -> bool:
+        return any(p.requires_grad for p in self.adapter_manager.adapters[name].parameters())
+
+    def add_fusion(self, config: FusionConfig) -> None:
+        """Add fusion layers over ``config.adapter_names`` (adapters already in the model) and a target head."""
+        if self.fusion_config is not None:
+            raise ValueError("this model already has a fusion; build another FusionModel for a second one")
+        self.fusion_config = config
+        self._build_fusion(config)
+
+    def _build_fusion(self, config: FusionConfig) -> None:
+        missing = [n for n in config.adapter_names if n not in self.adapter_manager.adapters]
+        if missing:
+            raise ValueError(
+                f"FusionConfig.adapter_names names adapters the manager does not have: {missing} "
+                f"(it has {self.adapter_manager.names})"
+            )
+        self.fusion_layers = nn.ModuleList(build_fusion(config, self.hidden_size) for _ in range(self.num_layers))
+        self.fusion_head = ClassificationHead(
+            self.hidden_size, self._num_labels(config.target), self.model_config.head_dropout
+        )
+        if config.freeze_adapters_during_fusion:
+            self.adapter_manager.freeze(config.adapter_names)
+            for name in config.adapter_names:
+                self.heads[name].requires_grad_(False)
+
+    def add_adapter(self, name: str, config: AdapterConfig) -> None:
+        """Add a new (identity-initialised) task adapter to every layer, with its own head."""
+        self.adapter_manager.add_adapter(name, config)
+        self.heads[name] = self._new_head(name)
+
+    # -- trainable parameters for the two training stages -------------------------------------------------
+    def train_adapter_only(self, name: str) -> None:
+        """Stage 1: only adapter ``name`` and its head learn; base, other adapters and fusion stay frozen."""
+        self.requires_grad_(False)
+        self.adapter_manager.freeze([name], frozen=False)
+        self.heads[name].requires_grad_(True)
+
+    def train_fusion_only(self) -> None:
+        """Stage 2: the fusion layers and the target head learn; base and adapters stay frozen (unless the
+        fusion config asks to keep adapters trainable)."""
+        if self.fusion_config is None or self.fusion_layers is None or self.fusion_head is None:
+            raise ValueError("this model has no fusion (build it with a FusionConfig)")
+        self.requires_grad_(False)
+        self.fusion_layers.requires_grad_(True)
+        self.fusion_head.requires_grad_(True)
+        if not self.fusion_config.freeze_adapters_during_fusion:
+            self.adapter_manager.freeze(self.fusion_config.adapter_names, frozen=False)
+
+    # -- the per-layer hook ---------------------------------------------------------------------------------
+    def _make_hook(self, layer: int):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+            context = getattr(_ACTIVE, "contexts", {}).get(id(self))
+            if context is None:
+                return None  # plain base-model call: leave the layer untouched
+            return self._adapt_layer(layer, output, context)
+
+        return hook
+
+    def _adapt_layer(self, layer: int, output: torch.Tensor, context: _ForwardContext) -> torch.Tensor:
+        """Run the active adapters (batched) on one layer's feed-forward output, then fuse them."""
+        shape = output.shape
+        hidden = output.reshape(-1, shape[-1])
+        deltas = self.adapter_manager.layer_deltas(hidden, context.names, layer)  # [M, N, H]
+        if context.fusion_indices is None:
+            return (hidden + deltas[:, 0]).view(shape)
+        assert self.fusion_layers is not None
+        fused, weights = self.fusion_layers[layer].fuse_deltas(hidden, deltas, hidden, context.fusion_indices)
+        if context.collect_weights:
+            context.weights.append(weights.view(*shape[:-1], *weights.shape[-2:]))
+        return fused.view(shape)
+
+    # -- forward ----------------------------------------------------------------------------------------------
+    def resolve_adapters(self, adapter_names: Sequence[str] | None) -> tuple[list[str], list[int] | None]:
+        """The adapters to run and, for fusion, their indices among the fusion's adapters (None: single task)."""
+        if adapter_names is None:
+            if self.fusion_config is not None:
+                adapter_names = self.fusion_config.adapter_names
+            elif len(self.adapter_manager.names) == 1:
+                adapter_names = self.adapter_manager.names
+            else:
+                raise ValueError(
+                    f"say which adapters to run: adapter_names=[...] (available: {self.adapter_manager.names})"
+                )
+        names = list(adapter_names)
+        if not names:
+            raise ValueError("adapter_names is empty: name at least one adapter")
+        if len(set(names)) != len(names):
+            raise ValueError(f"adapter_names has duplicates: {names}")
+        for name in names:
+            self.adapter_manager._check(name)
+        if len(names) == 1:
+            return names, None
+        if self.fusion_config is None:
+            raise ValueError(f"fusing {names} needs a fusion; this model has none (pass a FusionConfig)")
+        trained = self.fusion_config.adapter_names
+        outside = [n for n in names if n not in trained]
+        if outside:
+            raise ValueError(f"the fusion was trained over {trained}; it cannot fuse {outside}")
+        return names, [trained.index(n) for n in names]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        adapter_names: Sequence[str] | None = None,
+        labels: torch.Tensor | None = None,
+        output_fusion_weights: bool = False,
+        **encoder_kwargs,
+    ) -> FusionModelOutput:
+        names, fusion_indices = self.resolve_adapters(adapter_names)
+        if token_type_ids is not None and self._accepts_token_type_ids:
+            encoder_kwargs["token_type_ids"] = token_type_ids
+        context = _ForwardContext(names, fusion_indices, output_fusion_weights and fusion_indices is not None)
+        contexts = _ACTIVE.__dict__.setdefault("contexts", {})
+        contexts[id(self)] = context
+        try:
+            encoded = self.base_model(input_ids=input_ids, attention_mask=attention_mask, **encoder_kwargs)
+        finally:
+            del contexts[id(self)]
+        pooled = pool(encoded.last_hidden_state, attention_mask, self.model_config.pooling)
+        head = self.heads[names[0]] if fusion_indices is None else self.fusion_head
+        logits = head(pooled)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float(), labels.view(-1))
+            if fusion_indices is not None and self.training:
+                loss = loss + self.value_regularization_loss()
+        weights = None
+        if context.collect_weights:
+            weights = tuple(_mask_padding(w, attention_mask) for w in context.weights)
+        return FusionModelOutput(
+            loss=loss,
+            logits=logits,
+            fusion_weights=weights,
+            adapter_names=names,
+            last_hidden_state=encoded.last_hidden_state,
+        )
+
+    def value_regularization_loss(self) -> torch.Tensor:
+        """``lambda * sum_layers ||I - V||^2`` (zero unless ``FusionConfig.value_regularization`` > 0)."""
+        if self.fusion_config is None or self.fusion_layers is None or not self.fusion_config.value_regularization:
+            return torch.zeros(())
+        total = sum(layer.regularization_loss() for layer in self.fusion_layers)
+        return self.fusion_config.value_regularization * total
+
+    # -- saving and loading (see fusionlab.checkpoint) ---------------------------------------------------------
+    def save_pretrained(self, directory, adapter_name: str | None = None, extra: dict | None = None):
+        """Save adapter ``adapter_name`` with its head, or, by default, the fusion (or the only adapter)."""
+        from fusionlab import checkpoint
+
+        if adapter_name is None and self.fusion_config is None:
+            if len(self.adapter_manager.names) != 1:
+                raise ValueError(f"say which adapter to save: adapter_name=... ({self.adapter_manager.names})")
+            adapter_name = self.adapter_manager.names[0]
+        if adapter_name is not None:
+            return checkpoint.save_adapter(self, adapter_name, directory, extra)
+        return checkpoint.save_fusion(self, directory, extra)
+
+    @classmethod
+    def from_pretrained(cls, directory, **kwargs) -> FusionModel:
+        """Load an adapter or fusion checkpoint; see :func:`fusionlab.checkpoint.load_model` for the options."""
+        from fusionlab import checkpoint
+
+        return checkpoint.load_model(directory, **kwargs)
+
+    # -- labels ------------------------------------------------------------------------------------------------
+    def label_names(self, adapter_names: Sequence[str] | None = None) -> list[str]:
+        """Names of the classes the head used for ``adapter_names`` predicts (``LABEL_i`` when unknown)."""
+        names, fusion_indices = self.resolve_adapters(adapter_names)
+        task = names[0] if fusion_indices is None else self.fusion_config.target  # type: ignore[union-attr]
+        if fusion_indices is not None and self.fusion_config.label_names:  # type: ignore[union-attr]
+            return list(self.fusion_config.label_names)  # type: ignore[union-attr]
+        config = self.adapter_manager.configs.get(task)
+        if config is not None and config.label_names:
+            return list(config.label_names)
+        return [f"LABEL_{i}" for i in range(self._num_labels(task))]
+
+    # -- parameter accounting -----------------------------------------------------------------------------------
+    def get_adapter_parameters(self) -> Iterator[nn.Parameter]:
+        return self.adapter_manager.parameters()
+
+    def get_fusion_parameters(self) -> Iterator[nn.Parameter]:
+        return iter(()) if self.fusion_layers is None else self.fusion_layers.parameters()
+
+    def parameter_breakdown(self) -> dict:
+        """Parameter counts: base, each adapter, fusion, each head, trainable and total."""
+
+        def count(params) -> int:
+            return sum(p.numel() for p in params)
+
+        heads = {name: count(head.parameters()) for name, head in self.heads.items()}
+        if self.fusion_head is not None:
+            heads["fusion:" + self.fusion_config.target] = count(self.fusion_head.parameters())  # type: ignore[union-attr]
+        return {
+            "base": count(self.base_model.parameters()),
+            "adapters": {name: self.adapter_manager.num_parameters(name) for name in self.adapter_manager.names},
+            "fusion": count(self.get_fusion_parameters()),
+            "heads": heads,
+            "trainable": count(p for p in self.parameters() if p.requires_grad),
+            "total": count(self.parameters()),
+        }
+
+    def print_model_info(self) -> None:
+        info = self.parameter_breakdown()
+        total = info["total"]
+
+        def line(label: str, n: int) -> None:
+            print(f"  {label:<28}{n:>14,}  ({100 * n / total:5.2f}%)")
+
+        method = self.fusion_config.fusion_method if self.fusion_config else "none"
+        print(
+            f"FusionModel on {self.model_config.model_name_or_path} ({self.num_layers} layers, "
+            f"hidden {self.hidden_size}), fusion: {method}"
+        )
+        line("base model (frozen)", info["base"])
+        for name, n in info["adapters"].items():
+            line(f"adapter {name}", n)
+        line("fusion layers", info["fusion"])
+        for name, n in info["heads"].items():
+            line(f"head {name}", n)
+        line("trainable", info["trainable"])
+        print(f"  {'total':<28}{total:>14,}")
+
+
+def _mask_padding(weights: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Zero the fusion weights of padding tokens so that they never enter a plot or an average."""
+    if attention_mask is None:
+        return weights
+    return weights * attention_mask[:, :, None, None].to(weights.dtype)

@@ -1,0 +1,192 @@
+"""The optimisation loop: transformers' ``Trainer`` plus one callback for what fusionlab adds.
+
+Using ``Trainer`` gives mixed precision, gradient accumulation, ``torchrun``/``accelerate launch`` multi-GPU
+and the learning-rate schedule for free. The callback adds fusionlab's own needs: forwarding logs and progress
+to a reporter (the CLI's progress bar, the run store), periodic dev evaluation with early stopping that keeps
+the best trainable weights in memory (no multi-hundred-MB Trainer checkpoints of a frozen encoder),
+snapshots of fusion weights, and cooperative cancellation.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from fusionlab.config import TrainingConfig
+from fusionlab.model import FusionModel
+
+
+class TrainingCancelled(Exception):
+    """Raised out of training when the reporter asks to stop (a cancel request)."""
+
+
+class Reporter:
+    """Receives training events; the default ignores them. Subclass to show or store them."""
+
+    def on_log(self, step: int, values: dict[str, float]) -> None:
+        """Per-step values: loss, learning_rate, grad_norm, and dev metrics (``eval_<name>``)."""
+
+    def on_progress(self, step: int, total: int) -> None:
+        """Called after every optimisation step."""
+
+    def on_snapshot(self, step: int, payload: dict) -> None:
+        """Mean fusion weights per layer and adapter at ``step`` (fusion training only)."""
+
+    def should_stop(self) -> bool:
+        """Return True to cancel training (checked after every step)."""
+        return False
+
+
+def mixed_precision_flags(choice: str) -> dict[str, bool]:
+    """``auto``: bf16 where the GPU supports it, else fp16 on GPU, full precision on CPU."""
+    on_gpu = torch.cuda.is_available()
+    if choice == "auto":
+        choice = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "no"
+    if choice != "no" and not on_gpu:
+        raise ValueError(f"mixed_precision={choice!r} needs a GPU; use 'no' or 'auto' on CPU")
+    return {"bf16": choice == "bf16", "fp16": choice == "fp16"}
+
+
+@dataclass
+class LoopHooks:
+    """What the loop calls back into: a dev evaluation and, for fusion, a fusion-weight probe."""
+
+    evaluate: Callable[[], dict[str, float]]  # dev metrics of the model as it is now
+    main_metric: str
+    snapshot: Callable[[], dict] | None = None
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    best_metrics: dict[str, float]
+    best_step: int
+    history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+class _FusionlabCallback(TrainerCallback):
+    def __init__(self, model: FusionModel, config: TrainingConfig, hooks: LoopHooks, reporter: Reporter) -> None:
+        self.model, self.config, self.hooks, self.reporter = model, config, hooks, reporter
+        self.best_score = -math.inf
+        self.best_metrics: dict[str, float] = {}
+        self.best_step = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_evals = 0
+        self.last_eval_step = -1
+        self.history: list[dict] = []
+        self.stopped_early = False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        values = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float)) and k != "epoch"}
+        if values:
+            self.history.append({"step": state.global_step, **values})
+            self.reporter.on_log(state.global_step, values)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        step = state.global_step
+        self.reporter.on_progress(step, state.max_steps)
+        if self.reporter.should_stop():
+            raise TrainingCancelled(f"cancelled at step {step}")
+        if self.hooks.snapshot and self.config.snapshot_steps and step % self.config.snapshot_steps == 0:
+            self.reporter.on_snapshot(step, self.hooks.snapshot())
+        if self.config.eval_steps and step % self.config.eval_steps == 0:
+            self.run_eval(step, control)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.last_eval_step != state.global_step:
+            self.run_eval(state.global_step, control)
+        if self.hooks.snapshot and self.config.snapshot_steps:
+            self.reporter.on_snapshot(state.global_step, self.hooks.snapshot())
+
+    def run_eval(self, step: int, control) -> None:
+        self.last_eval_step = step
+        metrics = self.hooks.evaluate()
+        logged = {f"eval_{k}": v for k, v in metrics.items()}
+        self.history.append({"step": step, **logged})
+        self.reporter.on_log(step, logged)
+        score = metrics[self.hooks.main_metric]
+        if score > self.best_score:
+            self.best_score, self.best_metrics, self.best_step, self.bad_evals = score, metrics, step, 0
+            self.best_state = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        else:
+            self.bad_evals += 1
+            patience = self.config.early_stopping_patience
+            if patience is not None and self.bad_evals >= patience:
+                control.should_training_stop = True
+                self.stopped_early = True
+
+    def restore_best(self) -> None:
+        """Put back the trainable weights of the best dev evaluation."""
+        if self.best_state is None:
+            return
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in self.best_state.items():
+                params[name].copy_(value)
+
+
+def training_arguments(config: TrainingConfig, output_dir: str, show_progress: bool) -> TrainingArguments:
+    """Map fusionlab's TrainingConfig onto transformers' TrainingArguments (no Trainer-side eval or saving)."""
+    return TrainingArguments(
+        output_dir=output_dir,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_eval_batch_size,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio or 0,  # transformers 5: a float below 1 is a ratio of all steps
+        lr_scheduler_type="linear",
+        logging_steps=config.logging_steps,
+        eval_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        disable_tqdm=not show_progress,
+        **mixed_precision_flags(config.mixed_precision),
+    )
+
+
+def run_training(
+    model: FusionModel,
+    train_dataset,
+    collator,
+    config: TrainingConfig,
+    hooks: LoopHooks,
+    reporter: Reporter | None = None,
+    show_progress: bool = False,
+) -> LoopResult:
+    """Train the model's trainable parameters; returns with the best dev checkpoint's weights in place."""
+    callback = _FusionlabCallback(model, config, hooks, reporter or Reporter())
+    with tempfile.TemporaryDirectory(prefix="fusionlab-trainer-") as tmp:
+        trainer = Trainer(
+            model=model,
+            args=training_arguments(config, tmp, show_progress),
+            train_dataset=train_dataset,
+            data_collator=collator,
+            callbacks=[callback],
+        )
+        if not show_progress:
+            from transformers.trainer_callback import PrinterCallback
+
+            trainer.remove_callback(PrinterCallback)
+        output = trainer.train()
+    callback.restore_best()
+    return LoopResult(
+        steps=output.global_step,
+        best_metrics=callback.best_metrics,
+        best_step=callback.best_step,
+        history=callback.history,
+        stopped_early=callback.stopped_early,
+    )

@@ -1,0 +1,271 @@
+"""Two-stage AdapterFusion training (Pfeiffer et al., 2021), from Python.
+
+Stage 1, :meth:`FusionTrainer.train_adapter`: for one task, the base encoder stays frozen and one bottleneck
+adapter per layer plus the task head are trained, then saved to ``<workspace>/adapters/<name>``.
+
+Stage 2, :meth:`FusionTrainer.train_fusion`: the saved adapters are loaded and frozen, and only the fusion layers
+and the target task's head are trained (with the paper's value regularisation if asked), then saved to
+``<workspace>/fusions/<name>``. The base model and the adapters are hashed before and after: a single changed
+bit aborts the run, because a fusion is only meaningful on the adapters it was trained with.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import set_seed
+
+from fusionlab.adapters.manager import AdapterManager, tensors_hash
+from fusionlab.base_model import load_encoder, load_tokenizer
+from fusionlab.checkpoint import load_adapter_into, read_meta
+from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig, TrainingConfig
+from fusionlab.data import TaskSpec, get_task, load_split, make_collator, tokenize_dataset
+from fusionlab.evaluation import EvaluationResult, evaluate_model
+from fusionlab.metrics import majority_baseline
+from fusionlab.model import FusionModel
+from fusionlab.training.loop import LoopHooks, Reporter, run_training
+from fusionlab.workspace import Workspace
+
+
+@dataclass
+class TrainResult:
+    """What one training stage produced: where it was saved and how well it does on the dev split."""
+
+    kind: str  # "adapter" or "fusion"
+    name: str
+    task: str
+    path: Path
+    evaluation: EvaluationResult
+    baseline: dict[str, float]
+    steps: int
+    best_step: int
+    history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.evaluation.metrics
+
+    def summary(self) -> dict:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "task": self.task,
+            "path": str(self.path),
+            "metrics": self.metrics,
+            "majority_baseline": self.baseline,
+            "steps": self.steps,
+            "best_step": self.best_step,
+            "stopped_early": self.stopped_early,
+        }
+
+
+class FusionTrainer:
+    """Trains adapters and fusions on registered tasks and saves them into a workspace."""
+
+    def __init__(
+        self,
+        model_config: ModelConfig | None = None,
+        training_config: TrainingConfig | None = None,
+        workspace: Workspace | str | os.PathLike | None = None,
+        data_dir: str | os.PathLike | None = None,
+        reporter: Reporter | None = None,
+        show_progress: bool = False,
+    ) -> None:
+        self.model_config = model_config or ModelConfig()
+        self.training_config = training_config or TrainingConfig()
+        self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+        self.data_dir = data_dir
+        self.reporter = reporter or Reporter()
+        self.show_progress = show_progress
+        self._encoder: torch.nn.Module | None = None
+        self._tokenizer = None
+
+    # -- shared pieces -------------------------------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.model_config.model_name_or_path)
+        return self._tokenizer
+
+    def _fresh_encoder(self) -> torch.nn.Module:
+        """A pristine copy of the encoder: loaded once, copied per model so hooks never pile up on it."""
+        if self._encoder is None:
+            self._encoder = load_encoder(self.model_config.model_name_or_path)
+        return copy.deepcopy(self._encoder)
+
+    def _datasets(self, task: TaskSpec, config: TrainingConfig):
+        train = load_split(task, "train", self.data_dir, config.max_train_samples, config.seed)
+        dev = load_split(task, "validation", self.data_dir, config.max_eval_samples, config.seed)
+        max_length = self.model_config.max_length
+        return (
+            tokenize_dataset(train, task, self.tokenizer, max_length),
+            tokenize_dataset(dev, task, self.tokenizer, max_length),
+        )
+
+    def _fit(self, model: FusionModel, task: TaskSpec, config: TrainingConfig, names: list[str], snapshots: bool):
+        train, dev = self._datasets(task, config)
+        collator = make_collator(self.tokenizer)
+
+        def dev_metrics() -> dict[str, float]:
+            return evaluate_model(
+                model, dev, task, collator, names, config.per_device_eval_batch_size, keep_predictions=False
+            ).metrics
+
+        probe = dev.select(range(min(32, len(dev))))
+
+        def fusion_snapshot() -> dict:
+            stats = evaluate_model(model, probe, task, collator, names, keep_predictions=False).fusion_stats
+            return {"adapter_names": names, "layers": stats.mean if stats else []}
+
+        hooks = LoopHooks(dev_metrics, task.main_metric, fusion_snapshot if snapshots else None)
+        loop = run_training(model, train, collator, config, hooks, self.reporter, self.show_progress)
+        evaluation = evaluate_model(model, dev, task, collator, names, config.per_device_eval_batch_size)
+        baseline = majority_baseline(dev["labels"], task)
+        return loop, evaluation, baseline
+
+    # -- stage 1 ---------------------------------------------------------------------------------------------
+    def train_adapter(
+        self,
+        task: str | TaskSpec,
+        adapter_config: AdapterConfig | None = None,
+        name: str | None = None,
+        training_config: TrainingConfig | None = None,
+    ) -> TrainResult:
+        """Train one adapter (and its head) on ``task`` with the encoder frozen; save it to the workspace."""
+        spec = task if isinstance(task, TaskSpec) else get_task(task)
+        config = training_config or self.training_config
+        name = name or spec.name
+        adapter_config = dataclasses.replace(
+            adapter_config or AdapterConfig(),
+            task_name=spec.name,
+            task_type=spec.task_type,
+            num_labels=spec.num_labels,
+            label_names=list(spec.label_names),
+        )
+        set_seed(config.seed)
+        encoder = self._fresh_encoder()
+        manager = AdapterManager(int(encoder.config.hidden_size), {name: adapter_config})
+        model = FusionModel(self.model_config, None, manager, encoder=encoder)
+        model.train_adapter_only(name)
+        loop, evaluation, baseline = self._fit(model, spec, config, [name], snapshots=False)
+        extra = self._extra(spec, config, evaluation, baseline, loop.steps)
+        path = model.save_pretrained(self.workspace.adapter_dir(name), adapter_name=name, extra=extra)
+        return TrainResult(
+            "adapter",
+            name,
+            spec.name,
+            Path(path),
+            evaluation,
+            baseline,
+            loop.steps,
+            loop.best_step,
+            loop.history,
+            loop.stopped_early,
+        )
+
+    # -- stage 2 ---------------------------------------------------------------------------------------------
+    def load_adapters(self, names: list[str]) -> FusionModel:
+        """A model holding the named adapters from the workspace (checked to fit the base model)."""
+        encoder = self._fresh_encoder()
+        manager = AdapterManager(int(encoder.config.hidden_size), num_layers=1)
+        model = FusionModel(self.model_config, None, manager, encoder=encoder)
+        for adapter in names:
+            load_adapter_into(model, self.workspace.adapter_dir(adapter), adapter)
+        return model
+
+    def train_fusion(
+        self,
+        target_task: str | TaskSpec,
+        adapters: list[str],
+        method: str = "attention",
+        fusion_config: FusionConfig | None = None,
+        name: str | None = None,
+        training_config: TrainingConfig | None = None,
+    ) -> TrainResult:
+        """Train fusion layers over frozen ``adapters`` for ``target_task``; save the fusion to the workspace."""
+        spec = target_task if isinstance(target_task, TaskSpec) else get_task(target_task)
+        config = training_config or self.training_config
+        fusion_config = dataclasses.replace(
+            fusion_config or FusionConfig(fusion_method=method, adapter_names=list(adapters)),
+            adapter_names=list(adapters),
+            target_task=spec.name,
+            num_labels=spec.num_labels,
+            label_names=list(spec.label_names),
+        )
+        name = name or f"{spec.name}-{fusion_config.fusion_method}-{'+'.join(adapters)}"
+        set_seed(config.seed)
+        model = self.load_adapters(list(adapters))
+        model.add_fusion(fusion_config)
+        model.train_fusion_only()
+        frozen_before = self._frozen_fingerprint(model)
+        snapshots = config.snapshot_steps is not None
+        loop, evaluation, baseline = self._fit(model, spec, config, list(adapters), snapshots=snapshots)
+        if self._frozen_fingerprint(model) != frozen_before:
+            raise RuntimeError("fusion training changed the frozen base model or adapters; nothing was saved")
+        extra = self._extra(spec, config, evaluation, baseline, loop.steps)
+        extra["fusion_stats"] = evaluation.fusion_stats.to_dict() if evaluation.fusion_stats else None
+        path = model.save_pretrained(self.workspace.fusion_dir(name), extra=extra)
+        return TrainResult(
+            "fusion",
+            name,
+            spec.name,
+            Path(path),
+            evaluation,
+            baseline,
+            loop.steps,
+            loop.best_step,
+            loop.history,
+            loop.stopped_early,
+        )
+
+    @staticmethod
+    def _frozen_fingerprint(model: FusionModel) -> tuple[str, dict[str, str]]:
+        names = model.fusion_config.adapter_names if model.fusion_config else model.adapter_manager.names
+        base = tensors_hash({k: v for k, v in model.base_model.state_dict().items()})
+        return base, {n: model.adapter_manager.content_hash(n) for n in names}
+
+    def _extra(self, spec: TaskSpec, config: TrainingConfig, evaluation: EvaluationResult, baseline, steps) -> dict:
+        return {
+            "task": spec.name,
+            "task_spec": spec.to_dict(),
+            "metrics": evaluation.metrics,
+            "main_metric": spec.main_metric,
+            "majority_baseline": baseline,
+            "training_config": config.to_dict(),
+            "steps": steps,
+        }
+
+    # -- evaluation ------------------------------------------------------------------------------------------
+    def evaluate(
+        self,
+        checkpoint: str | os.PathLike,
+        adapter_names: list[str] | None = None,
+        task: str | TaskSpec | None = None,
+        max_samples: int | None = None,
+    ) -> EvaluationResult:
+        """Evaluate a saved adapter or fusion on its task's dev split (or ``task``'s)."""
+        path = Path(checkpoint)
+        meta = read_meta(path)
+        model = FusionModel.from_pretrained(
+            path, adapters_dir=self.workspace.adapters_dir, encoder=self._fresh_encoder()
+        )
+        spec_name = task or meta.get("extra", {}).get("task")
+        if spec_name is None:
+            raise ValueError(f"{path} does not record its task; pass task=...")
+        spec = spec_name if isinstance(spec_name, TaskSpec) else get_task(spec_name)
+        dev = load_split(spec, "validation", self.data_dir, max_samples, self.training_config.seed)
+        tokenized = tokenize_dataset(dev, spec, self.tokenizer, self.model_config.max_length)
+        return evaluate_model(
+            model,
+            tokenized,
+            spec,
+            make_collator(self.tokenizer),
+            adapter_names,
+            self.training_config.per_device_eval_batch_size,
+        )

@@ -1,0 +1,75 @@
+"""Shared fixtures: the real default encoder (loaded once), tiny random encoders, the shared data folder."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+# Tests never reach the Hugging Face Hub: fail fast instead of retrying for minutes (set before transformers loads).
+for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(_var, "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel, RobertaConfig, RobertaModel  # noqa: E402
+
+from fusionlab.base_model import load_encoder, load_tokenizer  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def _pristine_default_encoder():
+    return load_encoder()
+
+
+@pytest.fixture
+def default_encoder(_pristine_default_encoder):
+    """A fresh copy of the real all-MiniLM-L6-v2 encoder (hooks of one test never reach another)."""
+    return copy.deepcopy(_pristine_default_encoder)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return load_tokenizer()
+
+
+def tiny_encoder(arch: str) -> torch.nn.Module:
+    """A randomly initialised 2-layer encoder of the given architecture, built offline."""
+    torch.manual_seed(0)
+    if arch == "bert":
+        cfg = BertConfig(
+            vocab_size=120,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
+        return BertModel(cfg)
+    if arch == "roberta":
+        cfg = RobertaConfig(
+            vocab_size=120,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=80,
+            pad_token_id=1,
+        )
+        return RobertaModel(cfg)
+    if arch == "distilbert":
+        cfg = DistilBertConfig(vocab_size=120, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64)
+        return DistilBertModel(cfg)
+    raise ValueError(arch)
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    path = SHARED / "data"
+    if not path.is_dir():
+        pytest.skip("../shared/data is not beside the repository")
+    return path

@@ -1,0 +1,104 @@
+import json
+
+import pytest
+import torch
+
+from fusionlab import FusionModel
+from fusionlab.checkpoint import CheckpointError, read_meta
+from tests.conftest import tiny_encoder
+from tests.test_model import batch, build, perturb_adapters
+
+
+def trained_like(method="attention"):
+    """A tiny model whose adapters, fusion and heads all hold non-initial weights."""
+    model = build(tiny_encoder("bert"), method).eval()
+    perturb_adapters(model)
+    torch.manual_seed(11)
+    with torch.no_grad():
+        for p in list(model.fusion_layers.parameters()) + list(model.heads.parameters()):
+            p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+def save_workspace(model, root):
+    for name in model.adapter_manager.names:
+        model.save_pretrained(root / "adapters" / name, adapter_name=name)
+    model.save_pretrained(root / "fusions" / "f1")
+
+
+@pytest.mark.parametrize("method", ["attention", "weighted", "average"])
+def test_fusion_save_load_gives_bit_identical_logits(tmp_path, method):
+    model = trained_like(method)
+    save_workspace(model, tmp_path)
+    loaded = FusionModel.from_pretrained(tmp_path / "fusions" / "f1", encoder=tiny_encoder("bert")).eval()
+    ids, mask = batch()
+    for names in (["a", "b", "c"], ["b", "c"], ["c"]):
+        expected = model(input_ids=ids, attention_mask=mask, adapter_names=names).logits
+        got = loaded(input_ids=ids, attention_mask=mask, adapter_names=names).logits
+        assert torch.equal(got, expected), names
+    assert loaded.fusion_config == model.fusion_config
+    files = sorted(p.name for p in (tmp_path / "fusions" / "f1").iterdir())
+    assert files == ["fusion.safetensors", "fusionlab.json"]  # tensors and JSON only: nothing to unpickle
+
+
+def test_single_adapter_round_trip(tmp_path):
+    model = trained_like()
+    model.save_pretrained(tmp_path / "b", adapter_name="b")
+    loaded = FusionModel.from_pretrained(tmp_path / "b", encoder=tiny_encoder("bert")).eval()
+    ids, mask = batch()
+    assert loaded.fusion_config is None and loaded.adapter_manager.names == ["b"]
+    assert torch.equal(
+        loaded(input_ids=ids, attention_mask=mask).logits,
+        model(input_ids=ids, attention_mask=mask, adapter_names=["b"]).logits,
+    )
+    assert read_meta(tmp_path / "b")["content_hash"] == model.adapter_manager.content_hash("b")
+
+
+def test_missing_adapter_is_named(tmp_path):
+    model = trained_like()
+    save_workspace(model, tmp_path)
+    for p in (tmp_path / "adapters" / "b").iterdir():
+        p.unlink()
+    (tmp_path / "adapters" / "b").rmdir()
+    with pytest.raises(CheckpointError, match=r"missing: b \(looked in"):
+        FusionModel.from_pretrained(tmp_path / "fusions" / "f1", encoder=tiny_encoder("bert"))
+
+
+def test_changed_adapter_is_named(tmp_path):
+    model = trained_like()
+    save_workspace(model, tmp_path)
+    with torch.no_grad():
+        model.adapter_manager.adapters["c"].layers[0].up.bias.add_(0.01)
+    model.save_pretrained(tmp_path / "adapters" / "c", adapter_name="c")  # retrained after the fusion
+    with pytest.raises(CheckpointError, match=r"changed since: c at"):
+        FusionModel.from_pretrained(tmp_path / "fusions" / "f1", encoder=tiny_encoder("bert"))
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        FusionModel.from_pretrained(tmp_path / "nowhere")
+    (tmp_path / "half").mkdir()
+    with pytest.raises(CheckpointError, match="incomplete"):
+        FusionModel.from_pretrained(tmp_path / "half")
+    model = trained_like()
+    model.save_pretrained(tmp_path / "a", adapter_name="a")
+    (tmp_path / "a" / "adapter.safetensors").write_bytes(b"\x80\x04 not safetensors")
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        FusionModel.from_pretrained(tmp_path / "a", encoder=tiny_encoder("bert"))
+    meta = tmp_path / "a" / "fusionlab.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "num_layers": 7}))
+    with pytest.raises(CheckpointError, match="7 layers"):
+        FusionModel.from_pretrained(tmp_path / "a", encoder=tiny_encoder("bert"))
+
+
+def test_interrupted_save_leaves_no_checkpoint(tmp_path, monkeypatch):
+    model = trained_like()
+    import fusionlab.checkpoint as ck
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ck, "save_file", boom)
+    with pytest.raises(OSError, match="disk full"):
+        model.save_pretrained(tmp_path / "fusions" / "f1")
+    assert list((tmp_path / "fusions").iterdir()) == []
