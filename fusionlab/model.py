@@ -224,9 +224,23 @@ class FusionModel(nn.Module):
         adapter_names: Sequence[str] | None = None,
         labels: torch.Tensor | None = None,
         output_fusion_weights: bool = False,
+        fuse: bool | None = None,
         **encoder_kwargs,
     ) -> FusionModelOutput:
+        """Run the encoder with the named adapters (see the module docstring for which path is taken).
+
+        ``fuse=None`` (the default) decides by the number of names; ``fuse=True`` forces the fusion path even
+        for a single name (fusion over one adapter, e.g. to measure the fusion layer's own cost); ``fuse=False``
+        insists on the single-adapter path.
+        """
         names, fusion_indices = self.resolve_adapters(adapter_names)
+        if fuse and fusion_indices is None:
+            trained = self.fusion_config.adapter_names if self.fusion_config is not None else []
+            if names[0] not in trained:
+                raise ValueError(f"fuse=True needs a fusion over {names[0]!r}; this model's fusion is over {trained}")
+            fusion_indices = [trained.index(names[0])]
+        elif fuse is False and fusion_indices is not None:
+            raise ValueError(f"fuse=False runs one adapter alone, got {names}")
         if token_type_ids is not None and self._accepts_token_type_ids:
             encoder_kwargs["token_type_ids"] = token_type_ids
         context = _ForwardContext(names, fusion_indices, output_fusion_weights and fusion_indices is not None)

@@ -41,7 +41,6 @@ EXECUTORS_ENV = "FUSIONLAB_EXECUTORS"
 BUILTIN_EXECUTORS = {
     "train_adapter": "fusionlab.training.jobs:run_train_adapter",
     "train_fusion": "fusionlab.training.jobs:run_train_fusion",
-    "demo": "fusionlab.training.jobs:run_demo",
 }
 DEFAULT_IDLE_EXIT_SECONDS = 60.0
 POLL_INTERVAL_S = 0.5

@@ -73,3 +73,17 @@ def shared_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip("../shared/data is not beside the repository")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_workspace(tmp_path_factory, shared_data_dir):
+    """A small real workspace: the demo's ``tiny`` profile (4 adapters, attention + weighted fusion for RTE),
+    trained for a few steps on the shared data in this process (about 25 s on 2 cores)."""
+    from fusionlab.demo import demo_runs
+    from fusionlab.training.jobs import execute
+    from fusionlab.workspace import Workspace
+
+    workspace = Workspace(tmp_path_factory.mktemp("workspace")).ensure()
+    for kind, _name, config in demo_runs("tiny", str(shared_data_dir)):
+        execute(kind, config, workspace)
+    return workspace

@@ -1,0 +1,267 @@
+"""How much slower is a forward pass with Adapter Fusion than the bare encoder?
+
+Measures, on the bundled all-MiniLM-L6-v2 (6 layers, hidden 384), the forward time of: the base encoder alone,
+one adapter, attention fusion over N = 1, 2, 3, 4, 8 adapters, and weighted and average fusion over 8 adapters,
+for a single short sequence (1 x 32 tokens) and a batch (32 x 64 tokens), and prints each time as a ratio to the
+base encoder measured in the same run.
+
+Method, and why:
+
+* **Median** of many samples, not the mean: timing noise on a shared CPU is one-sided (interrupts, other
+  processes, page faults, frequency changes only ever make a call slower), and the median ignores those
+  outliers where the mean would absorb them.
+* **Interleaved repeats**: each repeat times every configuration once, in a freshly shuffled order, instead of
+  timing one configuration many times and then the next. Slow drift (thermal throttling, a neighbour's job
+  starting) then hits all configurations alike and cancels in the ratios, instead of penalising whichever
+  configuration happened to run last.
+* **Warm-up** calls first (one-off allocations, oneDNN kernel selection, cache of stacked adapter weights).
+* Every adapter has random, non-zero up-projections, so no code path can skip work for an untrained adapter.
+  All tokens are real (attention mask all ones). Everything runs in eval mode under ``torch.inference_mode()``.
+
+Usage::
+
+    python bench/fusion_overhead.py [--repeats N] [--out bench/results/fusion_overhead.json]
+                                    [--adapter-size R [R ...]] [--threads T] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import transformers
+from torch import nn
+
+from fusionlab import AdapterConfig, AdapterManager, FusionConfig, FusionModel, ModelConfig
+from fusionlab.base_model import load_encoder
+
+SHAPES = ((1, 32), (32, 64))  # (batch, tokens)
+DEFAULT_ADAPTER_SIZE = 24  # reduction factor 16 on hidden 384: the AdapterHub default
+SAMPLE_SECONDS = 0.02  # each sample averages enough calls to last about this long (timer noise << sample)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One thing to time: the bare encoder, one adapter, or a fusion method over N adapters."""
+
+    name: str
+    method: str | None  # None: no fusion
+    num_adapters: int  # 0: bare encoder
+
+
+CONFIGS = (
+    Config("base", None, 0),
+    Config("adapter", None, 1),
+    *(Config(f"attention N={n}", "attention", n) for n in (1, 2, 3, 4, 8)),
+    Config("weighted N=8", "weighted", 8),
+    Config("average N=8", "average", 8),
+)
+
+
+# -- building what is timed ----------------------------------------------------------------------------------
+def random_adapters(hidden: int, num: int, size: int) -> AdapterManager:
+    """``num`` frozen adapters ``a0``, ``a1``, ... with random (non-zero) up-projections."""
+    configs = {f"a{i}": AdapterConfig(adapter_size=size, task_name=f"a{i}") for i in range(num)}
+    manager = AdapterManager(hidden, configs, freeze_adapters=True)
+    with torch.no_grad():
+        for param in manager.parameters():
+            param.normal_(std=0.02)
+    return manager
+
+
+def build_runner(config: Config, encoder: nn.Module, adapter_size: int) -> Callable[[dict], object]:
+    """A function of the encoder inputs that runs ``config`` (on its own copy of the encoder)."""
+    if config.num_adapters == 0:
+        return lambda inputs: encoder(**inputs)
+    hidden = int(encoder.config.hidden_size)
+    manager = random_adapters(hidden, config.num_adapters, adapter_size)
+    names = manager.names
+    fusion = None if config.method is None else FusionConfig(fusion_method=config.method, adapter_names=names)
+    model = FusionModel(ModelConfig(), fusion, manager, encoder=copy.deepcopy(encoder)).eval()
+    fuse = config.method is not None  # forces fusion for N=1 too
+    return lambda inputs: model(**inputs, adapter_names=names, fuse=fuse)
+
+
+def make_inputs(batch: int, tokens: int, vocab_size: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(batch * 1000 + tokens)
+    input_ids = torch.randint(1000, vocab_size, (batch, tokens), generator=generator)
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+
+
+# -- timing ----------------------------------------------------------------------------------------------------
+def time_calls(run: Callable[[dict], object], inputs: dict, number: int) -> float:
+    """Mean seconds per call over ``number`` back-to-back calls."""
+    start = time.perf_counter()
+    for _ in range(number):
+        run(inputs)
+    return (time.perf_counter() - start) / number
+
+
+def calls_per_sample(runners: dict[str, Callable], inputs: dict) -> int:
+    """How many calls make one sample last about SAMPLE_SECONDS, judged on the fastest (base) configuration."""
+    one = min(time_calls(runners["base"], inputs, 1) for _ in range(3))
+    return max(1, round(SAMPLE_SECONDS / one))
+
+
+def measure(runners: dict[str, Callable], inputs: dict, repeats: int, warmup: int, rng: random.Random) -> dict:
+    """Per configuration, the list of per-call times (seconds), one per repeat, with interleaved repeats."""
+    number = calls_per_sample(runners, inputs)
+    for run in runners.values():
+        time_calls(run, inputs, warmup * number)
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    order = list(runners)
+    for _ in range(repeats):
+        rng.shuffle(order)
+        for name in order:
+            samples[name].append(time_calls(runners[name], inputs, number))
+    return samples
+
+
+def summarise(samples: dict[str, list[float]], base: str = "base") -> dict[str, dict]:
+    """Median (and quartiles) in milliseconds, and each median's ratio to the base median of the same run."""
+    base_median = statistics.median(samples[base])
+    rows = {}
+    for name, times in samples.items():
+        q1, median, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
+        median = statistics.median(times)
+        rows[name] = {
+            "median_ms": 1e3 * median,
+            "q1_ms": 1e3 * q1,
+            "q3_ms": 1e3 * q3,
+            "ratio_to_base": median / base_median,
+        }
+    return rows
+
+
+# -- reporting ---------------------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "platform": platform.platform(),
+    }
+
+
+def markdown_table(results: list[dict]) -> str:
+    lines = [
+        "| config | shape | adapter size | median ms | × base |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['config']} | {r['batch']}×{r['tokens']} | {r['adapter_size'] or '-'} "
+            f"| {r['median_ms']:.2f} | {r['ratio_to_base']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+# -- main ----------------------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved samples per configuration (30)")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up samples per configuration (3)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/fusion_overhead.json"))
+    parser.add_argument(
+        "--adapter-size",
+        type=int,
+        nargs="+",
+        default=[DEFAULT_ADAPTER_SIZE],
+        help=f"bottleneck size(s) of the adapters; several sizes are measured one after the other "
+        f"(default {DEFAULT_ADAPTER_SIZE}, i.e. reduction factor 16)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: CPU count)")
+    parser.add_argument("--quick", action="store_true", help="few repeats: a smoke test that ends in < 60 s")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 30
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else 3
+    if args.repeats < 1 or args.warmup < 0 or any(s < 1 for s in args.adapter_size):
+        parser.error("--repeats and --adapter-size must be positive, --warmup non-negative")
+    return args
+
+
+def run_size(encoder: nn.Module, adapter_size: int, args: argparse.Namespace, rng: random.Random) -> list[dict]:
+    """Time every configuration at every shape with adapters of one size; one result row per pair."""
+    runners = {c.name: build_runner(c, encoder, adapter_size) for c in CONFIGS}
+    by_name = {c.name: c for c in CONFIGS}
+    results = []
+    for batch, tokens in SHAPES:
+        inputs = make_inputs(batch, tokens, int(encoder.config.vocab_size))
+        samples = measure(runners, inputs, args.repeats, args.warmup, rng)
+        for name, row in summarise(samples).items():
+            config = by_name[name]
+            results.append(
+                {
+                    **asdict(config),
+                    "config": name,
+                    "batch": batch,
+                    "tokens": tokens,
+                    "adapter_size": adapter_size if config.num_adapters else None,
+                    **row,
+                }
+            )
+    order = {c.name: i for i, c in enumerate(CONFIGS)}
+    return sorted(results, key=lambda r: ((r["batch"], r["tokens"]), order[r["config"]]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    encoder = load_encoder().eval()
+    started = time.perf_counter()
+    results = []
+    with torch.inference_mode():
+        for size in args.adapter_size:
+            results.extend(run_size(encoder, size, args, rng))
+    report = {
+        "machine": machine_info(),
+        "settings": {
+            "model": "sentence-transformers/all-MiniLM-L6-v2 (bundled)",
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "adapter_sizes": args.adapter_size,
+            "quick": args.quick,
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+        "results": results,
+    }
+    print(markdown_table(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {args.out} ({report['settings']['seconds']} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
