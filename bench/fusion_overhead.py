@@ -70,10 +70,10 @@ CONFIGS = (
 
 
 # -- building what is timed ----------------------------------------------------------------------------------
-def random_adapters(hidden: int, num: int, size: int) -> AdapterManager:
+def random_adapters(hidden: int, layers: int, num: int, size: int) -> AdapterManager:
     """``num`` frozen adapters ``a0``, ``a1``, ... with random (non-zero) up-projections."""
     configs = {f"a{i}": AdapterConfig(adapter_size=size, task_name=f"a{i}") for i in range(num)}
-    manager = AdapterManager(hidden, configs, freeze_adapters=True)
+    manager = AdapterManager(hidden, configs, freeze_adapters=True, num_layers=layers)
     with torch.no_grad():
         for param in manager.parameters():
             param.normal_(std=0.02)
@@ -84,8 +84,8 @@ def build_runner(config: Config, encoder: nn.Module, adapter_size: int) -> Calla
     """A function of the encoder inputs that runs ``config`` (on its own copy of the encoder)."""
     if config.num_adapters == 0:
         return lambda inputs: encoder(**inputs)
-    hidden = int(encoder.config.hidden_size)
-    manager = random_adapters(hidden, config.num_adapters, adapter_size)
+    hidden, layers = int(encoder.config.hidden_size), int(encoder.config.num_hidden_layers)
+    manager = random_adapters(hidden, layers, config.num_adapters, adapter_size)
     names = manager.names
     fusion = None if config.method is None else FusionConfig(fusion_method=config.method, adapter_names=names)
     model = FusionModel(ModelConfig(), fusion, manager, encoder=copy.deepcopy(encoder)).eval()
@@ -116,15 +116,16 @@ def calls_per_sample(runners: dict[str, Callable], inputs: dict) -> int:
 
 def measure(runners: dict[str, Callable], inputs: dict, repeats: int, warmup: int, rng: random.Random) -> dict:
     """Per configuration, the list of per-call times (seconds), one per repeat, with interleaved repeats."""
-    number = calls_per_sample(runners, inputs)
-    for run in runners.values():
-        time_calls(run, inputs, warmup * number)
     samples: dict[str, list[float]] = {name: [] for name in runners}
     order = list(runners)
-    for _ in range(repeats):
-        rng.shuffle(order)
-        for name in order:
-            samples[name].append(time_calls(runners[name], inputs, number))
+    with torch.inference_mode():
+        number = calls_per_sample(runners, inputs)
+        for run in runners.values():
+            time_calls(run, inputs, warmup * number)
+        for _ in range(repeats):
+            rng.shuffle(order)
+            for name in order:
+                samples[name].append(time_calls(runners[name], inputs, number))
     return samples
 
 
@@ -241,9 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     encoder = load_encoder().eval()
     started = time.perf_counter()
     results = []
-    with torch.inference_mode():
-        for size in args.adapter_size:
-            results.extend(run_size(encoder, size, args, rng))
+    for size in args.adapter_size:
+        results.extend(run_size(encoder, size, args, rng))
     report = {
         "machine": machine_info(),
         "settings": {

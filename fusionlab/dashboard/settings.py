@@ -1,0 +1,45 @@
+"""Where the dashboard reads from: the workspace, the data directory and the training device.
+
+Every page calls :func:`current_settings`; ``app.py`` lets the user change them in the sidebar. Defaults come
+from the environment (``FUSIONLAB_HOME``, ``FUSIONLAB_DATA_DIR``) exactly as for the CLI, so
+``streamlit run app.py`` and ``fusionlab ...`` look at the same workspace.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fusionlab.data.loading import resolve_data_dir
+from fusionlab.workspace import Workspace
+
+HOME_KEY = "fusionlab_home"
+DATA_KEY = "fusionlab_data_dir"
+
+
+@dataclass(frozen=True)
+class Settings:
+    workspace: Workspace
+    data_dir: Path | None
+
+    @property
+    def data_dir_str(self) -> str | None:
+        return str(self.data_dir) if self.data_dir else None
+
+
+def resolve_settings(home: str | None = None, data_dir: str | None = None) -> Settings:
+    """Settings from explicit values, else the environment, else the defaults; the workspace is created."""
+    workspace = Workspace(home or None).ensure()
+    return Settings(workspace=workspace, data_dir=resolve_data_dir(data_dir or None))
+
+
+def current_settings() -> Settings:
+    """The settings of this browser session (sidebar values if set, else the environment's)."""
+    import streamlit as st
+
+    return resolve_settings(st.session_state.get(HOME_KEY), st.session_state.get(DATA_KEY))
+
+
+def default_home() -> str:
+    return str(Workspace(os.environ.get("FUSIONLAB_HOME") or None).root)
