@@ -1,0 +1,43 @@
+"""The fusionlab dashboard: ``streamlit run app.py``.
+
+This entry point only frames the pages: page config, the sidebar settings every page reads through
+:func:`fusionlab.dashboard.settings.current_settings`, and the navigation. Each page lives in ``pages/`` and
+has its own URL path (``/playground``, ``/efficiency``...), so a copied link opens the same page.
+"""
+
+import streamlit as st
+
+from fusionlab.dashboard.settings import DATA_KEY, HOME_KEY, default_home
+from fusionlab.data import resolve_data_dir
+
+st.set_page_config(page_title="fusionlab", layout="wide")
+
+# Defaults from the environment, as for the CLI; set before the widgets so the widgets own the values after.
+if HOME_KEY not in st.session_state:
+    st.session_state[HOME_KEY] = default_home()
+if DATA_KEY not in st.session_state:
+    st.session_state[DATA_KEY] = str(resolve_data_dir() or "")
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("pages/playground.py", title="Playground", icon=":material/science:", url_path="playground"),
+    st.Page("pages/efficiency.py", title="Efficiency", icon=":material/speed:", url_path="efficiency"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
+    st.Page("pages/mechanics.py", title="Mechanics", icon=":material/tune:", url_path="mechanics"),
+]
+page = st.navigation(pages)
+
+with st.sidebar:
+    st.text_input(
+        "Workspace directory",
+        key=HOME_KEY,
+        help="Where adapters, fusions and the run history live (default: $FUSIONLAB_HOME). Created if missing.",
+    )
+    st.text_input(
+        "Data directory",
+        key=DATA_KEY,
+        help="Task data as <task>/<split>.jsonl (default: $FUSIONLAB_DATA_DIR, else ../shared/data).",
+    )
+
+page.run()

@@ -1,0 +1,407 @@
+"""The ``fusionlab`` command line.
+
+Training commands do not train in the terminal's process: they queue a run in the workspace's run store, make
+sure a worker is serving the queue, and follow the run with a progress bar. The run is therefore recorded
+exactly like one started from the dashboard, survives a closed terminal, and Ctrl-C offers to cancel it.
+``--inline`` trains in this process instead (no worker; still recorded nowhere but the checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from fusionlab.runstore import TERMINAL_STATUSES, RunStore
+from fusionlab.workspace import Workspace
+
+FOLLOW_POLL_S = 0.5
+
+
+# -- argument groups shared by the training commands ------------------------------------------------------
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", help="workspace directory (default: $FUSIONLAB_HOME or ./fusionlab-workspace)")
+    parser.add_argument("--data-dir", help="task data directory (default: $FUSIONLAB_DATA_DIR or ../shared/data)")
+
+
+def _add_training(parser: argparse.ArgumentParser, default_lr: float) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--model", default=None, help="base model (hub name or path; default: bundled all-MiniLM-L6-v2)")
+    group.add_argument("--max-length", type=int, default=128, help="tokens per example (default: 128)")
+    group.add_argument("--max-steps", type=int, default=-1, help="optimisation steps (default: epochs decide)")
+    group.add_argument("--epochs", type=float, default=1.0, help="epochs when --max-steps is not given")
+    group.add_argument("--batch-size", type=int, default=16)
+    group.add_argument("--lr", type=float, default=default_lr, help=f"learning rate (default: {default_lr})")
+    group.add_argument("--max-train-samples", type=int, default=None, help="seeded subset of the train split")
+    group.add_argument("--max-eval-samples", type=int, default=None, help="seeded subset of the dev split")
+    group.add_argument("--eval-steps", type=int, default=None, help="evaluate on dev every N steps")
+    group.add_argument("--early-stopping-patience", type=int, default=None, help="stop after N worse evaluations")
+    group.add_argument("--seed", type=int, default=42)
+    group.add_argument("--inline", action="store_true", help="train in this process instead of the worker")
+    group.add_argument("--no-wait", action="store_true", help="queue the run and return at once")
+
+
+def _training_config(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "learning_rate": args.lr,
+        "num_train_epochs": args.epochs,
+        "max_steps": args.max_steps,
+        "per_device_train_batch_size": args.batch_size,
+        "max_train_samples": args.max_train_samples,
+        "max_eval_samples": args.max_eval_samples,
+        "eval_steps": args.eval_steps,
+        "early_stopping_patience": args.early_stopping_patience,
+        "seed": args.seed,
+        "snapshot_steps": getattr(args, "snapshot_steps", None),
+    }
+
+
+def _model_config(args: argparse.Namespace) -> dict[str, Any]:
+    config: dict[str, Any] = {"max_length": args.max_length}
+    if args.model:
+        config["model_name_or_path"] = args.model
+    return config
+
+
+def _validate(kind: str, config: dict[str, Any]) -> None:
+    """Build the config objects now, so a bad value fails in the terminal rather than in the worker."""
+    from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig, TrainingConfig
+    from fusionlab.data import get_task
+
+    TrainingConfig.from_dict(config["training_config"])
+    ModelConfig.from_dict(config["model_config"])
+    if kind == "train_adapter":
+        get_task(config["task"])
+        AdapterConfig.from_dict(config["adapter_config"])
+    else:
+        get_task(config["target_task"])
+        FusionConfig.from_dict({**config["fusion_config"], "adapter_names": config["adapters"]})
+
+
+# -- commands -----------------------------------------------------------------------------------------------
+def cmd_train_adapter(args: argparse.Namespace) -> int:
+    config = {
+        "task": args.task,
+        "name": args.name,
+        "adapter_config": {"adapter_size": args.adapter_size, "non_linearity": args.non_linearity},
+        "training_config": _training_config(args),
+        "model_config": _model_config(args),
+        "data_dir": args.data_dir,
+    }
+    return _launch("train_adapter", args.name or args.task, config, args)
+
+
+def cmd_train_fusion(args: argparse.Namespace) -> int:
+    adapters = [a.strip() for a in args.adapters.split(",") if a.strip()]
+    config = {
+        "target_task": args.target,
+        "adapters": adapters,
+        "name": args.name,
+        "fusion_config": {
+            "fusion_method": args.method,
+            "num_attention_heads": args.heads,
+            "temperature": args.temperature,
+            "value_regularization": args.value_regularization,
+        },
+        "training_config": _training_config(args),
+        "model_config": _model_config(args),
+        "data_dir": args.data_dir,
+    }
+    return _launch("train_fusion", args.name or f"{args.target}-{args.method}", config, args)
+
+
+def _launch(kind: str, name: str, config: dict[str, Any], args: argparse.Namespace) -> int:
+    _validate(kind, config)
+    workspace = Workspace(args.home).ensure()
+    if args.inline:
+        from fusionlab.training.jobs import execute
+
+        result = execute(kind, config, workspace)
+        _print_result(result.summary())
+        return 0
+    from fusionlab.worker import ensure_worker
+
+    store = RunStore(workspace.runs_db)
+    run_id = store.enqueue(kind, name, config)
+    ensure_worker(workspace)
+    print(f"queued run {run_id} ({kind} {name}) in {workspace.root}")
+    if args.no_wait:
+        return 0
+    return _follow(store, [run_id])
+
+
+def _print_result(summary: dict) -> None:
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items())
+    base = ", ".join(f"{k}={v:.4f}" for k, v in summary["majority_baseline"].items())
+    print(f"{summary['kind']} {summary['name']} on {summary['task']}: {metrics} (majority baseline: {base})")
+    print(f"saved to {summary['path']}")
+
+
+def _follow(store: RunStore, run_ids: Sequence[int]) -> int:
+    """Show a progress bar per run until all have ended; Ctrl-C asks whether to cancel them."""
+    from tqdm import tqdm
+
+    failed = 0
+    try:
+        for run_id in run_ids:
+            run = store.get(run_id)
+            with tqdm(total=100, desc=f"run {run_id} {run.name}", unit="%", leave=True) as bar:
+                while run.status not in TERMINAL_STATUSES:
+                    bar.n = round(100 * (run.progress or 0))
+                    position = store.queue_position(run_id)
+                    bar.set_postfix_str(f"queued #{position}" if position else (run.message or run.status))
+                    bar.refresh()
+                    time.sleep(FOLLOW_POLL_S)
+                    run = store.get(run_id)
+                bar.n = 100 if run.status == "finished" else bar.n
+                bar.set_postfix_str(run.status)
+            failed += run.status != "finished"
+            _print_run_outcome(run)
+    except KeyboardInterrupt:
+        answer = input("\ncancel the run(s)? [y/N] ") if sys.stdin.isatty() else "n"
+        if answer.strip().lower().startswith("y"):
+            for run_id in run_ids:
+                store.request_cancel(run_id)
+            print("cancel requested")
+        else:
+            print("the worker keeps going; follow with `fusionlab runs show ID`")
+        return 130
+    return 1 if failed else 0
+
+
+def _print_run_outcome(run) -> None:
+    if run.status == "finished":
+        metrics = run.final_metrics.get("metrics", {})
+        base = run.final_metrics.get("majority_baseline", {})
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        print(f"run {run.id} {run.name}: {shown}  (majority baseline {', '.join(f'{v:.4f}' for v in base.values())})")
+    elif run.status == "failed":
+        print(f"run {run.id} {run.name} failed: {(run.error or '').splitlines()[0] if run.error else 'unknown'}")
+    else:
+        print(f"run {run.id} {run.name}: {run.status}")
+
+
+def _load_checkpoint(workspace: Workspace, name: str):
+    from fusionlab.checkpoint import CheckpointError
+
+    for candidate in (workspace.fusion_dir(name), workspace.adapter_dir(name)):
+        if candidate.is_dir():
+            return candidate
+    raise CheckpointError(
+        f"no adapter or fusion named {name!r} in {workspace.root} "
+        f"(adapters: {workspace.list_adapters() or 'none'}; fusions: {workspace.list_fusions() or 'none'})"
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fusionlab.training import FusionTrainer
+
+    workspace = Workspace(args.home)
+    path = _load_checkpoint(workspace, args.name)
+    adapters = args.adapters.split(",") if args.adapters else None
+    result = FusionTrainer(workspace=workspace, data_dir=args.data_dir).evaluate(
+        path, adapter_names=adapters, task=args.task, max_samples=args.max_samples
+    )
+    print(f"{args.name} on {result.task} ({result.num_examples} dev examples), adapters {result.adapter_names}")
+    for key, value in result.metrics.items():
+        print(f"  {key}: {value:.4f}")
+    print("  confusion matrix (rows: gold, columns: predicted):")
+    width = max(len(n) for n in result.label_names)
+    for label, row in zip(result.label_names, result.confusion_matrix):
+        print(f"    {label:>{width}}  " + " ".join(f"{c:6d}" for c in row))
+    if result.fusion_stats:
+        print("  mean fusion weight per layer: " + " | ".join(result.fusion_stats.adapter_names))
+        for i, row in enumerate(result.fusion_stats.mean, 1):
+            print(f"    layer {i}: " + "  ".join(f"{w:.3f}" for w in row))
+    if args.json:
+        print(json.dumps(result.to_dict() | {"predictions": None}, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from fusionlab.data import encode_texts
+    from fusionlab.model import FusionModel
+
+    workspace = Workspace(args.home)
+    path = _load_checkpoint(workspace, args.name)
+    model = FusionModel.from_pretrained(path, adapters_dir=workspace.adapters_dir).eval()
+    from fusionlab.base_model import load_tokenizer
+
+    if not args.text.strip():
+        raise ValueError("the text is empty")
+    tokenizer = load_tokenizer(model.model_config.model_name_or_path)
+    encoded = encode_texts(tokenizer, args.text, args.text_pair, model.model_config.max_length)
+    if encoded.any_truncated:
+        print(f"note: the text was truncated to {encoded.max_length} tokens (it had {encoded.lengths[0]})")
+    adapters = args.adapters.split(",") if args.adapters else None
+    with torch.inference_mode():
+        out = model(**encoded.inputs, adapter_names=adapters)
+    probs = torch.softmax(out.logits[0].float(), -1).tolist()
+    labels = model.label_names(adapters)
+    best = max(range(len(probs)), key=probs.__getitem__)
+    print(f"prediction: {labels[best]}  (adapters: {', '.join(out.adapter_names)})")
+    for label, p in zip(labels, probs):
+        print(f"  {label:<16} {p:.4f}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    store = RunStore(Workspace(args.home).ensure().runs_db)
+    if args.action == "show":
+        run = store.get(args.id)
+        print(json.dumps({k: v for k, v in run.__dict__.items()}, indent=2, default=str))
+        metrics = store.metrics(args.id)
+        if len(metrics):
+            print(metrics.pivot_table(index="step", columns="name", values="value").to_string())
+        return 0
+    if args.action == "cancel":
+        status = store.request_cancel(args.id)
+        print(f"run {args.id}: {status}")
+        return 0
+    runs = store.list_runs(status=args.status, limit=args.limit)
+    if not runs:
+        print("no runs yet")
+        return 0
+    print(f"{'id':>4}  {'kind':<14}{'name':<28}{'status':<11}{'progress':>9}  main metric")
+    for run in runs:
+        metrics = (run.final_metrics or {}).get("metrics", {})
+        main = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items())
+        print(f"{run.id:>4}  {run.kind:<14}{run.name[:27]:<28}{run.status:<11}{100 * (run.progress or 0):>8.0f}%  {main}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from fusionlab.worker import run_worker
+
+    done = run_worker(Workspace(args.home), device=args.device, once=args.once, idle_exit_seconds=args.idle_exit)
+    if done is None:
+        print("another worker already serves this workspace")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fusionlab.demo import demo_runs
+
+    workspace = Workspace(args.home).ensure()
+    store = RunStore(workspace.runs_db)
+    plan = demo_runs(args.profile, args.data_dir)
+    if args.inline:
+        from fusionlab.training.jobs import execute
+
+        for kind, _name, config in plan:
+            _print_result(execute(kind, config, workspace).summary())
+        return 0
+    from fusionlab.worker import ensure_worker
+
+    run_ids = [store.enqueue(kind, name, config) for kind, name, config in plan]
+    ensure_worker(workspace)
+    print(f"queued {len(run_ids)} demo runs in {workspace.root}: {', '.join(name for _, name, _ in plan)}")
+    started = time.monotonic()
+    code = _follow(store, run_ids)
+    print(f"demo finished in {time.monotonic() - started:.0f} s")
+    return code
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from fusionlab.data import TASKS, split_note
+
+    for spec in TASKS.values():
+        note = split_note(spec, args.data_dir)
+        print(f"{spec.name:<7} {spec.description}  [{', '.join(spec.label_names)}; metric {spec.main_metric}]")
+        if note:
+            print(f"        note: {note}")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fusionlab", description="Adapter Fusion on transformer encoders.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train-adapter", help="train one task adapter (stage 1)")
+    p.add_argument("task", help="task name, e.g. sst2 (see `fusionlab tasks`)")
+    p.add_argument("--name", help="adapter name (default: the task)")
+    p.add_argument("--adapter-size", type=int, default=64, help="bottleneck size (default: 64)")
+    p.add_argument("--non-linearity", default="relu", choices=["relu", "gelu", "swish", "tanh"])
+    _add_common(p)
+    _add_training(p, default_lr=1e-4)
+    p.set_defaults(func=cmd_train_adapter)
+
+    p = sub.add_parser("train-fusion", help="train fusion over frozen adapters for a target task (stage 2)")
+    p.add_argument("target", help="target task, e.g. rte")
+    p.add_argument("--adapters", required=True, help="comma-separated adapter names, e.g. rte,sst2,mnli,boolq")
+    p.add_argument("--method", default="attention", choices=["attention", "weighted", "average"])
+    p.add_argument("--name", help="fusion name (default: TARGET-METHOD)")
+    p.add_argument("--heads", type=int, default=1, help="attention heads (attention fusion)")
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")
+    p.add_argument("--value-regularization", type=float, default=0.0, help="weight of ||I - V||^2")
+    p.add_argument("--snapshot-steps", type=int, default=10, help="record fusion weights every N steps")
+    _add_common(p)
+    _add_training(p, default_lr=5e-5)
+    p.set_defaults(func=cmd_train_fusion)
+
+    p = sub.add_parser("evaluate", help="evaluate an adapter or fusion on its task's dev split")
+    p.add_argument("name", help="adapter or fusion name in the workspace")
+    p.add_argument("--adapters", help="comma-separated subset of the fusion's adapters (ablation)")
+    p.add_argument("--task", help="evaluate on another task's dev split")
+    p.add_argument("--max-samples", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="also print the result as JSON")
+    _add_common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict the label of a text (or a text pair)")
+    p.add_argument("name", help="adapter or fusion name in the workspace")
+    p.add_argument("text")
+    p.add_argument("text_pair", nargs="?", default=None, help="second text, for pair tasks")
+    p.add_argument("--adapters", help="comma-separated adapters (one = single-task path)")
+    _add_common(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("runs", help="list, show or cancel runs")
+    p.add_argument("action", nargs="?", choices=["list", "show", "cancel"], default="list")
+    p.add_argument("id", nargs="?", type=int)
+    p.add_argument("--status", choices=["queued", "running", "finished", "failed", "cancelled"])
+    p.add_argument("--limit", type=int, default=50)
+    _add_common(p)
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("worker", help="serve the run queue of a workspace (started automatically when needed)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--once", action="store_true", help="execute at most one run")
+    p.add_argument("--idle-exit", type=float, default=60.0, help="exit after this many idle seconds")
+    _add_common(p)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("demo", help="prepare a classroom-ready workspace (adapters + fusions) on CPU")
+    p.add_argument("--profile", default="classroom", choices=["classroom", "tiny"])
+    p.add_argument("--inline", action="store_true", help="train in this process instead of the worker")
+    _add_common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("tasks", help="list the built-in tasks")
+    _add_common(p)
+    p.set_defaults(func=cmd_tasks)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "runs" and args.action in ("show", "cancel") and args.id is None:
+        parser.error(f"`fusionlab runs {args.action}` needs a run id")
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, LookupError) as err:
+        # a bare KeyError's str() adds quotes; subclasses (RunNotFoundError) format themselves
+        message = err.args[0] if type(err) is KeyError and err.args else err
+        print(f"fusionlab: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Plotly figures for the dashboard pages, built from the dashboard's result objects.
+
+Every figure has a title and axis titles (with units where there are any), and every adapter is drawn in its
+:func:`~fusionlab.dashboard.colors.adapter_color`, on bars, lines and tick labels alike, so an adapter looks the
+same on every page. Backgrounds are transparent and grid lines semi-transparent grey, so the figures read on
+Streamlit's light and dark themes (whose Plotly template supplies the font colour). A builder given nothing to
+draw returns ``None`` instead of an empty figure; the page then says why there is no chart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import plotly.graph_objects as go
+
+from fusionlab.dashboard.colors import adapter_color
+
+if TYPE_CHECKING:
+    from fusionlab.dashboard.efficiency import CheckpointSize, LatencyReport, ParameterReport
+    from fusionlab.dashboard.inference import Comparison
+    from fusionlab.dashboard.mechanics import MechanicsResult
+
+GRID = "rgba(128, 128, 128, 0.25)"
+NEUTRAL = "#8C96A3"  # the frozen encoder and other non-adapter parts: mid grey, visible on both themes
+FUSION_COLOR = "#9467BD"
+WEIGHT_SCALE = "Viridis"  # perceptually uniform, dark-to-light: readable on both themes
+
+
+def _style(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 380) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0, "xanchor": "left"},
+        height=height,
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        font={"size": 13},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
+    )
+    fig.update_xaxes(title_text=x_title, gridcolor=GRID, zerolinecolor=GRID, automargin=True)
+    fig.update_yaxes(title_text=y_title, gridcolor=GRID, zerolinecolor=GRID, automargin=True)
+    return fig
+
+
+def adapter_tick(name: str) -> str:
+    """A tick label in the adapter's colour (Plotly renders this subset of HTML in labels)."""
+    return f"<span style='color:{adapter_color(name)}'><b>{name}</b></span>"
+
+
+# -- playground ------------------------------------------------------------------------------------------
+def probability_chart(comparison: Comparison) -> go.Figure:
+    """Class probabilities of the target adapter alone and of the fusion, side by side per class."""
+    fig = go.Figure()
+    fused = comparison.fused
+    single = comparison.single
+    if single is not None:
+        fig.add_bar(
+            name=f"{single.adapters[0]} adapter alone",
+            x=list(single.labels),
+            y=single.probabilities.tolist(),
+            marker_color=adapter_color(single.adapters[0]),
+            text=[f"{p:.0%}" for p in single.probabilities],
+            textposition="outside",
+        )
+    fig.add_bar(
+        name=f"fusion over {len(fused.adapters)} adapter{'s' if len(fused.adapters) > 1 else ''}",
+        x=list(fused.labels),
+        y=fused.probabilities.tolist(),
+        marker_color=FUSION_COLOR,
+        text=[f"{p:.0%}" for p in fused.probabilities],
+        textposition="outside",
+    )
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1.15], tickformat=".0%")
+    title = f"Prediction for {comparison.fusion.target}: single-task adapter vs fusion"
+    return _style(fig, title, "class", "probability")
+
+
+def layer_adapter_heatmap(
+    weights: np.ndarray, adapters: Sequence[str], title: str, colorbar_title: str = "weight"
+) -> go.Figure | None:
+    """``[layers, adapters]`` fusion weights; layer 1 (nearest the input) at the bottom, as in the paper."""
+    if weights.size == 0 or len(adapters) == 0:
+        return None
+    layers = [f"layer {i + 1}" for i in range(weights.shape[0])]
+    fig = go.Figure(
+        go.Heatmap(
+            z=weights,
+            x=list(range(len(adapters))),
+            y=layers,
+            zmin=0.0,
+            zmax=1.0,
+            colorscale=WEIGHT_SCALE,
+            colorbar={"title": {"text": colorbar_title}},
+            text=np.round(weights, 2),
+            texttemplate="%{text:.2f}",
+            hovertemplate="%{y}, adapter %{customdata}: %{z:.3f}<extra></extra>",
+            customdata=np.array([list(adapters)] * weights.shape[0]),
+        )
+    )
+    fig.update_xaxes(tickvals=list(range(len(adapters))), ticktext=[adapter_tick(n) for n in adapters])
+    return _style(fig, title, "adapter", "transformer layer", height=120 + 45 * weights.shape[0])
+
+
+def token_adapter_heatmap(
+    tokens: Sequence[str], weights: np.ndarray, adapters: Sequence[str], title: str
+) -> go.Figure | None:
+    """``[tokens, adapters]`` fusion weights: which adapter every token draws on (tokens along the x axis).
+
+    Tokens are placed by position, so a word that occurs twice keeps two columns.
+    """
+    if len(tokens) == 0 or len(adapters) == 0 or weights.size == 0:
+        return None
+    positions = list(range(len(tokens)))
+    fig = go.Figure(
+        go.Heatmap(
+            z=weights.T,
+            x=positions,
+            y=list(range(len(adapters))),
+            zmin=0.0,
+            zmax=1.0,
+            colorscale=WEIGHT_SCALE,
+            colorbar={"title": {"text": "weight"}},
+            customdata=np.array([[f"{i + 1}: {t}" for i, t in enumerate(tokens)]] * len(adapters)),
+            hovertemplate="token %{customdata}<br>weight %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(tickvals=positions, ticktext=list(tokens), tickangle=-60 if len(tokens) > 12 else 0)
+    fig.update_yaxes(tickvals=list(range(len(adapters))), ticktext=[adapter_tick(n) for n in adapters])
+    return _style(fig, title, "token", "adapter", height=200 + 40 * len(adapters))
+
+
+def learned_weights_chart(learned: np.ndarray | None, adapters: Sequence[str]) -> go.Figure | None:
+    """Weighted fusion's learned softmax weight of every adapter in every layer (grouped bars)."""
+    if learned is None or learned.size == 0 or len(adapters) == 0:
+        return None
+    layers = [f"layer {i + 1}" for i in range(learned.shape[0])]
+    fig = go.Figure()
+    for j, name in enumerate(adapters):
+        fig.add_bar(name=name, x=layers, y=learned[:, j].tolist(), marker_color=adapter_color(name))
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    return _style(fig, "Weighted fusion: learned weight of each adapter per layer", "transformer layer", "weight")
+
+
+# -- efficiency -------------------------------------------------------------------------------------------
+def _count_label(n: int) -> str:
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k" if n >= 1e3 else str(n)
+
+
+def parameter_chart(report: ParameterReport) -> go.Figure:
+    """Parameters per component on a log axis: the frozen encoder dwarfs everything fusion adds."""
+    rows = [("encoder (frozen, shared)", report.base, NEUTRAL)]
+    rows += [(f"adapter {name} (frozen)", n, adapter_color(name)) for name, n in report.adapters.items()]
+    rows += [
+        ("adapter heads (frozen)", report.adapter_heads, NEUTRAL),
+        ("fusion layers (trained)", report.fusion, FUSION_COLOR),
+        ("fusion head (trained)", report.fusion_head, FUSION_COLOR),
+    ]
+    rows = [row for row in rows if row[1] > 0]
+    labels, counts, colors = zip(*rows)
+    fig = go.Figure(
+        go.Bar(
+            y=list(labels),
+            x=[n / 1e6 for n in counts],
+            orientation="h",
+            marker_color=list(colors),
+            text=[_count_label(n) for n in counts],
+            textposition="outside",
+            hovertemplate="%{y}: %{x:.4f} M<extra></extra>",
+        )
+    )
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(autorange="reversed")
+    title = f"Parameters per component (trainable: {report.trainable_share:.2%} of {_count_label(report.total)})"
+    return _style(fig, title, "parameters (millions, log scale)", "", height=140 + 34 * len(rows))
+
+
+def latency_chart(report: LatencyReport) -> go.Figure:
+    """Median latency of fusion over 1…N adapters, against the encoder alone and one adapter alone."""
+    counts = list(range(1, len(report.fusion_ms) + 1))
+    added = [f"+ {name}" for name in report.fusion_adapters]
+    fig = go.Figure()
+    fig.add_scatter(
+        name="fusion",
+        x=counts,
+        y=list(report.fusion_ms),
+        mode="lines+markers+text",
+        line={"color": FUSION_COLOR, "width": 3},
+        marker={"size": 10, "color": [adapter_color(n) for n in report.fusion_adapters]},
+        text=[f"{ms:.1f} ms" for ms in report.fusion_ms],
+        textposition="top center",
+        customdata=added,
+        hovertemplate="%{x} adapters (%{customdata}): %{y:.1f} ms<extra></extra>",
+    )
+    fig.add_scatter(
+        name="encoder alone",
+        x=counts,
+        y=[report.base_ms] * len(counts),
+        mode="lines",
+        line={"color": NEUTRAL, "dash": "dot"},
+    )
+    fig.add_scatter(
+        name=f"{report.single_adapter} adapter alone",
+        x=counts,
+        y=[report.single_ms] * len(counts),
+        mode="lines",
+        line={"color": adapter_color(report.single_adapter), "dash": "dash"},
+    )
+    fig.update_xaxes(
+        tickvals=counts, ticktext=[f"{k}<br>{adapter_tick(n)}" for k, n in zip(counts, report.fusion_adapters)]
+    )
+    fig.update_yaxes(rangemode="tozero")
+    title = f"Latency vs number of fused adapters ({report.tokens} tokens, median of {report.repeats} runs)"
+    return _style(fig, title, "adapters fused (each adds the one named)", "latency (ms)")
+
+
+def checkpoint_size_chart(sizes: Sequence[CheckpointSize]) -> go.Figure | None:
+    """Bytes on disk of the fusion checkpoint and of each adapter checkpoint it needs."""
+    if not sizes:
+        return None
+    colors = [FUSION_COLOR if s.kind == "fusion" else adapter_color(s.name) for s in sizes]
+    fig = go.Figure(
+        go.Bar(
+            x=[f"{s.kind} {s.name}" for s in sizes],
+            y=[s.bytes / 1024 for s in sizes],
+            marker_color=colors,
+            text=[f"{s.bytes / 1024:,.0f} kB" for s in sizes],
+            textposition="outside",
+        )
+    )
+    fig.update_yaxes(rangemode="tozero")
+    return _style(fig, "Size on disk of each checkpoint (the shared encoder not included)", "checkpoint", "size (kB)")
+
+
+# -- mechanics --------------------------------------------------------------------------------------------
+def mechanics_weights_chart(result: MechanicsResult) -> go.Figure | None:
+    """Softmax weight of every adapter, mean over tokens; one group of bars per attention head."""
+    if not result.names or result.weights.size == 0:
+        return None
+    per_head = result.per_head  # [heads, N]
+    groups = [f"head {h + 1}" for h in range(per_head.shape[0])] if result.num_heads > 1 else ["all tokens"]
+    fig = go.Figure()
+    for j, name in enumerate(result.names):
+        fig.add_bar(
+            name=name,
+            x=groups,
+            y=per_head[:, j].tolist(),
+            marker_color=adapter_color(name),
+            text=[f"{w:.2f}" for w in per_head[:, j]],
+            textposition="outside",
+        )
+    fig.add_hline(y=1 / len(result.names), line_dash="dot", line_color=NEUTRAL, annotation_text="uniform")
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1.1])
+    title = f"{result.method.capitalize()} fusion at temperature {result.temperature:g}: weight per adapter"
+    x_title = "attention head" if result.num_heads > 1 else ""
+    return _style(fig, title, x_title, "softmax weight (mean over tokens)")
+
+
+def mechanics_similarity_chart(result: MechanicsResult) -> go.Figure | None:
+    """Cosine similarity of the fused output to each adapter's output (mean over tokens)."""
+    if not result.names:
+        return None
+    fig = go.Figure(
+        go.Bar(
+            x=[adapter_tick(n) for n in result.names],
+            y=result.cosine.tolist(),
+            marker_color=[adapter_color(n) for n in result.names],
+            text=[f"{c:.4f}" for c in result.cosine],
+            textposition="outside",
+        )
+    )
+    low = float(min(0.0, result.cosine.min()))
+    fig.update_yaxes(range=[low, 1.1])
+    return _style(fig, "How close the fused output is to each adapter's output", "adapter", "cosine similarity")

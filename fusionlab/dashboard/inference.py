@@ -1,0 +1,332 @@
+"""Playground inference: one trained fusion, loaded once, compared with its target task's own adapter.
+
+A :class:`Predictor` is shared by every browser session of a Streamlit server (see :func:`load_predictor`), so
+its forward passes and its tokenizer run under one lock: fast tokenizers refuse concurrent use, and CPU torch
+already spreads one forward pass over every core, so serialising sessions costs nothing.
+
+Everything the page shows comes back as plain numpy arrays in a :class:`Comparison`, so charts and tests never
+touch torch. Mistakes a user can make (empty text, a missing second text, every adapter switched off, a fusion
+whose adapters were deleted or retrained) raise :class:`DashboardError` with a message meant for the page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+
+from fusionlab.base_model import load_tokenizer
+from fusionlab.checkpoint import CheckpointError, read_meta
+from fusionlab.data import TaskSpec, encode_texts, get_task
+from fusionlab.model import FusionModel
+from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
+
+
+class DashboardError(Exception):
+    """Something the user can fix; its message is shown on the page as it is (never a traceback)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """A hand-written input for a task: one text, or a pair for pair tasks."""
+
+    text: str
+    pair: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Short button caption."""
+        return self.text if len(self.text) <= 48 else self.text[:45] + "…"
+
+
+EXAMPLES: dict[str, tuple[Example, ...]] = {
+    "sst2": (
+        Example("A warm, funny little film that never overstays its welcome."),
+        Example("The plot drags and the jokes land with a thud."),
+        Example("I expected to be bored, but the last act won me over."),
+    ),
+    "imdb": (
+        Example("The cast clearly had fun, and so did I: sharp writing, great pacing, a lovely score."),
+        Example("Two hours I will never get back. Wooden acting and a script full of holes."),
+    ),
+    "cola": (
+        Example("The children played in the garden all afternoon."),
+        Example("Garden the in afternoon played children all the."),
+        Example("She seems that he left early."),
+    ),
+    "mnli": (
+        Example("A man is repairing a bicycle in his garage.", "Someone is fixing a bike."),
+        Example("The museum is closed on Mondays.", "You can visit the museum every day of the week."),
+        Example("The team won the match in overtime.", "The stadium was full."),
+    ),
+    "sick": (
+        Example("A dog is running across a sandy beach.", "An animal is moving on the sand."),
+        Example("A woman is slicing an onion.", "Nobody is cutting a vegetable."),
+    ),
+    "cb": (
+        Example("I doubt that the shop will still be open when we get there.", "The shop will be open."),
+        Example("She told me that the train had already left.", "The train had left."),
+    ),
+    "rte": (
+        Example(
+            "The new bridge, opened in March, links the two halves of the town across the river.",
+            "The town has a new bridge.",
+        ),
+        Example("Maria sold her old car and now cycles to work every day.", "Maria drives to work."),
+        Example("The company reported record profits for the third year running.", "The company is losing money."),
+    ),
+    "mrpc": (
+        Example(
+            "The council approved the new budget on Tuesday evening.",
+            "On Tuesday night the council passed the new budget.",
+        ),
+        Example("The factory will close next year.", "The factory hired two hundred new workers."),
+    ),
+    "qnli": (
+        Example("When was the bridge opened?", "The bridge was opened to traffic in the spring of 1932."),
+        Example("Who designed the tower?", "The tower is painted every seven years."),
+    ),
+    "boolq": (
+        Example(
+            "is a tomato a fruit",
+            "Botanically, a tomato is a fruit because it develops from the flower and contains seeds.",
+        ),
+        Example(
+            "can penguins fly",
+            "Penguins are flightless seabirds; their wings have evolved into flippers for swimming.",
+        ),
+    ),
+}
+
+
+def examples_for(task: str) -> tuple[Example, ...]:
+    """The built-in examples of ``task`` (none for a user's own task)."""
+    return EXAMPLES.get(task, ())
+
+
+@dataclass(frozen=True)
+class FusionInfo:
+    """What the page needs to know about a fusion before running it."""
+
+    name: str
+    method: str
+    target: str
+    adapters: tuple[str, ...]  # in the order the fusion was trained with (target first, by convention)
+    task: TaskSpec
+    label_names: tuple[str, ...]
+    num_layers: int
+    num_heads: int
+    max_length: int
+    model_name: str
+
+    @property
+    def has_target_adapter(self) -> bool:
+        """Whether the target task has its own adapter among the fused ones (the single-task baseline)."""
+        return self.target in self.adapters
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Class probabilities of one forward pass, with the label names they belong to."""
+
+    labels: tuple[str, ...]
+    probabilities: np.ndarray  # [classes]
+    adapters: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return self.labels[int(self.probabilities.argmax())]
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities.max())
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Single-task adapter vs fusion on one input, with the fusion weights of every layer and token."""
+
+    fusion: FusionInfo
+    single: Prediction | None  # None when the target task has no adapter among the fused ones
+    fused: Prediction
+    active_adapters: tuple[str, ...]
+    tokens: tuple[str, ...]  # real positions only (special tokens included, no padding)
+    token_weights: np.ndarray  # [layers, tokens, active adapters], mean over heads
+    layer_weights: np.ndarray  # [layers, active adapters], mean over the real tokens
+    learned_weights: np.ndarray | None  # [layers, active adapters], weighted fusion only
+    original_tokens: int
+    kept_tokens: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.original_tokens > self.kept_tokens
+
+    def weights_at(self, layer: int | None) -> np.ndarray:
+        """``[tokens, active adapters]`` weights of one layer (0-based), or the mean over layers for None."""
+        return self.token_weights.mean(axis=0) if layer is None else self.token_weights[layer]
+
+
+def _task_spec(meta: dict, target: str) -> TaskSpec:
+    """The task a fusion predicts: recorded in the checkpoint (custom tasks included), else the registry's."""
+    recorded = meta.get("extra", {}).get("task_spec")
+    if recorded:
+        return TaskSpec.from_dict(recorded)
+    try:
+        return get_task(meta.get("extra", {}).get("task") or target)
+    except ValueError as err:
+        raise DashboardError(f"the fusion does not say which task it predicts: {err}") from err
+
+
+def fusion_info(workspace: Workspace, fusion: str) -> FusionInfo:
+    """Read a fusion's metadata (no weights), with a readable error when it is missing or broken."""
+    try:
+        meta = read_meta(workspace.fusion_dir(fusion))
+    except (CheckpointError, ValueError) as err:
+        raise DashboardError(f"Fusion {fusion!r} cannot be read: {err}") from err
+    if meta["kind"] != "fusion":
+        raise DashboardError(f"{fusion!r} is an adapter checkpoint, not a fusion")
+    config = meta["fusion_config"]
+    target = config.get("target_task") or config["adapter_names"][0]
+    task = _task_spec(meta, target)
+    return FusionInfo(
+        name=fusion,
+        method=config["fusion_method"],
+        target=target,
+        adapters=tuple(config["adapter_names"]),
+        task=task,
+        label_names=tuple(config.get("label_names") or task.label_names),
+        num_layers=int(meta["num_layers"]),
+        num_heads=int(config.get("num_attention_heads", 1)) if config["fusion_method"] == "attention" else 1,
+        max_length=int(meta["model_config"].get("max_length", 128)),
+        model_name=meta["model_config"]["model_name_or_path"],
+    )
+
+
+def _probabilities(logits: torch.Tensor) -> np.ndarray:
+    return torch.softmax(logits.float(), dim=-1)[0].numpy()
+
+
+class Predictor:
+    """A loaded fusion (with its adapters) and its tokenizer, safe to share between sessions."""
+
+    def __init__(self, workspace: Workspace, fusion: str) -> None:
+        self.info = fusion_info(workspace, fusion)
+        try:
+            model = FusionModel.from_pretrained(workspace.fusion_dir(fusion), adapters_dir=workspace.adapters_dir)
+        except CheckpointError as err:
+            raise DashboardError(
+                f"Fusion {fusion!r} cannot be loaded: {err}. Retrain it on the Train page, or restore its adapters."
+            ) from err
+        self.model = model.eval()
+        self.tokenizer = load_tokenizer(self.info.model_name)
+        self.lock = threading.Lock()
+
+    def encode(self, text: str, text_pair: str | None) -> tuple[dict[str, torch.Tensor], int]:
+        """Model inputs for one checked input, and its token count before truncation. Call under ``lock``."""
+        encoded = encode_texts(self.tokenizer, text, text_pair, self.info.max_length)
+        return dict(encoded.inputs), encoded.lengths[0]
+
+    def check_input(self, text: str | None, text_pair: str | None) -> tuple[str, str | None]:
+        """The stripped text (and pair, for pair tasks), or a :class:`DashboardError` saying what is missing."""
+        fields = self.info.task.text_fields
+        text = (text or "").strip()
+        if not text:
+            raise DashboardError(f"The {fields[0]} is empty: type something (or pick an example) to classify.")
+        if not self.info.task.is_pair:
+            return text, None
+        pair = (text_pair or "").strip()
+        if not pair:
+            raise DashboardError(
+                f"{self.info.target} compares two texts: fill in the {fields[1]} as well as the {fields[0]}."
+            )
+        return text, pair
+
+    def check_adapters(self, active_adapters: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+        """The active adapters in the fusion's own order, or a :class:`DashboardError` if none or unknown."""
+        if active_adapters is None:
+            return self.info.adapters
+        unknown = sorted(set(active_adapters) - set(self.info.adapters))
+        if unknown:
+            raise DashboardError(
+                f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not part of fusion "
+                f"{self.info.name!r} (it fuses {', '.join(self.info.adapters)})"
+            )
+        active = tuple(name for name in self.info.adapters if name in active_adapters)
+        if not active:
+            raise DashboardError("Every adapter is switched off: switch at least one on to run the fusion.")
+        return active
+
+    def compare(
+        self, text: str | None, text_pair: str | None = None, active_adapters: list[str] | None = None
+    ) -> Comparison:
+        """Predict with the target adapter alone and with the fusion over ``active_adapters`` (default: all).
+
+        Switching adapters off keeps the fusion head and renormalises the fusion weights over the adapters
+        left on (one adapter left on still goes through the fusion layers: ``fuse=True``).
+        """
+        text, text_pair = self.check_input(text, text_pair)
+        active = self.check_adapters(active_adapters)
+        info = self.info
+        with self.lock, torch.inference_mode():
+            inputs, original = self.encode(text, text_pair)
+            single = None
+            if info.has_target_adapter:
+                out = self.model(**inputs, adapter_names=[info.target])
+                labels = tuple(self.model.label_names([info.target]))
+                single = Prediction(labels, _probabilities(out.logits), (info.target,))
+            fused_out = self.model(**inputs, adapter_names=list(active), output_fusion_weights=True, fuse=True)
+            kept = int(inputs["attention_mask"][0].sum())
+            tokens = tuple(self.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0, :kept].tolist()))
+            per_token = torch.stack([w[0, :kept].float().mean(dim=1) for w in fused_out.fusion_weights])
+            learned = self._learned_weights(active)
+        token_weights = per_token.numpy()
+        return Comparison(
+            fusion=info,
+            single=single,
+            fused=Prediction(info.label_names, _probabilities(fused_out.logits), active),
+            active_adapters=active,
+            tokens=tokens,
+            token_weights=token_weights,
+            layer_weights=token_weights.mean(axis=1),
+            learned_weights=learned,
+            original_tokens=original,
+            kept_tokens=kept,
+        )
+
+    def _learned_weights(self, active: tuple[str, ...]) -> np.ndarray | None:
+        """Weighted fusion's softmax weights per layer, renormalised over the active adapters."""
+        if self.info.method != "weighted" or self.model.fusion_layers is None:
+            return None
+        indices = [self.info.adapters.index(name) for name in active]
+        return torch.stack([layer.adapter_weights(indices) for layer in self.model.fusion_layers]).float().numpy()
+
+
+def checkpoint_signature(workspace: Workspace, fusion: str) -> tuple[tuple[str, int], ...]:
+    """Modification times of a fusion's and its adapters' metadata: a retrained checkpoint gets a new cache key."""
+    paths = [workspace.fusion_dir(fusion)]
+    # An unreadable fusion still gets a key: the Predictor then raises the readable error (never cached).
+    with contextlib.suppress(DashboardError):
+        paths += [workspace.adapter_dir(name) for name in fusion_info(workspace, fusion).adapters]
+    signature = []
+    for path in paths:
+        marker = Path(path) / CHECKPOINT_MARKER
+        signature.append((str(marker), marker.stat().st_mtime_ns if marker.is_file() else -1))
+    return tuple(signature)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the fusion and its adapters…")
+def _cached_predictor(root: str, fusion: str, signature: tuple[tuple[str, int], ...]) -> Predictor:
+    return Predictor(Workspace(root), fusion)
+
+
+def load_predictor(workspace: Workspace, fusion: str) -> Predictor:
+    """The server-wide :class:`Predictor` of ``fusion``, reloaded when its checkpoints change on disk.
+
+    Errors are not cached (Streamlit never caches an exception), so fixing the workspace fixes the page.
+    """
+    return _cached_predictor(str(workspace.root), fusion, checkpoint_signature(workspace, fusion))

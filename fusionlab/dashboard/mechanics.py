@@ -1,0 +1,226 @@
+"""The notebook's "Understanding fusion mechanisms" section, made interactive.
+
+Adapter outputs come either from a seeded random generator (as in the notebook) or from a real sentence: the
+hidden state that enters the adapters at a chosen layer of a trained fusion, passed through its real trained
+adapters. Either set is fused by attention or weighted fusion at a chosen temperature, and the result says how
+the softmax spread its weight over the adapters (per head for attention) and what the fused output looks
+like next to each adapter's own output.
+
+With real outputs and the fusion's own method, the trained fusion layer of that transformer layer is used
+(only its temperature changes); otherwise a freshly initialised, seeded layer is, as in the notebook.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fusionlab.base_model import ffn_output_modules
+from fusionlab.dashboard.inference import Predictor
+from fusionlab.fusion import AttentionFusion, FusionLayer, WeightedFusion
+
+METHODS = ("attention", "weighted")
+RANDOM_ADAPTER_NAMES = ("sentiment", "nli", "qa", "paraphrase", "grammar", "topic")
+HEAD_CHOICES = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class AdapterOutputs:
+    """N adapter outputs for T tokens, the query they are fused with, and where they came from."""
+
+    names: tuple[str, ...]
+    outputs: torch.Tensor  # [T, N, H]
+    query: torch.Tensor | None  # [T, H]; None: the mean of the outputs stands in (no hidden state)
+    tokens: tuple[str, ...]
+    source: str
+    trained_layer: FusionLayer | None = None  # the real fusion's layer at this position, if any
+
+
+def random_outputs(num_adapters: int = 3, tokens: int = 10, hidden_size: int = 384, seed: int = 0) -> AdapterOutputs:
+    """Seeded standard-normal adapter outputs, as in the notebook's section 2 (one sentence, no batch)."""
+    if not 2 <= num_adapters <= len(RANDOM_ADAPTER_NAMES):
+        raise ValueError(f"num_adapters must be between 2 and {len(RANDOM_ADAPTER_NAMES)}, got {num_adapters}")
+    generator = torch.Generator().manual_seed(seed)
+    outputs = torch.randn(tokens, num_adapters, hidden_size, generator=generator)
+    return AdapterOutputs(
+        names=RANDOM_ADAPTER_NAMES[:num_adapters],
+        outputs=outputs,
+        query=None,
+        tokens=tuple(f"token {i + 1}" for i in range(tokens)),
+        source=f"random normal outputs (seed {seed}), {tokens} tokens × hidden size {hidden_size}",
+    )
+
+
+def real_outputs(predictor: Predictor, text: str | None, text_pair: str | None, layer: int) -> AdapterOutputs:
+    """The real adapters' outputs for a real sentence at transformer ``layer`` (0-based) of the fusion.
+
+    The hidden state is taken where the adapters read it (the feed-forward output, before the model's own
+    adapter hook), with the fusion over all its adapters active in the layers below, exactly as at inference.
+    """
+    info = predictor.info
+    if not 0 <= layer < info.num_layers:
+        raise ValueError(f"layer must be between 0 and {info.num_layers - 1}, got {layer}")
+    text, text_pair = predictor.check_input(text, text_pair)
+    model = predictor.model
+    captured: list[torch.Tensor] = []
+
+    def capture(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        captured.append(output.detach())
+
+    hook_point = ffn_output_modules(model.base_model)[layer]
+    with predictor.lock, torch.inference_mode():
+        inputs, _ = predictor.encode(text, text_pair)
+        handle = hook_point.register_forward_hook(capture, prepend=True)
+        try:
+            model(**inputs, adapter_names=list(info.adapters))
+        finally:
+            handle.remove()
+        kept = int(inputs["attention_mask"][0].sum())
+        hidden = captured[0][0, :kept].float()  # [T, H]
+        deltas = model.adapter_manager.layer_deltas(hidden, list(info.adapters), layer)  # [T, N, H]
+        tokens = tuple(predictor.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0, :kept].tolist()))
+    # Copied outside inference mode: a parameter copied inside it could never be used with autograd again.
+    trained = copy.deepcopy(model.fusion_layers[layer]).eval() if model.fusion_layers is not None else None
+    return AdapterOutputs(
+        names=info.adapters,
+        outputs=hidden.unsqueeze(1) + deltas,
+        query=hidden,
+        tokens=tokens,
+        source=f"real adapters of fusion {info.name!r} at layer {layer + 1} of {info.num_layers}",
+        trained_layer=trained,
+    )
+
+
+@dataclass(frozen=True)
+class OutputStats:
+    """Summary of one ``[T, H]`` output: element mean and std, mean per-token L2 norm."""
+
+    mean: float
+    std: float
+    norm: float
+
+
+def _stats(x: torch.Tensor) -> OutputStats:
+    return OutputStats(float(x.mean()), float(x.std()), float(x.norm(dim=-1).mean()))
+
+
+@dataclass(frozen=True)
+class MechanicsResult:
+    """How a fusion layer weighted the adapters, and what it produced."""
+
+    method: str
+    temperature: float
+    names: tuple[str, ...]
+    tokens: tuple[str, ...]
+    weights: np.ndarray  # [T, heads, N] softmax weights
+    fused: OutputStats
+    adapters: tuple[OutputStats, ...]
+    cosine: np.ndarray  # [N] mean over tokens of cos(fused, adapter output)
+    num_parameters: int
+    layer_source: str
+    output_source: str
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.weights.shape[1])
+
+    @property
+    def per_adapter(self) -> np.ndarray:
+        """[N] mean weight of each adapter over tokens and heads."""
+        return self.weights.mean(axis=(0, 1))
+
+    @property
+    def per_head(self) -> np.ndarray:
+        """[heads, N] mean weight of each adapter per head, over tokens."""
+        return self.weights.mean(axis=0)
+
+    @property
+    def per_token(self) -> np.ndarray:
+        """[T, N] weight of each adapter per token, mean over heads."""
+        return self.weights.mean(axis=1)
+
+
+def _fusion_layer(
+    outputs: AdapterOutputs, method: str, temperature: float, num_heads: int, seed: int
+) -> tuple[FusionLayer, str]:
+    trained = outputs.trained_layer
+    if trained is not None and trained.method == method:
+        layer = copy.deepcopy(trained)
+        source = f"the trained {method} fusion layer"
+    else:
+        hidden, num = outputs.outputs.shape[-1], outputs.outputs.shape[1]
+        torch.manual_seed(seed)
+        if method == "attention":
+            layer = AttentionFusion(hidden, num, num_attention_heads=num_heads)
+            source = f"a fresh attention fusion layer ({num_heads} head{'s' if num_heads > 1 else ''}, seed {seed})"
+        else:
+            # Uniform logits would ignore the temperature; small random ones show what it does.
+            layer = WeightedFusion(hidden, num, weight_initialization="normal")
+            source = f"a fresh weighted fusion layer (small random logits, seed {seed})"
+    layer.temperature = float(temperature)
+    return layer.eval(), source
+
+
+def fuse(
+    outputs: AdapterOutputs, method: str, temperature: float = 1.0, num_heads: int = 1, seed: int = 0
+) -> MechanicsResult:
+    """Fuse ``outputs`` with attention or weighted fusion at ``temperature`` and summarise the result.
+
+    ``num_heads`` and ``seed`` only matter for a fresh layer; a trained layer keeps its own heads and weights.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if method == "attention" and outputs.outputs.shape[-1] % num_heads:
+        raise ValueError(f"{num_heads} heads do not divide the hidden size {outputs.outputs.shape[-1]}")
+    layer, layer_source = _fusion_layer(outputs, method, temperature, num_heads, seed)
+    with torch.inference_mode():
+        result = layer.fuse(outputs.outputs, query=outputs.query)
+        fused = result.hidden_states  # [T, H]
+        cosine = torch.stack(
+            [F.cosine_similarity(fused, outputs.outputs[:, i], dim=-1).mean() for i in range(len(outputs.names))]
+        )
+    return MechanicsResult(
+        method=method,
+        temperature=float(temperature),
+        names=outputs.names,
+        tokens=outputs.tokens,
+        weights=result.weights.float().numpy(),
+        fused=_stats(fused),
+        adapters=tuple(_stats(outputs.outputs[:, i]) for i in range(len(outputs.names))),
+        cosine=cosine.numpy(),
+        num_parameters=sum(p.numel() for p in layer.parameters()) + sum(b.numel() for b in layer.buffers()),
+        layer_source=layer_source,
+        output_source=outputs.source,
+    )
+
+
+def stats_rows(result: MechanicsResult) -> list[dict[str, object]]:
+    """One table row per adapter output and one for the fused output (what the notebook printed)."""
+    rows: list[dict[str, object]] = [
+        {
+            "output": f"adapter {name}",
+            "mean": s.mean,
+            "std": s.std,
+            "L2 norm per token": s.norm,
+            "cosine to fused": float(c),
+            "mean weight": float(w),
+        }
+        for name, s, c, w in zip(result.names, result.adapters, result.cosine, result.per_adapter)
+    ]
+    rows.append(
+        {
+            "output": "fused",
+            "mean": result.fused.mean,
+            "std": result.fused.std,
+            "L2 norm per token": result.fused.norm,
+            "cosine to fused": None,
+            "mean weight": None,
+        }
+    )
+    return rows

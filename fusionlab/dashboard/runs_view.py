@@ -1,0 +1,354 @@
+"""The Runs page's data: the run history as a table, curves of several runs, config diffs, dev-set fusion
+statistics, confusion matrices and a downloadable zip of a run's artifacts.
+
+Everything is computed from the run store and the workspace, never from session state, so the page shows the
+same thing after a reload, in a second tab, or while a worker started from the CLI is writing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pandas.io.formats.style import Styler
+
+from fusionlab.data.tasks import TASKS
+from fusionlab.runstore import Run, RunStore
+from fusionlab.workspace import CHECKPOINT_MARKER
+
+HISTORY_COLUMNS = [
+    "id",
+    "kind",
+    "name",
+    "task",
+    "status",
+    "created",
+    "started",
+    "ended",
+    "duration_s",
+    "metric",
+    "score",
+    "error",
+]
+CURVE_COLUMNS = ["run_id", "run", "step", "value"]
+DIFF_COLUMNS = ["key", "A", "B", "differs"]
+ABSENT = "(absent)"
+"""How :func:`config_diff` shows a key that one of the two configs lacks."""
+
+DIFF_HIGHLIGHT = "background-color: rgba(255, 189, 69, 0.35)"
+"""Amber, translucent: readable under both the light and the dark theme's text colour."""
+
+
+class ArtifactsUnavailableError(FileNotFoundError):
+    """A run's recorded checkpoint can no longer be downloaded: it was deleted, moved or overwritten."""
+
+
+def run_task(run: Run) -> str | None:
+    """The task a run trains for: ``task`` of an adapter run, ``target_task`` of a fusion run."""
+    return run.config.get("task") or run.config.get("target_task")
+
+
+def run_label(run: Run) -> str:
+    """A short, unique label for pickers and legends, e.g. ``#7 rte-attention (finished)``."""
+    return f"#{run.id} {run.name} ({run.status})"
+
+
+def main_metric(run: Run) -> str | None:
+    """The name of the metric a run is judged by: its task's main metric.
+
+    A user task carries its spec in the config (the dashboard's process may not have it registered); a task
+    known to neither falls back to the first metric the run reported.
+    """
+    spec = run.config.get("task_spec")
+    if spec and spec.get("main_metric"):
+        return spec["main_metric"]
+    task = run_task(run)
+    if task in TASKS:
+        return TASKS[task].main_metric
+    metrics = (run.final_metrics or {}).get("metrics") or {}
+    return next(iter(metrics), None)
+
+
+def main_score(run: Run) -> float | None:
+    """The final dev value of the run's :func:`main_metric` (``None`` until the run has finished)."""
+    metric = main_metric(run)
+    return ((run.final_metrics or {}).get("metrics") or {}).get(metric) if metric else None
+
+
+def _local_time(seconds: pd.Series) -> pd.Series:
+    """Unix seconds as timezone-aware datetimes in the server's zone (``NaT`` where the time is unset)."""
+    zone = datetime.now().astimezone().tzinfo
+    return pd.to_datetime(seconds.astype("float64"), unit="s", utc=True).dt.tz_convert(zone)
+
+
+def history_frame(runs: list[Run]) -> pd.DataFrame:
+    """One row per run (columns :data:`HISTORY_COLUMNS`), in the order given (the store lists newest first).
+
+    ``score`` is the final dev value of ``metric``, the task's main metric; ``error`` is the first line of a
+    failed run's error (the rest is its traceback, for the detail view); ``duration_s`` runs up to now for a
+    run still running.
+    """
+    now = datetime.now().timestamp()
+    rows = []
+    for run in runs:
+        end = run.ended_at if run.ended_at is not None else now
+        rows.append(
+            {
+                "id": run.id,
+                "kind": run.kind,
+                "name": run.name,
+                "task": run_task(run),
+                "status": run.status,
+                "created": run.created_at,
+                "started": run.started_at,
+                "ended": run.ended_at,
+                "duration_s": end - run.started_at if run.started_at is not None else None,
+                "metric": main_metric(run),
+                "score": main_score(run),
+                "error": error_first_line(run),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    for column in ("created", "started", "ended"):
+        frame[column] = _local_time(frame[column])
+    return frame.astype({"id": "int64", "duration_s": "float64", "score": "float64"})
+
+
+def filter_history(
+    frame: pd.DataFrame,
+    kinds: list[str] | None = None,
+    statuses: list[str] | None = None,
+    tasks: list[str] | None = None,
+    text: str = "",
+) -> pd.DataFrame:
+    """The rows of a :func:`history_frame` matching every given filter (an empty filter matches all).
+
+    ``text`` matches the run name case-insensitively as a plain substring, so names with ``+`` or ``.``
+    need no escaping.
+    """
+    mask = pd.Series(True, index=frame.index)
+    if kinds:
+        mask &= frame["kind"].isin(kinds)
+    if statuses:
+        mask &= frame["status"].isin(statuses)
+    if tasks:
+        mask &= frame["task"].isin(tasks)
+    if text.strip():
+        mask &= frame["name"].str.contains(text.strip(), case=False, regex=False)
+    return frame[mask]
+
+
+def error_first_line(run: Run) -> str | None:
+    """The readable first line of a failed run's error (``ValueError: ...``), without the traceback."""
+    if not run.error:
+        return None
+    return run.error.strip().splitlines()[0]
+
+
+def metric_names(store: RunStore, run_ids: list[int]) -> list[str]:
+    """Every metric name the given runs logged, sorted, for a metric picker."""
+    names: set[str] = set()
+    for run_id in run_ids:
+        names.update(store.metrics(run_id)["name"])
+    return sorted(names)
+
+
+def dev_metric_names(names: list[str]) -> list[str]:
+    """The dev-set metrics among logged metric names (the trainer logs them as ``eval_<metric>``)."""
+    return [name for name in names if name.startswith("eval_")]
+
+
+def run_curve(run: Run, metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One metric of one run in long form (:data:`CURVE_COLUMNS`), from the run's :meth:`RunStore.metrics`.
+
+    NaN values (a diverged loss) are kept, so the chart shows them as gaps rather than hiding the divergence.
+    """
+    rows = metrics[metrics["name"] == metric]
+    frame = pd.DataFrame({"run_id": run.id, "run": run_label(run), "step": rows["step"], "value": rows["value"]})
+    return frame.reset_index(drop=True)[CURVE_COLUMNS]
+
+
+def curves(store: RunStore, run_ids: list[int], metric: str) -> pd.DataFrame:
+    """One metric of several runs in long form (:data:`CURVE_COLUMNS`), for one line per run.
+
+    ``run`` is the run's label, so a legend tells runs with the same name apart. Runs that never logged the
+    metric contribute no rows.
+    """
+    frames = [run_curve(store.get(run_id), store.metrics(run_id), metric) for run_id in run_ids]
+    frames = [frame for frame in frames if not frame.empty]
+    if not frames:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level with dotted keys (``training_config.max_steps``); lists stay whole."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        flat.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _shown(value: Any) -> str:
+    """A config value as text: JSON for everything, so ``null``, ``1`` and ``"1"`` stay distinguishable."""
+    return json.dumps(value, sort_keys=True)
+
+
+def config_diff(run_a: Run, run_b: Run) -> pd.DataFrame:
+    """The two runs' configs side by side (:data:`DIFF_COLUMNS`), one row per flattened dotted key.
+
+    The run kind is compared too (row ``kind``), since an adapter and a fusion run share few keys. Values are
+    JSON text (so a column never mixes types); a key only one config has shows :data:`ABSENT` on the other
+    side. Rows are sorted by key; ``differs`` marks the rows to highlight.
+    """
+    flat_a = {"kind": run_a.kind, **flatten(run_a.config)}
+    flat_b = {"kind": run_b.kind, **flatten(run_b.config)}
+    rows = []
+    for key in sorted(set(flat_a) | set(flat_b)):
+        a = _shown(flat_a[key]) if key in flat_a else ABSENT
+        b = _shown(flat_b[key]) if key in flat_b else ABSENT
+        rows.append({"key": key, "A": a, "B": b, "differs": a != b})
+    return pd.DataFrame(rows, columns=DIFF_COLUMNS)
+
+
+def highlight_differences(diff: pd.DataFrame) -> Styler:
+    """A :func:`config_diff` frame styled with the differing rows highlighted (``st.dataframe`` shows it)."""
+
+    def row_style(row: pd.Series) -> list[str]:
+        return [DIFF_HIGHLIGHT if row["differs"] else ""] * len(row)
+
+    return diff.style.apply(row_style, axis=1)
+
+
+@dataclass(frozen=True)
+class FusionStats:
+    """A fusion run's dev-set fusion weights: mean softmax weight per ``[layer][adapter]``, overall and per
+    gold class (heads and tokens averaged, as :mod:`fusionlab.evaluation` computes them)."""
+
+    adapter_names: list[str]
+    mean: list[list[float]]
+    per_class: dict[str, list[list[float]]]
+
+    @property
+    def classes(self) -> list[str]:
+        """The gold classes the statistics are broken down by (only those present in the dev sample)."""
+        return list(self.per_class)
+
+    def frame(self, label: str | None = None) -> pd.DataFrame:
+        """Layer × adapter weights (rows ``layer 1..L``, columns adapter names): all examples, or one class."""
+        if label is not None and label not in self.per_class:
+            raise ValueError(f"no fusion statistics for class {label!r}; classes: {', '.join(self.classes)}")
+        matrix = self.mean if label is None else self.per_class[label]
+        return weights_frame(matrix, self.adapter_names)
+
+
+def weights_frame(layers: list[list[float]], adapter_names: list[str]) -> pd.DataFrame:
+    """Fusion weights ``[layer][adapter]`` as a frame indexed ``layer 1..L`` with one column per adapter."""
+    return pd.DataFrame(
+        layers, index=[f"layer {i}" for i in range(1, len(layers) + 1)], columns=list(adapter_names), dtype="float64"
+    )
+
+
+def fusion_stats(run: Run) -> FusionStats | None:
+    """The dev-set fusion statistics of a finished fusion run; ``None`` for other runs or an empty record."""
+    stats = (run.final_metrics or {}).get("fusion_stats")
+    if not stats or not stats.get("mean"):
+        return None
+    return FusionStats(list(stats["adapter_names"]), stats["mean"], dict(stats.get("per_class") or {}))
+
+
+def confusion(run: Run) -> tuple[list[list[int]], list[str]] | None:
+    """A finished run's dev confusion matrix ``[gold][predicted]`` and its label names, if it recorded one."""
+    final = run.final_metrics or {}
+    matrix, labels = final.get("confusion_matrix"), final.get("label_names")
+    if not matrix or not labels:
+        return None
+    return matrix, list(labels)
+
+
+def checkpoint_path(run: Run) -> Path | None:
+    """The checkpoint directory a run recorded (``None`` for a run that produced none: failed, cancelled...)."""
+    checkpoint = (run.artifacts or {}).get("checkpoint")
+    return Path(checkpoint) if checkpoint else None
+
+
+def checkpoint_problem(run: Run) -> str | None:
+    """Why a run's recorded checkpoint cannot be downloaded, or ``None`` if it can (or there is none).
+
+    Checkpoints are named after their adapter or fusion, so retraining under the same name replaces the
+    directory: a checkpoint whose metadata was written after this run ended belongs to a later run, and
+    offering it as this run's would be wrong.
+    """
+    path = checkpoint_path(run)
+    if path is None:
+        return None
+    marker = path / CHECKPOINT_MARKER
+    if not marker.is_file():
+        return f"the checkpoint of run {run.id} is gone: {path} was deleted or moved after the run finished"
+    if run.ended_at is not None and marker.stat().st_mtime > run.ended_at:
+        return (
+            f"the checkpoint of run {run.id} was overwritten: {path} now holds the checkpoint of a later run "
+            "with the same name"
+        )
+    return None
+
+
+def run_record(store: RunStore, run: Run) -> dict[str, Any]:
+    """Everything the store knows about a run as one JSON-able dict: config, results, metric history and
+    fusion-weight snapshots, so a downloaded run can be analysed without the workspace."""
+    history = store.metrics(run.id)[["step", "name", "value"]]
+    return {
+        "id": run.id,
+        "kind": run.kind,
+        "name": run.name,
+        "status": run.status,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "device": run.device,
+        "error": run.error,
+        "config": run.config,
+        "final_metrics": run.final_metrics,
+        "artifacts": run.artifacts,
+        "history": [
+            {"step": int(step), "name": name, "value": None if pd.isna(value) else float(value)}
+            for step, name, value in history.itertuples(index=False)
+        ],
+        "snapshots": [{"step": snap.step, **snap.payload} for snap in store.snapshots(run.id)],
+    }
+
+
+def archive_name(run: Run) -> str:
+    """The zip's file name (and top folder): ``run-7-rte-attention``, safe on every file system."""
+    return f"run-{run.id}-{re.sub(r'[^A-Za-z0-9_.+-]', '_', run.name) or 'unnamed'}"
+
+
+def artifact_zip(store: RunStore, run: Run) -> bytes:
+    """A zip of the run: ``<archive_name>/run.json`` (:func:`run_record`) and, if the run recorded a
+    checkpoint, the checkpoint directory under ``<archive_name>/checkpoint/``.
+
+    Raises :class:`ArtifactsUnavailableError` when the recorded checkpoint is gone or was overwritten (see
+    :func:`checkpoint_problem`) rather than silently leaving it out. A fusion checkpoint does not contain
+    its adapters (they live in their own checkpoints); ``run.json`` lists them in the config.
+    """
+    problem = checkpoint_problem(run)
+    if problem:
+        raise ArtifactsUnavailableError(problem)
+    top = archive_name(run)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{top}/run.json", json.dumps(run_record(store, run), indent=2, sort_keys=True) + "\n")
+        path = checkpoint_path(run)
+        if path is not None:
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                archive.write(file, f"{top}/checkpoint/{file.relative_to(path).as_posix()}")
+    return buffer.getvalue()

@@ -1,0 +1,49 @@
+"""The view in the URL: a copied link reopens the same page with the same fusion, text and pair.
+
+The page is the URL path (``/playground``, from ``st.Page(url_path=...)`` in ``app.py``). The fusion, the text
+and the pair are query parameters, kept by Streamlit's own binding of a widget to ``st.query_params``
+(``bind="query-params"``): the widget reads its parameter when the page loads and writes it when the user
+changes it, so no page has to copy values back and forth. One parameter name per value, shared by the pages
+that show it, keeps the chosen fusion when the user moves from the Playground to Efficiency or Mechanics.
+
+Bound parameters can only be changed through ``st.session_state`` (Streamlit owns them), which is what
+:func:`set_default` and :func:`use_example` do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from fusionlab.dashboard.inference import Example
+
+FUSION = "fusion"
+TEXT = "text"
+PAIR = "pair"
+METHOD = "method"
+TEMPERATURE = "temperature"
+
+TEXT_MAX_CHARS = 1000
+"""Longer texts would make unwieldy links; the models truncate far earlier anyway (``max_length`` tokens)."""
+
+
+def bound(key: str) -> dict[str, str]:
+    """Keyword arguments that keep a widget's value in the URL under ``key``: ``st.text_area(..., **bound(TEXT))``."""
+    return {"key": key, "bind": "query-params"}
+
+
+def set_default(key: str, value: Any) -> None:
+    """Give a bound widget its first value unless the session (or the URL, which wins on load) already has one.
+
+    Setting the value here rather than through the widget's ``value=`` lets an example button overwrite it
+    later without Streamlit complaining that a widget has both a default and a session-state value.
+    """
+    if key not in st.session_state:
+        st.session_state[key] = value
+
+
+def use_example(example: Example) -> None:
+    """Button callback: put an example into the text (and pair) boxes, and so into the URL."""
+    st.session_state[TEXT] = example.text
+    st.session_state[PAIR] = example.pair or ""

@@ -1,0 +1,219 @@
+"""The Home page's view of a workspace: what is trained, how well, what is running, and the demo button.
+
+Everything is read from disk and from the run store on each call (no caching): a worker in another process
+may finish a checkpoint at any moment, and reading a few small JSON files is cheap.
+
+Preparing the demo queues six training runs. Two browser tabs clicking at once must not queue them twice, and
+the run store offers no "enqueue unless present" transaction, so the check and the enqueue happen under an
+exclusive file lock in the workspace: every dashboard process and thread takes the same lock, so the second
+click sees the first one's runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fusionlab.checkpoint import CheckpointError, read_meta
+from fusionlab.config import ModelConfig
+from fusionlab.dashboard.inference import DashboardError
+from fusionlab.dashboard.settings import Settings, current_settings
+from fusionlab.demo import demo_runs, enqueue_demo
+from fusionlab.runstore import QUEUED, RUNNING, Run, RunStore
+from fusionlab.worker import ensure_worker
+from fusionlab.workspace import Workspace
+
+DEMO_PROFILE = "classroom"
+DEMO_LOCK = "demo-queue.lock"
+
+
+def session_settings() -> Settings:
+    """This session's settings, or a :class:`DashboardError` when the workspace cannot be created there."""
+    try:
+        return current_settings()
+    except OSError as err:
+        raise DashboardError(
+            f"The workspace cannot be used: {err}. Choose another workspace directory in the sidebar."
+        ) from err
+
+
+@dataclass(frozen=True)
+class CheckpointRow:
+    """One adapter or fusion as the Home page lists it; ``problem`` says why it cannot be used, if it cannot."""
+
+    name: str
+    kind: str
+    task: str | None
+    method: str | None  # fusions only
+    adapters: tuple[str, ...]  # fusions only
+    metric: str | None
+    score: float | None
+    baseline: float | None
+    problem: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A table row (the columns the Home page shows)."""
+        row: dict[str, Any] = {"name": self.name, "task": self.task}
+        if self.kind == "fusion":
+            row |= {"method": self.method, "adapters": ", ".join(self.adapters)}
+        row |= {"dev metric": self.metric, "score": self.score, "majority baseline": self.baseline}
+        row["status"] = self.problem or "ready"
+        return row
+
+
+@dataclass(frozen=True)
+class WorkspaceSummary:
+    """What is on disk; the run in progress comes from :func:`run_status`, which the page polls."""
+
+    root: str
+    base_model: str
+    device: str
+    adapters: tuple[CheckpointRow, ...]
+    fusions: tuple[CheckpointRow, ...]
+
+
+def _scores(extra: dict) -> tuple[str | None, float | None, float | None]:
+    metric = extra.get("main_metric")
+    if metric is None:
+        return None, None, None
+    return metric, extra.get("metrics", {}).get(metric), extra.get("majority_baseline", {}).get(metric)
+
+
+def _adapter_row(workspace: Workspace, name: str) -> tuple[CheckpointRow, dict | None]:
+    try:
+        meta = read_meta(workspace.adapter_dir(name))
+    except CheckpointError as err:
+        return CheckpointRow(name, "adapter", None, None, (), None, None, None, str(err)), None
+    extra = meta.get("extra", {})
+    return CheckpointRow(name, "adapter", extra.get("task"), None, (), *_scores(extra)), meta
+
+
+def _fusion_problem(meta: dict, adapter_hashes: dict[str, str | None]) -> str | None:
+    """Why a fusion cannot be loaded (an adapter missing, unreadable or retrained since), from metadata alone.
+
+    ``adapter_hashes`` maps each adapter directory to the content hash it records (None: unreadable).
+    """
+    missing = [e["name"] for e in meta["adapters"] if adapter_hashes.get(e["name"]) is None]
+    changed = [e["name"] for e in meta["adapters"] if adapter_hashes.get(e["name"]) not in (None, e["content_hash"])]
+    problems = []
+    if missing:
+        problems.append(f"missing adapter{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    if changed:
+        problems.append(f"adapter{'s' if len(changed) > 1 else ''} {', '.join(changed)} changed since; retrain it")
+    return "; ".join(problems) or None
+
+
+def _fusion_row(workspace: Workspace, name: str, adapter_hashes: dict[str, str | None]) -> CheckpointRow:
+    try:
+        meta = read_meta(workspace.fusion_dir(name))
+    except CheckpointError as err:
+        return CheckpointRow(name, "fusion", None, None, (), None, None, None, str(err))
+    extra = meta.get("extra", {})
+    config = meta["fusion_config"]
+    return CheckpointRow(
+        name,
+        "fusion",
+        extra.get("task") or config.get("target_task"),
+        config["fusion_method"],
+        tuple(config["adapter_names"]),
+        *_scores(extra),
+        problem=_fusion_problem(meta, adapter_hashes),
+    )
+
+
+def device_description() -> str:
+    """Where the dashboard's models run: the GPU's name, or the CPU with its thread count."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def run_status(workspace: Workspace) -> tuple[Run | None, int]:
+    """The run executing now (if any) and how many runs wait in the queue."""
+    store = RunStore(workspace.runs_db)
+    return store.active_run(), len(store.list_runs(status=QUEUED))
+
+
+def checkpoint_names(workspace: Workspace) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Names of the complete adapters and fusions: cheap to poll, it changes when a run saves a checkpoint."""
+    return tuple(workspace.list_adapters()), tuple(workspace.list_fusions())
+
+
+def summarize_workspace(workspace: Workspace) -> WorkspaceSummary:
+    """The base model, the device, and the adapters and fusions on disk with their dev scores."""
+    adapter_rows, hashes, metas = [], {}, []
+    for name in workspace.list_adapters():
+        row, meta = _adapter_row(workspace, name)
+        adapter_rows.append(row)
+        hashes[name] = meta.get("content_hash") if meta is not None else None
+        if meta is not None:
+            metas.append(meta)
+    fusion_rows = [_fusion_row(workspace, name, hashes) for name in workspace.list_fusions()]
+    base_model = metas[0]["model_config"]["model_name_or_path"] if metas else ModelConfig().model_name_or_path
+    return WorkspaceSummary(
+        root=str(workspace.root),
+        base_model=base_model,
+        device=device_description(),
+        adapters=tuple(adapter_rows),
+        fusions=tuple(fusion_rows),
+    )
+
+
+# -- the demo ---------------------------------------------------------------------------------------------
+def _comparable(config: dict) -> dict:
+    """A run config without its data directory: two tabs may point at different data but queue the same demo."""
+    return {k: v for k, v in config.items() if k != "data_dir"}
+
+
+def pending_demo_runs(store: RunStore, data_dir: str | None = None) -> list[Run]:
+    """Queued or running runs of the classroom demo (recognised by kind, name and config)."""
+    plan = [(kind, name, _comparable(config)) for kind, name, config in demo_runs(DEMO_PROFILE, data_dir)]
+    return [
+        run
+        for run in store.list_runs(status=(QUEUED, RUNNING))
+        if (run.kind, run.name, _comparable(run.config)) in plan
+    ]
+
+
+@contextmanager
+def _workspace_lock(workspace: Workspace) -> Iterator[None]:
+    """Exclusive lock shared by every process using ``workspace`` (released when the holder dies, too)."""
+    fd = os.open(workspace.root / DEMO_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    run_ids: tuple[int, ...]
+    worker_started: bool
+
+    @property
+    def message(self) -> str:
+        worker = "started a worker" if self.worker_started else "the running worker will pick them up"
+        return f"Queued {len(self.run_ids)} demo runs (ids {self.run_ids[0]}–{self.run_ids[-1]}); {worker}."
+
+
+def prepare_demo(workspace: Workspace, data_dir: str | None) -> DemoOutcome:
+    """Queue the classroom demo and make sure a worker serves it; refuse if it is already queued or running."""
+    store = RunStore(workspace.ensure().runs_db)
+    with _workspace_lock(workspace):
+        pending = pending_demo_runs(store, data_dir)
+        if pending:
+            running = [r for r in pending if r.status == RUNNING]
+            now = f"run {running[0].id} ({running[0].name}) is running" if running else "nothing has started yet"
+            raise DashboardError(
+                f"The demo is already being prepared: {len(pending)} of its runs are still queued or running "
+                f"({now}). Follow them on the Runs page."
+            )
+        run_ids = enqueue_demo(store, DEMO_PROFILE, data_dir)
+    return DemoOutcome(tuple(run_ids), ensure_worker(workspace))

@@ -1,0 +1,92 @@
+"""Home: what adapter fusion is, what this workspace holds, and the one-click classroom demo."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from fusionlab.dashboard import workspace_view
+from fusionlab.dashboard.inference import DashboardError
+
+DIAGRAM = Path(__file__).resolve().parents[1] / "assets" / "adapter_fusion.svg"
+NUMBER = st.column_config.NumberColumn(format="%.3f")
+
+st.title("fusionlab: adapter fusion, seen from inside")
+st.markdown(
+    "Train one small **adapter** per task on a frozen encoder, then learn a **fusion** layer that decides, "
+    "in every layer and for every token, how much of each adapter to use for a target task "
+    "([Pfeiffer et al., 2021](https://arxiv.org/abs/2005.00247)). Try a trained fusion on the **Playground**, "
+    "see what it costs on **Efficiency**, and take the fusion layer apart on **Mechanics**."
+)
+st.image(str(DIAGRAM), caption="One transformer layer with adapter fusion: the same in every layer.")
+
+try:
+    settings = workspace_view.session_settings()
+except DashboardError as err:
+    st.error(str(err))
+    st.stop()
+workspace = settings.workspace
+summary = workspace_view.summarize_workspace(workspace)
+
+st.header("This workspace")
+st.caption(f"`{summary.root}`")
+cols = st.columns(4)
+cols[0].metric("Base model", summary.base_model.split("/")[-1], help=summary.base_model)
+cols[1].metric("Device", summary.device)
+cols[2].metric("Adapters", len(summary.adapters))
+cols[3].metric("Fusions", len(summary.fusions))
+
+
+@st.fragment(run_every="5s")
+def run_status() -> None:
+    """The run in progress, refreshed every few seconds; the whole page reruns when the checkpoints change."""
+    active, queued = workspace_view.run_status(workspace)
+    if active is not None:
+        st.progress(active.progress, text=f"Running: {active.kind} **{active.name}** ({active.message or 'starting'})")
+    if queued:
+        st.caption(f"{queued} run{'s' if queued > 1 else ''} queued.")
+    if active is None and not queued:
+        st.caption("No run in progress.")
+    if workspace_view.checkpoint_names(workspace) != (
+        tuple(r.name for r in summary.adapters),
+        tuple(r.name for r in summary.fusions),
+    ):
+        st.rerun()
+
+
+run_status()
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Adapters")
+    if summary.adapters:
+        st.dataframe(
+            [row.as_dict() for row in summary.adapters],
+            hide_index=True,
+            column_config={"score": NUMBER, "majority baseline": NUMBER},
+        )
+    else:
+        st.info("No adapter yet: prepare the demo below, or train one on the Train page.")
+with right:
+    st.subheader("Fusions")
+    if summary.fusions:
+        st.dataframe(
+            [row.as_dict() for row in summary.fusions],
+            hide_index=True,
+            column_config={"score": NUMBER, "majority baseline": NUMBER},
+        )
+    else:
+        st.info("No fusion yet: prepare the demo below, or train one on the Train page.")
+
+st.subheader("Classroom demo")
+st.markdown(
+    "Queues the demo runs: adapters for **sst2** (sentiment), **mnli** (inference), **boolq** (yes/no questions) "
+    "and the target **rte**, then attention and weighted fusion for rte over all four. About ten minutes on "
+    "two CPU cores; follow it on the **Runs** page."
+)
+if st.button("Prepare demo workspace", type="primary", icon=":material/rocket_launch:"):
+    try:
+        outcome = workspace_view.prepare_demo(workspace, settings.data_dir_str)
+    except DashboardError as err:
+        st.warning(str(err))
+    else:
+        st.success(outcome.message)

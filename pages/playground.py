@@ -1,0 +1,119 @@
+"""Playground: one input through the target task's own adapter and through the fusion, side by side."""
+
+import streamlit as st
+
+from fusionlab.dashboard import charts, urlstate, workspace_view
+from fusionlab.dashboard.inference import DashboardError, examples_for, load_predictor
+
+st.title("Playground")
+st.markdown(
+    "Type an input for the fusion's target task. The **single-task adapter** is the target task's own adapter "
+    "alone; the **fusion** mixes every adapter you leave switched on (the weights are renormalised over them)."
+)
+
+try:
+    workspace = workspace_view.session_settings().workspace
+except DashboardError as err:
+    st.error(str(err))
+    st.stop()
+fusions = workspace.list_fusions()
+if not fusions:
+    st.info("This workspace has no fusion yet: prepare the demo on the Home page, or train one on the Train page.")
+    st.stop()
+
+fusion = st.selectbox("Fusion", fusions, **urlstate.bound(urlstate.FUSION))
+try:
+    predictor = load_predictor(workspace, fusion)
+except DashboardError as err:
+    st.error(str(err))
+    st.stop()
+info = predictor.info
+st.caption(
+    f"{info.method.capitalize()} fusion for **{info.target}** ({info.task.description or 'custom task'}) "
+    f"over {', '.join(info.adapters)}; inputs are cut to {info.max_length} tokens."
+)
+
+examples = examples_for(info.task.name)
+if examples:
+    urlstate.set_default(urlstate.TEXT, examples[0].text)
+    urlstate.set_default(urlstate.PAIR, examples[0].pair or "")
+    st.write("Examples:")
+    for column, (i, example) in zip(st.columns(len(examples)), enumerate(examples)):
+        column.button(
+            example.label, key=f"example_{i}", on_click=urlstate.use_example, args=(example,), width="stretch"
+        )
+
+fields = info.task.text_fields
+text = st.text_area(fields[0].capitalize(), max_chars=urlstate.TEXT_MAX_CHARS, **urlstate.bound(urlstate.TEXT))
+pair = None
+if info.task.is_pair:
+    pair = st.text_area(fields[1].capitalize(), max_chars=urlstate.TEXT_MAX_CHARS, **urlstate.bound(urlstate.PAIR))
+
+st.write("Adapters in the fusion (switch one off to see what the fusion does without it):")
+active = [
+    name
+    for column, name in zip(st.columns(len(info.adapters)), info.adapters)
+    if column.toggle(name, value=True, key=f"adapter_on_{fusion}_{name}")
+]
+
+try:
+    comparison = predictor.compare(text, pair, active)
+except DashboardError as err:
+    st.error(str(err))
+    st.stop()
+
+if comparison.truncated:
+    st.warning(
+        f"The input has {comparison.original_tokens} tokens; only the first {comparison.kept_tokens} "
+        "(the fusion's max_length) were used."
+    )
+left, right = st.columns(2)
+if comparison.single is not None:
+    left.metric(
+        f"{info.target} adapter alone",
+        comparison.single.label,
+        f"{comparison.single.confidence:.0%} confident",
+        delta_color="off",
+    )
+else:
+    left.info(f"The target task {info.target} has no adapter of its own in this fusion.")
+right.metric(
+    f"Fusion over {len(comparison.active_adapters)} adapter{'s' if len(comparison.active_adapters) > 1 else ''}",
+    comparison.fused.label,
+    f"{comparison.fused.confidence:.0%} confident",
+    delta_color="off",
+)
+st.plotly_chart(charts.probability_chart(comparison))
+
+tab_layers, tab_tokens, tab_learned = st.tabs(["Layers × adapters", "Tokens × adapters", "Learned weights"])
+with tab_layers:
+    figure = charts.layer_adapter_heatmap(
+        comparison.layer_weights,
+        comparison.active_adapters,
+        "Mean fusion weight per layer and adapter (over the tokens of this input)",
+    )
+    st.plotly_chart(figure)
+with tab_tokens:
+    layer_options = [None, *range(info.num_layers)]
+    layer = st.select_slider(
+        "Layer",
+        options=layer_options,
+        format_func=lambda i: "mean over layers" if i is None else f"layer {i + 1}",
+    )
+    where = "averaged over layers" if layer is None else f"in layer {layer + 1}"
+    figure = charts.token_adapter_heatmap(
+        comparison.tokens,
+        comparison.weights_at(layer),
+        comparison.active_adapters,
+        f"Fusion weight of each adapter for every token, {where}",
+    )
+    st.plotly_chart(figure)
+with tab_learned:
+    figure = charts.learned_weights_chart(comparison.learned_weights, comparison.active_adapters)
+    if figure is None:
+        st.info(
+            f"{info.method.capitalize()} fusion has no per-layer learned weights: its weights depend on each "
+            "token (see the other tabs). Weighted fusion learns one weight per adapter and layer."
+        )
+    else:
+        st.plotly_chart(figure)

@@ -1,0 +1,256 @@
+"""Train: queue adapter and fusion runs, and watch the queue and the running run live.
+
+Everything shown comes from the run store, so a reload or a second tab shows the same queue; the logic lives in
+:mod:`fusionlab.dashboard.queue`.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from fusionlab import worker
+from fusionlab.config import FUSION_METHODS, NON_LINEARITIES, AdapterConfig
+from fusionlab.dashboard.queue import (
+    FUSION_LIMITS,
+    TRAIN_FUSION,
+    Limits,
+    QueueView,
+    available_adapters,
+    default_fusion_name,
+    pending_adapter_names,
+    queue_adapter_runs,
+    queue_fusion_run,
+)
+from fusionlab.dashboard.run_charts import curves_chart, fusion_weight_bars
+from fusionlab.dashboard.runs_view import (
+    error_first_line,
+    main_metric,
+    main_score,
+    run_curve,
+    run_label,
+    weights_frame,
+)
+from fusionlab.dashboard.settings import current_settings
+from fusionlab.data.tasks import TASKS
+from fusionlab.runstore import CANCELLED, FAILED, RunStore
+
+# Head counts that divide the hidden size of every bundled or common encoder (384, 768, 1024).
+HEAD_CHOICES = (1, 2, 4, 6, 8, 12)
+
+settings = current_settings()
+workspace = settings.workspace
+store = RunStore(workspace.runs_db)
+
+
+def describe_task(name: str) -> str:
+    return f"{name} — {TASKS[name].description}" if TASKS[name].description else name
+
+
+def limits_inputs(prefix: str, defaults: Limits) -> Limits:
+    """The shared limit fields; 0 in an optional field means "no limit" or "only at the end"."""
+    left, middle, right = st.columns(3)
+    max_steps = left.number_input("Max steps", value=defaults.max_steps, step=10, key=f"{prefix}_max_steps")
+    batch_size = left.number_input("Batch size", value=defaults.batch_size, step=4, key=f"{prefix}_batch_size")
+    learning_rate = left.number_input(
+        "Learning rate", value=defaults.learning_rate, step=1e-4, format="%.5f", key=f"{prefix}_learning_rate"
+    )
+    max_train = middle.number_input(
+        "Max train samples (0 = all)", value=defaults.max_train_samples or 0, step=100, key=f"{prefix}_max_train"
+    )
+    max_eval = middle.number_input(
+        "Max dev samples (0 = all)", value=defaults.max_eval_samples or 0, step=50, key=f"{prefix}_max_eval"
+    )
+    max_length = middle.number_input(
+        "Max length (tokens)", value=defaults.max_length, step=16, key=f"{prefix}_max_length"
+    )
+    eval_steps = right.number_input(
+        "Evaluate every N steps (0 = at the end)", value=defaults.eval_steps or 0, step=10, key=f"{prefix}_eval"
+    )
+    snapshot_steps = 0
+    if defaults.snapshot_steps is not None:
+        snapshot_steps = right.number_input(
+            "Record fusion weights every N steps (0 = at the end)",
+            value=defaults.snapshot_steps,
+            step=5,
+            key=f"{prefix}_snapshots",
+        )
+    return Limits.from_form(
+        max_steps=max_steps,
+        max_train_samples=max_train,
+        max_eval_samples=max_eval,
+        max_length=max_length,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        eval_steps=eval_steps,
+        snapshot_steps=snapshot_steps,
+    )
+
+
+def cancel(run_id: int) -> None:
+    store.request_cancel(run_id)
+
+
+st.title("Train")
+st.caption(
+    "Queue adapter and fusion runs. A background worker executes them one at a time, in queue order, so a fusion "
+    "queued after the adapters it needs starts once they are trained."
+)
+
+adapter_tab, fusion_tab = st.tabs(["Adapter runs", "Fusion run"])
+
+with adapter_tab:
+    tasks = st.multiselect(
+        "Tasks", sorted(TASKS), format_func=describe_task, key="train_tasks", placeholder="Choose one or more tasks"
+    )
+    sizes: dict[str, int] = {}
+    if tasks:
+        st.markdown("**Adapter size** (bottleneck width) per task")
+        columns = st.columns(min(len(tasks), 4))
+        for i, task in enumerate(tasks):
+            sizes[task] = columns[i % len(columns)].number_input(
+                task, value=AdapterConfig.adapter_size, step=8, key=f"train_adapter_size_{task}"
+            )
+    non_linearity = st.selectbox("Non-linearity", NON_LINEARITIES, key="train_non_linearity")
+    adapter_limits = limits_inputs("adapter", Limits())
+    if st.button("Queue adapter runs", type="primary", key="queue_adapters"):
+        try:
+            ids = queue_adapter_runs(store, tasks, sizes, non_linearity, adapter_limits, settings.data_dir_str)
+        except ValueError as err:
+            st.error(str(err))
+        else:
+            worker.ensure_worker(workspace)
+            st.success(f"Queued {len(ids)} adapter run(s): " + ", ".join(f"#{i}" for i in ids))
+
+with fusion_tab:
+    target = st.selectbox("Target task", sorted(TASKS), format_func=describe_task, key="fusion_target")
+    pending = pending_adapter_names(store)
+    adapters = st.multiselect(
+        "Adapters to fuse",
+        available_adapters(workspace, store),
+        key="fusion_adapters",
+        accept_new_options=True,
+        placeholder="Choose the adapters (by convention the target task's own adapter first)",
+        help="Trained adapters and those still queued or running. Typing another name is allowed, but the fusion "
+        "is only queued once that adapter is trained or queued.",
+    )
+    if pending:
+        st.caption("Queued or running, not yet trained: " + ", ".join(pending))
+    left, middle, right = st.columns(3)
+    method = left.selectbox("Fusion method", FUSION_METHODS, key="fusion_method")
+    heads = middle.selectbox(
+        "Attention heads", HEAD_CHOICES, key="fusion_heads", disabled=method != "attention", help="attention only"
+    )
+    temperature = right.number_input(
+        "Softmax temperature", value=1.0, step=0.1, key="fusion_temperature", disabled=method == "average"
+    )
+    value_regularization = left.number_input(
+        "Value regularisation (‖I − V‖² weight)",
+        value=0.0,
+        step=0.01,
+        format="%.3f",
+        key="fusion_value_reg",
+        disabled=method != "attention",
+        help="attention only",
+    )
+    name = middle.text_input(
+        "Fusion name",
+        key="fusion_name",
+        placeholder=default_fusion_name(target, method, adapters) if adapters else "target-method-adapters",
+        help="Leave empty for the default name. A fusion with the same name is replaced when this run finishes.",
+    )
+    fusion_limits = limits_inputs("fusion", FUSION_LIMITS)
+    if st.button("Queue fusion run", type="primary", key="queue_fusion"):
+        try:
+            run_id = queue_fusion_run(
+                store,
+                workspace,
+                target,
+                adapters,
+                method=method,
+                heads=heads,
+                temperature=temperature,
+                value_regularization=value_regularization,
+                limits=fusion_limits,
+                data_dir=settings.data_dir_str,
+                name=name,
+            )
+        except ValueError as err:
+            st.error(str(err))
+        else:
+            worker.ensure_worker(workspace)
+            st.success(f"Queued fusion run #{run_id}")
+
+
+@st.fragment(run_every=2)
+def live_section() -> None:
+    """Redrawn every two seconds from the store: the queue, the running run, and the last run that ended."""
+    view = QueueView.load(store, workspace)
+    st.header("Queue")
+    if view.stalled:
+        st.warning(f"{len(view.queued)} run(s) are waiting but no worker is running.")
+        if st.button("Start the worker", key="start_worker"):
+            worker.ensure_worker(workspace)
+    if not view.queued:
+        st.caption("Nothing queued.")
+    for item in view.queued:
+        text, button = st.columns([6, 1], vertical_alignment="center")
+        text.markdown(f"**{item.position}.** `{item.run.kind}` {run_label(item.run)}")
+        button.button("Cancel", key=f"cancel_{item.run.id}", on_click=cancel, args=(item.run.id,))
+
+    st.header("Running")
+    run = view.active
+    if run is None:
+        st.caption("No run is executing.")
+    else:
+        progress, message = view.progress
+        title, button = st.columns([6, 1], vertical_alignment="center")
+        title.subheader(run_label(run))
+        button.button("Cancel", key=f"cancel_{run.id}", on_click=cancel, args=(run.id,), disabled=run.cancel_requested)
+        st.progress(progress, text=message)
+        loss_column, dev_column = st.columns(2)
+        with loss_column:
+            chart = curves_chart(run_curve(run, view.metrics, "loss"), "loss", "Training loss")
+            if chart is None:
+                st.info("The loss appears after the first logged steps.")
+            else:
+                st.plotly_chart(chart, key="live_loss")
+        with dev_column:
+            dev_metric = f"eval_{main_metric(run) or 'accuracy'}"
+            chart = curves_chart(run_curve(run, view.metrics, dev_metric), dev_metric)
+            if chart is None:
+                st.info("The dev metric appears after the first evaluation.")
+            else:
+                st.plotly_chart(chart, key="live_dev")
+        if run.kind == TRAIN_FUSION:
+            snapshots = view.snapshots
+            if not snapshots:
+                st.info("The fusion weights appear with the first snapshot.")
+            else:
+                snapshot = snapshots[-1]
+                if len(snapshots) > 1 and not st.toggle("Follow the latest weights", value=True, key="live_follow"):
+                    by_step = {snap.step: snap for snap in snapshots}
+                    step = st.select_slider("Replay: weights at step", list(by_step), key="live_step")
+                    snapshot = by_step[step]
+                weights = weights_frame(snapshot.payload["layers"], snapshot.payload["adapter_names"])
+                chart = fusion_weight_bars(weights, f"Fusion weights per layer at step {snapshot.step}")
+                if chart is None:
+                    st.info("This snapshot holds no weights.")
+                else:
+                    st.plotly_chart(chart, key="live_weights")
+
+    ended = view.last_ended
+    if ended is not None:
+        st.header("Last ended")
+        if ended.status == FAILED:
+            st.error(f"{run_label(ended)}: {error_first_line(ended)}")
+        elif ended.status == CANCELLED:
+            st.info(f"{run_label(ended)} was cancelled.")
+        else:
+            score = main_score(ended)
+            st.success(
+                f"{run_label(ended)}: dev {main_metric(ended)} {score:.3f}" if score is not None else run_label(ended)
+            )
+        st.caption("Its curves, confusion matrix and artifacts are on the Runs page.")
+
+
+live_section()

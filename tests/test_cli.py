@@ -1,0 +1,113 @@
+"""The `fusionlab` command line end to end in a temporary workspace, through the real queue and worker."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fusionlab.runstore import RunStore
+from fusionlab.worker import pid_alive, worker_pid
+from fusionlab.workspace import Workspace
+
+LIMITS = ["--max-steps", "2", "--max-train-samples", "32", "--max-eval-samples", "16", "--max-length", "32"]
+
+
+def fusionlab(home, *args, timeout=300):
+    env = {**os.environ, "FUSIONLAB_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "fusionlab.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def home(tmp_path):
+    yield tmp_path
+    pid = worker_pid(Workspace(tmp_path))
+    if pid and pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+
+
+@pytest.mark.slow
+def test_cli_end_to_end(home, shared_data_dir):
+    data = ["--data-dir", str(shared_data_dir)]
+    for task in ("rte", "sst2"):
+        done = fusionlab(home, "train-adapter", task, "--adapter-size", "8", *LIMITS, *data)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "run " in done.stdout and "accuracy=" in done.stdout
+    done = fusionlab(home, "train-fusion", "rte", "--adapters", "rte,sst2", "--method", "weighted", "--name", "fz",
+                     *LIMITS, *data)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(Workspace(home).list_adapters()) == ["rte", "sst2"] and Workspace(home).list_fusions() == ["fz"]
+
+    done = fusionlab(home, "evaluate", "fz", "--max-samples", "16", *data)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "accuracy:" in done.stdout and "layer 6:" in done.stdout and "confusion matrix" in done.stdout
+    done = fusionlab(home, "predict", "fz", "A man is sleeping.", "Nobody is asleep.", "--adapters", "rte")
+    assert done.returncode == 0 and "prediction:" in done.stdout and "(adapters: rte)" in done.stdout
+
+    done = fusionlab(home, "runs")
+    assert done.returncode == 0 and done.stdout.count("finished") == 3
+    assert "train_fusion" in fusionlab(home, "runs", "show", "3").stdout
+    assert "finished" in fusionlab(home, "runs", "cancel", "1").stdout  # an ended run stays as it was
+
+
+def test_cli_reports_bad_input_clearly(home):
+    done = fusionlab(home, "train-adapter", "sst2", "--adapter-size", "0", "--inline")
+    assert done.returncode == 2 and "AdapterConfig.adapter_size" in done.stderr and "Traceback" not in done.stderr
+    done = fusionlab(home, "train-adapter", "nosuchtask", "--inline")
+    assert done.returncode == 2 and "nosuchtask" in done.stderr and "Traceback" not in done.stderr
+    done = fusionlab(home, "predict", "ghost", "hello")
+    assert done.returncode == 2 and "no adapter or fusion named 'ghost'" in done.stderr
+    done = fusionlab(home, "runs", "show", "42")
+    assert done.returncode == 2 and "no run with id 42" in done.stderr
+    done = fusionlab(home, "--help")
+    assert done.returncode == 0 and "train-fusion" in done.stdout and "demo" in done.stdout
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_training_leaves_failed_run_and_no_checkpoint(tmp_path, shared_data_dir):
+    workspace = Workspace(tmp_path).ensure()
+    store = RunStore(workspace.runs_db)
+    config = {"task": "sst2", "adapter_config": {"adapter_size": 8}, "model_config": {"max_length": 32},
+              "training_config": {"max_steps": 2000, "per_device_train_batch_size": 4, "max_eval_samples": 8},
+              "data_dir": str(shared_data_dir)}
+    run_id = store.enqueue("train_adapter", "sst2", config)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    worker = subprocess.Popen([sys.executable, "-m", "fusionlab.worker", "--home", str(tmp_path)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while store.get(run_id).progress < 0.002 and time.monotonic() < deadline:  # a few real steps done
+        time.sleep(0.2)
+    assert store.get(run_id).status == "running"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    assert not (workspace.adapters_dir / "sst2").exists()
+    assert workspace.list_adapters() == []
+    failed = store.mark_dead_runs_failed(pid_alive)  # what the next worker does when it starts
+    assert failed == [run_id]
+    run = store.get(run_id)
+    assert run.status == "failed" and str(worker.pid) in run.error
+
+
+@pytest.mark.slow
+def test_cancel_stops_a_real_training_run_within_seconds(tmp_path, shared_data_dir):
+    from fusionlab.worker import ensure_worker
+
+    workspace = Workspace(tmp_path).ensure()
+    store = RunStore(workspace.runs_db)
+    config = {"task": "sst2", "adapter_config": {"adapter_size": 8}, "model_config": {"max_length": 32},
+              "training_config": {"max_steps": 2000, "per_device_train_batch_size": 4, "max_eval_samples": 8},
+              "data_dir": str(shared_data_dir)}
+    run_id = store.enqueue("train_adapter", "sst2", config)
+    ensure_worker(workspace, idle_exit_seconds=2)
+    deadline = time.monotonic() + 180
+    while store.get(run_id).progress <= 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    store.request_cancel(run_id)
+    asked = time.monotonic()
+    while store.get(run_id).status == "running" and time.monotonic() - asked < 30:
+        time.sleep(0.1)
+    assert store.get(run_id).status == "cancelled"
+    assert not (workspace.adapters_dir / "sst2").exists()

@@ -1,0 +1,308 @@
+"""The dashboard's logic on a real trained workspace: inference, efficiency, mechanics, the Home view, charts."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from fusionlab.dashboard import charts, efficiency, mechanics, workspace_view
+from fusionlab.dashboard.inference import DashboardError, Predictor, examples_for, load_predictor
+from fusionlab.data import TASKS
+from fusionlab.runstore import RunStore
+from fusionlab.workspace import Workspace
+
+PREMISE = "A woman is reading a newspaper on a crowded train."
+HYPOTHESIS = "Someone is reading."
+
+pytestmark = pytest.mark.slow  # every test here uses the real encoder and the trained tiny workspace
+
+
+@pytest.fixture(scope="module")
+def attention(tiny_workspace) -> Predictor:
+    return load_predictor(tiny_workspace, "rte-attention")
+
+
+@pytest.fixture(scope="module")
+def weighted(tiny_workspace) -> Predictor:
+    return load_predictor(tiny_workspace, "rte-weighted")
+
+
+@pytest.fixture
+def workspace_copy(tiny_workspace, tmp_path) -> Workspace:
+    """A private copy, for tests that delete checkpoints or queue runs."""
+    shutil.copytree(tiny_workspace.root, tmp_path / "ws")
+    return Workspace(tmp_path / "ws")
+
+
+def _model_probabilities(predictor: Predictor, names: list[str], fuse: bool | None = None) -> np.ndarray:
+    with torch.inference_mode():
+        inputs, _ = predictor.encode(PREMISE, HYPOTHESIS)
+        logits = predictor.model(**inputs, adapter_names=names, fuse=fuse).logits
+    return torch.softmax(logits, dim=-1)[0].numpy()
+
+
+# -- inference ------------------------------------------------------------------------------------------------
+def test_compare_matches_the_model_for_single_and_fused(attention):
+    comparison = attention.compare(PREMISE, HYPOTHESIS)
+    assert comparison.active_adapters == ("rte", "boolq", "mnli", "sst2")
+    assert comparison.single is not None and comparison.single.adapters == ("rte",)
+    np.testing.assert_allclose(comparison.single.probabilities, _model_probabilities(attention, ["rte"]), atol=1e-6)
+    np.testing.assert_allclose(
+        comparison.fused.probabilities, _model_probabilities(attention, list(comparison.active_adapters)), atol=1e-6
+    )
+    assert comparison.fused.labels == ("entailment", "not_entailment")
+    assert comparison.fused.label in comparison.fused.labels
+
+
+def test_switching_adapters_off_renormalises_like_the_model(attention):
+    comparison = attention.compare(PREMISE, HYPOTHESIS, active_adapters=["sst2", "rte"])
+    assert comparison.active_adapters == ("rte", "sst2")  # the fusion's own order, whatever the caller's
+    np.testing.assert_allclose(
+        comparison.fused.probabilities, _model_probabilities(attention, ["rte", "sst2"]), atol=1e-6
+    )
+    assert comparison.layer_weights.shape == (attention.info.num_layers, 2)
+    np.testing.assert_allclose(comparison.token_weights.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_one_adapter_left_on_still_uses_the_fusion_head(attention):
+    comparison = attention.compare(PREMISE, HYPOTHESIS, active_adapters=["mnli"])
+    np.testing.assert_allclose(
+        comparison.fused.probabilities, _model_probabilities(attention, ["mnli"], fuse=True), atol=1e-6
+    )
+    assert comparison.fused.labels == attention.info.label_names  # rte's labels, not mnli's three classes
+    np.testing.assert_allclose(comparison.layer_weights, 1.0)
+
+
+def test_tokens_and_weights_cover_exactly_the_real_positions(attention):
+    comparison = attention.compare(PREMISE, HYPOTHESIS)
+    assert comparison.tokens[0] == "[CLS]" and comparison.tokens[-1] == "[SEP]"
+    assert comparison.token_weights.shape == (attention.info.num_layers, len(comparison.tokens), 4)
+    assert not comparison.truncated and comparison.kept_tokens == len(comparison.tokens)
+    np.testing.assert_allclose(comparison.weights_at(None), comparison.token_weights.mean(axis=0))
+    np.testing.assert_allclose(comparison.layer_weights, comparison.token_weights.mean(axis=1))
+
+
+def test_long_input_reports_truncation(attention):
+    long_text = " ".join(["The committee met again to discuss the budget."] * 20)
+    comparison = attention.compare(long_text, HYPOTHESIS)
+    assert comparison.truncated
+    assert comparison.kept_tokens == attention.info.max_length == len(comparison.tokens)
+    assert comparison.original_tokens > comparison.kept_tokens
+
+
+def test_weighted_fusion_reports_its_learned_weights(weighted):
+    comparison = weighted.compare(PREMISE, HYPOTHESIS, active_adapters=["rte", "boolq", "mnli"])
+    learned = comparison.learned_weights
+    assert learned is not None and learned.shape == (weighted.info.num_layers, 3)
+    np.testing.assert_allclose(learned.sum(axis=1), 1.0, atol=1e-6)
+    # weighted fusion gives every token the layer's learned weights
+    np.testing.assert_allclose(comparison.layer_weights, learned, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("text", "pair", "active", "message"),
+    [
+        ("", HYPOTHESIS, None, "empty"),
+        ("   \n ", HYPOTHESIS, None, "empty"),
+        (PREMISE, None, None, "fill in"),
+        (PREMISE, "  ", None, "fill in"),
+        (PREMISE, HYPOTHESIS, [], "switched off"),
+        (PREMISE, HYPOTHESIS, ["rte", "cola"], "not part of fusion"),
+    ],
+)
+def test_user_mistakes_raise_readable_errors(attention, text, pair, active, message):
+    with pytest.raises(DashboardError, match=message):
+        attention.compare(text, pair, active)
+
+
+def test_fusion_with_a_deleted_adapter_fails_readably(workspace_copy):
+    shutil.rmtree(workspace_copy.adapter_dir("mnli"))
+    with pytest.raises(DashboardError, match="mnli"):
+        Predictor(workspace_copy, "rte-attention")
+    fusions = {row.name: row for row in workspace_view.summarize_workspace(workspace_copy).fusions}
+    assert "missing adapter mnli" in fusions["rte-attention"].problem
+
+
+def test_unknown_fusion_fails_readably(tiny_workspace):
+    with pytest.raises(DashboardError, match="no-such-fusion"):
+        load_predictor(tiny_workspace, "no-such-fusion")
+
+
+def test_every_builtin_task_has_examples_of_the_right_shape():
+    for name, spec in TASKS.items():
+        examples = examples_for(name)
+        assert examples, name
+        assert all(bool(e.pair) == spec.is_pair for e in examples), name
+
+
+def test_concurrent_sessions_share_one_predictor(attention):
+    results: list[np.ndarray] = []
+
+    def work() -> None:
+        results.append(attention.compare(PREMISE, HYPOTHESIS).fused.probabilities)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4
+    for probabilities in results[1:]:
+        np.testing.assert_allclose(probabilities, results[0], atol=1e-6)
+
+
+# -- efficiency -----------------------------------------------------------------------------------------------
+def test_parameter_report_adds_up(attention):
+    report = efficiency.parameter_report(attention)
+    breakdown = attention.model.parameter_breakdown()
+    assert report.base == sum(p.numel() for p in attention.model.base_model.parameters())
+    assert report.added + report.base == report.total == breakdown["total"]
+    assert report.trainable == report.fusion + report.fusion_head  # fusion training updates only these
+    assert report.reduction_factor == pytest.approx(report.base / report.added)
+    assert 0 < report.trainable_share < 1
+
+
+def test_checkpoint_sizes_are_the_bytes_of_their_files(tiny_workspace, attention):
+    sizes = {s.name: s for s in efficiency.checkpoint_sizes(tiny_workspace, attention)}
+    assert set(sizes) == {"rte-attention", "rte", "boolq", "mnli", "sst2"}
+    adapter_dir = tiny_workspace.adapter_dir("rte")
+    assert sizes["rte"].bytes == sum(f.stat().st_size for f in adapter_dir.iterdir())
+    assert sizes["rte-attention"].kind == "fusion" and sizes["rte-attention"].bytes > 0
+
+
+def test_latency_is_measured_for_one_to_all_adapters(attention):
+    report = efficiency.measure_latency(attention, repeats=2)
+    assert report.fusion_adapters == attention.info.adapters
+    assert len(report.fusion_ms) == 4 and all(ms > 0 for ms in report.fusion_ms)
+    assert report.base_ms > 0 and report.single_ms > 0 and report.single_adapter == "rte"
+    with pytest.raises(ValueError, match="repeats"):
+        efficiency.measure_latency(attention, repeats=0)
+
+
+# -- mechanics ------------------------------------------------------------------------------------------------
+def _entropy(weights: np.ndarray) -> float:
+    return float(-(weights * np.log(weights)).sum(axis=-1).mean())
+
+
+def test_random_outputs_are_seeded_and_temperature_sharpens():
+    a, b = mechanics.random_outputs(3, seed=7), mechanics.random_outputs(3, seed=7)
+    assert torch.equal(a.outputs, b.outputs)
+    assert not torch.equal(a.outputs, mechanics.random_outputs(3, seed=8).outputs)
+    for method in mechanics.METHODS:
+        sharp = mechanics.fuse(a, method, temperature=0.1, num_heads=4)
+        flat = mechanics.fuse(a, method, temperature=5.0, num_heads=4)
+        np.testing.assert_allclose(sharp.weights.sum(axis=-1), 1.0, atol=1e-5)
+        assert _entropy(sharp.weights) < _entropy(flat.weights)
+        assert "fresh" in sharp.layer_source
+    assert mechanics.fuse(a, "attention", num_heads=4).per_head.shape == (4, 3)
+
+
+def test_real_outputs_reproduce_the_models_fusion_weights(attention):
+    comparison = attention.compare(PREMISE, HYPOTHESIS)
+    layer = 2
+    outputs = mechanics.real_outputs(attention, PREMISE, HYPOTHESIS, layer)
+    assert outputs.outputs.shape == (len(comparison.tokens), 4, attention.model.hidden_size)
+    assert outputs.tokens == comparison.tokens
+    result = mechanics.fuse(outputs, "attention", temperature=1.0)
+    assert "trained" in result.layer_source
+    np.testing.assert_allclose(result.per_token, comparison.token_weights[layer], atol=1e-5)
+    rows = mechanics.stats_rows(result)
+    assert [r["output"] for r in rows] == ["adapter rte", "adapter boolq", "adapter mnli", "adapter sst2", "fused"]
+    assert all(-1.0 <= r["cosine to fused"] <= 1.0 + 1e-6 for r in rows[:-1])
+
+
+def test_mechanics_rejects_bad_settings(attention):
+    outputs = mechanics.random_outputs(3)
+    with pytest.raises(ValueError, match="temperature"):
+        mechanics.fuse(outputs, "attention", temperature=0)
+    with pytest.raises(ValueError, match="method"):
+        mechanics.fuse(outputs, "average")
+    with pytest.raises(DashboardError, match="empty"):
+        mechanics.real_outputs(attention, "", HYPOTHESIS, 0)
+
+
+# -- the Home page's view -------------------------------------------------------------------------------------
+def test_summary_lists_checkpoints_with_scores(tiny_workspace):
+    summary = workspace_view.summarize_workspace(tiny_workspace)
+    assert [row.name for row in summary.adapters] == ["boolq", "mnli", "rte", "sst2"]
+    assert [row.name for row in summary.fusions] == ["rte-attention", "rte-weighted"]
+    assert summary.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    fusion = summary.fusions[0]
+    assert (fusion.task, fusion.method, fusion.metric, fusion.problem) == ("rte", "attention", "accuracy", None)
+    assert 0.0 <= fusion.score <= 1.0 and 0.0 <= fusion.baseline <= 1.0
+    assert fusion.as_dict()["status"] == "ready"
+    assert workspace_view.run_status(tiny_workspace) == (None, 0)
+
+
+def test_demo_is_queued_once_even_from_two_tabs_at_once(workspace_copy, monkeypatch):
+    started: list[Workspace] = []
+    monkeypatch.setattr(workspace_view, "ensure_worker", lambda ws: started.append(ws) or True)
+    outcomes: list[object] = []
+
+    def click() -> None:
+        try:
+            outcomes.append(workspace_view.prepare_demo(workspace_copy, "/data"))
+        except DashboardError as err:
+            outcomes.append(err)
+
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    queued = [o for o in outcomes if isinstance(o, workspace_view.DemoOutcome)]
+    refused = [o for o in outcomes if isinstance(o, DashboardError)]
+    assert len(queued) == 1 and len(refused) == 1
+    assert "already being prepared" in str(refused[0])
+    assert len(queued[0].run_ids) == 6 and len(started) == 1
+    store_runs = workspace_view.pending_demo_runs(RunStore(workspace_copy.runs_db), "/other")
+    assert sorted(r.id for r in store_runs) == sorted(queued[0].run_ids)  # recognised whatever the data dir
+    assert workspace_view.run_status(workspace_copy) == (None, 6)
+
+
+# -- charts ---------------------------------------------------------------------------------------------------
+def _check(fig: go.Figure | None) -> go.Figure:
+    assert isinstance(fig, go.Figure)
+    assert fig.layout.title.text
+    assert fig.layout.xaxis.title.text or fig.layout.yaxis.title.text
+    assert fig.data and all(
+        (trace.z is not None and np.size(trace.z)) or (trace.y is not None and len(trace.y)) for trace in fig.data
+    )
+    return fig
+
+
+def test_playground_charts(attention, weighted):
+    comparison = attention.compare(PREMISE, HYPOTHESIS)
+    bars = _check(charts.probability_chart(comparison))
+    assert len(bars.data) == 2 and bars.layout.yaxis.title.text == "probability"
+    heat = _check(charts.layer_adapter_heatmap(comparison.layer_weights, comparison.active_adapters, "t"))
+    assert heat.layout.yaxis.title.text == "transformer layer"
+    tokens = _check(charts.token_adapter_heatmap(comparison.tokens, comparison.weights_at(0), ("rte",) * 4, "t"))
+    assert list(tokens.layout.xaxis.ticktext) == list(comparison.tokens)
+    assert charts.learned_weights_chart(comparison.learned_weights, comparison.active_adapters) is None
+    learned = weighted.compare(PREMISE, HYPOTHESIS).learned_weights
+    _check(charts.learned_weights_chart(learned, weighted.info.adapters))
+
+
+def test_charts_return_none_instead_of_empty_figures():
+    assert charts.layer_adapter_heatmap(np.zeros((0, 0)), [], "t") is None
+    assert charts.token_adapter_heatmap([], np.zeros((0, 2)), ["a", "b"], "t") is None
+    assert charts.checkpoint_size_chart([]) is None
+
+
+def test_efficiency_and_mechanics_charts(tiny_workspace, attention):
+    report = efficiency.parameter_report(attention)
+    params = _check(charts.parameter_chart(report))
+    assert "millions" in params.layout.xaxis.title.text
+    _check(charts.checkpoint_size_chart(efficiency.checkpoint_sizes(tiny_workspace, attention)))
+    latency = _check(charts.latency_chart(efficiency.measure_latency(attention, repeats=1)))
+    assert latency.layout.yaxis.title.text == "latency (ms)"
+    result = mechanics.fuse(mechanics.random_outputs(4), "attention", 0.5, num_heads=2)
+    weights = _check(charts.mechanics_weights_chart(result))
+    assert len(weights.data) == 4 and list(weights.data[0].x) == ["head 1", "head 2"]
+    _check(charts.mechanics_similarity_chart(result))
