@@ -27,6 +27,26 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="task data directory (default: $FUSIONLAB_DATA_DIR or ../shared/data)")
 
 
+def _add_custom_task(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("your own data (the task argument then names the new task)")
+    group.add_argument("--file", help="CSV (with header) or JSONL file of labelled examples")
+    group.add_argument("--text-columns", default="text", help="one column, or two comma-separated for pairs")
+    group.add_argument("--label-column", default="label")
+
+
+def _custom_task(args: argparse.Namespace, task: str) -> dict[str, Any] | None:
+    if not args.file:
+        return None
+    from pathlib import Path
+
+    return {
+        "path": str(Path(args.file).resolve()),
+        "text_columns": [c.strip() for c in args.text_columns.split(",") if c.strip()],
+        "label_column": args.label_column,
+        "name": task,
+    }
+
+
 def _add_training(parser: argparse.ArgumentParser, default_lr: float) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--model", default=None, help="base model (hub name or path; default: bundled all-MiniLM-L6-v2)")
@@ -69,10 +89,12 @@ def _model_config(args: argparse.Namespace) -> dict[str, Any]:
 def _validate(kind: str, config: dict[str, Any]) -> None:
     """Build the config objects now, so a bad value fails in the terminal rather than in the worker."""
     from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig, TrainingConfig
-    from fusionlab.data import get_task
+    from fusionlab.data import get_task, task_from_file
 
     TrainingConfig.from_dict(config["training_config"])
     ModelConfig.from_dict(config["model_config"])
+    if config.get("custom_task"):
+        task_from_file(**config["custom_task"])  # reads and checks the file, registers the task here
     if kind == "train_adapter":
         get_task(config["task"])
         AdapterConfig.from_dict(config["adapter_config"])
@@ -90,6 +112,7 @@ def cmd_train_adapter(args: argparse.Namespace) -> int:
         "training_config": _training_config(args),
         "model_config": _model_config(args),
         "data_dir": args.data_dir,
+        "custom_task": _custom_task(args, args.task),
     }
     return _launch("train_adapter", args.name or args.task, config, args)
 
@@ -109,6 +132,7 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
         "training_config": _training_config(args),
         "model_config": _model_config(args),
         "data_dir": args.data_dir,
+        "custom_task": _custom_task(args, args.target),
     }
     return _launch("train_fusion", args.name or f"{args.target}-{args.method}", config, args)
 
@@ -329,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter-size", type=int, default=64, help="bottleneck size (default: 64)")
     p.add_argument("--non-linearity", default="relu", choices=["relu", "gelu", "swish", "tanh"])
     _add_common(p)
+    _add_custom_task(p)
     _add_training(p, default_lr=1e-4)
     p.set_defaults(func=cmd_train_adapter)
 
@@ -342,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--value-regularization", type=float, default=0.0, help="weight of ||I - V||^2")
     p.add_argument("--snapshot-steps", type=int, default=10, help="record fusion weights every N steps")
     _add_common(p)
+    _add_custom_task(p)
     _add_training(p, default_lr=5e-5)
     p.set_defaults(func=cmd_train_fusion)
 

@@ -111,3 +111,26 @@ def test_cancel_stops_a_real_training_run_within_seconds(tmp_path, shared_data_d
         time.sleep(0.1)
     assert store.get(run_id).status == "cancelled"
     assert not (workspace.adapters_dir / "sst2").exists()
+
+
+@pytest.mark.slow
+def test_train_adapter_on_users_own_csv(home, tmp_path):
+    rows = ["review,verdict"]
+    for i, thing in enumerate(["soup", "film", "game", "song", "book", "hotel", "phone", "chair", "bike", "lamp"]):
+        rows.append(f"I really loved this {thing},good")
+        rows.append(f"this {thing} was awful and I want my money back,bad")
+        rows.append(f"number {i} {thing} made me smile,good")
+    data = tmp_path / "reviews.csv"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    done = fusionlab(home, "train-adapter", "myreviews", "--file", str(data), "--text-columns", "review",
+                     "--label-column", "verdict", "--inline", "--max-steps", "2", "--max-length", "24",
+                     "--adapter-size", "4")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "adapter myreviews on myreviews" in done.stdout
+    done = fusionlab(home, "predict", "myreviews", "what a lovely lamp")
+    assert done.returncode == 0 and ("good" in done.stdout and "bad" in done.stdout)
+    bad = tmp_path / "broken.csv"
+    bad.write_text("review,verdict\nfine text,good\n,bad\n", encoding="utf-8")
+    done = fusionlab(home, "train-adapter", "broken", "--file", str(bad), "--text-columns", "review",
+                     "--label-column", "verdict", "--inline")
+    assert done.returncode == 2 and "broken.csv, line 3" in done.stderr

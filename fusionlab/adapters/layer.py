@@ -8,6 +8,11 @@ Fusion runs several adapters on the same hidden states. Calling them one after t
 loop per layer; instead :func:`stack_adapters` lays their weights side by side (smaller bottlenecks padded with
 zeros, which is exact: padded units see a zero weight, and their output is multiplied by a zero row) and
 :func:`run_stacked` runs them all with one matrix product down and one batched product up.
+
+Fusion does not even need the deltas themselves, only linear functions of them (a dot product with a key per
+adapter, a weighted sum over adapters), so the fused forward pass keeps them factored as their bottleneck
+activations (:class:`FactoredDeltas`, ``[M, N*R]`` per token instead of ``[M, N, H]``) and folds the
+up-projection into those two operations; see there.
 """
 
 from __future__ import annotations
@@ -96,14 +101,81 @@ def stack_adapters(adapters: Sequence[BottleneckAdapter]) -> StackedAdapters:
     )
 
 
+def bottleneck(stacked: StackedAdapters, hidden: torch.Tensor) -> torch.Tensor:
+    """Bottleneck activations ``act(hidden @ down + bias)`` of all stacked adapters for ``hidden`` [M, H]: [M, N*R]."""
+    return ACTIVATIONS[stacked.activation](torch.addmm(stacked.down_bias, hidden, stacked.down_weight))
+
+
 def run_stacked(stacked: StackedAdapters, hidden: torch.Tensor) -> torch.Tensor:
     """Deltas of all stacked adapters for ``hidden`` [M, H]: returns [M, N, H] (one product down, one up).
 
     Adapter dropout is not applied here: fusion runs with its adapters frozen, where the paper keeps them
     deterministic.
     """
-    num = stacked.up_weight.shape[0]
-    z = torch.addmm(stacked.down_bias, hidden, stacked.down_weight)  # [M, N*R]
-    z = ACTIVATIONS[stacked.activation](z).view(hidden.shape[0], num, -1).transpose(0, 1)  # [N, M, R]
-    out = torch.baddbmm(stacked.up_bias.unsqueeze(1), z, stacked.up_weight)  # [N, M, H]
-    return out.transpose(0, 1)
+    return factor_stacked(stacked, hidden).materialize()
+
+
+def factor_stacked(stacked: StackedAdapters, hidden: torch.Tensor) -> FactoredDeltas:
+    """The deltas of all stacked adapters for ``hidden`` [M, H], kept factored (see :class:`FactoredDeltas`)."""
+    return FactoredDeltas(bottleneck(stacked, hidden), stacked)
+
+
+class FactoredDeltas(NamedTuple):
+    """The deltas ``d_i = a_i @ U_i + b_i`` of N stacked adapters, held as their activations ``a`` [M, N*R].
+
+    Everything fusion needs from the deltas is linear in them, so the up-projection can be folded into it:
+
+    * :meth:`dot`, ``v . d_i = (v @ U_i^T) . a_i + v . b_i``: one ``[M, H] x [H, N*R]`` product;
+    * :meth:`mix`, ``sum_i w_i d_i = (w_i a_i)_i @ U + w @ B``: one ``[M, N*R] x [N*R, H]`` product.
+
+    Both are exact re-associations. Materialising the deltas would cost the same products (N batched
+    ``R x H`` products up) plus writing and twice re-reading N hidden-size vectors per token, which for a
+    batch of sequences is far more memory traffic than the GEMMs themselves.
+    ``shape``/``dtype``/``device`` describe the deltas as if materialised (``[M, N, H]``).
+    """
+
+    activations: torch.Tensor  # [M, N * R], after the non-linearity
+    stacked: StackedAdapters
+
+    @property
+    def shape(self) -> torch.Size:
+        num, _, hidden = self.stacked.up_weight.shape
+        return torch.Size((self.activations.shape[0], num, hidden))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.activations.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.activations.device
+
+    def _up(self) -> torch.Tensor:
+        return self.stacked.up_weight.view(-1, self.stacked.up_weight.shape[-1])  # [N*R, H], a view
+
+    def materialize(self) -> torch.Tensor:
+        """The deltas as a tensor [M, N, H]."""
+        rows, (num, rank, _) = self.activations.shape[0], self.stacked.up_weight.shape
+        per_adapter = self.activations.view(rows, num, rank).transpose(0, 1)  # [N, M, R]
+        return torch.baddbmm(self.stacked.up_bias.unsqueeze(1), per_adapter, self.stacked.up_weight).transpose(0, 1)
+
+    def dot(self, vectors: torch.Tensor) -> torch.Tensor:
+        """``vectors[m, k] . d_i[m]`` for ``vectors`` [M, K, H]: returns [M, K, N]."""
+        rows, k, hidden = vectors.shape
+        num, rank, _ = self.stacked.up_weight.shape
+        flat = vectors.reshape(rows * k, hidden)
+        through_up = torch.mm(flat, self._up().t()).view(rows, k, num, rank)  # v @ U_i^T, for every i at once
+        scores = (through_up * self.activations.view(rows, 1, num, rank)).sum(dim=-1)
+        return scores + torch.mm(flat, self.stacked.up_bias.t()).view(rows, k, num)
+
+    def mix(self, weights: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        """``base[m, k] + sum_i weights[m, k, i] d_i[m]`` for ``weights`` [M, K, N], ``base`` [M, K, H] or None."""
+        rows, k, num = weights.shape
+        rank = self.stacked.up_weight.shape[1]
+        scaled = (self.activations.view(rows, 1, num, rank) * weights.unsqueeze(-1)).view(rows * k, num * rank)
+        flat_weights = weights.reshape(rows * k, num)
+        if base is None:
+            out = torch.mm(flat_weights, self.stacked.up_bias)
+        else:
+            out = torch.addmm(base.reshape(rows * k, -1), flat_weights, self.stacked.up_bias)
+        return torch.addmm(out, scaled, self._up()).view(rows, k, -1)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from fusionlab.adapters.layer import BottleneckAdapter, StackedAdapters, run_stacked, stack_adapters
+from fusionlab.adapters.layer import BottleneckAdapter, FactoredDeltas, StackedAdapters, factor_stacked, stack_adapters
 from fusionlab.config import AdapterConfig
 
 
@@ -51,7 +51,7 @@ class AdapterManager(nn.Module):
         self.num_layers = num_layers
         self.freeze_adapters = freeze_adapters
         self.adapters = nn.ModuleDict()
-        self._stack_cache: dict[tuple[int, tuple[str, ...]], tuple[tuple, StackedAdapters]] = {}
+        self._stack_cache: dict[tuple[int, tuple[str, ...]], tuple] = {}
         for name, config in (adapter_configs or {}).items():
             self.add_adapter(name, config)
 
@@ -117,27 +117,49 @@ class AdapterManager(nn.Module):
         deltas = self.layer_deltas(hidden_states.reshape(-1, shape[-1]), names, layer)
         return {name: hidden_states + deltas[:, i].reshape(shape) for i, name in enumerate(names)}
 
-    def layer_deltas(self, hidden: torch.Tensor, names: Sequence[str], layer: int) -> torch.Tensor:
-        """Deltas of the named adapters at ``layer`` for ``hidden`` [M, H], as [M, N, H], in one batched pass."""
+    def layer_deltas(
+        self, hidden: torch.Tensor, names: Sequence[str], layer: int, factored: bool = False
+    ) -> torch.Tensor | FactoredDeltas:
+        """Deltas of the named adapters at ``layer`` for ``hidden`` [M, H], as [M, N, H], in one batched pass.
+
+        ``factored=True`` returns them as :class:`~fusionlab.adapters.layer.FactoredDeltas` (bottleneck
+        activations and the stacked weights), which is all fusion needs and much cheaper than [M, N, H].
+        """
         for name in names:
-            self._check(name)
-        if len(names) == 1 and torch.is_grad_enabled():
+            if name not in self.adapters:
+                self._check(name)
+        if len(names) == 1 and not factored and torch.is_grad_enabled():
             return self.adapters[names[0]].layers[layer].delta(hidden).unsqueeze(1)
-        return run_stacked(self._stacked(layer, tuple(names)), hidden)
+        deltas = factor_stacked(self._stacked(layer, tuple(names)), hidden)
+        return deltas if factored else deltas.materialize()
 
     def _stacked(self, layer: int, names: tuple[str, ...]) -> StackedAdapters:
-        """Stacked weights, cached while nothing that needs a gradient could change them."""
-        modules = [self.adapters[n].layers[layer] for n in names]
-        params = [p for m in modules for p in m.parameters()]
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
-            return stack_adapters(modules)
-        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+        """Stacked weights, cached while nothing that needs a gradient could change them.
+
+        This runs in every layer of every forward pass, so the check that a cached stack is still current is
+        kept to a few microseconds: the entry holds the adapters and linear layers it was stacked from and reads
+        their parameters straight from ``_parameters`` (``nn.Module`` attribute access is slow Python). It is
+        rebuilt when an adapter was replaced, or a parameter replaced or moved (``load_state_dict(assign=True)``,
+        ``.to()``: identity or ``data_ptr`` changes) or changed in place (an optimiser step, ``copy_``: ``_version``
+        changes). Adding, removing and re-laying adapters clear the cache.
+        """
         cached = self._stack_cache.get((layer, names))
-        if cached is None or cached[0] != key:
-            with torch.no_grad():
-                cached = (key, stack_adapters(modules))
-            self._stack_cache[(layer, names)] = cached
-        return cached[1]
+        current = self.adapters._modules
+        if cached is None or any(current.get(n) is not a for n, a in zip(names, cached[0])):
+            owners = tuple(self.adapters[n] for n in names)
+            linears = tuple(lin for a in owners for lin in (a.layers[layer].down, a.layers[layer].up))
+            cached = (owners, linears, (), None, None)
+        owners, linears, _, state, stacked = cached
+        params = [p for lin in linears for p in lin._parameters.values()]
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return stack_adapters([a.layers[layer] for a in owners])
+        now = [(id(p), p.data_ptr(), p._version) for p in params]  # ids are safe: the entry keeps params alive
+        if stacked is None or now != state:
+            # never inference tensors: a stack cached under inference_mode may serve a training step later
+            with torch.no_grad(), torch.inference_mode(False):
+                stacked = stack_adapters([a.layers[layer] for a in owners])
+            self._stack_cache[(layer, names)] = (owners, linears, params, now, stacked)
+        return stacked
 
     # -- inspection ---------------------------------------------------------------------------------------
     def num_parameters(self, name: str) -> int:

@@ -108,8 +108,8 @@ class LatencyReport:
     fusion_ms: tuple[float, ...]
 
 
-def _median_ms(run: Callable[[], object], repeats: int) -> float:
-    for _ in range(WARMUP_RUNS):
+def _median_ms(run: Callable[[], object], repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
         run()
     timings = []
     for _ in range(repeats):
@@ -119,14 +119,14 @@ def _median_ms(run: Callable[[], object], repeats: int) -> float:
     return 1000.0 * statistics.median(timings)
 
 
-def measure_latency(predictor: Predictor, repeats: int = DEFAULT_REPEATS) -> LatencyReport:
+def measure_latency(predictor: Predictor, repeats: int = DEFAULT_REPEATS, warmup: int = WARMUP_RUNS) -> LatencyReport:
     """Time the encoder alone, the target adapter alone, and fusion over the first 1…N adapters.
 
     Runs under the predictor's lock so that another session's request cannot land inside a timing. The input
     is the task's first example (a short sentence), so the numbers show per-layer overhead, not padding.
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be at least 1 and warmup at least 0, got {repeats} and {warmup}")
     info = predictor.info
     examples = examples_for(info.task.name)
     text, pair = (examples[0].text, examples[0].pair) if examples else (FALLBACK_TEXT, None)
@@ -136,10 +136,10 @@ def measure_latency(predictor: Predictor, repeats: int = DEFAULT_REPEATS) -> Lat
     single = info.target if info.has_target_adapter else info.adapters[0]
     with predictor.lock, torch.inference_mode():
         inputs, _ = predictor.encode(text, pair)
-        base_ms = _median_ms(lambda: model.base_model(**inputs), repeats)
-        single_ms = _median_ms(lambda: model(**inputs, adapter_names=[single]), repeats)
+        base_ms = _median_ms(lambda: model.base_model(**inputs), repeats, warmup)
+        single_ms = _median_ms(lambda: model(**inputs, adapter_names=[single]), repeats, warmup)
         fusion_ms = tuple(
-            _median_ms(lambda k=k: model(**inputs, adapter_names=list(info.adapters[:k]), fuse=True), repeats)
+            _median_ms(lambda k=k: model(**inputs, adapter_names=list(info.adapters[:k]), fuse=True), repeats, warmup)
             for k in range(1, len(info.adapters) + 1)
         )
     return LatencyReport(

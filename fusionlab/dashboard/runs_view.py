@@ -20,7 +20,7 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from fusionlab.data.tasks import TASKS
-from fusionlab.runstore import Run, RunStore
+from fusionlab.runstore import FINISHED, Run, RunStore
 from fusionlab.workspace import CHECKPOINT_MARKER
 
 HISTORY_COLUMNS = [
@@ -143,6 +143,27 @@ def filter_history(
     if text.strip():
         mask &= frame["name"].str.contains(text.strip(), case=False, regex=False)
     return frame[mask]
+
+
+def requested_index(runs: list[Run], requested: str | None) -> int:
+    """Which of ``runs`` the detail view opens on: the one the URL asks for (``?run=7``), else the newest
+    finished run (the newest run may still be queued, with nothing to show), else the newest.
+
+    A link to a run that no longer exists, or a mistyped one, still opens the page on a real run.
+    """
+    ids = [run.id for run in runs]
+    wanted = (requested or "").strip().lstrip("#")
+    if wanted.isdigit() and int(wanted) in ids:
+        return ids.index(int(wanted))
+    return next((i for i, run in enumerate(runs) if run.status == FINISHED), 0)
+
+
+def default_overlay(runs: list[Run], count: int = 3) -> list[int]:
+    """The runs whose curves are overlaid before the user picks: the newest finished ones, else the newest
+    that have started (only a started run has curves)."""
+    finished = [run.id for run in runs if run.status == FINISHED]
+    started = [run.id for run in runs if run.started_at is not None]
+    return (finished or started)[:count]
 
 
 def error_first_line(run: Run) -> str | None:

@@ -9,6 +9,7 @@ from fusionlab.data.loading import (
     read_task_file,
     resolve_data_dir,
     split_note,
+    subsample,
     task_from_file,
 )
 from fusionlab.data.splits import BOOLQ_COMPARABILITY_NOTE, boolq_split, passage_title
@@ -34,6 +35,7 @@ __all__ = [
     "register_task",
     "resolve_data_dir",
     "split_note",
+    "subsample",
     "task_from_file",
     "tokenize_dataset",
 ]

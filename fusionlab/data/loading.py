@@ -260,7 +260,7 @@ def _load_full(spec: TaskSpec, split: str, root: Path | None) -> datasets.Datase
     return _load_from_hub(spec, split, root)
 
 
-def _subsample(dataset: datasets.Dataset, max_samples: int | None, seed: int) -> datasets.Dataset:
+def subsample(dataset: datasets.Dataset, max_samples: int | None, seed: int) -> datasets.Dataset:
     """A seeded random subset kept in source order (training shuffles anyway; evaluation reads in order)."""
     if max_samples is None or max_samples >= len(dataset):
         return dataset
@@ -286,7 +286,7 @@ def load_split(
         raise ValueError(f"Task {spec.name!r} has no {split!r} split; it has {', '.join(spec.splits)}.")
     if max_samples is not None and (not _is_int(max_samples) or max_samples <= 0):
         raise ValueError(f"max_samples must be a positive integer or None, got {max_samples!r}")
-    return _subsample(_load_full(spec, split, resolve_data_dir(data_dir)), max_samples, seed)
+    return subsample(_load_full(spec, split, resolve_data_dir(data_dir)), max_samples, seed)
 
 
 # -- user tasks ----------------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import nn
 
+from fusionlab.adapters.layer import FactoredDeltas
+
 
 class FusionOutput(NamedTuple):
     """Fused hidden states ``[..., H]`` and the weights over adapters ``[..., heads, N]``."""
@@ -122,13 +124,17 @@ class FusionLayer(nn.Module):
         return torch.zeros(())
 
 
-def weighted_sum(weights: torch.Tensor, deltas: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+def weighted_sum(
+    weights: torch.Tensor, deltas: torch.Tensor | FactoredDeltas, residual: torch.Tensor | None
+) -> torch.Tensor:
     """``residual * sum(weights) + weights @ deltas`` for weights ``[M, heads, N]``: returns ``[M, heads, H]``.
 
     The residual is scaled by the weights' sum rather than added as is, so the result stays exact when dropout
-    has zeroed some weights.
+    has zeroed some weights. ``deltas`` is ``[M, N, H]`` or, from a model's forward pass, factored deltas whose
+    up-projection is folded into the sum (see :class:`~fusionlab.adapters.layer.FactoredDeltas`).
     """
+    base = None if residual is None else residual.unsqueeze(1) * weights.sum(dim=-1, keepdim=True)
+    if isinstance(deltas, FactoredDeltas):
+        return deltas.mix(weights, base)
     out = torch.bmm(weights, deltas)
-    if residual is not None:
-        out = out + residual.unsqueeze(1) * weights.sum(dim=-1, keepdim=True)
-    return out
+    return out if base is None else out + base

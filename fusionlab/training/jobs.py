@@ -3,11 +3,12 @@
 A run's config is plain JSON so that the CLI, the dashboard and the run store all speak the same language:
 
 * ``train_adapter``: ``{"task", "name"?, "adapter_config"?, "training_config"?, "model_config"?, "data_dir"?,
-  "task_spec"?}``
+  "custom_task"?}``
 * ``train_fusion``: ``{"target_task", "adapters", "name"?, "fusion_config"?, "training_config"?,
-  "model_config"?, "data_dir"?, "task_spec"?}``
+  "model_config"?, "data_dir"?, "custom_task"?}``
 
-``task_spec`` carries a user task (from a CSV/JSONL file) so the worker can register it in its own process.
+``custom_task`` (the keyword arguments of :func:`fusionlab.data.task_from_file`: ``path``, ``text_columns``,
+``label_column``, ``name``, ...) trains on a user's own CSV/JSONL file, re-read in the worker's process.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig, TrainingConfig
-from fusionlab.data import TaskSpec, register_task
+from fusionlab.data import task_from_file
 from fusionlab.training.loop import Reporter, TrainingCancelled
 from fusionlab.training.trainer import FusionTrainer, TrainResult
 from fusionlab.workspace import Workspace
@@ -41,15 +42,16 @@ class ContextReporter(Reporter):
 
 
 def _trainer(config: dict[str, Any], workspace: Workspace, reporter: Reporter | None) -> FusionTrainer:
-    if config.get("task_spec"):
-        register_task(TaskSpec.from_dict(config["task_spec"]), overwrite=True)
-    return FusionTrainer(
+    trainer = FusionTrainer(
         model_config=ModelConfig.from_dict(config.get("model_config") or {}),
         training_config=TrainingConfig.from_dict(config.get("training_config") or {}),
         workspace=workspace,
         data_dir=config.get("data_dir"),
         reporter=reporter,
     )
+    if config.get("custom_task"):
+        trainer.add_custom_task(task_from_file(**config["custom_task"]))
+    return trainer
 
 
 def execute(kind: str, config: dict[str, Any], workspace: Workspace, reporter: Reporter | None = None) -> TrainResult:

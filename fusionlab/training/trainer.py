@@ -24,7 +24,7 @@ from fusionlab.adapters.manager import AdapterManager, tensors_hash
 from fusionlab.base_model import load_encoder, load_tokenizer
 from fusionlab.checkpoint import load_adapter_into, read_meta
 from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig, TrainingConfig
-from fusionlab.data import TaskSpec, get_task, load_split, make_collator, tokenize_dataset
+from fusionlab.data import CustomTask, TaskSpec, get_task, load_split, make_collator, subsample, tokenize_dataset
 from fusionlab.evaluation import EvaluationResult, evaluate_model
 from fusionlab.metrics import majority_baseline
 from fusionlab.model import FusionModel
@@ -85,6 +85,11 @@ class FusionTrainer:
         self.show_progress = show_progress
         self._encoder: torch.nn.Module | None = None
         self._tokenizer = None
+        self.custom_tasks: dict[str, CustomTask] = {}
+
+    def add_custom_task(self, custom: CustomTask) -> None:
+        """Train and evaluate on a user's own data (from :func:`fusionlab.data.task_from_file`)."""
+        self.custom_tasks[custom.spec.name] = custom
 
     # -- shared pieces -------------------------------------------------------------------------------------
     @property
@@ -99,9 +104,15 @@ class FusionTrainer:
             self._encoder = load_encoder(self.model_config.model_name_or_path)
         return copy.deepcopy(self._encoder)
 
+    def _split(self, task: TaskSpec, split: str, max_samples: int | None, seed: int):
+        custom = self.custom_tasks.get(task.name)
+        if custom is not None:
+            return subsample(custom.train if split == "train" else custom.validation, max_samples, seed)
+        return load_split(task, split, self.data_dir, max_samples, seed)
+
     def _datasets(self, task: TaskSpec, config: TrainingConfig):
-        train = load_split(task, "train", self.data_dir, config.max_train_samples, config.seed)
-        dev = load_split(task, "validation", self.data_dir, config.max_eval_samples, config.seed)
+        train = self._split(task, "train", config.max_train_samples, config.seed)
+        dev = self._split(task, "validation", config.max_eval_samples, config.seed)
         max_length = self.model_config.max_length
         return (
             tokenize_dataset(train, task, self.tokenizer, max_length),
@@ -259,7 +270,7 @@ class FusionTrainer:
         if spec_name is None:
             raise ValueError(f"{path} does not record its task; pass task=...")
         spec = spec_name if isinstance(spec_name, TaskSpec) else get_task(spec_name)
-        dev = load_split(spec, "validation", self.data_dir, max_samples, self.training_config.seed)
+        dev = self._split(spec, "validation", max_samples, self.training_config.seed)
         tokenized = tokenize_dataset(dev, spec, self.tokenizer, self.model_config.max_length)
         return evaluate_model(
             model,

@@ -1,0 +1,196 @@
+"""Runs: the history of every run, curves of several runs overlaid, config diffs, and one run in detail.
+
+Everything comes from the run store (the logic lives in :mod:`fusionlab.dashboard.runs_view`); the run shown in
+detail is kept in the URL (``?run=7``), so a copied link opens the same run.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from fusionlab.dashboard.run_charts import (
+    MAX_OVERLAID_RUNS,
+    confusion_chart,
+    curves_chart,
+    fusion_heatmap,
+)
+from fusionlab.dashboard.runs_view import (
+    archive_name,
+    artifact_zip,
+    checkpoint_problem,
+    config_diff,
+    confusion,
+    curves,
+    default_overlay,
+    dev_metric_names,
+    error_first_line,
+    filter_history,
+    fusion_stats,
+    highlight_differences,
+    history_frame,
+    metric_names,
+    requested_index,
+    run_label,
+    run_task,
+)
+from fusionlab.dashboard.settings import current_settings
+from fusionlab.runstore import FAILED, FINISHED, STATUSES, RunStore
+
+ALL_EXAMPLES = "all dev examples"
+RUN_PARAM = "run"  # ?run=7 opens run 7 in the detail section
+
+settings = current_settings()
+store = RunStore(settings.workspace.runs_db)
+
+st.title("Runs")
+runs = store.list_runs()
+if not runs:
+    st.info("No runs yet. Queue adapter or fusion runs on the Train page; they appear here as soon as they are queued.")
+    st.stop()
+by_id = {run.id: run for run in runs}
+
+
+def label(run_id: int) -> str:
+    return run_label(by_id[run_id])
+
+
+# -- history -----------------------------------------------------------------------------------------------
+st.header("History")
+history = history_frame(runs)
+kind_col, status_col, task_col, text_col = st.columns(4)
+kinds = kind_col.multiselect("Kind", sorted(history["kind"].unique()), key="runs_kinds")
+statuses = status_col.multiselect("Status", list(STATUSES), key="runs_statuses")
+tasks = task_col.multiselect("Task", sorted(history["task"].dropna().unique()), key="runs_tasks")
+text = text_col.text_input("Name contains", key="runs_text")
+shown = filter_history(history, kinds, statuses, tasks, text)
+st.dataframe(
+    shown,
+    hide_index=True,
+    column_config={
+        "id": st.column_config.NumberColumn("run", format="#%d"),
+        "created": st.column_config.DatetimeColumn("queued at", format="YYYY-MM-DD HH:mm:ss"),
+        "started": st.column_config.DatetimeColumn("started at", format="HH:mm:ss"),
+        "ended": st.column_config.DatetimeColumn("ended at", format="HH:mm:ss"),
+        "duration_s": st.column_config.NumberColumn("duration", format="%.0f s"),
+        "metric": st.column_config.TextColumn("main metric"),
+        "score": st.column_config.NumberColumn("dev score", format="%.3f"),
+        "error": st.column_config.TextColumn("error", width="large"),
+    },
+    key="runs_history",
+)
+st.caption(f"{len(shown)} of {len(history)} runs")
+
+# -- curves ------------------------------------------------------------------------------------------------
+st.header("Curves")
+with_metrics = [run.id for run in runs if run.started_at is not None]
+if not with_metrics:
+    st.info("No run has started yet, so there are no curves.")
+else:
+    overlaid = st.multiselect(
+        f"Runs to overlay (up to {MAX_OVERLAID_RUNS})",
+        with_metrics,
+        default=default_overlay(runs),
+        format_func=label,
+        max_selections=MAX_OVERLAID_RUNS,
+        key="runs_overlaid",
+    )
+    dev_metrics = dev_metric_names(metric_names(store, overlaid))
+    loss_col, dev_col = st.columns(2)
+    with loss_col:
+        chart = curves_chart(curves(store, overlaid, "loss"), "loss", "Training loss")
+        if chart is None:
+            st.info("None of the chosen runs has logged a training loss yet.")
+        else:
+            st.plotly_chart(chart, key="runs_loss")
+    with dev_col:
+        if not dev_metrics:
+            st.info("None of the chosen runs has been evaluated on its dev set yet.")
+        else:
+            dev_metric = st.selectbox("Dev metric", dev_metrics, key="runs_dev_metric")
+            chart = curves_chart(curves(store, overlaid, dev_metric), dev_metric)
+            if chart is not None:
+                st.plotly_chart(chart, key="runs_dev")
+
+# -- config diff -------------------------------------------------------------------------------------------
+st.header("Config diff")
+if len(runs) < 2:
+    st.info("Queue a second run to compare configs.")
+else:
+    a_col, b_col = st.columns(2)
+    run_a = a_col.selectbox("Run A", list(by_id), index=1, format_func=label, key="runs_diff_a")
+    run_b = b_col.selectbox("Run B", list(by_id), index=0, format_func=label, key="runs_diff_b")
+    diff = config_diff(by_id[run_a], by_id[run_b])
+    differing = int(diff["differs"].sum())
+    only = st.toggle("Only the differences", key="runs_diff_only")
+    st.caption(f"{differing} of {len(diff)} settings differ (highlighted).")
+    st.dataframe(
+        highlight_differences(diff[diff["differs"]] if only else diff),
+        hide_index=True,
+        column_config={"key": "setting", "A": label(run_a), "B": label(run_b), "differs": None},
+        key="runs_diff",
+    )
+
+# -- one run in detail -------------------------------------------------------------------------------------
+st.header("Run details")
+run_id = st.selectbox(
+    "Run",
+    list(by_id),
+    index=requested_index(runs, st.query_params.get(RUN_PARAM)),
+    format_func=label,
+    key="runs_detail",
+    on_change=lambda: st.query_params.update({RUN_PARAM: str(st.session_state["runs_detail"])}),
+)
+run = by_id[run_id]
+st.caption(f"{run.kind} · task {run_task(run)} · status {run.status}")
+
+if run.status == FAILED:
+    st.error(error_first_line(run) or "the run failed without an error message")
+    if run.error and "\n" in run.error.strip():
+        with st.expander("Full error (for debugging)"):
+            st.code(run.error, language=None)
+elif run.status != FINISHED:
+    st.info(f"This run is {run.status}; its results appear here once it has finished.")
+
+final = run.final_metrics or {}
+if final.get("metrics"):
+    baseline = final.get("majority_baseline") or {}
+    columns = st.columns(len(final["metrics"]))
+    for column, (metric, value) in zip(columns, final["metrics"].items()):
+        delta = value - baseline[metric] if metric in baseline else None
+        column.metric(
+            f"dev {metric}",
+            f"{value:.3f}",
+            delta=f"{delta:+.3f} vs majority class" if delta is not None else None,
+        )
+
+matrix = confusion(run)
+stats = fusion_stats(run)
+if matrix is not None or stats is not None:
+    confusion_col, stats_col = st.columns(2)
+    if matrix is not None:
+        chart = confusion_chart(*matrix, f"Dev confusion matrix of {run.name}")
+        if chart is not None:
+            confusion_col.plotly_chart(chart, key="runs_confusion")
+    if stats is not None:
+        with stats_col:
+            group = st.selectbox("Dev examples", [ALL_EXAMPLES, *stats.classes], key="runs_stats_class")
+            chosen = None if group == ALL_EXAMPLES else group
+            title = "Mean fusion weight on the dev set" + (f", gold class {chosen}" if chosen else "")
+            chart = fusion_heatmap(stats.frame(chosen), title)
+            if chart is None:
+                st.info("This fusion recorded no weights.")
+            else:
+                st.plotly_chart(chart, key="runs_stats")
+
+problem = checkpoint_problem(run)
+if problem:
+    st.error(f"Cannot download this run: {problem}.")
+else:
+    st.download_button(
+        "Download run (zip: checkpoint + run.json)" if run.artifacts else "Download run (zip: run.json)",
+        data=lambda: artifact_zip(store, run),
+        file_name=f"{archive_name(run)}.zip",
+        mime="application/zip",
+        on_click="ignore",
+        key="runs_download",
+    )

@@ -1,0 +1,157 @@
+"""The Home, Playground, Efficiency and Mechanics pages, driven headlessly with Streamlit's AppTest.
+
+Each page file runs on its own (as ``st.navigation`` runs it), with the session pointing at the trained tiny
+workspace; the read-only pages share the fixture itself, the Home page (which queues runs) gets a copy.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fusionlab.dashboard import workspace_view
+from fusionlab.dashboard.inference import examples_for
+from fusionlab.dashboard.settings import HOME_KEY
+
+PAGES = Path(__file__).resolve().parents[1] / "pages"
+
+pytestmark = pytest.mark.slow  # the pages load the real encoder and the trained tiny workspace
+
+
+def open_page(name: str, home: Path | str, query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(str(PAGES / name), default_timeout=120)
+    at.session_state[HOME_KEY] = str(home)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def metric_labels(at: AppTest) -> list[str]:
+    return [m.label for m in at.metric]
+
+
+# -- Home -----------------------------------------------------------------------------------------------------
+def test_home_summarises_the_workspace_and_queues_the_demo_once(tiny_workspace, tmp_path, monkeypatch):
+    home = tmp_path / "ws"
+    shutil.copytree(tiny_workspace.root, home)
+    started: list[object] = []
+    monkeypatch.setattr(workspace_view, "ensure_worker", lambda ws: started.append(ws) or True)
+
+    at = open_page("home.py", home)
+    assert not at.exception
+    values = {m.label: m.value for m in at.metric}
+    assert (values["Adapters"], values["Fusions"]) == ("4", "2")
+    assert len(at.dataframe) == 2
+
+    button(at, "Prepare demo workspace").click().run()
+    assert not at.exception
+    assert "Queued 6 demo runs" in at.success[0].value
+    assert len(started) == 1
+
+    button(at, "Prepare demo workspace").click().run()
+    assert not at.exception
+    assert "already being prepared" in at.warning[0].value
+    assert len(started) == 1
+
+
+def test_home_explains_an_unusable_workspace(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    at = open_page("home.py", blocker / "ws")
+    assert not at.exception
+    assert "cannot be used" in at.error[0].value
+
+
+# -- Playground -----------------------------------------------------------------------------------------------
+def test_playground_compares_single_and_fused_predictions(tiny_workspace):
+    at = open_page("playground.py", tiny_workspace.root)
+    assert not at.exception and not at.error
+    first = examples_for("rte")[0]
+    assert at.text_area(key="text").value == first.text and at.text_area(key="pair").value == first.pair
+    assert metric_labels(at) == ["rte adapter alone", "Fusion over 4 adapters"]
+
+    at.text_area(key="text").input("The orchestra played until midnight in the old square.")
+    at.text_area(key="pair").input("There was music in the square.").run()
+    assert not at.exception and not at.error
+    titles = chart_titles(at)
+    assert any(t.startswith("Prediction for rte") for t in titles)
+    assert any("per layer and adapter" in t for t in titles)
+    assert any("for every token" in t for t in titles)
+
+    at.toggle(key="adapter_on_rte-attention_sst2").set_value(False).run()
+    assert not at.exception
+    assert metric_labels(at)[1] == "Fusion over 3 adapters"
+
+
+def test_playground_reports_mistakes_without_a_traceback(tiny_workspace):
+    at = open_page("playground.py", tiny_workspace.root)
+    at.text_area(key="text").input("").run()
+    assert not at.exception
+    assert "empty" in at.error[0].value
+    assert not at.metric and not at.get("plotly_chart")
+
+    at.text_area(key="text").input("A sentence again.").run()
+    for name in ("rte", "boolq", "mnli", "sst2"):
+        at.toggle(key=f"adapter_on_rte-attention_{name}").set_value(False)
+    at.run()
+    assert not at.exception
+    assert "switched off" in at.error[0].value
+
+
+def test_playground_example_buttons_fill_the_inputs(tiny_workspace):
+    at = open_page("playground.py", tiny_workspace.root)
+    example = examples_for("rte")[1]
+    at.button(key="example_1").click().run()
+    assert not at.exception
+    assert at.text_area(key="text").value == example.text
+    assert at.text_area(key="pair").value == example.pair
+
+
+def test_playground_restores_the_view_from_the_url(tiny_workspace):
+    query = {"fusion": "rte-weighted", "text": "The cafe opens at seven.", "pair": "The cafe opens early."}
+    at = open_page("playground.py", tiny_workspace.root, query)
+    assert not at.exception and not at.error
+    assert at.selectbox(key="fusion").value == "rte-weighted"
+    assert at.text_area(key="text").value == query["text"]
+    assert at.text_area(key="pair").value == query["pair"]
+    assert any(t.startswith("Weighted fusion: learned weight") for t in chart_titles(at))
+
+
+# -- Efficiency -----------------------------------------------------------------------------------------------
+def test_efficiency_shows_parameters_sizes_and_measured_latency(tiny_workspace):
+    at = open_page("efficiency.py", tiny_workspace.root)
+    assert not at.exception and not at.error
+    assert "Fewer than full fine-tuning" in metric_labels(at)
+    assert len(at.get("plotly_chart")) == 2
+
+    at.slider[0].set_value(1)
+    button(at, "Measure latency").click().run()
+    assert not at.exception
+    assert any(t.startswith("Latency vs number of fused adapters") for t in chart_titles(at))
+
+
+# -- Mechanics ------------------------------------------------------------------------------------------------
+def test_mechanics_temperature_and_real_outputs(tiny_workspace):
+    at = open_page("mechanics.py", tiny_workspace.root)
+    assert not at.exception and not at.error
+    at.slider(key="temperature").set_value(0.2).run()
+    assert not at.exception
+    assert any("temperature 0.2" in t for t in chart_titles(at))
+
+    at.radio(key="method").set_value("weighted").run()
+    at.radio(key="mechanics_source").set_value("a real sentence").run()
+    assert not at.exception and not at.error
+    assert "real adapters of fusion 'rte-attention'" in at.caption[0].value
+    assert len(at.get("plotly_chart")) == 3 and len(at.dataframe) == 1
