@@ -1,9 +1,13 @@
 """The fusionlab dashboard: ``streamlit run app.py``.
 
 This entry point only frames the pages: page config, the sidebar settings every page reads through
-:func:`fusionlab.dashboard.settings.current_settings`, and the navigation. Each page lives in ``pages/`` and
-has its own URL path (``/playground``, ``/efficiency``...), so a copied link opens the same page.
+:func:`fusionlab.dashboard.settings.current_settings`, and the navigation. Each page lives in ``app_pages/`` and
+has its own URL path (``/playground``, ``/efficiency``...), so a copied link opens the same page. The folder is
+not called ``pages/`` on purpose: Streamlit would auto-discover a ``pages/`` folder and serve its scripts on
+their own, without this frame, when a page's URL is opened directly.
 """
+
+import logging
 
 import streamlit as st
 
@@ -19,12 +23,12 @@ if DATA_KEY not in st.session_state:
     st.session_state[DATA_KEY] = str(resolve_data_dir() or "")
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
-    st.Page("pages/playground.py", title="Playground", icon=":material/science:", url_path="playground"),
-    st.Page("pages/efficiency.py", title="Efficiency", icon=":material/speed:", url_path="efficiency"),
-    st.Page("pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
-    st.Page("pages/mechanics.py", title="Mechanics", icon=":material/tune:", url_path="mechanics"),
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("app_pages/playground.py", title="Playground", icon=":material/science:", url_path="playground"),
+    st.Page("app_pages/efficiency.py", title="Efficiency", icon=":material/speed:", url_path="efficiency"),
+    st.Page("app_pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
+    st.Page("app_pages/mechanics.py", title="Mechanics", icon=":material/tune:", url_path="mechanics"),
 ]
 page = st.navigation(pages)
 
@@ -40,4 +44,9 @@ with st.sidebar:
         help="Task data as <task>/<split>.jsonl (default: $FUSIONLAB_DATA_DIR, else ../shared/data).",
     )
 
-page.run()
+try:
+    page.run()
+except Exception as err:  # st.stop()/st.rerun() are BaseExceptions and pass through
+    # A bug must not greet the user with a traceback: say what failed, keep the details for the server log.
+    logging.getLogger("fusionlab.dashboard").exception("the %s page failed", page.title)
+    st.error(f"The {page.title} page failed: {type(err).__name__}: {err}. The details are in the server log.")

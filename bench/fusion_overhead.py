@@ -14,6 +14,9 @@ Method, and why:
   timing one configuration many times and then the next. Slow drift (thermal throttling, a neighbour's job
   starting) then hits all configurations alike and cancels in the ratios, instead of penalising whichever
   configuration happened to run last.
+* **CPU time** is recorded beside wall time (``cpu_ratio_to_base`` in the JSON): on a machine shared with other
+  jobs, time spent descheduled inflates wall time but not CPU time. With several threads CPU time also counts
+  threads spinning at a barrier, so it is a cross-check, not a replacement: wall time is what users wait.
 * **Warm-up** calls first (one-off allocations, oneDNN kernel selection, cache of stacked adapter weights).
 * Every adapter has random, non-zero up-projections, so no code path can skip work for an untrained adapter.
   All tokens are real (attention mask all ones). Everything runs in eval mode under ``torch.inference_mode()``.
@@ -38,6 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import transformers
@@ -100,26 +104,33 @@ def make_inputs(batch: int, tokens: int, vocab_size: int) -> dict[str, torch.Ten
 
 
 # -- timing ----------------------------------------------------------------------------------------------------
-def time_calls(run: Callable[[dict], object], inputs: dict, number: int) -> float:
-    """Mean seconds per call over ``number`` back-to-back calls."""
-    start = time.perf_counter()
+class Sample(NamedTuple):
+    wall: float  # seconds per call, wall clock: what a user waits
+    cpu: float  # seconds per call, CPU time of this process (all threads): less sensitive to a busy machine
+
+
+def time_calls(run: Callable[[dict], object], inputs: dict, number: int) -> Sample:
+    """Mean wall and CPU seconds per call over ``number`` back-to-back calls."""
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(number):
         run(inputs)
-    return (time.perf_counter() - start) / number
+    return Sample((time.perf_counter() - wall) / number, (time.process_time() - cpu) / number)
 
 
-def calls_per_sample(runners: dict[str, Callable], inputs: dict) -> int:
-    """How many calls make one sample last about SAMPLE_SECONDS, judged on the fastest (base) configuration."""
-    one = min(time_calls(runners["base"], inputs, 1) for _ in range(3))
+def calls_per_sample(run: Callable[[dict], object], inputs: dict) -> int:
+    """How many calls of ``run`` (the fastest configuration) make one sample last about SAMPLE_SECONDS."""
+    one = min(time_calls(run, inputs, 1).wall for _ in range(3))
     return max(1, round(SAMPLE_SECONDS / one))
 
 
-def measure(runners: dict[str, Callable], inputs: dict, repeats: int, warmup: int, rng: random.Random) -> dict:
-    """Per configuration, the list of per-call times (seconds), one per repeat, with interleaved repeats."""
-    samples: dict[str, list[float]] = {name: [] for name in runners}
+def measure(
+    runners: dict[str, Callable], inputs: dict, repeats: int, warmup: int, rng: random.Random
+) -> dict[str, list[Sample]]:
+    """Per configuration, one sample per repeat; each repeat runs every configuration once, in a shuffled order."""
+    samples: dict[str, list[Sample]] = {name: [] for name in runners}
     order = list(runners)
     with torch.inference_mode():
-        number = calls_per_sample(runners, inputs)
+        number = calls_per_sample(runners["base"], inputs)
         for run in runners.values():
             time_calls(run, inputs, warmup * number)
         for _ in range(repeats):
@@ -129,18 +140,22 @@ def measure(runners: dict[str, Callable], inputs: dict, repeats: int, warmup: in
     return samples
 
 
-def summarise(samples: dict[str, list[float]], base: str = "base") -> dict[str, dict]:
-    """Median (and quartiles) in milliseconds, and each median's ratio to the base median of the same run."""
-    base_median = statistics.median(samples[base])
+def summarise(samples: dict[str, list[Sample]], base: str = "base") -> dict[str, dict]:
+    """Median wall time (and quartiles) in ms, and the medians' ratios to the base's medians of the same run."""
+    base_wall = statistics.median(s.wall for s in samples[base])
+    base_cpu = statistics.median(s.cpu for s in samples[base])
     rows = {}
-    for name, times in samples.items():
-        q1, median, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
-        median = statistics.median(times)
+    for name, values in samples.items():
+        wall = [s.wall for s in values]
+        q1, _, q3 = statistics.quantiles(wall, n=4) if len(wall) > 1 else (wall[0],) * 3
+        median, cpu = statistics.median(wall), statistics.median(s.cpu for s in values)
         rows[name] = {
             "median_ms": 1e3 * median,
             "q1_ms": 1e3 * q1,
             "q3_ms": 1e3 * q3,
-            "ratio_to_base": median / base_median,
+            "ratio_to_base": median / base_wall,
+            "cpu_median_ms": 1e3 * cpu,
+            "cpu_ratio_to_base": cpu / base_cpu,
         }
     return rows
 
@@ -156,10 +171,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages: how busy the machine was (other jobs skew timings)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def machine_info() -> dict:
     return {
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpus_available": available_cpus(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),
@@ -172,13 +203,13 @@ def machine_info() -> dict:
 
 def markdown_table(results: list[dict]) -> str:
     lines = [
-        "| config | shape | adapter size | median ms | × base |",
-        "|---|---|---:|---:|---:|",
+        "| config | shape | adapter size | median ms | × base | × base (CPU time) |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['config']} | {r['batch']}×{r['tokens']} | {r['adapter_size'] or '-'} "
-            f"| {r['median_ms']:.2f} | {r['ratio_to_base']:.2f} |"
+            f"| {r['median_ms']:.2f} | {r['ratio_to_base']:.2f} | {r['cpu_ratio_to_base']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -197,12 +228,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"bottleneck size(s) of the adapters; several sizes are measured one after the other "
         f"(default {DEFAULT_ADAPTER_SIZE}, i.e. reduction factor 16)",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: CPU count)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: CPUs available)")
     parser.add_argument("--quick", action="store_true", help="few repeats: a smoke test that ends in < 60 s")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.repeats is None:
-        args.repeats = 3 if args.quick else 30
+        args.repeats = 2 if args.quick else 30
     if args.warmup is None:
         args.warmup = 1 if args.quick else 3
     if args.repeats < 1 or args.warmup < 0 or any(s < 1 for s in args.adapter_size):
@@ -236,18 +267,19 @@ def run_size(encoder: nn.Module, adapter_size: int, args: argparse.Namespace, rn
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    torch.set_num_threads(args.threads or available_cpus())
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     encoder = load_encoder().eval()
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), load_average()
     results = []
     for size in args.adapter_size:
         results.extend(run_size(encoder, size, args, rng))
     report = {
-        "machine": machine_info(),
+        "machine": {**machine_info(), "load_average_before": load_before, "load_average_after": load_average()},
         "settings": {
             "model": "sentence-transformers/all-MiniLM-L6-v2 (bundled)",
+            "threads": torch.get_num_threads(),
             "repeats": args.repeats,
             "warmup": args.warmup,
             "adapter_sizes": args.adapter_size,

@@ -44,8 +44,12 @@ def train_sources(workspace: Workspace, args: argparse.Namespace) -> dict[str, d
     """The source adapters, trained once (seed 1), as in the paper's stage 1."""
     results = {}
     for task in SOURCES:
-        trainer = FusionTrainer(ModelConfig(max_length=args.max_length), training_config(args.source_steps, 1e-3, 1,
-                                args), workspace, args.data_dir)
+        trainer = FusionTrainer(
+            ModelConfig(max_length=args.max_length),
+            training_config(args.source_steps, 1e-3, 1, args),
+            workspace,
+            args.data_dir,
+        )
         result = trainer.train_adapter(task, AdapterConfig(adapter_size=args.adapter_size))
         results[task] = result.metrics
         print(f"source adapter {task}: {result.metrics}", flush=True)
@@ -56,13 +60,17 @@ def run_target(workspace: Workspace, task: str, seed: int, args: argparse.Namesp
     """Main dev metric (%) of the single-task adapter and of fusion for one target task and seed."""
     spec = get_task(task)
     name = f"{task}-seed{seed}"
-    trainer = FusionTrainer(ModelConfig(max_length=args.max_length), training_config(args.steps, 1e-3, seed, args),
-                            workspace, args.data_dir)
+    trainer = FusionTrainer(
+        ModelConfig(max_length=args.max_length), training_config(args.steps, 1e-3, seed, args), workspace, args.data_dir
+    )
     single = trainer.train_adapter(task, AdapterConfig(adapter_size=args.adapter_size), name=name)
-    fusion_trainer = FusionTrainer(ModelConfig(max_length=args.max_length),
-                                   training_config(args.steps, 5e-4, seed, args), workspace, args.data_dir)
+    fusion_trainer = FusionTrainer(
+        ModelConfig(max_length=args.max_length), training_config(args.steps, 5e-4, seed, args), workspace, args.data_dir
+    )
     fused = fusion_trainer.train_fusion(
-        task, [name, *SOURCES], fusion_config=FusionConfig(fusion_method="attention", adapter_names=[name, *SOURCES]),
+        task,
+        [name, *SOURCES],
+        fusion_config=FusionConfig(fusion_method="attention", adapter_names=[name, *SOURCES]),
         name=f"{name}-fusion",
     )
     return 100 * single.metrics[spec.main_metric], 100 * fused.metrics[spec.main_metric]

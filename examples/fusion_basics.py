@@ -50,20 +50,25 @@ def mechanisms() -> None:
     attention = AttentionFusion(HIDDEN, num_adapters=3, num_attention_heads=8).eval()
     with torch.no_grad():
         fused = attention.fuse(outputs, query=hidden)
-    print(f"attention fusion: output {tuple(fused.hidden_states.shape)}, weights {tuple(fused.weights.shape)} "
-          "= [batch, tokens, heads, adapters]")
+    print(
+        f"attention fusion: output {tuple(fused.hidden_states.shape)}, weights {tuple(fused.weights.shape)} "
+        "= [batch, tokens, heads, adapters]"
+    )
     print(f"  token 0, head 0 weights: {fused.weights[0, 0, 0].numpy().round(3)} (sum 1)")
     weighted = WeightedFusion(HIDDEN, num_adapters=3, weight_initialization="target")
     print(f"weighted fusion: softmax(fusion_weights) = {weighted.adapter_weights().detach().numpy().round(3)}")
-    print(f"  parameters: attention {sum(p.numel() for p in attention.parameters()):,}, "
-          f"weighted {sum(p.numel() for p in weighted.parameters())}")
+    print(
+        f"  parameters: attention {sum(p.numel() for p in attention.parameters()):,}, "
+        f"weighted {sum(p.numel() for p in weighted.parameters())}"
+    )
 
 
 def build_model() -> FusionModel:
     section("2. adapter manager")
     configs = {
-        "sentiment": AdapterConfig(adapter_size=64, task_name="sentiment", label_names=["negative", "positive"],
-                                   num_labels=2),
+        "sentiment": AdapterConfig(
+            adapter_size=64, task_name="sentiment", label_names=["negative", "positive"], num_labels=2
+        ),
         "nli": AdapterConfig(adapter_size=64, task_name="nli"),
         "qa": AdapterConfig(adapter_size=128, task_name="qa", task_type="question_answering"),
     }
@@ -87,8 +92,12 @@ def inference(model: FusionModel) -> None:
     labels = model.label_names(["sentiment"])
     for i, text in enumerate(SENTENCES):
         fused_probs = fused.logits[i].softmax(-1)
-        print(f"{text!r}\n  sentiment only: " + ", ".join(f"{n} {p:.3f}" for n, p in zip(labels, single[i].tolist()))
-              + "\n  fused:          " + ", ".join(f"{n} {p:.3f}" for n, p in zip(labels, fused_probs.tolist())))
+        print(
+            f"{text!r}\n  sentiment only: "
+            + ", ".join(f"{n} {p:.3f}" for n, p in zip(labels, single[i].tolist()))
+            + "\n  fused:          "
+            + ", ".join(f"{n} {p:.3f}" for n, p in zip(labels, fused_probs.tolist()))
+        )
     real_tokens = batch["attention_mask"].sum(dim=1, keepdim=True)
     last = fused.fusion_weights[-1].mean(dim=2).sum(dim=1) / real_tokens  # padding weights are zero: mean of real
     print(f"last-layer mean fusion weights per sentence [sentiment, nli, qa]:\n{last.numpy().round(3)}")
@@ -98,10 +107,14 @@ def efficiency(model: FusionModel) -> None:
     section("5. parameter efficiency")
     info = model.parameter_breakdown()
     added = sum(info["adapters"].values()) + info["fusion"] + sum(info["heads"].values())
-    print(f"base (frozen) {info['base']:,} | adapters {sum(info['adapters'].values()):,} | fusion {info['fusion']:,} "
-          f"| heads {sum(info['heads'].values()):,}")
-    print(f"trainable now (fusion stage): {info['trainable']:,} = {100 * info['trainable'] / info['total']:.1f}% "
-          f"of {info['total']:,}")
+    print(
+        f"base (frozen) {info['base']:,} | adapters {sum(info['adapters'].values()):,} | fusion {info['fusion']:,} "
+        f"| heads {sum(info['heads'].values()):,}"
+    )
+    print(
+        f"trainable now (fusion stage): {info['trainable']:,} = {100 * info['trainable'] / info['total']:.1f}% "
+        f"of {info['total']:,}"
+    )
     print(f"full fine-tuning would train {info['base']:,}: {info['base'] / added:.1f}x more than all added parts")
 
 
@@ -113,8 +126,10 @@ def compare_methods(model: FusionModel) -> None:
         with torch.no_grad():
             out = layer.eval()(outputs)
         params = sum(p.numel() for p in layer.parameters())
-        print(f"{layer.method:<9} params {params:>9,} ({params * 4 / 2**20:.2f} MB fp32)  "
-              f"output mean {out.mean():+.4f} std {out.std():.4f}")
+        print(
+            f"{layer.method:<9} params {params:>9,} ({params * 4 / 2**20:.2f} MB fp32)  "
+            f"output mean {out.mean():+.4f} std {out.std():.4f}"
+        )
     tokenizer = load_tokenizer()
     batch = tokenizer(SENTENCES[:1] * 8, return_tensors="pt", padding=True)
     with torch.inference_mode():
@@ -128,9 +143,11 @@ def compare_methods(model: FusionModel) -> None:
             for _ in range(10):
                 call()
             timings[label] = (time.perf_counter() - start) / 10
-    print(f"forward of 8 sentences: base {1000 * timings['base']:.1f} ms, fusion over 3 adapters "
-          f"{1000 * timings['fusion x3']:.1f} ms (x{timings['fusion x3'] / timings['base']:.2f}; "
-          "see bench/fusion_overhead.py for a careful measurement)")
+    print(
+        f"forward of 8 sentences: base {1000 * timings['base']:.1f} ms, fusion over 3 adapters "
+        f"{1000 * timings['fusion x3']:.1f} ms (x{timings['fusion x3'] / timings['base']:.2f}; "
+        "see bench/fusion_overhead.py for a careful measurement)"
+    )
 
 
 def main() -> None:

@@ -295,7 +295,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for run in runs:
         metrics = (run.final_metrics or {}).get("metrics", {})
         main = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items())
-        print(f"{run.id:>4}  {run.kind:<14}{run.name[:27]:<28}{run.status:<11}{100 * (run.progress or 0):>8.0f}%  {main}")
+        print(
+            f"{run.id:>4}  {run.kind:<14}{run.name[:27]:<28}{run.status:<11}{100 * (run.progress or 0):>8.0f}%  {main}"
+        )
     return 0
 
 

@@ -175,14 +175,20 @@ class FusionModel(nn.Module):
         return hook
 
     def _adapt_layer(self, layer: int, output: torch.Tensor, context: _ForwardContext) -> torch.Tensor:
-        """Run the active adapters (batched) on one layer's feed-forward output, then fuse them."""
+        """Run the active adapters (batched) on one layer's feed-forward output, then fuse them.
+
+        Fusion layers that accept them get the deltas factored (bottleneck activations, see
+        :class:`~fusionlab.adapters.layer.FactoredDeltas`); no ``[tokens, N, hidden]`` tensor is built then.
+        """
         shape = output.shape
         hidden = output.reshape(-1, shape[-1])
-        deltas = self.adapter_manager.layer_deltas(hidden, context.names, layer)  # [M, N, H]
         if context.fusion_indices is None:
+            deltas = self.adapter_manager.layer_deltas(hidden, context.names, layer)  # [M, 1, H]
             return (hidden + deltas[:, 0]).view(shape)
-        assert self.fusion_layers is not None
-        fused, weights = self.fusion_layers[layer].fuse_deltas(hidden, deltas, hidden, context.fusion_indices)
+        fusion = self.fusion_layers[layer]  # type: ignore[index]
+        factored = getattr(fusion, "accepts_factored_deltas", False)
+        deltas = self.adapter_manager.layer_deltas(hidden, context.names, layer, factored=factored)
+        fused, weights = fusion.fuse_deltas(hidden, deltas, hidden, context.fusion_indices)
         if context.collect_weights:
             context.weights.append(weights.view(*shape[:-1], *weights.shape[-2:]))
         return fused.view(shape)

@@ -17,7 +17,8 @@ from fusionlab.dashboard import workspace_view
 from fusionlab.dashboard.inference import examples_for
 from fusionlab.dashboard.settings import HOME_KEY
 
-PAGES = Path(__file__).resolve().parents[1] / "pages"
+REPO = Path(__file__).resolve().parents[1]
+PAGES = REPO / "app_pages"
 
 pytestmark = pytest.mark.slow  # the pages load the real encoder and the trained tiny workspace
 
@@ -40,6 +41,19 @@ def button(at: AppTest, label: str):
 
 def metric_labels(at: AppTest) -> list[str]:
     return [m.label for m in at.metric]
+
+
+# -- the app frame --------------------------------------------------------------------------------------------
+def test_app_frames_the_pages_with_the_sidebar_settings(tiny_workspace):
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.session_state[HOME_KEY] = str(tiny_workspace.root)
+    at.run()
+    assert not at.exception and not at.error
+    assert at.sidebar.text_input(key=HOME_KEY).value == str(tiny_workspace.root)
+    assert at.title[0].value.startswith("fusionlab")  # Home is the default page
+    at.switch_page("app_pages/playground.py").run()
+    assert not at.exception and not at.error
+    assert at.title[0].value == "Playground" and len(at.metric) == 2
 
 
 # -- Home -----------------------------------------------------------------------------------------------------

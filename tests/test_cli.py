@@ -17,8 +17,14 @@ LIMITS = ["--max-steps", "2", "--max-train-samples", "32", "--max-eval-samples",
 
 def fusionlab(home, *args, timeout=300):
     env = {**os.environ, "FUSIONLAB_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "fusionlab.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "fusionlab.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture
@@ -36,8 +42,9 @@ def test_cli_end_to_end(home, shared_data_dir):
         done = fusionlab(home, "train-adapter", task, "--adapter-size", "8", *LIMITS, *data)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "run " in done.stdout and "accuracy=" in done.stdout
-    done = fusionlab(home, "train-fusion", "rte", "--adapters", "rte,sst2", "--method", "weighted", "--name", "fz",
-                     *LIMITS, *data)
+    done = fusionlab(
+        home, "train-fusion", "rte", "--adapters", "rte,sst2", "--method", "weighted", "--name", "fz", *LIMITS, *data
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(Workspace(home).list_adapters()) == ["rte", "sst2"] and Workspace(home).list_fusions() == ["fz"]
 
@@ -70,13 +77,21 @@ def test_cli_reports_bad_input_clearly(home):
 def test_worker_killed_mid_training_leaves_failed_run_and_no_checkpoint(tmp_path, shared_data_dir):
     workspace = Workspace(tmp_path).ensure()
     store = RunStore(workspace.runs_db)
-    config = {"task": "sst2", "adapter_config": {"adapter_size": 8}, "model_config": {"max_length": 32},
-              "training_config": {"max_steps": 2000, "per_device_train_batch_size": 4, "max_eval_samples": 8},
-              "data_dir": str(shared_data_dir)}
+    config = {
+        "task": "sst2",
+        "adapter_config": {"adapter_size": 8},
+        "model_config": {"max_length": 32},
+        "training_config": {"max_steps": 2000, "per_device_train_batch_size": 4, "max_eval_samples": 8},
+        "data_dir": str(shared_data_dir),
+    }
     run_id = store.enqueue("train_adapter", "sst2", config)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    worker = subprocess.Popen([sys.executable, "-m", "fusionlab.worker", "--home", str(tmp_path)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "fusionlab.worker", "--home", str(tmp_path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 180
     while store.get(run_id).progress < 0.002 and time.monotonic() < deadline:  # a few real steps done
         time.sleep(0.2)
@@ -97,9 +112,13 @@ def test_cancel_stops_a_real_training_run_within_seconds(tmp_path, shared_data_d
 
     workspace = Workspace(tmp_path).ensure()
     store = RunStore(workspace.runs_db)
-    config = {"task": "sst2", "adapter_config": {"adapter_size": 8}, "model_config": {"max_length": 32},
-              "training_config": {"max_steps": 2000, "per_device_train_batch_size": 4, "max_eval_samples": 8},
-              "data_dir": str(shared_data_dir)}
+    config = {
+        "task": "sst2",
+        "adapter_config": {"adapter_size": 8},
+        "model_config": {"max_length": 32},
+        "training_config": {"max_steps": 2000, "per_device_train_batch_size": 4, "max_eval_samples": 8},
+        "data_dir": str(shared_data_dir),
+    }
     run_id = store.enqueue("train_adapter", "sst2", config)
     ensure_worker(workspace, idle_exit_seconds=2)
     deadline = time.monotonic() + 180
@@ -122,15 +141,40 @@ def test_train_adapter_on_users_own_csv(home, tmp_path):
         rows.append(f"number {i} {thing} made me smile,good")
     data = tmp_path / "reviews.csv"
     data.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    done = fusionlab(home, "train-adapter", "myreviews", "--file", str(data), "--text-columns", "review",
-                     "--label-column", "verdict", "--inline", "--max-steps", "2", "--max-length", "24",
-                     "--adapter-size", "4")
+    done = fusionlab(
+        home,
+        "train-adapter",
+        "myreviews",
+        "--file",
+        str(data),
+        "--text-columns",
+        "review",
+        "--label-column",
+        "verdict",
+        "--inline",
+        "--max-steps",
+        "2",
+        "--max-length",
+        "24",
+        "--adapter-size",
+        "4",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "adapter myreviews on myreviews" in done.stdout
     done = fusionlab(home, "predict", "myreviews", "what a lovely lamp")
     assert done.returncode == 0 and ("good" in done.stdout and "bad" in done.stdout)
     bad = tmp_path / "broken.csv"
     bad.write_text("review,verdict\nfine text,good\n,bad\n", encoding="utf-8")
-    done = fusionlab(home, "train-adapter", "broken", "--file", str(bad), "--text-columns", "review",
-                     "--label-column", "verdict", "--inline")
+    done = fusionlab(
+        home,
+        "train-adapter",
+        "broken",
+        "--file",
+        str(bad),
+        "--text-columns",
+        "review",
+        "--label-column",
+        "verdict",
+        "--inline",
+    )
     assert done.returncode == 2 and "broken.csv, line 3" in done.stderr

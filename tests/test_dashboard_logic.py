@@ -13,6 +13,7 @@ import torch
 from fusionlab.dashboard import charts, efficiency, mechanics, workspace_view
 from fusionlab.dashboard.inference import DashboardError, Predictor, examples_for, load_predictor
 from fusionlab.data import TASKS
+from fusionlab.model import FusionModel
 from fusionlab.runstore import RunStore
 from fusionlab.workspace import Workspace
 
@@ -126,6 +127,17 @@ def test_fusion_with_a_deleted_adapter_fails_readably(workspace_copy):
         Predictor(workspace_copy, "rte-attention")
     fusions = {row.name: row for row in workspace_view.summarize_workspace(workspace_copy).fusions}
     assert "missing adapter mnli" in fusions["rte-attention"].problem
+
+
+def test_fusion_over_a_retrained_adapter_fails_readably(workspace_copy):
+    adapter = FusionModel.from_pretrained(workspace_copy.adapter_dir("boolq"))
+    with torch.no_grad():
+        adapter.adapter_manager.adapters["boolq"].layers[0].up.bias.add_(0.01)
+    adapter.save_pretrained(workspace_copy.adapter_dir("boolq"), adapter_name="boolq")  # as a retrain would
+    with pytest.raises(DashboardError, match="boolq"):
+        Predictor(workspace_copy, "rte-weighted")
+    fusions = {row.name: row for row in workspace_view.summarize_workspace(workspace_copy).fusions}
+    assert "boolq changed since" in fusions["rte-weighted"].problem
 
 
 def test_unknown_fusion_fails_readably(tiny_workspace):

@@ -60,7 +60,10 @@ def test_reference_notebook_runs_unchanged():
 def test_example_runs_offline():
     done = subprocess.run(
         [sys.executable, str(REPO / "examples" / "fusion_basics.py")],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     for heading in ("1. fusion mechanisms", "4. single adapter vs fusion", "6. fusion methods compared"):

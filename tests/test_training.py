@@ -17,8 +17,15 @@ def files_digest(directory) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_short_sst2_adapter_run_beats_majority_baseline(tmp_path, shared_data_dir):
-    config = TrainingConfig(max_steps=60, learning_rate=1e-3, per_device_train_batch_size=16,
-                            max_train_samples=2000, max_eval_samples=300, eval_steps=30, seed=3)
+    config = TrainingConfig(
+        max_steps=60,
+        learning_rate=1e-3,
+        per_device_train_batch_size=16,
+        max_train_samples=2000,
+        max_eval_samples=300,
+        eval_steps=30,
+        seed=3,
+    )
     trainer = FusionTrainer(ModelConfig(max_length=64), config, tmp_path, shared_data_dir)
     result = trainer.train_adapter("sst2", AdapterConfig(adapter_size=32))
     assert result.metrics["accuracy"] > result.baseline["accuracy"] + 0.1, (result.metrics, result.baseline)
@@ -34,8 +41,14 @@ def test_fusion_training_leaves_base_and_adapters_bit_identical(tiny_workspace, 
     shutil.copytree(tiny_workspace.root, workspace_root)
     adapters = ["rte", "sst2", "mnli"]
     before = {a: files_digest(workspace_root / "adapters" / a) for a in adapters}
-    config = TrainingConfig(max_steps=5, learning_rate=5e-3, per_device_train_batch_size=8, max_train_samples=80,
-                            max_eval_samples=40, snapshot_steps=2)
+    config = TrainingConfig(
+        max_steps=5,
+        learning_rate=5e-3,
+        per_device_train_batch_size=8,
+        max_train_samples=80,
+        max_eval_samples=40,
+        snapshot_steps=2,
+    )
     snapshots = []
 
     class Collect(Reporter):
@@ -61,8 +74,14 @@ def test_fusion_training_leaves_base_and_adapters_bit_identical(tiny_workspace, 
 
 @pytest.mark.slow
 def test_same_seed_same_adapter(tmp_path, shared_data_dir):
-    config = TrainingConfig(max_steps=3, learning_rate=1e-3, per_device_train_batch_size=8, max_train_samples=64,
-                            max_eval_samples=32, seed=7)
+    config = TrainingConfig(
+        max_steps=3,
+        learning_rate=1e-3,
+        per_device_train_batch_size=8,
+        max_train_samples=64,
+        max_eval_samples=32,
+        seed=7,
+    )
     hashes = []
     for run in ("a", "b"):
         trainer = FusionTrainer(ModelConfig(max_length=32), config, tmp_path / run, shared_data_dir)
@@ -73,8 +92,15 @@ def test_same_seed_same_adapter(tmp_path, shared_data_dir):
 
 @pytest.mark.slow
 def test_early_stopping_stops_when_dev_metric_stalls(tmp_path, shared_data_dir):
-    config = TrainingConfig(max_steps=50, learning_rate=1e-12, per_device_train_batch_size=4, max_train_samples=200,
-                            max_eval_samples=16, eval_steps=1, early_stopping_patience=2)
+    config = TrainingConfig(
+        max_steps=50,
+        learning_rate=1e-12,
+        per_device_train_batch_size=4,
+        max_train_samples=200,
+        max_eval_samples=16,
+        eval_steps=1,
+        early_stopping_patience=2,
+    )
     trainer = FusionTrainer(ModelConfig(max_length=32), config, tmp_path, shared_data_dir)
     result = trainer.train_adapter("cb", AdapterConfig(adapter_size=4))
     assert result.stopped_early and result.steps == 3 and result.best_step == 1

@@ -159,14 +159,28 @@ class FactoredDeltas(NamedTuple):
         per_adapter = self.activations.view(rows, num, rank).transpose(0, 1)  # [N, M, R]
         return torch.baddbmm(self.stacked.up_bias.unsqueeze(1), per_adapter, self.stacked.up_weight).transpose(0, 1)
 
+    def up_rows(self) -> torch.Tensor:
+        """``[U; B]`` [N*R + N, H]: every delta is a combination of these rows, ``d_i = a_i @ U_i + 1 * b_i``."""
+        return torch.cat([self._up(), self.stacked.up_bias])
+
     def dot(self, vectors: torch.Tensor) -> torch.Tensor:
         """``vectors[m, k] . d_i[m]`` for ``vectors`` [M, K, H]: returns [M, K, N]."""
         rows, k, hidden = vectors.shape
-        num, rank, _ = self.stacked.up_weight.shape
         flat = vectors.reshape(rows * k, hidden)
-        through_up = torch.mm(flat, self._up().t()).view(rows, k, num, rank)  # v @ U_i^T, for every i at once
-        scores = (through_up * self.activations.view(rows, 1, num, rank)).sum(dim=-1)
-        return scores + torch.mm(flat, self.stacked.up_bias.t()).view(rows, k, num)
+        through_up = torch.mm(flat, self._up().t()).view(rows, k, -1)  # v @ U_i^T, for every i at once
+        return self._dot(through_up, torch.mm(flat, self.stacked.up_bias.t()).view(rows, k, -1))
+
+    def dot_projected(self, projected: torch.Tensor) -> torch.Tensor:
+        """:meth:`dot` given ``projected = vectors @ up_rows().t()`` [M, K, N*R + N], e.g. from a matrix that
+        folds that product into the one computing the vectors: returns [M, K, N]."""
+        split = self.activations.shape[1]
+        return self._dot(projected[..., :split], projected[..., split:])
+
+    def _dot(self, through_up: torch.Tensor, through_bias: torch.Tensor) -> torch.Tensor:
+        rows, k, _ = through_up.shape
+        num, rank, _ = self.stacked.up_weight.shape
+        products = through_up.view(rows, k, num, rank) * self.activations.view(rows, 1, num, rank)
+        return products.sum(dim=-1) + through_bias
 
     def mix(self, weights: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
         """``base[m, k] + sum_i weights[m, k, i] d_i[m]`` for ``weights`` [M, K, N], ``base`` [M, K, H] or None."""

@@ -44,8 +44,9 @@ def _style(fig: go.Figure, title: str, x_title: str, y_title: str, height: int =
 
 
 def adapter_tick(name: str) -> str:
-    """A tick label in the adapter's colour (Plotly renders this subset of HTML in labels)."""
-    return f"<span style='color:{adapter_color(name)}'><b>{name}</b></span>"
+    """A tick label with a swatch of the adapter's colour; the name keeps the theme's text colour, because some
+    adapter colours (the palette's yellow) are too light to read as text on a light background."""
+    return f"<span style='color:{adapter_color(name)}'>■</span> {name}"
 
 
 # -- playground ------------------------------------------------------------------------------------------
@@ -77,8 +78,20 @@ def probability_chart(comparison: Comparison) -> go.Figure:
     return _style(fig, title, "class", "probability")
 
 
+def _weight_range(weights: np.ndarray, relative: bool) -> dict[str, object]:
+    """Colour range of a weight heatmap: the full 0–1 of a softmax, or stretched to the values shown.
+
+    Stretching makes small departures from an even share visible (a briefly trained fusion stays close to
+    1/N everywhere); the colour bar then spans only the range shown, so its labels keep the scale honest.
+    """
+    low, high = float(weights.min()), float(weights.max())
+    if relative and high - low > 1e-6:
+        return {"zmin": low, "zmax": high, "colorbar": {"title": {"text": "weight<br>(range shown)"}}}
+    return {"zmin": 0.0, "zmax": 1.0, "colorbar": {"title": {"text": "weight"}}}
+
+
 def layer_adapter_heatmap(
-    weights: np.ndarray, adapters: Sequence[str], title: str, colorbar_title: str = "weight"
+    weights: np.ndarray, adapters: Sequence[str], title: str, relative: bool = False
 ) -> go.Figure | None:
     """``[layers, adapters]`` fusion weights; layer 1 (nearest the input) at the bottom, as in the paper."""
     if weights.size == 0 or len(adapters) == 0:
@@ -89,12 +102,10 @@ def layer_adapter_heatmap(
             z=weights,
             x=list(range(len(adapters))),
             y=layers,
-            zmin=0.0,
-            zmax=1.0,
             colorscale=WEIGHT_SCALE,
-            colorbar={"title": {"text": colorbar_title}},
-            text=np.round(weights, 2),
-            texttemplate="%{text:.2f}",
+            **_weight_range(weights, relative),
+            text=weights,
+            texttemplate="%{text:.3f}",
             hovertemplate="%{y}, adapter %{customdata}: %{z:.3f}<extra></extra>",
             customdata=np.array([list(adapters)] * weights.shape[0]),
         )
@@ -104,7 +115,7 @@ def layer_adapter_heatmap(
 
 
 def token_adapter_heatmap(
-    tokens: Sequence[str], weights: np.ndarray, adapters: Sequence[str], title: str
+    tokens: Sequence[str], weights: np.ndarray, adapters: Sequence[str], title: str, relative: bool = False
 ) -> go.Figure | None:
     """``[tokens, adapters]`` fusion weights: which adapter every token draws on (tokens along the x axis).
 
@@ -118,10 +129,8 @@ def token_adapter_heatmap(
             z=weights.T,
             x=positions,
             y=list(range(len(adapters))),
-            zmin=0.0,
-            zmax=1.0,
             colorscale=WEIGHT_SCALE,
-            colorbar={"title": {"text": "weight"}},
+            **_weight_range(weights, relative),
             customdata=np.array([[f"{i + 1}: {t}" for i, t in enumerate(tokens)]] * len(adapters)),
             hovertemplate="token %{customdata}<br>weight %{z:.3f}<extra></extra>",
         )
@@ -160,10 +169,11 @@ def parameter_chart(report: ParameterReport) -> go.Figure:
     ]
     rows = [row for row in rows if row[1] > 0]
     labels, counts, colors = zip(*rows)
+    millions = [n / 1e6 for n in counts]
     fig = go.Figure(
         go.Bar(
             y=list(labels),
-            x=[n / 1e6 for n in counts],
+            x=millions,
             orientation="h",
             marker_color=list(colors),
             text=[_count_label(n) for n in counts],
@@ -171,7 +181,9 @@ def parameter_chart(report: ParameterReport) -> go.Figure:
             hovertemplate="%{y}: %{x:.4f} M<extra></extra>",
         )
     )
-    fig.update_xaxes(type="log")
+    # Powers of ten only (no minor digits), with room on the right for the largest bar's label.
+    fig.update_xaxes(type="log", dtick=1, range=[np.log10(min(millions)) - 0.3, np.log10(max(millions)) + 0.6])
+    fig.update_traces(cliponaxis=False)
     fig.update_yaxes(autorange="reversed")
     title = f"Parameters per component (trainable: {report.trainable_share:.2%} of {_count_label(report.total)})"
     return _style(fig, title, "parameters (millions, log scale)", "", height=140 + 34 * len(rows))
@@ -251,7 +263,13 @@ def mechanics_weights_chart(result: MechanicsResult) -> go.Figure | None:
             text=[f"{w:.2f}" for w in per_head[:, j]],
             textposition="outside",
         )
-    fig.add_hline(y=1 / len(result.names), line_dash="dot", line_color=NEUTRAL, annotation_text="uniform")
+    fig.add_hline(
+        y=1 / len(result.names),
+        line_dash="dot",
+        line_color=NEUTRAL,
+        annotation_text="uniform",
+        annotation_position="top left",
+    )
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1.1])
     title = f"{result.method.capitalize()} fusion at temperature {result.temperature:g}: weight per adapter"

@@ -108,15 +108,22 @@ class LatencyReport:
     fusion_ms: tuple[float, ...]
 
 
-def _median_ms(run: Callable[[], object], repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        run()
-    timings = []
+def _median_ms(runs: list[Callable[[], object]], repeats: int, warmup: int) -> list[float]:
+    """Median wall time of each callable, in ms.
+
+    The callables take turns (one timed call of each per round) rather than running one after the other, so
+    a burst of other work on the machine slows every configuration alike instead of whichever ran during it.
+    """
+    for run in runs:
+        for _ in range(warmup):
+            run()
+    timings: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        timings.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(timings)
+        for run, times in zip(runs, timings):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+    return [1000.0 * statistics.median(times) for times in timings]
 
 
 def measure_latency(predictor: Predictor, repeats: int = DEFAULT_REPEATS, warmup: int = WARMUP_RUNS) -> LatencyReport:
@@ -136,12 +143,15 @@ def measure_latency(predictor: Predictor, repeats: int = DEFAULT_REPEATS, warmup
     single = info.target if info.has_target_adapter else info.adapters[0]
     with predictor.lock, torch.inference_mode():
         inputs, _ = predictor.encode(text, pair)
-        base_ms = _median_ms(lambda: model.base_model(**inputs), repeats, warmup)
-        single_ms = _median_ms(lambda: model(**inputs, adapter_names=[single]), repeats, warmup)
-        fusion_ms = tuple(
-            _median_ms(lambda k=k: model(**inputs, adapter_names=list(info.adapters[:k]), fuse=True), repeats, warmup)
+        runs: list[Callable[[], object]] = [
+            lambda: model.base_model(**inputs),
+            lambda: model(**inputs, adapter_names=[single]),
+        ]
+        runs += [
+            lambda k=k: model(**inputs, adapter_names=list(info.adapters[:k]), fuse=True)
             for k in range(1, len(info.adapters) + 1)
-        )
+        ]
+        base_ms, single_ms, *fusion_ms = _median_ms(runs, repeats, warmup)
     return LatencyReport(
         text=text if pair is None else f"{text} / {pair}",
         tokens=int(inputs["attention_mask"].sum()),
@@ -151,7 +161,7 @@ def measure_latency(predictor: Predictor, repeats: int = DEFAULT_REPEATS, warmup
         single_adapter=single,
         single_ms=single_ms,
         fusion_adapters=info.adapters,
-        fusion_ms=fusion_ms,
+        fusion_ms=tuple(fusion_ms),
     )
 
 

@@ -12,6 +12,7 @@ whose adapters were deleted or retrained) raise :class:`DashboardError` with a m
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,12 @@ class FusionInfo:
     model_name: str
 
     @property
+    def field_labels(self) -> tuple[str, ...]:
+        """The task's text columns as input labels: ``sentence1`` → ``Sentence 1``, ``sentence_A`` → ``Sentence A``."""
+        spaced = (re.sub(r"(?<=[a-z])(?=\d)", " ", field.replace("_", " ")) for field in self.task.text_fields)
+        return tuple(label[:1].upper() + label[1:] for label in spaced)
+
+    @property
     def has_target_adapter(self) -> bool:
         """Whether the target task has its own adapter among the fused ones (the single-task baseline)."""
         return self.target in self.adapters
@@ -233,17 +240,15 @@ class Predictor:
 
     def check_input(self, text: str | None, text_pair: str | None) -> tuple[str, str | None]:
         """The stripped text (and pair, for pair tasks), or a :class:`DashboardError` saying what is missing."""
-        fields = self.info.task.text_fields
+        labels = self.info.field_labels
         text = (text or "").strip()
         if not text:
-            raise DashboardError(f"The {fields[0]} is empty: type something (or pick an example) to classify.")
+            raise DashboardError(f"{labels[0]} is empty: type something (or pick an example) to classify.")
         if not self.info.task.is_pair:
             return text, None
         pair = (text_pair or "").strip()
         if not pair:
-            raise DashboardError(
-                f"{self.info.target} compares two texts: fill in the {fields[1]} as well as the {fields[0]}."
-            )
+            raise DashboardError(f"{self.info.target} compares two texts: fill in {labels[1]} as well as {labels[0]}.")
         return text, pair
 
     def check_adapters(self, active_adapters: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:

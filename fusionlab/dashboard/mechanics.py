@@ -12,7 +12,6 @@ With real outputs and the fusion's own method, the trained fusion layer of that 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,8 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from fusionlab.base_model import ffn_output_modules
+from fusionlab.config import FusionConfig
 from fusionlab.dashboard.inference import Predictor
-from fusionlab.fusion import AttentionFusion, FusionLayer, WeightedFusion
+from fusionlab.fusion import AttentionFusion, FusionLayer, WeightedFusion, build_fusion
 
 METHODS = ("attention", "weighted")
 RANDOM_ADAPTER_NAMES = ("sentiment", "nli", "qa", "paraphrase", "grammar", "topic")
@@ -37,7 +37,8 @@ class AdapterOutputs:
     query: torch.Tensor | None  # [T, H]; None: the mean of the outputs stands in (no hidden state)
     tokens: tuple[str, ...]
     source: str
-    trained_layer: FusionLayer | None = None  # the real fusion's layer at this position, if any
+    fusion_config: FusionConfig | None = None  # the real fusion's config and its layer's weights, if any
+    fusion_state: dict[str, torch.Tensor] | None = None
 
 
 def random_outputs(num_adapters: int = 3, tokens: int = 10, hidden_size: int = 384, seed: int = 0) -> AdapterOutputs:
@@ -83,15 +84,17 @@ def real_outputs(predictor: Predictor, text: str | None, text_pair: str | None, 
         hidden = captured[0][0, :kept].float()  # [T, H]
         deltas = model.adapter_manager.layer_deltas(hidden, list(info.adapters), layer)  # [T, N, H]
         tokens = tuple(predictor.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0, :kept].tolist()))
-    # Copied outside inference mode: a parameter copied inside it could never be used with autograd again.
-    trained = copy.deepcopy(model.fusion_layers[layer]).eval() if model.fusion_layers is not None else None
+    state = None
+    if model.fusion_layers is not None:
+        state = {k: v.detach().clone() for k, v in model.fusion_layers[layer].state_dict().items()}
     return AdapterOutputs(
         names=info.adapters,
         outputs=hidden.unsqueeze(1) + deltas,
         query=hidden,
         tokens=tokens,
         source=f"real adapters of fusion {info.name!r} at layer {layer + 1} of {info.num_layers}",
-        trained_layer=trained,
+        fusion_config=model.fusion_config,
+        fusion_state=state,
     )
 
 
@@ -147,12 +150,14 @@ class MechanicsResult:
 def _fusion_layer(
     outputs: AdapterOutputs, method: str, temperature: float, num_heads: int, seed: int
 ) -> tuple[FusionLayer, str]:
-    trained = outputs.trained_layer
-    if trained is not None and trained.method == method:
-        layer = copy.deepcopy(trained)
+    hidden, num = outputs.outputs.shape[-1], outputs.outputs.shape[1]
+    config = outputs.fusion_config
+    if config is not None and outputs.fusion_state is not None and config.fusion_method == method:
+        # Rebuilt from its weights rather than copied: a trained layer may hold caches that do not deep-copy.
+        layer = build_fusion(config, hidden)
+        layer.load_state_dict(outputs.fusion_state)
         source = f"the trained {method} fusion layer"
     else:
-        hidden, num = outputs.outputs.shape[-1], outputs.outputs.shape[1]
         torch.manual_seed(seed)
         if method == "attention":
             layer = AttentionFusion(hidden, num, num_attention_heads=num_heads)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from fusionlab.checkpoint import read_meta
 from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig, TrainingConfig
-from fusionlab.data.tasks import get_task
+from fusionlab.data.tasks import TASKS, get_task
 from fusionlab.demo import PROFILES
 from fusionlab.runstore import METRIC_COLUMNS, QUEUED, RUNNING, TERMINAL_STATUSES, Run, RunStore, Snapshot
 from fusionlab.worker import worker_running
@@ -138,9 +139,16 @@ def adapter_run_config(task: str, adapter_size: int, non_linearity: str, limits:
     }
 
 
-def default_fusion_name(target_task: str, method: str, adapters: Sequence[str]) -> str:
-    """The trainer's own default name, spelled out so the run record carries it from the start."""
-    return f"{target_task}-{method}-{'+'.join(adapters)}"
+def fusion_name(name: str | None, target_task: str, method: str) -> str:
+    """The fusion's checkpoint name: the one typed, else ``<target>-<method>`` as the CLI and the demo name it,
+    so a fusion is called the same whichever way it was queued."""
+    return (name or "").strip() or f"{target_task}-{method}"
+
+
+def default_target(adapters: Sequence[str]) -> str:
+    """The target task a fusion form proposes: the first chosen adapter's task (adapters are named after
+    their task, and by convention the target's own adapter comes first), else the demo's target."""
+    return next((name for name in adapters if name in TASKS), _CLASSROOM.target)
 
 
 def fusion_run_config(
@@ -172,7 +180,7 @@ def fusion_run_config(
     return {
         "target_task": target_task,
         "adapters": list(adapters),
-        "name": (name or "").strip() or default_fusion_name(target_task, method, adapters),
+        "name": fusion_name(name, target_task, method),
         "fusion_config": fusion.to_dict(),
         "training_config": limits.training_config(),
         "model_config": limits.model_config(),
@@ -213,6 +221,26 @@ def available_adapters(workspace: Workspace, store: RunStore) -> list[str]:
     return sorted(set(workspace.list_adapters()) | set(pending_adapter_names(store)))
 
 
+def adapter_non_linearities(workspace: Workspace, store: RunStore, names: Sequence[str]) -> dict[str, str]:
+    """The non-linearity each named adapter will have when a fusion queued now runs.
+
+    That is the one of the last queued or running adapter run of that name (it executes before the fusion and
+    replaces the checkpoint), else the trained checkpoint's. Adapters that are neither are left out.
+    """
+    trained = set(workspace.list_adapters())
+    found = {
+        name: read_meta(workspace.adapter_dir(name))["adapter_config"]["non_linearity"]
+        for name in names
+        if name in trained
+    }
+    pending = sorted(store.list_runs(status=(QUEUED, RUNNING), kind=TRAIN_ADAPTER), key=lambda run: run.id)
+    for run in pending:
+        name = run.config.get("name") or run.config["task"]
+        if name in names:
+            found[name] = (run.config.get("adapter_config") or {}).get("non_linearity", AdapterConfig.non_linearity)
+    return {name: found[name] for name in names if name in found}
+
+
 def queue_fusion_run(
     store: RunStore,
     workspace: Workspace,
@@ -229,9 +257,12 @@ def queue_fusion_run(
 ) -> int:
     """Validate and queue one fusion run; returns its id.
 
-    Raises ``ValueError`` as :func:`fusion_run_config` does, or for a name that cannot be a directory, and
-    :class:`MissingAdaptersError` when an adapter is neither trained nor queued or running: the worker
-    executes runs in queue order, so a queued adapter run will have finished before this fusion starts.
+    Raises ``ValueError`` as :func:`fusion_run_config` does, for a name that cannot be a directory, or for
+    adapters with different non-linearities (fusion runs all adapters of a layer as one batched module, so the
+    run would fail in the worker), and :class:`MissingAdaptersError` when an adapter is neither trained nor
+    queued or running: the worker executes runs in queue order, so a queued adapter run will have finished
+    before this fusion starts. The check guides the user rather than guarantees: an adapter run cancelled in another tab at the same instant
+    lets the fusion through, and the worker then fails it with a clear error; no run is lost or duplicated.
     """
     config = fusion_run_config(
         target_task,
@@ -249,6 +280,10 @@ def queue_fusion_run(
     missing = [adapter for adapter in adapters if adapter not in available]
     if missing:
         raise MissingAdaptersError(missing)
+    activations = adapter_non_linearities(workspace, store, adapters)
+    if len(set(activations.values())) > 1:
+        used = ", ".join(f"{name} uses {activation}" for name, activation in activations.items())
+        raise ValueError(f"adapters fused together must share one non-linearity, but {used}")
     return store.enqueue(TRAIN_FUSION, config["name"], config)
 
 

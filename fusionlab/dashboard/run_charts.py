@@ -79,8 +79,12 @@ def curves_chart(curves: pd.DataFrame, metric: str, title: str | None = None) ->
             marker={"size": 6},
             hovertemplate=f"{run}<br>step %{{x}}: %{{y:.4g}}<extra></extra>",
         )
-    fig.update_layout(showlegend=True)
-    return _style(fig, title or f"{metric_title(metric).capitalize()} by training step", "step", metric_title(metric))
+    fig = _style(fig, title or f"{metric_title(metric).capitalize()} by training step", "step", metric_title(metric))
+    # Below the plot: run labels are long, and a legend beside the title would cover it once it wraps.
+    fig.update_layout(
+        showlegend=True, legend={"orientation": "h", "yanchor": "top", "y": -0.25, "xanchor": "left", "x": 0}
+    )
+    return fig
 
 
 def fusion_heatmap(weights: pd.DataFrame, title: str) -> go.Figure | None:

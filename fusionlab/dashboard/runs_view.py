@@ -63,12 +63,9 @@ def run_label(run: Run) -> str:
 def main_metric(run: Run) -> str | None:
     """The name of the metric a run is judged by: its task's main metric.
 
-    A user task carries its spec in the config (the dashboard's process may not have it registered); a task
-    known to neither falls back to the first metric the run reported.
+    A user's own task (``custom_task``) is registered in the worker's process, not necessarily in the
+    dashboard's; such a run is judged by the first metric it reported.
     """
-    spec = run.config.get("task_spec")
-    if spec and spec.get("main_metric"):
-        return spec["main_metric"]
     task = run_task(run)
     if task in TASKS:
         return TASKS[task].main_metric
@@ -184,6 +181,14 @@ def metric_names(store: RunStore, run_ids: list[int]) -> list[str]:
 def dev_metric_names(names: list[str]) -> list[str]:
     """The dev-set metrics among logged metric names (the trainer logs them as ``eval_<metric>``)."""
     return [name for name in names if name.startswith("eval_")]
+
+
+def dev_metric_for(run: Run, metrics: pd.DataFrame) -> str:
+    """The dev metric to plot for a run: its main metric as logged (``eval_<metric>``), else whichever dev
+    metric it did log (a user task's main metric is unknown to the dashboard until the run has finished)."""
+    preferred = f"eval_{main_metric(run) or 'accuracy'}"
+    logged = dev_metric_names(sorted(set(metrics["name"])))
+    return preferred if preferred in logged or not logged else logged[0]
 
 
 def run_curve(run: Run, metrics: pd.DataFrame, metric: str) -> pd.DataFrame:

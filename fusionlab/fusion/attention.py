@@ -9,11 +9,13 @@ so no adapter output is ever projected: the cost is three hidden x hidden produc
 value) whatever the number of adapters, plus N dot products and one weighted sum. ``q . b_k`` is the same for
 every adapter and cancels in the softmax, so the key has no bias at all.
 
-With one head and frozen query/key (inference, or training anything but the fusion), the query and key fold
-into one product as well, ``W_k^T q = (W_k^T W_q) h + W_k^T b_q``, with that matrix and vector computed once
-and cached: two hidden x hidden products per token instead of three. Given factored deltas (what the model
-passes, see :class:`~fusionlab.adapters.layer.FactoredDeltas`) the adapters' up-projection is folded into the
-scores and the weighted sum, so no ``[tokens, N, hidden]`` tensor is ever built.
+With one head and nothing learning (inference, or training anything but the fusion), the products of frozen
+weights are folded and cached as well: ``W_k^T q = (W_q^T W_k)^T h + W_k^T b_q``, and, given factored deltas
+(what the model passes, see :class:`~fusionlab.adapters.layer.FactoredDeltas`), the adapters' up-projection
+too, so that all N scores of a token cost one ``H x (N*R + N)`` product. Per token that leaves the value's
+``H x H`` product, the adapters' own two products and a few element-wise operations, and no
+``[tokens, N, hidden]`` tensor is ever built. The cached matrices are products of the weights, not copies:
+they are recomputed whenever a weight changes (see ``_folded``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ class AttentionFusion(FusionLayer):
     """Multi-head dot-product attention over adapters; value starts as the identity."""
 
     method = "attention"
-    accepts_factored_deltas = True  # fuse_deltas takes FactoredDeltas as well as [M, N, H] tensors
 
     def __init__(
         self,
@@ -53,7 +54,8 @@ class AttentionFusion(FusionLayer):
         # no key bias: q . b_k is the same for every adapter and cancels in the softmax, so it could never learn
         self.key = nn.Linear(hidden_size, hidden_size, bias=False)
         self.value = nn.Linear(hidden_size, hidden_size)
-        self._folded_query_key: tuple | None = None  # see _keys_query; never saved
+        self._folded_query_key: tuple | None = None  # caches of products of frozen weights, see _folded
+        self._folded_scores: tuple | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -69,6 +71,13 @@ class AttentionFusion(FusionLayer):
     def num_heads(self) -> int:
         return self.num_attention_heads
 
+    @property
+    def accepts_factored_deltas(self) -> bool:
+        """Whether the model should hand :meth:`fuse_deltas` factored deltas: with one head they are cheaper
+        than ``[M, N, H]``; with h heads every score and sum would go through the ``N*R``-wide activations h
+        times, which costs more than building the deltas once."""
+        return self.num_attention_heads == 1
+
     def fuse_deltas(
         self,
         query: torch.Tensor,
@@ -77,11 +86,9 @@ class AttentionFusion(FusionLayer):
         adapter_indices: Sequence[int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         heads, dim = self.num_attention_heads, self.head_dim
-        keys_query = self._keys_query(query)  # [M, h, H]: each head's query taken back through its key
-        if isinstance(deltas, FactoredDeltas):
-            scores = deltas.dot(keys_query)  # [M, h, N]
-        else:
-            scores = torch.bmm(keys_query, deltas.transpose(1, 2))  # [M, h, N]
+        if heads > 1 and isinstance(deltas, FactoredDeltas):
+            deltas = deltas.materialize()  # see accepts_factored_deltas
+        scores = self._scores(query, deltas)  # [M, h, N]
         weights = torch.softmax(scores / (math.sqrt(dim) * self.temperature), dim=-1)
         mixed = weighted_sum(self.dropout(weights), deltas, residual)  # [M, h, H]
         if heads == 1:
@@ -91,6 +98,15 @@ class AttentionFusion(FusionLayer):
             per_head = torch.bmm(mixed.transpose(0, 1), value_w.transpose(1, 2))  # [h, M, d]
             fused = per_head.transpose(0, 1).reshape(-1, self.hidden_size) + self.value.bias
         return fused, weights
+
+    def _scores(self, query: torch.Tensor, deltas: torch.Tensor | FactoredDeltas) -> torch.Tensor:
+        """``(W_k,j^T q_j) . d_i`` for every head j and adapter i: returns [M, heads, N]."""
+        if not isinstance(deltas, FactoredDeltas):
+            return torch.bmm(self._keys_query(query), deltas.transpose(1, 2))
+        folded = self._folded_with(deltas)
+        if folded is not None:
+            return deltas.dot_projected(torch.addmm(folded[1], query, folded[0]).unsqueeze(1))
+        return deltas.dot(self._keys_query(query))
 
     def _keys_query(self, query: torch.Tensor) -> torch.Tensor:
         """``W_k,j^T q_j`` for every head j, with ``q = W_q h + b_q``: returns [M, heads, H]."""
@@ -115,13 +131,36 @@ class AttentionFusion(FusionLayer):
         if torch.is_grad_enabled() and any(p.requires_grad for p in params):
             return None
         state = [(id(p), p.data_ptr(), p._version) for p in params]  # ids are safe: the cache keeps params alive
-        cached = self._folded_query_key
+        cached = self.__dict__.get("_folded_query_key")  # absent on layers unpickled from older versions
         if cached is None or cached[1] != state:
             weight, bias, key = params
             # never inference tensors: a product cached under inference_mode may serve a training step later
             with torch.no_grad(), torch.inference_mode(False):
                 folded = (weight.t() @ key, bias @ key)
             cached = self._folded_query_key = (params, state, folded)
+        return cached[2]
+
+    def _folded_with(self, deltas: FactoredDeltas) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Query, key and the adapters' up-projections in one matrix [H, N*R + N] (and bias), or None.
+
+        ``W_k^T q . d_i`` is linear in ``h`` through ``W_q^T W_k [U; B]^T``, so with one head and nothing learning
+        the scores cost one ``H x (N*R + N)`` product per token instead of ``H x H`` plus that. Cached for the
+        last adapter stack seen (the manager hands out the same stack object while its weights are unchanged).
+        """
+        stacked = deltas.stacked
+        if self.num_attention_heads != 1 or (
+            torch.is_grad_enabled() and (stacked.up_weight.requires_grad or stacked.up_bias.requires_grad)
+        ):
+            return None
+        query_key = self._folded()
+        if query_key is None:
+            return None
+        cached = self.__dict__.get("_folded_scores")
+        if cached is None or cached[0] is not stacked or cached[1] is not query_key:
+            with torch.no_grad(), torch.inference_mode(False):
+                rows = deltas.up_rows().t()
+                folded = (query_key[0] @ rows, query_key[1] @ rows)
+            cached = self._folded_scores = (stacked, query_key, folded)
         return cached[2]
 
     def regularization_loss(self) -> torch.Tensor:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from fusionlab.adapters.layer import FactoredDeltas
 from fusionlab.fusion.base import FusionLayer, weighted_sum
 
 
@@ -13,14 +14,15 @@ class AverageFusion(FusionLayer):
     """``mean_i a_i``: no parameters; with adapters removed, the mean over those kept."""
 
     method = "average"
+    accepts_factored_deltas = True  # fuse_deltas takes FactoredDeltas as well as [M, N, H] tensors
 
     def fuse_deltas(
         self,
         query: torch.Tensor,
-        deltas: torch.Tensor,
+        deltas: torch.Tensor | FactoredDeltas,
         residual: torch.Tensor | None,
         adapter_indices: Sequence[int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        num = deltas.shape[1]
-        weights = deltas.new_full((deltas.shape[0], 1, num), 1.0 / num)
+        rows, num = deltas.shape[:2]
+        weights = torch.full((rows, 1, num), 1.0 / num, dtype=deltas.dtype, device=deltas.device)
         return weighted_sum(self.dropout(weights), deltas, residual).squeeze(1), weights

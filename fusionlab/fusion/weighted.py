@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from fusionlab.adapters.layer import FactoredDeltas
 from fusionlab.fusion.base import FusionLayer, weighted_sum
 
 WEIGHT_INITIALIZATIONS = ("uniform", "normal", "target")
@@ -25,6 +26,7 @@ class WeightedFusion(FusionLayer):
     """
 
     method = "weighted"
+    accepts_factored_deltas = True  # fuse_deltas takes FactoredDeltas as well as [M, N, H] tensors
 
     def __init__(
         self,
@@ -65,7 +67,7 @@ class WeightedFusion(FusionLayer):
     def fuse_deltas(
         self,
         query: torch.Tensor,
-        deltas: torch.Tensor,
+        deltas: torch.Tensor | FactoredDeltas,
         residual: torch.Tensor | None,
         adapter_indices: Sequence[int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:

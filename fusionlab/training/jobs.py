@@ -80,8 +80,12 @@ def _run(kind: str, run, ctx) -> tuple[dict, dict]:
     except TrainingCancelled as err:
         raise RunCancelled(str(err)) from err
     summary = result.summary()
-    final = {"metrics": summary["metrics"], "majority_baseline": summary["majority_baseline"],
-             "steps": summary["steps"], "best_step": summary["best_step"]}
+    final = {
+        "metrics": summary["metrics"],
+        "majority_baseline": summary["majority_baseline"],
+        "steps": summary["steps"],
+        "best_step": summary["best_step"],
+    }
     if result.evaluation.fusion_stats is not None:
         final["fusion_stats"] = result.evaluation.fusion_stats.to_dict()
     final["confusion_matrix"] = result.evaluation.confusion_matrix

@@ -6,23 +6,29 @@ Everything shown comes from the run store, so a reload or a second tab shows the
 
 from __future__ import annotations
 
+import sqlite3
+
 import streamlit as st
 
 from fusionlab import worker
 from fusionlab.config import FUSION_METHODS, NON_LINEARITIES, AdapterConfig
+from fusionlab.dashboard import workspace_view
+from fusionlab.dashboard.inference import DashboardError
 from fusionlab.dashboard.queue import (
     FUSION_LIMITS,
     TRAIN_FUSION,
     Limits,
     QueueView,
     available_adapters,
-    default_fusion_name,
+    default_target,
+    fusion_name,
     pending_adapter_names,
     queue_adapter_runs,
     queue_fusion_run,
 )
 from fusionlab.dashboard.run_charts import curves_chart, fusion_weight_bars
 from fusionlab.dashboard.runs_view import (
+    dev_metric_for,
     error_first_line,
     main_metric,
     main_score,
@@ -30,16 +36,11 @@ from fusionlab.dashboard.runs_view import (
     run_label,
     weights_frame,
 )
-from fusionlab.dashboard.settings import current_settings
 from fusionlab.data.tasks import TASKS
 from fusionlab.runstore import CANCELLED, FAILED, RunStore
 
 # Head counts that divide the hidden size of every bundled or common encoder (384, 768, 1024).
 HEAD_CHOICES = (1, 2, 4, 6, 8, 12)
-
-settings = current_settings()
-workspace = settings.workspace
-store = RunStore(workspace.runs_db)
 
 
 def describe_task(name: str) -> str:
@@ -90,7 +91,22 @@ def cancel(run_id: int) -> None:
     store.request_cancel(run_id)
 
 
+def propose_target() -> None:
+    st.session_state["fusion_target"] = default_target(st.session_state["fusion_adapters"])
+
+
 st.title("Train")
+try:
+    settings = workspace_view.session_settings()
+    store = RunStore(settings.workspace.runs_db)
+except DashboardError as err:
+    st.error(str(err))
+    st.stop()
+except sqlite3.Error as err:
+    st.error(f"The run database of this workspace cannot be opened: {err}")
+    st.stop()
+workspace = settings.workspace
+
 st.caption(
     "Queue adapter and fusion runs. A background worker executes them one at a time, in queue order, so a fusion "
     "queued after the adapters it needs starts once they are trained."
@@ -110,7 +126,15 @@ with adapter_tab:
             sizes[task] = columns[i % len(columns)].number_input(
                 task, value=AdapterConfig.adapter_size, step=8, key=f"train_adapter_size_{task}"
             )
-    non_linearity = st.selectbox("Non-linearity", NON_LINEARITIES, key="train_non_linearity")
+    retrained = sorted(set(tasks) & set(workspace.list_adapters()))
+    if retrained:
+        st.caption("Already trained; the new run replaces it when it ends: " + ", ".join(retrained))
+    non_linearity = st.selectbox(
+        "Non-linearity",
+        NON_LINEARITIES,
+        key="train_non_linearity",
+        help="Only adapters with the same non-linearity can be fused (the demo's adapters use relu).",
+    )
     adapter_limits = limits_inputs("adapter", Limits())
     if st.button("Queue adapter runs", type="primary", key="queue_adapters"):
         try:
@@ -122,7 +146,8 @@ with adapter_tab:
             st.success(f"Queued {len(ids)} adapter run(s): " + ", ".join(f"#{i}" for i in ids))
 
 with fusion_tab:
-    target = st.selectbox("Target task", sorted(TASKS), format_func=describe_task, key="fusion_target")
+    if "fusion_target" not in st.session_state:
+        st.session_state["fusion_target"] = default_target([])
     pending = pending_adapter_names(store)
     adapters = st.multiselect(
         "Adapters to fuse",
@@ -132,6 +157,14 @@ with fusion_tab:
         placeholder="Choose the adapters (by convention the target task's own adapter first)",
         help="Trained adapters and those still queued or running. Typing another name is allowed, but the fusion "
         "is only queued once that adapter is trained or queued.",
+        on_change=propose_target,
+    )
+    target = st.selectbox(
+        "Target task",
+        sorted(TASKS),
+        format_func=describe_task,
+        key="fusion_target",
+        help="The task the fused model is trained and evaluated on. Choosing adapters proposes the first one's task.",
     )
     if pending:
         st.caption("Queued or running, not yet trained: " + ", ".join(pending))
@@ -153,11 +186,10 @@ with fusion_tab:
         help="attention only",
     )
     name = middle.text_input(
-        "Fusion name",
-        key="fusion_name",
-        placeholder=default_fusion_name(target, method, adapters) if adapters else "target-method-adapters",
-        help="Leave empty for the default name. A fusion with the same name is replaced when this run finishes.",
+        "Fusion name", key="fusion_name", placeholder=fusion_name(None, target, method), help="empty: the default"
     )
+    if fusion_name(name, target, method) in workspace.list_fusions():
+        st.caption(f"A fusion named {fusion_name(name, target, method)} exists; this run replaces it when it ends.")
     fusion_limits = limits_inputs("fusion", FUSION_LIMITS)
     if st.button("Queue fusion run", type="primary", key="queue_fusion"):
         try:
@@ -215,21 +247,23 @@ def live_section() -> None:
             else:
                 st.plotly_chart(chart, key="live_loss")
         with dev_column:
-            dev_metric = f"eval_{main_metric(run) or 'accuracy'}"
+            dev_metric = dev_metric_for(run, view.metrics)
             chart = curves_chart(run_curve(run, view.metrics, dev_metric), dev_metric)
             if chart is None:
                 st.info("The dev metric appears after the first evaluation.")
             else:
                 st.plotly_chart(chart, key="live_dev")
         if run.kind == TRAIN_FUSION:
-            snapshots = view.snapshots
-            if not snapshots:
+            snapshot = view.latest_snapshot
+            if snapshot is None:
                 st.info("The fusion weights appear with the first snapshot.")
             else:
-                snapshot = snapshots[-1]
-                if len(snapshots) > 1 and not st.toggle("Follow the latest weights", value=True, key="live_follow"):
-                    by_step = {snap.step: snap for snap in snapshots}
-                    step = st.select_slider("Replay: weights at step", list(by_step), key="live_step")
+                if len(view.snapshots) > 1 and not st.toggle(
+                    "Follow the latest weights", value=True, key="live_follow"
+                ):
+                    by_step = {snap.step: snap for snap in view.snapshots}
+                    steps = list(by_step)
+                    step = st.select_slider("Replay: weights at step", steps, value=steps[-1], key="live_step")
                     snapshot = by_step[step]
                 weights = weights_frame(snapshot.payload["layers"], snapshot.payload["adapter_names"])
                 chart = fusion_weight_bars(weights, f"Fusion weights per layer at step {snapshot.step}")

@@ -48,7 +48,7 @@ sizes = efficiency.checkpoint_sizes(workspace, predictor)
 left, right = st.columns([3, 2])
 left.plotly_chart(charts.checkpoint_size_chart(sizes))
 right.dataframe(
-    [{"checkpoint": s.name, "kind": s.kind, "kB": s.bytes / 1024, "path": s.path} for s in sizes],
+    [{"checkpoint": s.name, "kind": s.kind, "kB": s.bytes / 1024} for s in sizes],
     hide_index=True,
     column_config={"kB": st.column_config.NumberColumn(format="%.1f")},
 )

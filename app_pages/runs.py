@@ -6,8 +6,12 @@ detail is kept in the URL (``?run=7``), so a copied link opens the same run.
 
 from __future__ import annotations
 
+import sqlite3
+
 import streamlit as st
 
+from fusionlab.dashboard import workspace_view
+from fusionlab.dashboard.inference import DashboardError
 from fusionlab.dashboard.run_charts import (
     MAX_OVERLAID_RUNS,
     confusion_chart,
@@ -33,16 +37,20 @@ from fusionlab.dashboard.runs_view import (
     run_label,
     run_task,
 )
-from fusionlab.dashboard.settings import current_settings
 from fusionlab.runstore import FAILED, FINISHED, STATUSES, RunStore
 
 ALL_EXAMPLES = "all dev examples"
 RUN_PARAM = "run"  # ?run=7 opens run 7 in the detail section
 
-settings = current_settings()
-store = RunStore(settings.workspace.runs_db)
-
 st.title("Runs")
+try:
+    store = RunStore(workspace_view.session_settings().workspace.runs_db)
+except DashboardError as err:
+    st.error(str(err))
+    st.stop()
+except sqlite3.Error as err:
+    st.error(f"The run database of this workspace cannot be opened: {err}")
+    st.stop()
 runs = store.list_runs()
 if not runs:
     st.info("No runs yet. Queue adapter or fusion runs on the Train page; they appear here as soon as they are queued.")
@@ -149,7 +157,9 @@ if run.status == FAILED:
         with st.expander("Full error (for debugging)"):
             st.code(run.error, language=None)
 elif run.status != FINISHED:
-    st.info(f"This run is {run.status}; its results appear here once it has finished.")
+    st.info(
+        f"This run is {run.status}; its results appear here once it has finished (watch it live on the Train page)."
+    )
 
 final = run.final_metrics or {}
 if final.get("metrics"):
@@ -161,6 +171,7 @@ if final.get("metrics"):
             f"dev {metric}",
             f"{value:.3f}",
             delta=f"{delta:+.3f} vs majority class" if delta is not None else None,
+            delta_color="off" if delta is not None and round(delta, 3) == 0 else "normal",
         )
 
 matrix = confusion(run)

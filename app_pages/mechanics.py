@@ -38,13 +38,11 @@ try:
         if examples:
             urlstate.set_default(urlstate.TEXT, examples[0].text)
             urlstate.set_default(urlstate.PAIR, examples[0].pair or "")
-        fields = predictor.info.task.text_fields
-        text = st.text_input(fields[0].capitalize(), max_chars=urlstate.TEXT_MAX_CHARS, **urlstate.bound(urlstate.TEXT))
+        fields = predictor.info.field_labels
+        text = st.text_input(fields[0], max_chars=urlstate.TEXT_MAX_CHARS, **urlstate.bound(urlstate.TEXT))
         pair = None
         if predictor.info.task.is_pair:
-            pair = st.text_input(
-                fields[1].capitalize(), max_chars=urlstate.TEXT_MAX_CHARS, **urlstate.bound(urlstate.PAIR)
-            )
+            pair = st.text_input(fields[1], max_chars=urlstate.TEXT_MAX_CHARS, **urlstate.bound(urlstate.PAIR))
         layer = st.slider("Transformer layer", 1, predictor.info.num_layers, predictor.info.num_layers)
         seed, heads = 0, predictor.info.num_heads
         outputs = mechanics.real_outputs(predictor, text, pair, layer - 1)
@@ -59,7 +57,11 @@ left.plotly_chart(charts.mechanics_weights_chart(result))
 right.plotly_chart(charts.mechanics_similarity_chart(result))
 st.plotly_chart(
     charts.token_adapter_heatmap(
-        result.tokens, result.per_token, result.names, "Weight of each adapter for every token (mean over heads)"
+        result.tokens,
+        result.per_token,
+        result.names,
+        "Weight of each adapter for every token (mean over heads; colours stretched to the range shown)",
+        relative=True,
     )
 )
 st.subheader("Output statistics")

@@ -43,11 +43,11 @@ if examples:
             example.label, key=f"example_{i}", on_click=urlstate.use_example, args=(example,), width="stretch"
         )
 
-fields = info.task.text_fields
-text = st.text_area(fields[0].capitalize(), max_chars=urlstate.TEXT_MAX_CHARS, **urlstate.bound(urlstate.TEXT))
+fields = info.field_labels
+text = st.text_area(fields[0], max_chars=urlstate.TEXT_MAX_CHARS, **urlstate.bound(urlstate.TEXT))
 pair = None
 if info.task.is_pair:
-    pair = st.text_area(fields[1].capitalize(), max_chars=urlstate.TEXT_MAX_CHARS, **urlstate.bound(urlstate.PAIR))
+    pair = st.text_area(fields[1], max_chars=urlstate.TEXT_MAX_CHARS, **urlstate.bound(urlstate.PAIR))
 
 st.write("Adapters in the fusion (switch one off to see what the fusion does without it):")
 active = [
@@ -74,6 +74,7 @@ if comparison.single is not None:
         comparison.single.label,
         f"{comparison.single.confidence:.0%} confident",
         delta_color="off",
+        delta_arrow="off",
     )
 else:
     left.info(f"The target task {info.target} has no adapter of its own in this fusion.")
@@ -82,15 +83,23 @@ right.metric(
     comparison.fused.label,
     f"{comparison.fused.confidence:.0%} confident",
     delta_color="off",
+    delta_arrow="off",
 )
 st.plotly_chart(charts.probability_chart(comparison))
 
+stretch = st.toggle(
+    "Stretch the heatmap colours to the weights shown",
+    value=True,
+    help="Weights are probabilities (0–1). A briefly trained fusion stays close to an even share; stretching "
+    "the colours to the range shown makes its preferences visible. The colour bar gives the range.",
+)
 tab_layers, tab_tokens, tab_learned = st.tabs(["Layers × adapters", "Tokens × adapters", "Learned weights"])
 with tab_layers:
     figure = charts.layer_adapter_heatmap(
         comparison.layer_weights,
         comparison.active_adapters,
         "Mean fusion weight per layer and adapter (over the tokens of this input)",
+        relative=stretch,
     )
     st.plotly_chart(figure)
 with tab_tokens:
@@ -106,6 +115,7 @@ with tab_tokens:
         comparison.weights_at(layer),
         comparison.active_adapters,
         f"Fusion weight of each adapter for every token, {where}",
+        relative=stretch,
     )
     st.plotly_chart(figure)
 with tab_learned:

@@ -28,12 +28,12 @@ workspace = settings.workspace
 summary = workspace_view.summarize_workspace(workspace)
 
 st.header("This workspace")
-st.caption(f"`{summary.root}`")
+st.markdown(
+    f"`{summary.root}`  \n**Base model** (frozen): `{summary.base_model}`  \n**Models run on**: {summary.device}"
+)
 cols = st.columns(4)
-cols[0].metric("Base model", summary.base_model.split("/")[-1], help=summary.base_model)
-cols[1].metric("Device", summary.device)
-cols[2].metric("Adapters", len(summary.adapters))
-cols[3].metric("Fusions", len(summary.fusions))
+cols[0].metric("Adapters", len(summary.adapters))
+cols[1].metric("Fusions", len(summary.fusions))
 
 
 @st.fragment(run_every="5s")
@@ -55,27 +55,24 @@ def run_status() -> None:
 
 run_status()
 
-left, right = st.columns(2)
-with left:
-    st.subheader("Adapters")
-    if summary.adapters:
-        st.dataframe(
-            [row.as_dict() for row in summary.adapters],
-            hide_index=True,
-            column_config={"score": NUMBER, "majority baseline": NUMBER},
-        )
-    else:
-        st.info("No adapter yet: prepare the demo below, or train one on the Train page.")
-with right:
-    st.subheader("Fusions")
-    if summary.fusions:
-        st.dataframe(
-            [row.as_dict() for row in summary.fusions],
-            hide_index=True,
-            column_config={"score": NUMBER, "majority baseline": NUMBER},
-        )
-    else:
-        st.info("No fusion yet: prepare the demo below, or train one on the Train page.")
+st.subheader("Adapters")
+if summary.adapters:
+    st.dataframe(
+        [row.as_dict() for row in summary.adapters],
+        hide_index=True,
+        column_config={"score": NUMBER, "majority baseline": NUMBER},
+    )
+else:
+    st.info("No adapter yet: prepare the demo below, or train one on the Train page.")
+st.subheader("Fusions")
+if summary.fusions:
+    st.dataframe(
+        [row.as_dict() for row in summary.fusions],
+        hide_index=True,
+        column_config={"score": NUMBER, "majority baseline": NUMBER},
+    )
+else:
+    st.info("No fusion yet: prepare the demo below, or train one on the Train page.")
 
 st.subheader("Classroom demo")
 st.markdown(

@@ -1,0 +1,37 @@
+"""The fusion-overhead benchmark runs end to end and reports every configuration (never asserts on speed)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_fusion_overhead_quick_run_reports_every_configuration(tmp_path):
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from fusion_overhead import CONFIGS, SHAPES
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    out = tmp_path / "overhead.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "fusion_overhead.py"), "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["torch"] and report["machine"]["torch_threads"] >= 1
+    rows = {(r["config"], r["batch"], r["tokens"]): r for r in report["results"]}
+    for config in CONFIGS:
+        for batch, tokens in SHAPES:
+            row = rows[(config.name, batch, tokens)]
+            assert row["median_ms"] > 0 and row["ratio_to_base"] > 0 and row["cpu_ratio_to_base"] > 0
+        assert rows[("base", 1, 32)]["ratio_to_base"] == 1.0
+    assert "| attention N=8 | 32×64 |" in proc.stdout  # the Markdown table

@@ -1,0 +1,220 @@
+"""End to end in a real browser: `streamlit run app.py` on a free localhost port, driven by Playwright in
+Debian's chromium, against a copy of the tiny trained workspace. Screenshots of every page go to
+``test-artifacts/browser/``.
+
+The app is awaited the way Streamlit's own end-to-end tests do it: the ``stApp`` element's connection state
+must be CONNECTED and its script state notRunning, and no skeleton may be left; never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from fusionlab.runstore import RunStore
+from fusionlab.worker import pid_alive, worker_pid
+from fusionlab.workspace import Workspace
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium")
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PAGES = {
+    "home": "",
+    "train": "train",
+    "playground": "playground",
+    "efficiency": "efficiency",
+    "runs": "runs",
+    "mechanics": "mechanics",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tiny_workspace, shared_data_dir, tmp_path_factory):
+    """The dashboard served on localhost over a private copy of the tiny workspace."""
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it as root)")
+    home = tmp_path_factory.mktemp("browser") / "ws"
+    shutil.copytree(tiny_workspace.root, home)
+    port = free_port()
+    env = {**os.environ, "FUSIONLAB_HOME": str(home), "FUSIONLAB_DATA_DIR": str(shared_data_dir), "HF_HUB_OFFLINE": "1"}
+    log = open(tmp_path_factory.mktemp("logs") / "streamlit.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("streamlit did not start; see its log") from None
+            time.sleep(0.3)
+    yield url, Workspace(home)
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=30)
+    log.close()
+    pid = worker_pid(Workspace(home))
+    if pid and pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    yield page
+    context.close()
+
+
+def wait_for_app(page) -> None:
+    """Wait until the script run triggered by the last navigation or interaction has finished rendering."""
+    from playwright.sync_api import expect
+
+    page.locator("[data-testid='stApp'][data-test-connection-state='CONNECTED']").wait_for(state="attached")
+    page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(state="attached")
+    expect(page.get_by_test_id("stSkeleton")).to_have_count(0)
+
+
+def shoot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def assert_no_exception(page) -> None:
+    assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id("stException").first.inner_text()
+
+
+def test_every_page_renders_without_exceptions(app, page):
+    url, _ = app
+    charts_expected = {"playground", "efficiency", "mechanics"}
+    for name, path in PAGES.items():
+        page.goto(f"{url}/{path}")
+        wait_for_app(page)
+        assert_no_exception(page)
+        assert page.get_by_test_id("stSidebarNav").get_by_text("Playground").count() == 1  # framed by app.py
+        if name in charts_expected:
+            page.locator(".js-plotly-plot .main-svg").first.wait_for(state="visible")  # a chart was drawn
+        shoot(page, name)
+    page.goto(url)
+    wait_for_app(page)
+    assert page.locator("img").count() >= 1  # the adapter-fusion diagram
+
+
+def test_playground_shows_both_predictions_and_the_heatmap(app, page):
+    from playwright.sync_api import expect
+
+    url, _ = app
+    page.goto(f"{url}/playground")
+    wait_for_app(page)
+    first = page.get_by_label("Sentence 1")
+    first.fill("A tall woman is reading a newspaper on the train to work.")
+    first.press("Control+Enter")
+    wait_for_app(page)
+    assert_no_exception(page)
+    metrics = page.get_by_test_id("stMetric")
+    expect(metrics).to_have_count(2)
+    expect(metrics.nth(0)).to_contain_text("adapter alone")
+    expect(metrics.nth(1)).to_contain_text("Fusion over")
+    page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(state="visible")  # the layer x adapter heatmap
+    assert page.locator(".js-plotly-plot").count() >= 2  # and the probability bars
+    expect(page).to_have_url(re.compile("newspaper"))  # the text is kept in the URL
+    shoot(page, "playground-typed")
+    first.fill("   ")
+    first.press("Control+Enter")
+    wait_for_app(page)
+    expect(page.get_by_test_id("stAlertContentError").first).to_be_visible()
+    assert_no_exception(page)
+
+
+def test_queue_a_tiny_training_run_and_watch_it_finish(app, page):
+    url, workspace = app
+    page.goto(f"{url}/train")
+    wait_for_app(page)
+    tasks = page.get_by_test_id("stMultiSelect").first
+    tasks.locator("input").click()
+    page.get_by_role("option", name=re.compile(r"^cb ")).click()
+    page.keyboard.press("Escape")
+    wait_for_app(page)
+    assert "cb —" in tasks.inner_text() and "cola" not in tasks.inner_text()
+    for label, value in (
+        ("Max steps", "2"),
+        ("Max train samples (0 = all)", "32"),
+        ("Max dev samples (0 = all)", "16"),
+        ("Max length (tokens)", "32"),
+        ("Batch size", "4"),
+    ):
+        field = page.get_by_label(label, exact=True).first
+        field.fill(value)
+        field.press("Enter")
+        wait_for_app(page)
+    page.get_by_role("button", name="Queue adapter runs").click()
+    wait_for_app(page)
+    assert_no_exception(page)
+    page.get_by_text("Queued").first.wait_for(state="visible")
+    store = RunStore(workspace.runs_db)
+    [run] = store.list_runs(kind="train_adapter")
+    assert run.config["task"] == "cb" and run.config["training_config"]["max_steps"] == 2
+    page.get_by_text("Last ended").wait_for(state="visible", timeout=300_000)  # the live fragment saw it end
+    assert store.get(run.id).status == "finished", store.get(run.id).error
+    assert page.get_by_text("dev accuracy").count() >= 1
+    shoot(page, "train-finished")
