@@ -17,6 +17,9 @@ Method, and why:
 * **CPU time** is recorded beside wall time (``cpu_ratio_to_base`` in the JSON): on a machine shared with other
   jobs, time spent descheduled inflates wall time but not CPU time. With several threads CPU time also counts
   threads spinning at a barrier, so it is a cross-check, not a replacement: wall time is what users wait.
+* **Threads**: all available CPUs by default. On a machine shared with other jobs prefer ``--threads 1``:
+  a multi-threaded op waits at its barrier for a thread that was descheduled, a penalty paid per op, so the
+  configuration with more (smaller) ops looks slower than it is.
 * **Warm-up** calls first (one-off allocations, oneDNN kernel selection, cache of stacked adapter weights).
 * Every adapter has random, non-zero up-projections, so no code path can skip work for an untrained adapter.
   All tokens are real (attention mask all ones). Everything runs in eval mode under ``torch.inference_mode()``.

@@ -34,7 +34,7 @@ def training_config(steps: int, lr: float, seed: int, args: argparse.Namespace) 
         per_device_train_batch_size=args.batch_size,
         max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples,
-        eval_steps=max(1, steps // 4),
+        eval_steps=max(1, steps // 2),
         early_stopping_patience=None,
         seed=seed,
     )

@@ -34,14 +34,14 @@ class DemoProfile:
 PROFILES: dict[str, DemoProfile] = {
     "classroom": DemoProfile(
         target="rte",
-        adapter_steps={"sst2": 120, "mnli": 100, "boolq": 60, "rte": 80},
-        fusion_steps=60,
+        adapter_steps={"sst2": 100, "mnli": 80, "boolq": 50, "rte": 70},
+        fusion_steps=50,
         adapter_size=48,
         max_length=96,
         batch_size=16,
         max_train_samples=4000,
-        max_eval_samples=277,
-        eval_steps=20,
+        max_eval_samples=200,
+        eval_steps=25,
         snapshot_steps=10,
     ),
     "tiny": DemoProfile(

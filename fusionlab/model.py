@@ -185,7 +185,8 @@ class FusionModel(nn.Module):
         if context.fusion_indices is None:
             deltas = self.adapter_manager.layer_deltas(hidden, context.names, layer)  # [M, 1, H]
             return (hidden + deltas[:, 0]).view(shape)
-        fusion = self.fusion_layers[layer]  # type: ignore[index]
+        assert self.fusion_layers is not None
+        fusion = self.fusion_layers[layer]
         factored = getattr(fusion, "accepts_factored_deltas", False)
         deltas = self.adapter_manager.layer_deltas(hidden, context.names, layer, factored=factored)
         fused, weights = fusion.fuse_deltas(hidden, deltas, hidden, context.fusion_indices)
