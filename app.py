@@ -10,9 +10,15 @@ their own, without this frame, when a page's URL is opened directly.
 import logging
 
 import streamlit as st
+import torch
 
 from fusionlab.dashboard.settings import DATA_KEY, HOME_KEY, default_home
 from fusionlab.data import resolve_data_dir
+
+# One thread per inference: the dashboard answers short inputs (a 32-token forward is ~40 ms on one core) while
+# the worker may be training on every core; with several threads each, the two processes oversubscribe the CPU
+# and a Playground answer slows from tens of milliseconds to seconds (bench/playground_latency.py).
+torch.set_num_threads(1)
 
 st.set_page_config(page_title="fusionlab", layout="wide")
 

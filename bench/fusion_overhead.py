@@ -23,6 +23,8 @@ Method, and why:
 * **Warm-up** calls first (one-off allocations, oneDNN kernel selection, cache of stacked adapter weights).
 * Every adapter has random, non-zero up-projections, so no code path can skip work for an untrained adapter.
   All tokens are real (attention mask all ones). Everything runs in eval mode under ``torch.inference_mode()``.
+  Attention fusion is single-head (FusionConfig's default, as in AdapterHub). The base is the bare encoder;
+  every other configuration is a whole ``FusionModel`` call, so its ratio includes pooling and the head.
 
 Usage::
 

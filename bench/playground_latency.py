@@ -32,8 +32,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT_32_TOKENS = (
-    "A man in a blue coat is walking his two small dogs along the river on a cold morning, "
-    "and he stops to talk"
+    "A man in a blue coat is walking his two small dogs along the river on a cold morning, and he stops to talk"
 )
 PAIR = "Someone is outside with animals."
 
@@ -47,10 +46,22 @@ def tiny_workspace(root: Path, data_dir: str | None) -> Path:
     common = {"model_config": {"max_length": 128}, "data_dir": data_dir}
     limits = {"max_steps": 3, "max_train_samples": 64, "max_eval_samples": 32, "per_device_train_batch_size": 8}
     for task in ("rte", "sst2", "mnli"):
-        execute("train_adapter", {"task": task, "adapter_config": {"adapter_size": 48},
-                                  "training_config": limits, **common}, workspace)
-    execute("train_fusion", {"target_task": "rte", "adapters": ["rte", "sst2", "mnli"], "name": "rte-attention",
-                             "training_config": limits, **common}, workspace)
+        execute(
+            "train_adapter",
+            {"task": task, "adapter_config": {"adapter_size": 48}, "training_config": limits, **common},
+            workspace,
+        )
+    execute(
+        "train_fusion",
+        {
+            "target_task": "rte",
+            "adapters": ["rte", "sst2", "mnli"],
+            "name": "rte-attention",
+            "training_config": limits,
+            **common,
+        },
+        workspace,
+    )
     return root
 
 
@@ -68,8 +79,13 @@ def warm_latency(workspace_root: Path, fusion: str, repeats: int) -> dict:
         start = time.perf_counter()
         predictor.compare(TEXT_32_TOKENS, PAIR, adapters)
         times.append(1000 * (time.perf_counter() - start))
-    return {"tokens": tokens, "adapters": adapters, "median_ms": statistics.median(times),
-            "p90_ms": sorted(times)[int(0.9 * len(times)) - 1], "repeats": repeats}
+    return {
+        "tokens": tokens,
+        "adapters": adapters,
+        "median_ms": statistics.median(times),
+        "p90_ms": sorted(times)[int(0.9 * len(times)) - 1],
+        "repeats": repeats,
+    }
 
 
 def free_port() -> int:
@@ -88,9 +104,25 @@ def cold_start(workspace_root: Path, data_dir: str | None) -> float:
         env["FUSIONLAB_DATA_DIR"] = data_dir
     started = time.perf_counter()
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -103,13 +135,21 @@ def cold_start(workspace_root: Path, data_dir: str | None) -> float:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=shutil.which("chromium"),
-                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync", "--no-first-run"],
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                ],
             )
             page = browser.new_page()
             page.goto(url)
             page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(
-                state="attached", timeout=120_000)
+                state="attached", timeout=120_000
+            )
             elapsed = time.perf_counter() - started
             browser.close()
         return elapsed
@@ -125,8 +165,10 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("FUSIONLAB_DATA_DIR"))
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--cold", type=int, default=3, help="cold starts to time (0 to skip)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the dashboard uses 1, see app.py)")
     parser.add_argument("--out", default="bench/results/playground_latency.json")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory(prefix="fusionlab-latency-") as tmp:
         root = Path(args.workspace) if args.workspace else tiny_workspace(Path(tmp) / "ws", args.data_dir)
@@ -140,11 +182,15 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(),
     }
     print("| measurement | value |\n|---|---|")
-    print(f"| warm Playground answer, {warm['tokens']} tokens, fusion over {len(warm['adapters'])} adapters "
-          f"(median of {warm['repeats']}) | {warm['median_ms']:.1f} ms (p90 {warm['p90_ms']:.1f} ms) |")
+    print(
+        f"| warm Playground answer, {warm['tokens']} tokens, fusion over {len(warm['adapters'])} adapters "
+        f"(median of {warm['repeats']}) | {warm['median_ms']:.1f} ms (p90 {warm['p90_ms']:.1f} ms) |"
+    )
     if cold:
-        print(f"| cold start: `streamlit run app.py` to first rendered page (median of {len(cold)}) | "
-              f"{statistics.median(cold):.1f} s |")
+        print(
+            f"| cold start: `streamlit run app.py` to first rendered page (median of {len(cold)}) | "
+            f"{statistics.median(cold):.1f} s |"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2), encoding="utf-8")
 

@@ -91,7 +91,13 @@ def test_stack_cache_follows_replaced_parameters():
         up.weight = torch.nn.Parameter(torch.zeros_like(up.weight))  # a new tensor, no in-place version bump
         up.bias = torch.nn.Parameter(torch.zeros_like(up.bias))
         cached = model.adapter_manager.layer_deltas(torch.randn(3, 32), ["a", "b"], 0)
-    assert torch.all(cached[:, 1] == 0)
+        assert torch.all(cached[:, 1] == 0)
+        block = model.adapter_manager.adapters["a"].layers[0]
+        block.up = torch.nn.Linear(block.adapter_size, 32)  # a whole new module
+        torch.nn.init.zeros_(block.up.weight)
+        torch.nn.init.constant_(block.up.bias, 2.0)
+        cached = model.adapter_manager.layer_deltas(torch.randn(3, 32), ["a", "b"], 0)
+    assert torch.all(cached[:, 0] == 2.0)
 
 
 def test_caches_filled_under_inference_mode_serve_training():

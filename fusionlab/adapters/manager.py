@@ -137,29 +137,25 @@ class AdapterManager(nn.Module):
         """Stacked weights, cached while nothing that needs a gradient could change them.
 
         This runs in every layer of every forward pass, so the check that a cached stack is still current is
-        kept to a few microseconds: the entry holds the adapters and linear layers it was stacked from and reads
-        their parameters straight from ``_parameters`` (``nn.Module`` attribute access is slow Python). It is
-        rebuilt when an adapter was replaced, or a parameter replaced or moved (``load_state_dict(assign=True)``,
-        ``.to()``: identity or ``data_ptr`` changes) or changed in place (an optimiser step, ``copy_``: ``_version``
-        changes). Adding, removing and re-laying adapters clear the cache.
+        kept to a few microseconds: modules and parameters are read straight from ``_modules`` and
+        ``_parameters`` (``nn.Module`` attribute access is slow Python). The stack is rebuilt when any of its
+        parameters is another tensor than before (an adapter, layer, linear or parameter was replaced, e.g. by
+        ``load_state_dict(assign=True)``; the entry keeps the old ones alive, so their ids are never reused), was
+        moved (``.to()``: ``data_ptr``) or changed in place (an optimiser step, ``copy_``: ``_version``).
         """
-        cached = self._stack_cache.get((layer, names))
-        current = self.adapters._modules
-        if cached is None or any(current.get(n) is not a for n, a in zip(names, cached[0])):
-            owners = tuple(self.adapters[n] for n in names)
-            linears = tuple(lin for a in owners for lin in (a.layers[layer].down, a.layers[layer].up))
-            cached = (owners, linears, (), None, None)
-        owners, linears, _, state, stacked = cached
-        params = [p for lin in linears for p in lin._parameters.values()]
+        key = str(layer + self.num_layers if layer < 0 else layer)  # ModuleList keys; negatives count from the end
+        blocks = [self.adapters._modules[n]._modules["layers"]._modules[key] for n in names]
+        params = [p for b in blocks for lin in (b._modules["down"], b._modules["up"]) for p in lin._parameters.values()]
         if torch.is_grad_enabled() and any(p.requires_grad for p in params):
-            return stack_adapters([a.layers[layer] for a in owners])
-        now = [(id(p), p.data_ptr(), p._version) for p in params]  # ids are safe: the entry keeps params alive
-        if stacked is None or now != state:
+            return stack_adapters(blocks)
+        state = [(id(p), p.data_ptr(), p._version) for p in params]
+        cached = self._stack_cache.get((layer, names))
+        if cached is None or cached[0] != state:
             # never inference tensors: a stack cached under inference_mode may serve a training step later
             with torch.no_grad(), torch.inference_mode(False):
-                stacked = stack_adapters([a.layers[layer] for a in owners])
-            self._stack_cache[(layer, names)] = (owners, linears, params, now, stacked)
-        return stacked
+                cached = (state, params, stack_adapters(blocks))
+            self._stack_cache[(layer, names)] = cached
+        return cached[2]
 
     # -- inspection ---------------------------------------------------------------------------------------
     def num_parameters(self, name: str) -> int:
