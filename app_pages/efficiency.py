@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from fusionlab.dashboard import charts, efficiency, urlstate, workspace_view
-from fusionlab.dashboard.inference import DashboardError, load_predictor
+from fusionlab.dashboard import charts, efficiency
+from fusionlab.dashboard.inference import choose_fusion
 
 LATENCY_KEY = "latency_requested"
 
@@ -13,21 +13,7 @@ st.markdown(
     "one small layer per transformer layer. These numbers come from the real checkpoints of this workspace."
 )
 
-try:
-    workspace = workspace_view.session_settings().workspace
-except DashboardError as err:
-    st.error(str(err))
-    st.stop()
-fusions = workspace.list_fusions()
-if not fusions:
-    st.info("This workspace has no fusion yet: prepare the demo on the Home page, or train one on the Train page.")
-    st.stop()
-fusion = st.selectbox("Fusion", fusions, **urlstate.bound(urlstate.FUSION))
-try:
-    predictor = load_predictor(workspace, fusion)
-except DashboardError as err:
-    st.error(str(err))
-    st.stop()
+workspace, fusion, predictor = choose_fusion()
 
 report = efficiency.parameter_report(predictor)
 cols = st.columns(4)

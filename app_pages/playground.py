@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from fusionlab.dashboard import charts, urlstate, workspace_view
-from fusionlab.dashboard.inference import DashboardError, examples_for, load_predictor
+from fusionlab.dashboard import charts, urlstate
+from fusionlab.dashboard.inference import DashboardError, choose_fusion, examples_for
 
 st.title("Playground")
 st.markdown(
@@ -11,22 +11,7 @@ st.markdown(
     "alone; the **fusion** mixes every adapter you leave switched on (the weights are renormalised over them)."
 )
 
-try:
-    workspace = workspace_view.session_settings().workspace
-except DashboardError as err:
-    st.error(str(err))
-    st.stop()
-fusions = workspace.list_fusions()
-if not fusions:
-    st.info("This workspace has no fusion yet: prepare the demo on the Home page, or train one on the Train page.")
-    st.stop()
-
-fusion = st.selectbox("Fusion", fusions, **urlstate.bound(urlstate.FUSION))
-try:
-    predictor = load_predictor(workspace, fusion)
-except DashboardError as err:
-    st.error(str(err))
-    st.stop()
+workspace, fusion, predictor = choose_fusion()
 info = predictor.info
 st.caption(
     f"{info.method.capitalize()} fusion for **{info.target}** ({info.task.description or 'custom task'}) "

@@ -28,7 +28,8 @@ FUSION_COLOR = "#9467BD"
 WEIGHT_SCALE = "Viridis"  # perceptually uniform, dark-to-light: readable on both themes
 
 
-def _style(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 380) -> go.Figure:
+def style_figure(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 380) -> go.Figure:
+    """The house style of every dashboard chart: left title, transparent background (both themes), light grid."""
     fig.update_layout(
         title={"text": title, "x": 0, "xanchor": "left"},
         height=height,
@@ -75,7 +76,7 @@ def probability_chart(comparison: Comparison) -> go.Figure:
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1.15], tickformat=".0%")
     title = f"Prediction for {comparison.fusion.target}: single-task adapter vs fusion"
-    return _style(fig, title, "class", "probability")
+    return style_figure(fig, title, "class", "probability")
 
 
 def _weight_range(weights: np.ndarray, relative: bool) -> dict[str, object]:
@@ -111,7 +112,7 @@ def layer_adapter_heatmap(
         )
     )
     fig.update_xaxes(tickvals=list(range(len(adapters))), ticktext=[adapter_tick(n) for n in adapters])
-    return _style(fig, title, "adapter", "transformer layer", height=120 + 45 * weights.shape[0])
+    return style_figure(fig, title, "adapter", "transformer layer", height=120 + 45 * weights.shape[0])
 
 
 def token_adapter_heatmap(
@@ -137,7 +138,7 @@ def token_adapter_heatmap(
     )
     fig.update_xaxes(tickvals=positions, ticktext=list(tokens), tickangle=-60 if len(tokens) > 12 else 0)
     fig.update_yaxes(tickvals=list(range(len(adapters))), ticktext=[adapter_tick(n) for n in adapters])
-    return _style(fig, title, "token", "adapter", height=200 + 40 * len(adapters))
+    return style_figure(fig, title, "token", "adapter", height=200 + 40 * len(adapters))
 
 
 def learned_weights_chart(learned: np.ndarray | None, adapters: Sequence[str]) -> go.Figure | None:
@@ -150,7 +151,7 @@ def learned_weights_chart(learned: np.ndarray | None, adapters: Sequence[str]) -
         fig.add_bar(name=name, x=layers, y=learned[:, j].tolist(), marker_color=adapter_color(name))
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
-    return _style(fig, "Weighted fusion: learned weight of each adapter per layer", "transformer layer", "weight")
+    return style_figure(fig, "Weighted fusion: learned weight of each adapter per layer", "transformer layer", "weight")
 
 
 # -- efficiency -------------------------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def parameter_chart(report: ParameterReport) -> go.Figure:
     fig.update_traces(cliponaxis=False)
     fig.update_yaxes(autorange="reversed")
     title = f"Parameters per component (trainable: {report.trainable_share:.2%} of {_count_label(report.total)})"
-    return _style(fig, title, "parameters (millions, log scale)", "", height=140 + 34 * len(rows))
+    return style_figure(fig, title, "parameters (millions, log scale)", "", height=140 + 34 * len(rows))
 
 
 def latency_chart(report: LatencyReport) -> go.Figure:
@@ -225,7 +226,7 @@ def latency_chart(report: LatencyReport) -> go.Figure:
     )
     fig.update_yaxes(rangemode="tozero")
     title = f"Latency vs number of fused adapters ({report.tokens} tokens, median of {report.repeats} runs)"
-    return _style(fig, title, "adapters fused (each adds the one named)", "latency (ms)")
+    return style_figure(fig, title, "adapters fused (each adds the one named)", "latency (ms)")
 
 
 def checkpoint_size_chart(sizes: Sequence[CheckpointSize]) -> go.Figure | None:
@@ -243,7 +244,9 @@ def checkpoint_size_chart(sizes: Sequence[CheckpointSize]) -> go.Figure | None:
         )
     )
     fig.update_yaxes(rangemode="tozero")
-    return _style(fig, "Size on disk of each checkpoint (the shared encoder not included)", "checkpoint", "size (kB)")
+    return style_figure(
+        fig, "Size on disk of each checkpoint (the shared encoder not included)", "checkpoint", "size (kB)"
+    )
 
 
 # -- mechanics --------------------------------------------------------------------------------------------
@@ -274,7 +277,7 @@ def mechanics_weights_chart(result: MechanicsResult) -> go.Figure | None:
     fig.update_yaxes(range=[0, 1.1])
     title = f"{result.method.capitalize()} fusion at temperature {result.temperature:g}: weight per adapter"
     x_title = "attention head" if result.num_heads > 1 else ""
-    return _style(fig, title, x_title, "softmax weight (mean over tokens)")
+    return style_figure(fig, title, x_title, "softmax weight (mean over tokens)")
 
 
 def mechanics_similarity_chart(result: MechanicsResult) -> go.Figure | None:
@@ -292,4 +295,4 @@ def mechanics_similarity_chart(result: MechanicsResult) -> go.Figure | None:
     )
     low = float(min(0.0, result.cosine.min()))
     fig.update_yaxes(range=[low, 1.1])
-    return _style(fig, "How close the fused output is to each adapter's output", "adapter", "cosine similarity")
+    return style_figure(fig, "How close the fused output is to each adapter's output", "adapter", "cosine similarity")

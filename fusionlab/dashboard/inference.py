@@ -335,3 +335,29 @@ def load_predictor(workspace: Workspace, fusion: str) -> Predictor:
     Errors are not cached (Streamlit never caches an exception), so fixing the workspace fixes the page.
     """
     return _cached_predictor(str(workspace.root), fusion, checkpoint_signature(workspace, fusion))
+
+
+def choose_fusion() -> tuple[Workspace, str, Predictor]:
+    """The fusion picker shared by the Playground and Efficiency pages: workspace, chosen fusion, its predictor.
+
+    Stops the page with a readable message when the workspace cannot be read, holds no fusion yet, or the chosen
+    fusion cannot be loaded.
+    """
+    from fusionlab.dashboard import urlstate, workspace_view
+
+    try:
+        workspace = workspace_view.session_settings().workspace
+    except DashboardError as err:
+        st.error(str(err))
+        st.stop()
+    fusions = workspace.list_fusions()
+    if not fusions:
+        st.info("This workspace has no fusion yet: prepare the demo on the Home page, or train one on the Train page.")
+        st.stop()
+    fusion = st.selectbox("Fusion", fusions, **urlstate.bound(urlstate.FUSION))
+    try:
+        predictor = load_predictor(workspace, fusion)
+    except DashboardError as err:
+        st.error(str(err))
+        st.stop()
+    return workspace, fusion, predictor

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from fusionlab.dashboard.charts import adapter_tick, style_figure
 from fusionlab.dashboard.colors import adapter_color
 
-GRID = "rgba(128, 128, 128, 0.25)"
 WEIGHT_SCALE = "Viridis"
 COUNT_SCALE = "Blues"
 RUN_COLORS = (
@@ -32,25 +32,6 @@ RUN_COLORS = (
 """One colour per overlaid run (Plotly's category-10 order); the Runs page overlays at most this many."""
 
 MAX_OVERLAID_RUNS = len(RUN_COLORS)
-
-
-def _style(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 380) -> go.Figure:
-    fig.update_layout(
-        title={"text": title, "x": 0, "xanchor": "left"},
-        height=height,
-        margin={"l": 10, "r": 10, "t": 60, "b": 10},
-        paper_bgcolor="rgba(0,0,0,0)",
-        plot_bgcolor="rgba(0,0,0,0)",
-        font={"size": 13},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
-    )
-    fig.update_xaxes(title_text=x_title, gridcolor=GRID, zerolinecolor=GRID, automargin=True)
-    fig.update_yaxes(title_text=y_title, gridcolor=GRID, zerolinecolor=GRID, automargin=True)
-    return fig
-
-
-def _adapter_tick(name: str) -> str:
-    return f"<span style='color:{adapter_color(name)}'><b>{name}</b></span>"
 
 
 def metric_title(metric: str) -> str:
@@ -79,7 +60,9 @@ def curves_chart(curves: pd.DataFrame, metric: str, title: str | None = None) ->
             marker={"size": 6},
             hovertemplate=f"{run}<br>step %{{x}}: %{{y:.4g}}<extra></extra>",
         )
-    fig = _style(fig, title or f"{metric_title(metric).capitalize()} by training step", "step", metric_title(metric))
+    fig = style_figure(
+        fig, title or f"{metric_title(metric).capitalize()} by training step", "step", metric_title(metric)
+    )
     # Below the plot: run labels are long, and a legend beside the title would cover it once it wraps.
     fig.update_layout(
         showlegend=True, legend={"orientation": "h", "yanchor": "top", "y": -0.25, "xanchor": "left", "x": 0}
@@ -107,8 +90,8 @@ def fusion_heatmap(weights: pd.DataFrame, title: str) -> go.Figure | None:
             hovertemplate="%{y}, adapter %{customdata}: %{z:.3f}<extra></extra>",
         )
     )
-    fig.update_xaxes(tickvals=list(range(len(adapters))), ticktext=[_adapter_tick(name) for name in adapters])
-    return _style(fig, title, "adapter", "transformer layer", height=140 + 45 * len(weights))
+    fig.update_xaxes(tickvals=list(range(len(adapters))), ticktext=[adapter_tick(name) for name in adapters])
+    return style_figure(fig, title, "adapter", "transformer layer", height=140 + 45 * len(weights))
 
 
 def fusion_weight_bars(weights: pd.DataFrame, title: str) -> go.Figure | None:
@@ -130,7 +113,7 @@ def fusion_weight_bars(weights: pd.DataFrame, title: str) -> go.Figure | None:
         )
     fig.update_layout(barmode="stack", showlegend=True)
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
-    return _style(fig, title, "transformer layer", "mean softmax weight")
+    return style_figure(fig, title, "transformer layer", "mean softmax weight")
 
 
 def confusion_chart(matrix: list[list[int]], labels: list[str], title: str) -> go.Figure | None:
@@ -151,4 +134,4 @@ def confusion_chart(matrix: list[list[int]], labels: list[str], title: str) -> g
     )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(side="bottom")
-    return _style(fig, title, "predicted label", "gold label", height=160 + 60 * len(labels))
+    return style_figure(fig, title, "predicted label", "gold label", height=160 + 60 * len(labels))
