@@ -41,9 +41,15 @@ def training_config(steps: int, lr: float, seed: int, args: argparse.Namespace) 
 
 
 def train_sources(workspace: Workspace, args: argparse.Namespace) -> dict[str, dict]:
-    """The source adapters, trained once (seed 1), as in the paper's stage 1."""
+    """The source adapters, trained once (seed 1), as in the paper's stage 1; reused if already in the workspace."""
+    from fusionlab.checkpoint import read_meta
+
     results = {}
     for task in SOURCES:
+        if args.reuse_sources and task in workspace.list_adapters():
+            results[task] = read_meta(workspace.adapter_dir(task))["extra"]["metrics"]
+            print(f"source adapter {task} (reused): {results[task]}", flush=True)
+            continue
         trainer = FusionTrainer(
             ModelConfig(max_length=args.max_length),
             training_config(args.source_steps, 1e-3, 1, args),
@@ -95,6 +101,7 @@ def main() -> None:
     parser.add_argument("--max-eval-samples", type=int, default=None)
     parser.add_argument("--data-dir", default=os.environ.get("FUSIONLAB_DATA_DIR"))
     parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--reuse-sources", action="store_true", help="keep source adapters already in the workspace")
     parser.add_argument("--quick", action="store_true", help="a few steps per stage: checks the script runs")
     args = parser.parse_args()
     if args.quick:
@@ -128,9 +135,10 @@ def main() -> None:
         )
     table = "\n".join(lines)
     print("\n" + table)
-    (out / "quality.md").write_text(table + "\n", encoding="utf-8")
+    stem = f"quality-{'-'.join(rows)}"
+    (out / f"{stem}.md").write_text(table + "\n", encoding="utf-8")
     result = {"args": vars(args), "sources": sources, "rows": rows, "seconds": time.monotonic() - started}
-    (out / "quality.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":
