@@ -77,8 +77,8 @@ else:
 st.subheader("Classroom demo")
 st.markdown(
     "Queues the demo runs: adapters for **sst2** (sentiment), **mnli** (inference), **boolq** (yes/no questions) "
-    "and the target **rte**, then attention and weighted fusion for rte over all four. About ten minutes on "
-    "two CPU cores; follow it on the **Runs** page."
+    "and the target **rte**, then attention and weighted fusion for rte over all four. About five minutes on "
+    "two idle CPU cores; follow it on the **Train** and **Runs** pages."
 )
 if st.button("Prepare demo workspace", type="primary", icon=":material/rocket_launch:"):
     try:
