@@ -73,18 +73,23 @@ def test_cli_reports_bad_input_clearly(home):
     assert done.returncode == 0 and "train-fusion" in done.stdout and "demo" in done.stdout
 
 
-@pytest.mark.slow
-def test_worker_killed_mid_training_leaves_failed_run_and_no_checkpoint(tmp_path, shared_data_dir):
-    workspace = Workspace(tmp_path).ensure()
+def queue_long_sst2_run(root, data_dir):
+    """A real adapter run far too long to finish during a test, queued in a fresh workspace at ``root``."""
+    workspace = Workspace(root).ensure()
     store = RunStore(workspace.runs_db)
     config = {
         "task": "sst2",
         "adapter_config": {"adapter_size": 8},
         "model_config": {"max_length": 32},
         "training_config": {"max_steps": 2000, "per_device_train_batch_size": 4, "max_eval_samples": 8},
-        "data_dir": str(shared_data_dir),
+        "data_dir": str(data_dir),
     }
-    run_id = store.enqueue("train_adapter", "sst2", config)
+    return workspace, store, store.enqueue("train_adapter", "sst2", config)
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_training_leaves_failed_run_and_no_checkpoint(tmp_path, shared_data_dir):
+    workspace, store, run_id = queue_long_sst2_run(tmp_path, shared_data_dir)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     worker = subprocess.Popen(
         [sys.executable, "-m", "fusionlab.worker", "--home", str(tmp_path)],
@@ -110,16 +115,7 @@ def test_worker_killed_mid_training_leaves_failed_run_and_no_checkpoint(tmp_path
 def test_cancel_stops_a_real_training_run_within_seconds(tmp_path, shared_data_dir):
     from fusionlab.worker import ensure_worker
 
-    workspace = Workspace(tmp_path).ensure()
-    store = RunStore(workspace.runs_db)
-    config = {
-        "task": "sst2",
-        "adapter_config": {"adapter_size": 8},
-        "model_config": {"max_length": 32},
-        "training_config": {"max_steps": 2000, "per_device_train_batch_size": 4, "max_eval_samples": 8},
-        "data_dir": str(shared_data_dir),
-    }
-    run_id = store.enqueue("train_adapter", "sst2", config)
+    workspace, store, run_id = queue_long_sst2_run(tmp_path, shared_data_dir)
     ensure_worker(workspace, idle_exit_seconds=2)
     deadline = time.monotonic() + 180
     while store.get(run_id).progress <= 0 and time.monotonic() < deadline:
