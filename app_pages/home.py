@@ -69,16 +69,23 @@ if summary.fusions:
     st.dataframe(
         [row.as_dict() for row in summary.fusions],
         hide_index=True,
-        column_config={"score": NUMBER, "majority baseline": NUMBER},
+        column_config={"score": NUMBER, "its adapter alone": NUMBER, "majority baseline": NUMBER},
+    )
+    st.caption(
+        "*its adapter alone*: the fusion's target task's own adapter, scored on the same dev examples as the "
+        "fusion: what fusing the other adapters adds (or costs)."
     )
 else:
     st.info("No fusion yet: prepare the demo below, or train one on the Train page.")
 
 st.subheader("Classroom demo")
 st.markdown(
-    "Queues the demo runs: adapters for **sst2** (sentiment), **mnli** (inference), **boolq** (yes/no questions) "
-    "and the target **rte**, then attention and weighted fusion for rte over all four. About five minutes on "
-    "two idle CPU cores; follow it on the **Train** and **Runs** pages."
+    "The workspace starts with the **pretrained pack**: adapters for eight GLUE/SuperGLUE tasks and a "
+    "low-resource IMDb one, plus fusions for IMDb and RTE (marked *pack (read-only)*; their scores are on the "
+    "full dev split). The demo trains two more fusions live over the pack's adapters, so you can watch their "
+    "weights form on the **Train** page: **imdb-live** (movie reviews from 500 training examples, fusing "
+    "imdb, sst2, mnli, qnli) and **rte-live** (entailment, fusing rte, mnli, qnli, sst2, boolq). A few "
+    "minutes on two idle CPU cores; each fusion's score is shown beside its own adapter's alone."
 )
 if st.button("Prepare demo workspace", type="primary", icon=":material/rocket_launch:"):
     try:

@@ -1,7 +1,9 @@
-"""Runs: the history of every run, curves of several runs overlaid, config diffs, and one run in detail.
+"""Runs: the history of every run, curves of several runs overlaid, config diffs, one run in detail, and which
+adapters each fusion on disk uses (the paper's Figure 5, from :mod:`fusionlab.usage`).
 
-Everything comes from the run store (the logic lives in :mod:`fusionlab.dashboard.runs_view`); the run shown in
-detail is kept in the URL (``?run=7``), so a copied link opens the same run.
+The run sections come from the run store (the logic lives in :mod:`fusionlab.dashboard.runs_view`); the run
+shown in detail is kept in the URL (``?run=7``), so a copied link opens the same run. The usage section reads
+the fusion checkpoints themselves, so it shows fusions that no run in this store produced.
 """
 
 from __future__ import annotations
@@ -37,14 +39,34 @@ from fusionlab.dashboard.runs_view import (
     run_label,
     run_task,
 )
+from fusionlab.dashboard.usage_chart import adapter_usage_heatmap
 from fusionlab.runstore import FAILED, FINISHED, STATUSES, RunStore
+from fusionlab.usage import EXPLANATION, adapter_usage
+from fusionlab.workspace import Workspace
 
 ALL_EXAMPLES = "all dev examples"
 RUN_PARAM = "run"  # ?run=7 opens run 7 in the detail section
 
+
+def adapter_usage_section(workspace: Workspace) -> None:
+    """The paper's Figure 5 over the fusion checkpoints on disk: shown with or without runs in the store, since
+    fusions trained with ``--inline`` or installed from the pack have none."""
+    st.header("Which adapters each fusion uses")
+    usage = adapter_usage(workspace)
+    chart = adapter_usage_heatmap(usage)
+    if chart is None:
+        st.info("No fusion in this workspace has recorded fusion statistics yet; they appear here once one is trained.")
+    else:
+        st.plotly_chart(chart, key="runs_usage")
+        st.caption(f"{EXPLANATION} Hover a cell for 1/N, the difference from it and the weight in every layer.")
+    if usage.skipped:
+        st.caption("Not shown: " + "; ".join(f"{name} ({reason})" for name, reason in usage.skipped))
+
+
 st.title("Runs")
 try:
-    store = RunStore(workspace_view.session_settings().workspace.runs_db)
+    workspace = workspace_view.session_settings().workspace
+    store = RunStore(workspace.runs_db)
 except DashboardError as err:
     st.error(str(err))
     st.stop()
@@ -54,6 +76,7 @@ except sqlite3.Error as err:
 runs = store.list_runs()
 if not runs:
     st.info("No runs yet. Queue adapter or fusion runs on the Train page; they appear here as soon as they are queued.")
+    adapter_usage_section(workspace)
     st.stop()
 by_id = {run.id: run for run in runs}
 
@@ -205,3 +228,6 @@ else:
         on_click="ignore",
         key="runs_download",
     )
+
+# -- adapter usage across fusions ------------------------------------------------------------------------------
+adapter_usage_section(workspace)

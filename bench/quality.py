@@ -1,143 +1,142 @@
-"""Single-task adapter vs AdapterFusion on small target tasks, over several seeds, with the default model.
+"""Single-task adapter vs AdapterFusion on the pack's adapters, over several seeds, on full dev splits.
 
 The AdapterFusion paper (BERT-base, full training) reports, from single-task adapter to fusion:
-RTE 71.0 -> 76.8, MRPC 85.2 -> 90.3, CB 86.1 -> 92.1. This script runs the same comparison at CPU scale on the
-bundled all-MiniLM-L6-v2: source adapters (SST-2, MNLI, BoolQ) are trained once; then, per target task and seed,
-the target's own adapter and an attention fusion over [target, sst2, mnli, boolq] are trained with the same
-budget and scored on the target's dev split. It writes a Markdown table (mean ± std over seeds) and JSON.
+RTE 71.0 -> 76.8, MRPC 85.2 -> 90.3, CB 86.1 -> 92.1. This script runs that comparison on the bundled
+all-MiniLM-L6-v2 with the pretrained pack as the source adapters (stage 1, trained once, as in the paper). Per
+target task and seed it trains the target's own adapter with the pack's recipe for that task (only the seed
+changes), then fusions over [that adapter, every other pack adapter] with the same recipe, and scores every
+saved checkpoint afresh on the target's full dev split (the loop's own dev subset only picks the best step).
 
-Usage: ``python bench/quality.py [--tasks rte,mrpc,cb] [--seeds 1,2,3] [--steps 300] [--out bench/results]``
-(``--quick`` for a smoke run of a few steps).
+Targets: rte, cb, mrpc and a low-resource sentiment target, imdb with 500 training reviews (where the SST-2
+adapter has something to give). Writes a Markdown table (mean ± std over seeds) and JSON with every run.
+
+Usage: ``python bench/quality.py [--tasks rte,cb,mrpc,imdb] [--seeds 1,2,3] [--methods attention,weighted,average]
+[--out bench/results]`` (``--quick``: a few steps, to check the script runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
 import time
 from pathlib import Path
 
-from fusionlab import AdapterConfig, FusionConfig, FusionTrainer, ModelConfig, TrainingConfig
+from fusionlab import FusionTrainer
 from fusionlab.data import get_task
+from fusionlab.pack.recipe import ADAPTERS, FusionRecipe, adapter_recipe
+from fusionlab.pack.store import install_pack, pack_dir
 from fusionlab.workspace import Workspace
 
-SOURCES = ("sst2", "mnli", "boolq")
 PAPER = {"rte": (71.0, 76.8), "mrpc": (85.2, 90.3), "cb": (86.1, 92.1)}
 
 
-def training_config(steps: int, lr: float, seed: int, args: argparse.Namespace) -> TrainingConfig:
-    return TrainingConfig(
-        max_steps=steps,
-        learning_rate=lr,
-        per_device_train_batch_size=args.batch_size,
-        max_train_samples=args.max_train_samples,
-        max_eval_samples=args.max_eval_samples,
-        eval_steps=max(1, steps // 2),
-        early_stopping_patience=None,
-        seed=seed,
-    )
+def sources_for(task: str) -> list[str]:
+    """Every pack adapter but the target task's own (that one is retrained per seed)."""
+    return [r.task for r in ADAPTERS if r.task != task]
 
 
-def train_sources(workspace: Workspace, args: argparse.Namespace) -> dict[str, dict]:
-    """The source adapters, trained once (seed 1), as in the paper's stage 1; reused if already in the workspace."""
-    from fusionlab.checkpoint import read_meta
+def fresh_score(trainer: FusionTrainer, path: Path, task: str) -> float:
+    """Main metric (%) of a saved checkpoint, loaded back, on the task's full dev split."""
+    result = trainer.evaluate(path)
+    return 100 * result.metrics[get_task(task).main_metric]
 
-    results = {}
-    for task in SOURCES:
-        if args.reuse_sources and task in workspace.list_adapters():
-            results[task] = read_meta(workspace.adapter_dir(task))["extra"]["metrics"]
-            print(f"source adapter {task} (reused): {results[task]}", flush=True)
-            continue
-        trainer = FusionTrainer(
-            ModelConfig(max_length=args.max_length),
-            training_config(args.source_steps, 1e-3, 1, args),
-            workspace,
-            args.data_dir,
+
+def run_seed(workspace: Workspace, task: str, seed: int, methods: list[str], args: argparse.Namespace) -> dict:
+    """The target adapter and one fusion per method for one seed: fresh full-dev scores and seconds."""
+    recipe = dataclasses.replace(adapter_recipe(task), seed=seed)
+    if args.quick:
+        recipe = dataclasses.replace(recipe, steps=3, max_train_samples=32, max_eval_samples=16, eval_steps=None)
+    trainer = FusionTrainer(recipe.model_config(), recipe.training_config(), workspace, args.data_dir)
+    own = f"{task}-s{seed}"
+    start = time.monotonic()
+    single = trainer.train_adapter(task, recipe.adapter_config(), name=own)
+    row = {"single": fresh_score(trainer, single.path, task), "seconds": {"single": time.monotonic() - start}}
+    for method in methods:
+        fusion = FusionRecipe(
+            f"{own}-{method}",
+            task,
+            [own, *sources_for(task)],
+            method=method,
+            steps=recipe.steps,
+            max_length=recipe.max_length,
+            batch_size=16,
+            max_train_samples=recipe.max_train_samples,
+            eval_steps=recipe.eval_steps,
+            max_eval_samples=recipe.max_eval_samples,
+            seed=seed,
         )
-        result = trainer.train_adapter(task, AdapterConfig(adapter_size=args.adapter_size))
-        results[task] = result.metrics
-        print(f"source adapter {task}: {result.metrics}", flush=True)
-    return results
-
-
-def run_target(workspace: Workspace, task: str, seed: int, args: argparse.Namespace) -> tuple[float, float]:
-    """Main dev metric (%) of the single-task adapter and of fusion for one target task and seed."""
-    spec = get_task(task)
-    name = f"{task}-seed{seed}"
-    trainer = FusionTrainer(
-        ModelConfig(max_length=args.max_length), training_config(args.steps, 1e-3, seed, args), workspace, args.data_dir
-    )
-    single = trainer.train_adapter(task, AdapterConfig(adapter_size=args.adapter_size), name=name)
-    fusion_trainer = FusionTrainer(
-        ModelConfig(max_length=args.max_length), training_config(args.steps, 5e-4, seed, args), workspace, args.data_dir
-    )
-    fused = fusion_trainer.train_fusion(
-        task,
-        [name, *SOURCES],
-        fusion_config=FusionConfig(fusion_method="attention", adapter_names=[name, *SOURCES]),
-        name=f"{name}-fusion",
-    )
-    return 100 * single.metrics[spec.main_metric], 100 * fused.metrics[spec.main_metric]
+        trainer = FusionTrainer(fusion.model_config(), fusion.training_config(), workspace, args.data_dir)
+        start = time.monotonic()
+        fused = trainer.train_fusion(task, fusion.adapters, method=method, name=fusion.name)
+        row[method] = fresh_score(trainer, fused.path, task)
+        row["seconds"][method] = time.monotonic() - start
+        row.setdefault("fusion_stats", {})[method] = fused.evaluation.fusion_stats.to_dict()
+    return row
 
 
 def fmt(values: list[float]) -> str:
+    if not values:
+        return "–"
     if len(values) == 1:
         return f"{values[0]:.1f}"
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
+def table(rows: dict[str, list[dict]], methods: list[str], seeds: str) -> str:
+    head = " | ".join(f"{m} fusion" for m in methods)
+    lines = [
+        f"Single-task adapter vs fusion over [target, every other pack adapter], all-MiniLM-L6-v2, seeds {seeds}, "
+        "main metric (%) of the saved weights on the full dev split (mean ± std over seeds):",
+        "",
+        f"| task | metric | single adapter | {head} | Δ attention | paper (BERT-base) single → fusion |",
+        "|---|---|---|" + "---|" * len(methods) + "---|---|",
+    ]
+    for task, runs in rows.items():
+        single = [r["single"] for r in runs]
+        cells = [fmt([r[m] for r in runs if m in r]) for m in methods]
+        attention = [r["attention"] for r in runs if "attention" in r]
+        delta = f"{statistics.mean(attention) - statistics.mean(single):+.1f}" if attention else "–"
+        paper = PAPER.get(task)
+        lines.append(
+            f"| {task} | {get_task(task).main_metric} | {fmt(single)} | {' | '.join(cells)} | {delta} | "
+            f"{f'{paper[0]} → {paper[1]}' if paper else '–'} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="rte,mrpc,cb")
+    parser.add_argument("--tasks", default="rte,cb,mrpc,imdb")
     parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--steps", type=int, default=300, help="steps for each target adapter and each fusion")
-    parser.add_argument("--source-steps", type=int, default=600, help="steps for each source adapter")
-    parser.add_argument("--adapter-size", type=int, default=48)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--max-train-samples", type=int, default=None)
-    parser.add_argument("--max-eval-samples", type=int, default=None)
+    parser.add_argument("--methods", default="attention,weighted,average")
     parser.add_argument("--data-dir", default=os.environ.get("FUSIONLAB_DATA_DIR"))
     parser.add_argument("--out", default="bench/results")
-    parser.add_argument("--reuse-sources", action="store_true", help="keep source adapters already in the workspace")
     parser.add_argument("--quick", action="store_true", help="a few steps per stage: checks the script runs")
     args = parser.parse_args()
-    if args.quick:
-        args.steps, args.source_steps, args.max_train_samples, args.max_eval_samples = 4, 4, 64, 32
-        args.seeds, args.max_length = "1", 48
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if pack_dir() is None:
+        raise SystemExit("bench/quality.py needs the pretrained pack (fusionlab/pack_data; $FUSIONLAB_PACK unset)")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     workspace = Workspace(out / "quality-workspace").ensure()
+    install_pack(workspace)
     started = time.monotonic()
-    sources = train_sources(workspace, args)
-    rows = {}
+    rows: dict[str, list[dict]] = {}
     for task in args.tasks.split(","):
-        scores = [run_target(workspace, task, int(seed), args) for seed in args.seeds.split(",")]
-        rows[task] = {"single": [s for s, _ in scores], "fusion": [f for _, f in scores]}
-        print(f"{task}: single {fmt(rows[task]['single'])}, fusion {fmt(rows[task]['fusion'])}", flush=True)
-
-    lines = [
-        f"Single-task adapter vs attention fusion over [target, {', '.join(SOURCES)}], all-MiniLM-L6-v2, "
-        f"{args.steps} steps per stage, seeds {args.seeds}, main dev metric (%):",
-        "",
-        "| task | metric | single adapter | fusion | Δ | paper (BERT-base) single → fusion |",
-        "|---|---|---|---|---|---|",
-    ]
-    for task, row in rows.items():
-        delta = statistics.mean(row["fusion"]) - statistics.mean(row["single"])
-        paper = PAPER.get(task)
-        lines.append(
-            f"| {task} | {get_task(task).main_metric} | {fmt(row['single'])} | {fmt(row['fusion'])} | {delta:+.1f} | "
-            f"{f'{paper[0]} → {paper[1]}' if paper else '–'} |"
-        )
-    table = "\n".join(lines)
-    print("\n" + table)
+        for seed in args.seeds.split(","):
+            row = run_seed(workspace, task, int(seed), methods, args)
+            rows.setdefault(task, []).append({"seed": int(seed), **row})
+            scores = ", ".join(f"{k} {v:.1f}" for k, v in row.items() if isinstance(v, float))
+            print(f"{task} seed {seed}: {scores}", flush=True)
+    text = table(rows, methods, args.seeds)
+    print("\n" + text)
     stem = f"quality-{'-'.join(rows)}"
-    (out / f"{stem}.md").write_text(table + "\n", encoding="utf-8")
-    result = {"args": vars(args), "sources": sources, "rows": rows, "seconds": time.monotonic() - started}
+    (out / f"{stem}.md").write_text(text + "\n", encoding="utf-8")
+    result = {"args": vars(args), "rows": rows, "seconds": time.monotonic() - started}
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
 
 

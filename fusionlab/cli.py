@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from fusionlab.pack.store import ready_workspace
 from fusionlab.runstore import TERMINAL_STATUSES, RunStore
 from fusionlab.workspace import Workspace
 
@@ -139,7 +140,7 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
 
 def _launch(kind: str, name: str, config: dict[str, Any], args: argparse.Namespace) -> int:
     _validate(kind, config)
-    workspace = Workspace(args.home).ensure()
+    workspace = ready_workspace(args.home)
     if args.inline:
         from fusionlab.training.jobs import execute
 
@@ -223,7 +224,7 @@ def _load_checkpoint(workspace: Workspace, name: str):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fusionlab.training import FusionTrainer
 
-    workspace = Workspace(args.home)
+    workspace = ready_workspace(args.home)
     path = _load_checkpoint(workspace, args.name)
     adapters = args.adapters.split(",") if args.adapters else None
     result = FusionTrainer(workspace=workspace, data_dir=args.data_dir).evaluate(
@@ -251,7 +252,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from fusionlab.data import encode_texts
     from fusionlab.model import FusionModel
 
-    workspace = Workspace(args.home)
+    workspace = ready_workspace(args.home)
     path = _load_checkpoint(workspace, args.name)
     model = FusionModel.from_pretrained(path, adapters_dir=workspace.adapters_dir).eval()
     from fusionlab.base_model import load_tokenizer
@@ -311,26 +312,56 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from fusionlab.demo import demo_runs
+    from fusionlab.demo import demo_runs, missing_adapters, missing_data
 
-    workspace = Workspace(args.home).ensure()
+    workspace = ready_workspace(args.home)
+    problems = missing_data(args.profile, args.data_dir)
+    lacking = missing_adapters(args.profile, set(workspace.list_adapters()))
+    if lacking:
+        problems.append(f"adapters {', '.join(lacking)} are neither in {workspace.root} nor in the pretrained pack")
+    if problems:
+        print("fusionlab: the demo cannot run here; nothing was queued:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        print("  (the pretrained pack's adapters and fusions are in the workspace and need no data)", file=sys.stderr)
+        return 2
     store = RunStore(workspace.runs_db)
     plan = demo_runs(args.profile, args.data_dir)
+    started = time.monotonic()
     if args.inline:
         from fusionlab.training.jobs import execute
 
         for kind, _name, config in plan:
             _print_result(execute(kind, config, workspace).summary())
-        return 0
-    from fusionlab.worker import ensure_worker
+        code = 0
+    else:
+        from fusionlab.worker import ensure_worker
 
-    run_ids = [store.enqueue(kind, name, config) for kind, name, config in plan]
-    ensure_worker(workspace)
-    print(f"queued {len(run_ids)} demo runs in {workspace.root}: {', '.join(name for _, name, _ in plan)}")
-    started = time.monotonic()
-    code = _follow(store, run_ids)
+        run_ids = [store.enqueue(kind, name, config) for kind, name, config in plan]
+        ensure_worker(workspace)
+        print(f"queued {len(run_ids)} demo runs in {workspace.root}: {', '.join(name for _, name, _ in plan)}")
+        code = _follow(store, run_ids)
     print(f"demo finished in {time.monotonic() - started:.0f} s")
+    _print_fusion_comparison(workspace, [name for kind, name, _ in plan if kind == "train_fusion"])
     return code
+
+
+def _print_fusion_comparison(workspace: Workspace, fusions: Sequence[str]) -> None:
+    """Each fusion's dev score beside its target's own adapter alone, on the same dev examples."""
+    from fusionlab.checkpoint import CheckpointError, read_meta
+
+    for name in fusions:
+        try:
+            extra = read_meta(workspace.fusion_dir(name)).get("extra", {})
+        except CheckpointError:
+            continue
+        metric = extra.get("main_metric")
+        fused = extra.get("metrics", {}).get(metric)
+        alone = (extra.get("own_adapter_metrics") or {}).get(metric)
+        if fused is None:
+            continue
+        versus = f"; its {extra.get('task')} adapter alone {alone:.4f}" if alone is not None else ""
+        print(f"  {name}: dev {metric} {fused:.4f}{versus} (same dev examples)")
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -341,6 +372,48 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         print(f"{spec.name:<7} {spec.description}  [{', '.join(spec.label_names)}; metric {spec.main_metric}]")
         if note:
             print(f"        note: {note}")
+    return 0
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    """Print the paper's Figure 5 as a table (or JSON): read-only, so the workspace is not created if absent."""
+    from fusionlab.usage import adapter_usage
+
+    workspace = Workspace(args.home)
+    if not workspace.list_fusions():
+        print(f"no fusions in {workspace.root}; train one with `fusionlab train-fusion`")
+        return 0
+    usage = adapter_usage(workspace)
+    print(json.dumps(usage.to_dict(), indent=2) if args.json else usage.format_table())
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from fusionlab.pack.store import PACK_DIR, install_pack, pack_dir, pack_summary
+
+    if args.action == "build":
+        from fusionlab.pack.build import build_pack
+
+        only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+        manifest = build_pack(args.out or PACK_DIR, only=only, data_dir=args.data_dir, force=args.force)
+        print(f"pack written to {args.out or PACK_DIR}: {len(manifest.entries)} artifact(s)")
+        return 0
+    root = pack_dir()
+    if root is None:
+        print("no pack is in use (bundled pack missing, or $FUSIONLAB_PACK=off)")
+        return 1
+    if args.action == "install":
+        workspace = Workspace(args.home).ensure()
+        installed = install_pack(workspace, root)
+        print(f"installed {len(installed)} artifact(s) into {workspace.root}: {', '.join(installed) or 'none needed'}")
+        return 0
+    print(f"pack at {root}")
+    for row in pack_summary(root):
+        over = f" over {','.join(row['adapters'])}" if row["adapters"] else ""
+        print(
+            f"  {row['kind']:<7} {row['name']:<16} {row['task']:<6} dev {row['metric']} {row['score']:.4f} "
+            f"({row['dev_examples']} examples; best step {row['best_step']}/{row['steps']}){over}"
+        )
     return 0
 
 
@@ -410,6 +483,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inline", action="store_true", help="train in this process instead of the worker")
     _add_common(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("pack", help="the pretrained adapter pack: list it, install it, or rebuild it")
+    p.add_argument("action", choices=["list", "install", "build"])
+    p.add_argument("--only", help="build: comma-separated artifact names (default: all)")
+    p.add_argument("--out", help="build: where to write the pack (default: the bundled pack directory)")
+    p.add_argument("--force", action="store_true", help="build: retrain artifacts that are up to date")
+    _add_common(p)
+    p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser(
+        "usage",
+        help="which adapters each fusion leans on: mean fusion weight per target and adapter (the paper's Figure 5)",
+    )
+    p.add_argument("--json", action="store_true", help="print the matrix as JSON instead of a table")
+    _add_common(p)
+    p.set_defaults(func=cmd_usage)
 
     p = sub.add_parser("tasks", help="list the built-in tasks")
     _add_common(p)

@@ -235,8 +235,13 @@ class TrainingConfig(JsonConfig):
     mixed_precision: str = "auto"
     seed: int = 42
     snapshot_steps: int | None = None
+    group_by_length: bool = True
+    """Batch examples of similar length together (transformers' length-grouped sampler, still shuffled): with
+    per-batch padding, a short SST-2 sentence is then not padded to the longest review in a random batch."""
 
     def validate(self) -> None:
+        if not isinstance(self.group_by_length, bool):
+            _fail("TrainingConfig", "group_by_length", f"must be true or false, got {self.group_by_length!r}")
         for name in ("learning_rate", "num_train_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:

@@ -1,62 +1,100 @@
-"""The demo workspace: the runs that make a classroom-ready set of adapters and fusions.
+"""The demo: fusions trained live, on top of the pretrained pack, that a class can watch form.
 
-The plan follows the paper's setting at CPU scale: single-task adapters for sentiment (SST-2), NLI (MNLI) and
-yes/no QA (BoolQ) plus the target task (RTE), then attention and weighted fusion over all four for the target.
-It is a list of ordinary queued runs, so the worker executes it in order (adapters before the fusions that
-need them) and every stage appears in the run history with its curves.
+The pack (:mod:`fusionlab.pack`) already holds strong source adapters, trained for an hour. The classroom demo
+adds two fusions over them, each in a couple of minutes on 2 CPU cores, so the fusion weights can be watched
+as they move on the Train page:
 
-Profiles: ``classroom`` (the ``fusionlab demo`` default, under 10 minutes on 2 CPU cores) and ``tiny`` (a few
-steps per stage, for tests and a first look).
+* **imdb-live**: sentiment of full movie reviews from only 500 training reviews, fusing the low-resource IMDb
+  adapter with SST-2 (sentence sentiment), MNLI and QNLI: the notebook's story, sentiment adapter alone vs
+  all adapters fused;
+* **rte-live**: textual entailment (RTE, 2,490 pairs) fusing the RTE adapter with MNLI, QNLI, SST-2 and BoolQ.
+
+It is a list of ordinary queued runs, so the worker executes it in order and every stage appears in the run
+history with its curves. :func:`missing_data` says, before anything is queued, which data a plan needs but
+cannot reach. The ``tiny`` profile trains its own adapters for a few steps (tests, and machines without the
+pack).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
-SOURCE_TASKS = ("sst2", "mnli", "boolq")
+from fusionlab.data.loading import split_unreachable
+from fusionlab.data.tasks import get_task
+from fusionlab.pack.recipe import IMDB_LOW_RESOURCE
+
+
+@dataclass(frozen=True)
+class DemoFusion:
+    name: str
+    target: str
+    adapters: tuple[str, ...]  # the target's own adapter first, by convention
+    steps: int
+    max_length: int
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    method: str = "attention"
 
 
 @dataclass(frozen=True)
 class DemoProfile:
-    target: str
-    adapter_steps: dict[str, int]
-    fusion_steps: int
-    adapter_size: int
-    max_length: int
-    batch_size: int
-    max_train_samples: int
-    max_eval_samples: int
-    eval_steps: int | None
-    snapshot_steps: int | None
-    methods: tuple[str, ...] = ("attention", "weighted")
+    fusions: tuple[DemoFusion, ...]
+    adapter_steps: dict[str, int] = field(default_factory=dict)  # adapters trained first (none: from the pack)
+    adapter_size: int = 64
+    batch_size: int = 16
+    eval_steps: int | None = None
+    snapshot_steps: int | None = None
+    adapter_max_length: int = 128
+    adapter_max_train_samples: int | None = None
+    adapter_max_eval_samples: int | None = None
 
 
 PROFILES: dict[str, DemoProfile] = {
     "classroom": DemoProfile(
-        target="rte",
-        adapter_steps={"sst2": 100, "mnli": 80, "boolq": 50, "rte": 70},
-        fusion_steps=50,
-        adapter_size=48,
-        max_length=96,
-        batch_size=16,
-        max_train_samples=4000,
-        max_eval_samples=200,
-        eval_steps=25,
+        fusions=(
+            DemoFusion(
+                "imdb-live",
+                "imdb",
+                ("imdb", "sst2", "mnli", "qnli"),
+                steps=80,
+                max_length=128,
+                max_train_samples=IMDB_LOW_RESOURCE,
+                max_eval_samples=400,
+            ),
+            DemoFusion("rte-live", "rte", ("rte", "mnli", "qnli", "sst2", "boolq"), steps=100, max_length=160),
+        ),
+        eval_steps=40,
         snapshot_steps=10,
     ),
     "tiny": DemoProfile(
-        target="rte",
+        fusions=(
+            DemoFusion("rte-attention", "rte", ("rte", "boolq", "mnli", "sst2"), 4, 48, 200, 48),
+            DemoFusion("rte-weighted", "rte", ("rte", "boolq", "mnli", "sst2"), 4, 48, 200, 48, method="weighted"),
+        ),
         adapter_steps={"sst2": 6, "mnli": 4, "boolq": 3, "rte": 4},
-        fusion_steps=4,
         adapter_size=16,
-        max_length=48,
         batch_size=8,
-        max_train_samples=200,
-        max_eval_samples=48,
-        eval_steps=None,
         snapshot_steps=2,
+        adapter_max_length=48,
+        adapter_max_train_samples=200,
+        adapter_max_eval_samples=48,
     ),
 }
+
+
+def _training(p: DemoProfile, steps: int, lr: float, train: int | None, dev: int | None) -> dict:
+    return {
+        "max_steps": steps,
+        "learning_rate": lr,
+        "warmup_ratio": 0.06,
+        "per_device_train_batch_size": p.batch_size,
+        "max_train_samples": train,
+        "max_eval_samples": dev,
+        "eval_steps": p.eval_steps,
+        "snapshot_steps": p.snapshot_steps,
+        "logging_steps": max(1, min(10, steps // 4)),
+    }
 
 
 def demo_runs(profile: str = "classroom", data_dir: str | None = None) -> list[tuple[str, str, dict]]:
@@ -64,44 +102,51 @@ def demo_runs(profile: str = "classroom", data_dir: str | None = None) -> list[t
     if profile not in PROFILES:
         raise ValueError(f"unknown demo profile {profile!r}; choose from {', '.join(PROFILES)}")
     p = PROFILES[profile]
-    model = {"max_length": p.max_length}
-
-    def training(steps: int, lr: float) -> dict:
-        return {
-            "max_steps": steps,
-            "learning_rate": lr,
-            "per_device_train_batch_size": p.batch_size,
-            "max_train_samples": p.max_train_samples,
-            "max_eval_samples": p.max_eval_samples,
-            "eval_steps": p.eval_steps,
-            "snapshot_steps": p.snapshot_steps,
-            "logging_steps": max(1, min(10, steps // 4)),
-        }
-
     runs: list[tuple[str, str, dict]] = []
-    adapters = [*SOURCE_TASKS, p.target]
-    for task in adapters:
+    for task, steps in p.adapter_steps.items():
         config = {
             "task": task,
             "adapter_config": {"adapter_size": p.adapter_size},
-            "training_config": training(p.adapter_steps[task], 1e-3),
-            "model_config": model,
+            "training_config": _training(p, steps, 1e-3, p.adapter_max_train_samples, p.adapter_max_eval_samples),
+            "model_config": {"max_length": p.adapter_max_length},
             "data_dir": data_dir,
         }
         runs.append(("train_adapter", task, config))
-    for method in p.methods:
-        name = f"{p.target}-{method}"
+    for fusion in p.fusions:
         config = {
-            "target_task": p.target,
-            "adapters": adapters[::-1],  # target first: by convention the target's own adapter leads
-            "name": name,
-            "fusion_config": {"fusion_method": method},
-            "training_config": training(p.fusion_steps, 5e-4),
-            "model_config": model,
+            "target_task": fusion.target,
+            "adapters": list(fusion.adapters),
+            "name": fusion.name,
+            "fusion_config": {"fusion_method": fusion.method},
+            "training_config": _training(p, fusion.steps, 1e-3, fusion.max_train_samples, fusion.max_eval_samples),
+            "model_config": {"max_length": fusion.max_length},
             "data_dir": data_dir,
         }
-        runs.append(("train_fusion", name, config))
+        runs.append(("train_fusion", fusion.name, config))
     return runs
+
+
+def missing_data(profile: str = "classroom", data_dir: str | Path | None = None) -> list[str]:
+    """Why each split the demo trains or scores on cannot be read (empty: everything is reachable).
+
+    Checked before anything is queued: otherwise an offline machine without the task data queues runs that
+    each fail only after a hub time-out.
+    """
+    problems = []
+    tasks = [*PROFILES[profile].adapter_steps, *(f.target for f in PROFILES[profile].fusions)]
+    for task in dict.fromkeys(tasks):
+        for split in ("train", "validation"):
+            reason = split_unreachable(get_task(task), split, data_dir)
+            if reason:
+                problems.append(reason)
+    return problems
+
+
+def missing_adapters(profile: str, available: set[str]) -> list[str]:
+    """Adapters the demo's fusions need that neither the workspace has nor the demo trains itself."""
+    p = PROFILES[profile]
+    needed = dict.fromkeys(a for f in p.fusions for a in f.adapters)
+    return [a for a in needed if a not in available and a not in p.adapter_steps]
 
 
 def enqueue_demo(store, profile: str = "classroom", data_dir: str | None = None) -> list[int]:

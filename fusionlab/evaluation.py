@@ -81,6 +81,14 @@ class _WeightAccumulator:
         return FusionStats(adapter_names, mean.tolist(), per_class)
 
 
+def _by_length(dataset) -> list[int]:
+    """Row indices sorted by token count (stable), so each batch pads to a similar length: on tasks with long
+    and short examples mixed (BoolQ, IMDb) most of a random batch would be padding. Scores do not depend on
+    the order; predictions are put back in dataset order."""
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    return sorted(range(len(lengths)), key=lengths.__getitem__)
+
+
 @torch.no_grad()
 def evaluate_model(
     model: FusionModel,
@@ -100,7 +108,8 @@ def evaluate_model(
     fused = fusion_indices is not None
     accumulator = _WeightAccumulator(task.num_labels) if fused else None
     all_preds, all_labels, all_probs = [], [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator)
+    order = _by_length(dataset)
+    loader = DataLoader(dataset.select(order), batch_size=batch_size, shuffle=False, collate_fn=collator)
     try:
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items()}
@@ -114,9 +123,10 @@ def evaluate_model(
                 accumulator.add(out.fusion_weights, batch["attention_mask"], labels)
     finally:
         model.train(was_training)
-    preds = torch.cat(all_preds).numpy() if all_preds else np.zeros(0, dtype=int)
-    gold = torch.cat(all_labels).numpy() if all_labels else np.zeros(0, dtype=int)
-    probs = torch.cat(all_probs).numpy() if all_probs else np.zeros((0, task.num_labels))
+    restore = np.argsort(order)  # back to dataset order: row i of the predictions is row i of the dataset
+    preds = torch.cat(all_preds).numpy()[restore] if all_preds else np.zeros(0, dtype=int)
+    gold = torch.cat(all_labels).numpy()[restore] if all_labels else np.zeros(0, dtype=int)
+    probs = torch.cat(all_probs).numpy()[restore] if all_probs else np.zeros((0, task.num_labels))
     predictions = []
     if keep_predictions:
         predictions = [

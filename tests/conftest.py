@@ -8,6 +8,9 @@ import os
 # Tests never reach the Hugging Face Hub: fail fast instead of retrying for minutes (set before transformers loads).
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_var, "1")
+# Workspaces start empty in tests unless a test asks for the pretrained pack (tests/test_pack.py and the
+# fresh-start tests set FUSIONLAB_PACK themselves): most tests count exactly what they trained.
+os.environ.setdefault("FUSIONLAB_PACK", "off")
 
 from pathlib import Path  # noqa: E402
 

@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from fusionlab.dashboard import workspace_view
 from fusionlab.dashboard.inference import examples_for
 from fusionlab.dashboard.settings import HOME_KEY
+from fusionlab.pack import PACK_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = REPO / "app_pages"
@@ -69,15 +70,38 @@ def test_home_summarises_the_workspace_and_queues_the_demo_once(tiny_workspace, 
     assert (values["Adapters"], values["Fusions"]) == ("4", "2")
     assert len(at.dataframe) == 2
 
-    button(at, "Prepare demo workspace").click().run()
-    assert not at.exception
-    assert "Queued 6 demo runs" in at.success[0].value
-    assert len(started) == 1
+    button(at, "Prepare demo workspace").click().run()  # the demo's fusions need the pack's qnli and imdb
+    assert not at.exception and not at.success
+    assert "nothing was queued" in at.warning[0].value and "imdb, qnli" in at.warning[0].value
+    assert started == []
+
+
+@pytest.mark.skipif(not (PACK_DIR / "pack.json").is_file(), reason="the pack is not built")
+def test_a_fresh_workspace_opens_on_the_pack_and_queues_the_live_demo_once(tmp_path, monkeypatch, shared_data_dir):
+    monkeypatch.setenv("FUSIONLAB_PACK", str(PACK_DIR))
+    monkeypatch.setenv("FUSIONLAB_DATA_DIR", str(shared_data_dir))
+    started: list[object] = []
+    monkeypatch.setattr(workspace_view, "ensure_worker", lambda ws: started.append(ws) or True)
+    at = open_page("home.py", tmp_path / "fresh")
+    assert not at.exception and not at.error
+    values = {m.label: m.value for m in at.metric}
+    assert (values["Adapters"], values["Fusions"]) == ("9", "2")
+    fusions = at.dataframe[1].value
+    assert set(fusions["source"]) == {"pack (read-only)"}
+    assert (fusions["its adapter alone"] > 0).all() and (fusions["score"] > 0).all()
 
     button(at, "Prepare demo workspace").click().run()
     assert not at.exception
-    assert "already being prepared" in at.warning[0].value
-    assert len(started) == 1
+    assert "Queued 2 demo runs" in at.success[0].value and len(started) == 1
+    button(at, "Prepare demo workspace").click().run()
+    assert "already being prepared" in at.warning[0].value and len(started) == 1
+
+    at = open_page("playground.py", tmp_path / "fresh")
+    assert not at.exception and not at.error
+    assert at.selectbox(key="fusion").value == "imdb-attention"  # the sentiment fusion, as in the notebook
+    assert at.text_area(key="text").value == "This movie is absolutely fantastic!"
+    assert metric_labels(at) == ["imdb adapter alone", "Fusion over 4 adapters"]
+    assert [m.value for m in at.metric] == ["pos", "pos"]
 
 
 def test_home_explains_an_unusable_workspace(tmp_path):

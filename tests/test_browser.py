@@ -208,9 +208,14 @@ def test_queue_a_tiny_training_run_and_watch_it_finish(app, page):
         field.press("Enter")
         wait_for_app(page)
     page.get_by_role("button", name="Queue adapter runs").click()
+    # Wait for the click's own answer, not for any "queued": get_by_text matches substrings case-insensitively,
+    # so "Nothing queued." (on the page before the click's rerun even starts) used to satisfy the wait, and
+    # the store was read before the page had enqueued the run (1 failure in 3-4 runs under load).
+    page.get_by_test_id("stAlertContentSuccess").filter(has_text=re.compile(r"^Queued 1 adapter run")).wait_for(
+        state="visible"
+    )
     wait_for_app(page)
     assert_no_exception(page)
-    page.get_by_text("Queued").first.wait_for(state="visible")
     store = RunStore(workspace.runs_db)
     [run] = store.list_runs(kind="train_adapter")
     assert run.config["task"] == "cb" and run.config["training_config"]["max_steps"] == 2

@@ -14,6 +14,7 @@ from fusionlab.dashboard import charts, efficiency, mechanics, workspace_view
 from fusionlab.dashboard.inference import DashboardError, Predictor, examples_for, load_predictor
 from fusionlab.data import TASKS
 from fusionlab.model import FusionModel
+from fusionlab.pack import PACK_DIR, install_pack
 from fusionlab.runstore import RunStore
 from fusionlab.workspace import Workspace
 
@@ -259,14 +260,16 @@ def test_summary_lists_checkpoints_with_scores(tiny_workspace):
     assert workspace_view.run_status(tiny_workspace) == (None, 0)
 
 
-def test_demo_is_queued_once_even_from_two_tabs_at_once(workspace_copy, monkeypatch):
+@pytest.mark.skipif(not (PACK_DIR / "pack.json").is_file(), reason="the pack is not built")
+def test_demo_is_queued_once_even_from_two_tabs_at_once(workspace_copy, monkeypatch, shared_data_dir):
+    install_pack(workspace_copy, PACK_DIR)  # the demo's fusions are over the pack's adapters
     started: list[Workspace] = []
     monkeypatch.setattr(workspace_view, "ensure_worker", lambda ws: started.append(ws) or True)
     outcomes: list[object] = []
 
     def click() -> None:
         try:
-            outcomes.append(workspace_view.prepare_demo(workspace_copy, "/data"))
+            outcomes.append(workspace_view.prepare_demo(workspace_copy, str(shared_data_dir)))
         except DashboardError as err:
             outcomes.append(err)
 
@@ -279,10 +282,21 @@ def test_demo_is_queued_once_even_from_two_tabs_at_once(workspace_copy, monkeypa
     refused = [o for o in outcomes if isinstance(o, DashboardError)]
     assert len(queued) == 1 and len(refused) == 1
     assert "already being prepared" in str(refused[0])
-    assert len(queued[0].run_ids) == 6 and len(started) == 1
+    assert len(queued[0].run_ids) == 2 and len(started) == 1
     store_runs = workspace_view.pending_demo_runs(RunStore(workspace_copy.runs_db), "/other")
     assert sorted(r.id for r in store_runs) == sorted(queued[0].run_ids)  # recognised whatever the data dir
-    assert workspace_view.run_status(workspace_copy) == (None, 6)
+    assert workspace_view.run_status(workspace_copy) == (None, 2)
+
+
+def test_the_demo_says_which_data_it_lacks_and_queues_nothing(workspace_copy, tmp_path, monkeypatch):
+    monkeypatch.setattr(workspace_view, "ensure_worker", lambda ws: pytest.fail("no worker for a refused demo"))
+    with pytest.raises(DashboardError) as caught:
+        workspace_view.prepare_demo(workspace_copy, str(tmp_path / "no-data"))
+    message = str(caught.value)
+    assert "nothing was queued" in message
+    assert "imdb train: not in the data directory" in message and "rte validation" in message
+    assert "Hub is switched off" in message
+    assert workspace_view.run_status(workspace_copy) == (None, 0)
 
 
 # -- charts ---------------------------------------------------------------------------------------------------

@@ -126,8 +126,33 @@ def test_extra_columns_are_dropped_and_labels_are_classlabels():
 
 
 def test_unknown_split_lists_the_available_ones():
-    with pytest.raises(ValueError, match="has no 'validation' split; it has train, test"):
-        load_split("imdb", "validation")
+    with pytest.raises(ValueError, match="has no 'test' split; it has train, validation"):
+        load_split("rte", "test")
+
+
+@requires_data
+def test_imdb_dev_is_a_fixed_part_held_out_of_train_with_no_text_on_both_sides():
+    train = load_split("imdb", "train", data_dir=DATA_DIR)
+    dev = load_split("imdb", "validation", data_dir=DATA_DIR)
+    assert 2000 <= len(dev) < 2010 and len(train) + len(dev) == 25_000
+    assert not set(train["text"]) & set(dev["text"])  # exact duplicate reviews stay on one side
+    assert not set(train["idx"]) & set(dev["idx"])
+    assert 0.4 < sum(dev["label"]) / len(dev) < 0.6
+    again = load_split("imdb", "validation", data_dir=DATA_DIR)
+    assert list(again["idx"]) == list(dev["idx"])  # fixed: no seed of a run enters it
+    assert len(load_split("imdb", "test", data_dir=DATA_DIR, max_samples=3)) == 3
+
+
+@requires_data
+def test_training_scores_every_seed_on_the_same_dev_subset():
+    from fusionlab import FusionTrainer, TrainingConfig
+
+    picked = []
+    for seed in (1, 2):
+        trainer = FusionTrainer(training_config=TrainingConfig(max_eval_samples=50, seed=seed), data_dir=DATA_DIR)
+        _, dev = trainer._datasets(get_task("rte"), trainer.training_config)
+        picked.append(dev["input_ids"])
+    assert picked[0] == picked[1]
 
 
 # -- data directory and hub fallback -------------------------------------------------------------------------

@@ -133,3 +133,42 @@ def test_malformed_training_file_is_named_with_its_line(tmp_path, shared_data_di
     trainer = FusionTrainer(ModelConfig(max_length=32), TrainingConfig(max_steps=1), tmp_path / "ws", data)
     with pytest.raises(DataFormatError, match=r"train\.jsonl, line 5"):
         trainer.train_adapter("cb")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["adapter", "fusion"])
+def test_in_training_dev_metric_equals_a_fresh_evaluation_of_the_saved_checkpoint(
+    kind, tiny_workspace, tmp_path, shared_data_dir
+):
+    """The number the loop selects the best step by is the number the saved weights give when loaded back.
+
+    With the default (fused) AdamW, version-keyed weight caches once made every in-loop evaluation reuse the
+    weights of the first one; the in-loop numbers then described no saved model at all.
+    """
+    root = tmp_path / "ws"
+    shutil.copytree(tiny_workspace.root, root)
+    config = TrainingConfig(
+        max_steps=8,
+        learning_rate=3e-3,
+        per_device_train_batch_size=8,
+        max_train_samples=64,
+        max_eval_samples=40,
+        eval_steps=2,
+        seed=5,
+    )
+    trainer = FusionTrainer(ModelConfig(max_length=48), config, root, shared_data_dir)
+    if kind == "adapter":
+        result = trainer.train_adapter("rte", AdapterConfig(adapter_size=16), name="fresh-check")
+    else:
+        result = trainer.train_fusion("rte", ["rte", "sst2", "mnli"], name="fresh-check")
+    in_loop = [row for row in result.history if "eval_accuracy" in row]
+    assert [row["step"] for row in in_loop] == [2, 4, 6, 8]
+    assert len({row["eval_accuracy"] for row in in_loop}) > 1 or kind == "adapter", in_loop  # weights did move
+    best = next(row for row in in_loop if row["step"] == result.best_step)
+
+    fresh = FusionTrainer(workspace=root, data_dir=shared_data_dir).evaluate(result.path, max_samples=40)
+    assert fresh.metrics["accuracy"] == best["eval_accuracy"] == result.metrics["accuracy"]
+    assert fresh.num_examples == result.evaluation.num_examples == 40
+    for a, b in zip(fresh.predictions, result.evaluation.predictions, strict=True):
+        assert a["label"] == b["label"] and a["prediction"] == b["prediction"]
+        assert max(abs(x - y) for x, y in zip(a["probabilities"], b["probabilities"])) < 1e-5

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from fusionlab.adapters.layer import BottleneckAdapter, FactoredDeltas, StackedAdapters, factor_stacked, stack_adapters
+from fusionlab.adapters.layer import BottleneckAdapter, FactoredDeltas, factor_stacked, stack_adapters
 from fusionlab.config import AdapterConfig
 
 
@@ -51,7 +51,6 @@ class AdapterManager(nn.Module):
         self.num_layers = num_layers
         self.freeze_adapters = freeze_adapters
         self.adapters = nn.ModuleDict()
-        self._stack_cache: dict[tuple[int, tuple[str, ...]], tuple] = {}
         for name, config in (adapter_configs or {}).items():
             self.add_adapter(name, config)
 
@@ -77,7 +76,6 @@ class AdapterManager(nn.Module):
     def remove_adapter(self, name: str) -> None:
         self._check(name)
         del self.adapters[name]
-        self._stack_cache.clear()
 
     def set_num_layers(self, num_layers: int) -> None:
         """Give every adapter ``num_layers`` layers; only allowed while all adapters are untrained."""
@@ -94,7 +92,6 @@ class AdapterManager(nn.Module):
             fresh = TaskAdapter(self.hidden_size, adapter.config, num_layers)
             fresh.requires_grad_(adapter.layers[0].down.weight.requires_grad)
             self.adapters[name] = fresh
-        self._stack_cache.clear()
 
     def freeze(self, names: Iterable[str] | None = None, frozen: bool = True) -> None:
         """Stop (or, with ``frozen=False``, restart) gradient updates for the named adapters (all if None)."""
@@ -124,38 +121,23 @@ class AdapterManager(nn.Module):
 
         ``factored=True`` returns them as :class:`~fusionlab.adapters.layer.FactoredDeltas` (bottleneck
         activations and the stacked weights), which is all fusion needs and much cheaper than [M, N, H].
+
+        The stacked weights are rebuilt on every call, never cached. A cache keyed on tensor identity and
+        in-place version counters served stale weights: the fused AdamW that transformers' ``Trainer`` picks by
+        default, and edits through ``p.data``, change a parameter without bumping its version, so every dev
+        evaluation during training read the adapters of the first one. Stacking copies ``N * R * H`` numbers
+        per layer, a small fraction of the ``M * N * R * H`` multiply-adds that running the adapters costs
+        (``bench/fusion_overhead.py`` measures both), and is correct whatever changed the weights.
         """
         for name in names:
             if name not in self.adapters:
                 self._check(name)
-        if len(names) == 1 and not factored and torch.is_grad_enabled():
-            return self.adapters[names[0]].layers[layer].delta(hidden).unsqueeze(1)
-        deltas = factor_stacked(self._stacked(layer, tuple(names)), hidden)
-        return deltas if factored else deltas.materialize()
-
-    def _stacked(self, layer: int, names: tuple[str, ...]) -> StackedAdapters:
-        """Stacked weights, cached while nothing that needs a gradient could change them.
-
-        This runs in every layer of every forward pass, so the check that a cached stack is still current is
-        kept to a few microseconds: modules and parameters are read straight from ``_modules`` and
-        ``_parameters`` (``nn.Module`` attribute access is slow Python). The stack is rebuilt when any of its
-        parameters is another tensor than before (an adapter, layer, linear or parameter was replaced, e.g. by
-        ``load_state_dict(assign=True)``; the entry keeps the old ones alive, so their ids are never reused), was
-        moved (``.to()``: ``data_ptr``) or changed in place (an optimiser step, ``copy_``: ``_version``).
-        """
         key = str(layer + self.num_layers if layer < 0 else layer)  # ModuleList keys; negatives count from the end
-        blocks = [self.adapters._modules[n]._modules["layers"]._modules[key] for n in names]
-        params = [p for b in blocks for lin in (b._modules["down"], b._modules["up"]) for p in lin._parameters.values()]
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
-            return stack_adapters(blocks)
-        state = [(id(p), p.data_ptr(), p._version) for p in params]
-        cached = self._stack_cache.get((layer, names))
-        if cached is None or cached[0] != state:
-            # never inference tensors: a stack cached under inference_mode may serve a training step later
-            with torch.no_grad(), torch.inference_mode(False):
-                cached = (state, params, stack_adapters(blocks))
-            self._stack_cache[(layer, names)] = cached
-        return cached[2]
+        blocks = [self.adapters[n].layers._modules[key] for n in names]
+        if len(blocks) == 1 and not factored:
+            return blocks[0].delta(hidden).unsqueeze(1)
+        deltas = factor_stacked(stack_adapters(blocks), hidden)
+        return deltas if factored else deltas.materialize()
 
     # -- inspection ---------------------------------------------------------------------------------------
     def num_parameters(self, name: str) -> int:

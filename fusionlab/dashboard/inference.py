@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,11 +48,13 @@ class Example:
 
 EXAMPLES: dict[str, tuple[Example, ...]] = {
     "sst2": (
+        Example("This movie is absolutely fantastic!"),  # the original notebook's sentence
         Example("A warm, funny little film that never overstays its welcome."),
         Example("The plot drags and the jokes land with a thud."),
         Example("I expected to be bored, but the last act won me over."),
     ),
     "imdb": (
+        Example("This movie is absolutely fantastic!"),  # the original notebook's sentence
         Example("The cast clearly had fun, and so did I: sharp writing, great pacing, a lovely score."),
         Example("Two hours I will never get back. Wooden acting and a script full of holes."),
     ),
@@ -337,6 +340,25 @@ def load_predictor(workspace: Workspace, fusion: str) -> Predictor:
     return _cached_predictor(str(workspace.root), fusion, checkpoint_signature(workspace, fusion))
 
 
+SENTIMENT_TARGETS = ("imdb", "sst2")
+
+
+def preferred_fusion(workspace: Workspace, fusions: Sequence[str]) -> str:
+    """The fusion a page opens on: a sentiment one if the workspace has one, else the first.
+
+    Sentiment is where the story starts (the original notebook: "This movie is absolutely fantastic!", the
+    sentiment adapter alone vs all adapters fused), and a movie sentence needs no explanation in a classroom.
+    """
+    for target in SENTIMENT_TARGETS:
+        for name in fusions:
+            try:
+                if read_meta(workspace.fusion_dir(name))["fusion_config"].get("target_task") == target:
+                    return name
+            except (CheckpointError, KeyError):
+                continue
+    return fusions[0]
+
+
 def choose_fusion() -> tuple[Workspace, str, Predictor]:
     """The fusion picker shared by the Playground and Efficiency pages: workspace, chosen fusion, its predictor.
 
@@ -354,6 +376,7 @@ def choose_fusion() -> tuple[Workspace, str, Predictor]:
     if not fusions:
         st.info("This workspace has no fusion yet: prepare the demo on the Home page, or train one on the Train page.")
         st.stop()
+    urlstate.set_default(urlstate.FUSION, preferred_fusion(workspace, fusions))
     fusion = st.selectbox("Fusion", fusions, **urlstate.bound(urlstate.FUSION))
     try:
         predictor = load_predictor(workspace, fusion)

@@ -22,7 +22,6 @@ import pandas as pd
 from fusionlab.checkpoint import read_meta
 from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig, TrainingConfig
 from fusionlab.data.tasks import TASKS, get_task
-from fusionlab.demo import PROFILES
 from fusionlab.runstore import METRIC_COLUMNS, QUEUED, RUNNING, TERMINAL_STATUSES, Run, RunStore, Snapshot
 from fusionlab.worker import worker_running
 from fusionlab.workspace import Workspace
@@ -30,24 +29,23 @@ from fusionlab.workspace import Workspace
 TRAIN_ADAPTER = "train_adapter"
 TRAIN_FUSION = "train_fusion"
 
-_CLASSROOM = PROFILES["classroom"]
-
 
 @dataclass(frozen=True)
 class Limits:
     """How long and on how much data a run trains: the form fields shared by adapter and fusion runs.
 
-    The defaults are the classroom demo's (minutes on a laptop CPU), so a first click gives a run that ends
-    while the user is still watching. ``eval_steps``/``snapshot_steps`` of ``None`` mean "only at the end".
+    The defaults are sized like the classroom demo's runs (a couple of minutes on a laptop CPU), so a first click
+    gives a run that ends while the user is still watching. ``eval_steps``/``snapshot_steps`` of ``None`` mean
+    "only at the end".
     """
 
     max_steps: int = 100
-    max_train_samples: int | None = _CLASSROOM.max_train_samples
-    max_eval_samples: int | None = _CLASSROOM.max_eval_samples
-    max_length: int = _CLASSROOM.max_length
-    batch_size: int = _CLASSROOM.batch_size
+    max_train_samples: int | None = 4000
+    max_eval_samples: int | None = 400
+    max_length: int = 128
+    batch_size: int = 16
     learning_rate: float = 1e-3
-    eval_steps: int | None = _CLASSROOM.eval_steps
+    eval_steps: int | None = 40
     snapshot_steps: int | None = None
 
     @classmethod
@@ -106,7 +104,7 @@ class Limits:
         return ModelConfig(max_length=self.max_length).to_dict()
 
 
-FUSION_LIMITS = Limits(max_steps=_CLASSROOM.fusion_steps, learning_rate=5e-4, snapshot_steps=_CLASSROOM.snapshot_steps)
+FUSION_LIMITS = Limits(max_steps=100, learning_rate=1e-3, snapshot_steps=10)
 """Defaults of the fusion form: the classroom demo's fusion stage, with weight snapshots for the live view."""
 
 
@@ -148,7 +146,7 @@ def fusion_name(name: str | None, target_task: str, method: str) -> str:
 def default_target(adapters: Sequence[str]) -> str:
     """The target task a fusion form proposes: the first chosen adapter's task (adapters are named after
     their task, and by convention the target's own adapter comes first), else the demo's target."""
-    return next((name for name in adapters if name in TASKS), _CLASSROOM.target)
+    return next((name for name in adapters if name in TASKS), "rte")
 
 
 def fusion_run_config(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fusionlab.data.loading import resolve_data_dir
+from fusionlab.pack.store import ready_workspace
 from fusionlab.workspace import Workspace
 
 HOME_KEY = "fusionlab_home"
@@ -29,8 +30,9 @@ class Settings:
 
 
 def resolve_settings(home: str | None = None, data_dir: str | None = None) -> Settings:
-    """Settings from explicit values, else the environment, else the defaults; the workspace is created."""
-    workspace = Workspace(home or None).ensure()
+    """Settings from explicit values, else the environment, else the defaults; the workspace is created and
+    the pretrained pack installed in it, so a fresh machine opens on trained adapters and fusions."""
+    workspace = ready_workspace(home or None)
     return Settings(workspace=workspace, data_dir=resolve_data_dir(data_dir or None))
 
 

@@ -22,7 +22,9 @@ from fusionlab.checkpoint import CheckpointError, read_meta
 from fusionlab.config import ModelConfig
 from fusionlab.dashboard.inference import DashboardError
 from fusionlab.dashboard.settings import Settings, current_settings
-from fusionlab.demo import demo_runs, enqueue_demo
+from fusionlab.demo import demo_runs, enqueue_demo, missing_adapters, missing_data
+from fusionlab.pack.card import ArtifactCard
+from fusionlab.pack.store import PackError, is_pack_artifact, read_card
 from fusionlab.runstore import QUEUED, RUNNING, Run, RunStore
 from fusionlab.worker import ensure_worker
 from fusionlab.workspace import Workspace
@@ -39,6 +41,8 @@ def session_settings() -> Settings:
         raise DashboardError(
             f"The workspace cannot be used: {err}. Choose another workspace directory in the sidebar."
         ) from err
+    except PackError as err:
+        raise DashboardError(f"The pretrained pack could not be installed into the workspace: {err}") from err
 
 
 @dataclass(frozen=True)
@@ -54,13 +58,19 @@ class CheckpointRow:
     score: float | None
     baseline: float | None
     problem: str | None = None
+    from_pack: bool = False
+    own_adapter_score: float | None = None  # fusions: the target's own adapter alone, on the same dev examples
 
     def as_dict(self) -> dict[str, Any]:
         """A table row (the columns the Home page shows)."""
         row: dict[str, Any] = {"name": self.name, "task": self.task}
         if self.kind == "fusion":
             row |= {"method": self.method, "adapters": ", ".join(self.adapters)}
-        row |= {"dev metric": self.metric, "score": self.score, "majority baseline": self.baseline}
+        row |= {"dev metric": self.metric, "score": self.score}
+        if self.kind == "fusion":
+            row["its adapter alone"] = self.own_adapter_score
+        row["majority baseline"] = self.baseline
+        row["source"] = "pack (read-only)" if self.from_pack else "trained here"
         row["status"] = self.problem or "ready"
         return row
 
@@ -89,7 +99,9 @@ def _adapter_row(workspace: Workspace, name: str) -> tuple[CheckpointRow, dict |
     except CheckpointError as err:
         return CheckpointRow(name, "adapter", None, None, (), None, None, None, str(err)), None
     extra = meta.get("extra", {})
-    return CheckpointRow(name, "adapter", extra.get("task"), None, (), *_scores(extra)), meta
+    card = _pack_card(workspace.adapter_dir(name))
+    scores = _card_scores(card) if card else _scores(extra)
+    return CheckpointRow(name, "adapter", extra.get("task"), None, (), *scores, from_pack=card is not None), meta
 
 
 def _fusion_problem(meta: dict, adapter_hashes: dict[str, str | None]) -> str | None:
@@ -114,15 +126,37 @@ def _fusion_row(workspace: Workspace, name: str, adapter_hashes: dict[str, str |
         return CheckpointRow(name, "fusion", None, None, (), None, None, None, str(err))
     extra = meta.get("extra", {})
     config = meta["fusion_config"]
+    card = _pack_card(workspace.fusion_dir(name))
+    own = (extra.get("own_adapter_metrics") or {}).get(extra.get("main_metric"))
+    if card is not None:
+        own = card.own_adapter_dev.main if card.own_adapter_dev else None
     return CheckpointRow(
         name,
         "fusion",
         extra.get("task") or config.get("target_task"),
         config["fusion_method"],
         tuple(config["adapter_names"]),
-        *_scores(extra),
+        *(_card_scores(card) if card else _scores(extra)),
         problem=_fusion_problem(meta, adapter_hashes),
+        from_pack=card is not None,
+        own_adapter_score=own,
     )
+
+
+def _pack_card(directory) -> ArtifactCard | None:
+    """The pack's card of an installed pack artifact (None for the workspace's own, or an unreadable card)."""
+    if not is_pack_artifact(directory):
+        return None
+    try:
+        return read_card(directory)
+    except (OSError, ValueError):
+        return None
+
+
+def _card_scores(card: ArtifactCard) -> tuple[str, float, float | None]:
+    """A pack artifact's scores from its card: the saved weights on the full dev split."""
+    metric = card.dev.main_metric
+    return metric, card.dev.main, card.dev.majority_baseline.get(metric)
 
 
 def device_description() -> str:
@@ -205,6 +239,15 @@ class DemoOutcome:
 
 def prepare_demo(workspace: Workspace, data_dir: str | None) -> DemoOutcome:
     """Queue the classroom demo and make sure a worker serves it; refuse if it is already queued or running."""
+    problems = missing_data(DEMO_PROFILE, data_dir)
+    lacking = missing_adapters(DEMO_PROFILE, set(workspace.list_adapters()))
+    if lacking:
+        problems.append(f"adapters {', '.join(lacking)} are neither in this workspace nor in the pretrained pack")
+    if problems:
+        raise DashboardError(
+            "The demo cannot be prepared here, so nothing was queued: " + "; ".join(problems) + ". The pretrained "
+            "pack's adapters and fusions are already in this workspace and need no data."
+        )
     store = RunStore(workspace.ensure().runs_db)
     with _workspace_lock(workspace):
         pending = pending_demo_runs(store, data_dir)

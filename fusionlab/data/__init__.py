@@ -2,6 +2,7 @@
 
 from fusionlab.data.loading import (
     DATA_DIR_ENV,
+    DEV_SUBSET_SEED,
     CustomTask,
     DataFormatError,
     DataNotFoundError,
@@ -19,6 +20,7 @@ from fusionlab.data.tokenization import EncodedTexts, encode_texts, make_collato
 __all__ = [
     "BOOLQ_COMPARABILITY_NOTE",
     "DATA_DIR_ENV",
+    "DEV_SUBSET_SEED",
     "TASKS",
     "CustomTask",
     "DataFormatError",

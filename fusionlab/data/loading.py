@@ -20,10 +20,15 @@ from typing import Any, NamedTuple
 import datasets
 import numpy as np
 
-from fusionlab.data.splits import BOOLQ_COMPARABILITY_NOTE, boolq_split
+from fusionlab.data.splits import BOOLQ_COMPARABILITY_NOTE, boolq_split, grouped_split
 from fusionlab.data.tasks import TaskSpec, get_task, register_task
 
 DATA_DIR_ENV = "FUSIONLAB_DATA_DIR"
+
+DEV_SUBSET_SEED = 0
+"""Seed of every dev subset (``max_eval_samples``). Fixed per task, never the run's seed: runs that differ only
+in their seed must be scored on the same dev examples, or seed-to-seed spread mixes model variance with the
+luck of the draw, and an in-training metric could not be re-checked by a later ``fusionlab evaluate``."""
 
 Row = dict[str, Any]
 
@@ -255,9 +260,38 @@ def _load_full(spec: TaskSpec, split: str, root: Path | None) -> datasets.Datase
         rows = read_task_file(_split_path(root, spec, "validation"), spec)
         train, heldout = boolq_split(rows)
         return _to_dataset(train if split == "train" else heldout, spec)
+    if spec.dev_from_train and split in ("train", "validation"):
+        source = _load_file_or_hub(spec, "train", root)
+        rows = source.to_list()
+        train, heldout = grouped_split(rows, lambda row: row[spec.text_fields[0]], spec.dev_from_train)
+        return datasets.Dataset.from_list(train if split == "train" else heldout, features=source.features)
+    return _load_file_or_hub(spec, split, root)
+
+
+def _load_file_or_hub(spec: TaskSpec, split: str, root: Path | None) -> datasets.Dataset:
     if root is not None and _split_path(root, spec, split).is_file():
         return _to_dataset(read_task_file(_split_path(root, spec, split), spec), spec)
     return _load_from_hub(spec, split, root)
+
+
+def split_unreachable(spec: TaskSpec, split: str, data_dir: str | os.PathLike | None = None) -> str | None:
+    """Why ``split`` of ``spec`` cannot be loaded here, or None if it can (without loading it).
+
+    A local file is enough. Without one, the hub is the only source: offline (``HF_HUB_OFFLINE``/
+    ``HF_DATASETS_OFFLINE``) that is a definite no, online it is assumed reachable.
+    """
+    root = resolve_data_dir(data_dir)
+    source = "validation" if _uses_boolq_fallback(spec, root) else split
+    if spec.dev_from_train and split == "validation":
+        source = "train"
+    if root is not None and _split_path(root, spec, source).is_file():
+        return None
+    where = f"not in the data directory {root}" if root is not None else "no data directory is set"
+    offline = any(os.environ.get(v, "").strip() not in ("", "0") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    if spec.hub_id is None or offline:
+        hub = "no hub copy is known" if spec.hub_id is None else "the Hugging Face Hub is switched off (offline)"
+        return f"{spec.name} {split}: {where}, and {hub}"
+    return None
 
 
 def subsample(dataset: datasets.Dataset, max_samples: int | None, seed: int) -> datasets.Dataset:

@@ -1,4 +1,8 @@
-"""A BoolQ train/held-out split carved out of the official validation file.
+"""Dev splits carved out of another split, grouped so that no passage or text is on both sides.
+
+BoolQ: the offline data has no train split, so train and held-out dev are carved out of the validation file.
+IMDb: upstream has no validation split at all (train and test only), so a fixed held-out dev part is carved
+out of train, leaving the test split untouched for a final number.
 
 The offline data has no BoolQ train split (see ``shared/data/README.md``), only the 3,270 validation
 questions. To still train and evaluate a BoolQ adapter, that file is cut in two. The cut is grouped by the
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 Row = TypeVar("Row", bound=Mapping[str, Any])
@@ -50,25 +54,37 @@ def boolq_split(
     """
     if not 0.0 < heldout_fraction < 1.0:
         raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction!r}")
-    titles = [passage_title(row["passage"]) for row in rows]
-    distinct = sorted(set(titles))
+    return grouped_split(rows, lambda row: passage_title(row["passage"]), math.ceil(heldout_fraction * len(rows)), seed)
+
+
+HELDOUT_SPLIT_SEED = 0
+"""Seed of every carved dev split: fixed, for the same reason as :data:`BOOLQ_SPLIT_SEED`."""
+
+
+def grouped_split(
+    rows: Sequence[Row], group: Callable[[Row], str], heldout_rows: int, seed: int = HELDOUT_SPLIT_SEED
+) -> tuple[list[Row], list[Row]]:
+    """Split ``rows`` into ``(train, heldout)`` by whole groups: ``heldout`` gets at least ``heldout_rows`` rows.
+
+    Groups (``group(row)``) are sorted, shuffled with ``random.Random(seed)`` and taken into the held-out part
+    until it is large enough, stopping one group short of the end so that the train part is never empty. Both
+    parts keep the input order.
+    """
+    keys = [group(row) for row in rows]
+    distinct = sorted(set(keys))
     if len(distinct) < 2:
-        raise ValueError(f"need at least two distinct passage titles to split, got {len(distinct)}")
+        raise ValueError(f"need at least two distinct groups to split, got {len(distinct)}")
     random.Random(seed).shuffle(distinct)
-
-    rows_per_title: dict[str, int] = {}
-    for title in titles:
-        rows_per_title[title] = rows_per_title.get(title, 0) + 1
-    target = math.ceil(heldout_fraction * len(rows))
-    heldout_titles: set[str] = set()
+    rows_per_group: dict[str, int] = {}
+    for key in keys:
+        rows_per_group[key] = rows_per_group.get(key, 0) + 1
+    heldout_keys: set[str] = set()
     taken = 0
-    # Stop one title short of the end so the train part is never empty.
-    for title in distinct[:-1]:
-        if taken >= target:
+    for key in distinct[:-1]:
+        if taken >= heldout_rows:
             break
-        heldout_titles.add(title)
-        taken += rows_per_title[title]
-
-    train = [row for row, title in zip(rows, titles) if title not in heldout_titles]
-    heldout = [row for row, title in zip(rows, titles) if title in heldout_titles]
+        heldout_keys.add(key)
+        taken += rows_per_group[key]
+    train = [row for row, key in zip(rows, keys) if key not in heldout_keys]
+    heldout = [row for row, key in zip(rows, keys) if key in heldout_keys]
     return train, heldout

@@ -42,6 +42,10 @@ class TaskSpec:
     task_type: str = "classification"
     description: str = ""
     label_field: str = "label"
+    dev_from_train: int = 0
+    """When > 0 the task has no validation split upstream: ``validation`` is this many rows held out of the
+    train split (a fixed, seeded choice grouped by the first text field, so duplicate texts stay on one side),
+    and ``train`` is the rest."""
 
     def __post_init__(self) -> None:
         # Normalise sequences so specs built from JSON (lists) compare equal to the built-in ones (tuples).
@@ -72,6 +76,10 @@ class TaskSpec:
             fail(f"task_type must be one of {', '.join(TASK_TYPES)}; got {self.task_type!r}")
         if not set(self.splits) <= {"train", "validation", "test"}:
             fail(f"splits may only name train, validation and test; got {sorted(self.splits)}")
+        if isinstance(self.dev_from_train, bool) or not isinstance(self.dev_from_train, int) or self.dev_from_train < 0:
+            fail(f"dev_from_train must be a non-negative integer, got {self.dev_from_train!r}")
+        if self.dev_from_train and self.splits.get("validation") != self.splits.get("train"):
+            fail("dev_from_train carves validation out of train: splits['validation'] must name the train file")
         if self.hub_id is not None and len(self.hub_id) != 2:
             fail(f"hub_id must be (path, config_name or None), got {self.hub_id!r}")
 
@@ -179,14 +187,16 @@ _BUILTIN_TASKS = (
         task_type="pair_classification",
         description="entailment between image and video caption sentences",
     ),
-    # IMDb has no validation split upstream; carve one from train if you need early stopping.
+    # IMDb has no validation split upstream: 2,000 reviews of train are held out as a fixed dev split (model
+    # selection must not look at test), and test stays whole for a final number.
     TaskSpec(
         name="imdb",
         text_fields=("text",),
         label_names=["neg", "pos"],
         hub_id=("stanfordnlp/imdb", None),
-        splits={"train": "train", "test": "test"},
-        description="sentiment of full-length movie reviews",
+        splits={"train": "train", "validation": "train", "test": "test"},
+        description="sentiment of full-length movie reviews (dev: 2,000 reviews held out of train)",
+        dev_from_train=2000,
     ),
 )
 

@@ -9,13 +9,11 @@ so no adapter output is ever projected: the cost is three hidden x hidden produc
 value) whatever the number of adapters, plus N dot products and one weighted sum. ``q . b_k`` is the same for
 every adapter and cancels in the softmax, so the key has no bias at all.
 
-With one head and nothing learning (inference, or training anything but the fusion), the products of frozen
-weights are folded and cached as well: ``W_k^T q = (W_q^T W_k)^T h + W_k^T b_q``, and, given factored deltas
-(what the model passes, see :class:`~fusionlab.adapters.layer.FactoredDeltas`), the adapters' up-projection
-too, so that all N scores of a token cost one ``H x (N*R + N)`` product. Per token that leaves the value's
-``H x H`` product, the adapters' own two products and a few element-wise operations, and no
-``[tokens, N, hidden]`` tensor is ever built. The cached matrices are products of the weights, not copies:
-they are recomputed whenever a weight changes (see ``_folded``).
+With one head, nothing learning and enough tokens in the call, the products of the fused weights are folded
+too: ``W_k^T q = (W_q^T W_k)^T h + W_k^T b_q`` and, given factored deltas (what the model passes, see
+:class:`~fusionlab.adapters.layer.FactoredDeltas`), the adapters' up-projection as well, so that all N scores
+of a token cost one ``H x (N*R + N)`` product. The folded matrix is computed afresh in every call that uses
+it, never cached (see ``_may_fold``), so it can never describe weights other than the current ones.
 """
 
 from __future__ import annotations
@@ -54,8 +52,6 @@ class AttentionFusion(FusionLayer):
         # no key bias: q . b_k is the same for every adapter and cancels in the softmax, so it could never learn
         self.key = nn.Linear(hidden_size, hidden_size, bias=False)
         self.value = nn.Linear(hidden_size, hidden_size)
-        self._folded_query_key: tuple | None = None  # caches of products of frozen weights, see _folded
-        self._folded_scores: tuple | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -103,65 +99,38 @@ class AttentionFusion(FusionLayer):
         """``(W_k,j^T q_j) . d_i`` for every head j and adapter i: returns [M, heads, N]."""
         if not isinstance(deltas, FactoredDeltas):
             return torch.bmm(self._keys_query(query), deltas.transpose(1, 2))
-        folded = self._folded_with(deltas)
-        if folded is not None:
-            return deltas.dot_projected(torch.addmm(folded[1], query, folded[0]).unsqueeze(1))
+        if self._may_fold(query.shape[0], deltas):
+            # W_q^T W_k [U; B]^T in one [H, N*R + N] matrix: every score of a token costs one product with it
+            rows = deltas.up_rows().t()
+            matrix = (self.query.weight.t() @ self.key.weight) @ rows
+            bias = (self.query.bias @ self.key.weight) @ rows
+            return deltas.dot_projected(torch.addmm(bias, query, matrix).unsqueeze(1))
         return deltas.dot(self._keys_query(query))
 
     def _keys_query(self, query: torch.Tensor) -> torch.Tensor:
         """``W_k,j^T q_j`` for every head j, with ``q = W_q h + b_q``: returns [M, heads, H]."""
         heads, dim = self.num_attention_heads, self.head_dim
-        if heads == 1:
-            folded = self._folded()
-            if folded is not None:
-                return torch.addmm(folded[1], query, folded[0]).unsqueeze(1)
         q = self.query(query)  # [M, H]
         if heads == 1:
             return (q @ self.key.weight).unsqueeze(1)  # [M, 1, H]
         key_w = self.key.weight.view(heads, dim, self.hidden_size)
         return torch.bmm(q.view(-1, heads, dim).transpose(0, 1), key_w).transpose(0, 1)  # [M, h, H]
 
-    def _folded(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(W_q^T W_k, b_q W_k)``, cached while query and key are unchanged; None while they are learning.
+    def _may_fold(self, rows: int, deltas: FactoredDeltas) -> bool:
+        """Whether to fold query, key and the adapters' up-projections into one matrix for this call.
 
-        Valid while the three parameters are the same tensors, in the same storage, at the same in-place
-        version (an optimiser step or ``load_state_dict`` bumps it), as for the adapter stacks.
+        The folded matrix is recomputed on every call (``H^3 + H^2 (N*R + N)`` multiply-adds), never cached:
+        a cache keyed on version counters went stale under the fused AdamW and ``.data`` edits, and a correct
+        check (compare every weight) reads as much memory as the products cost on short inputs. Folding saves
+        ``2 H^2`` per token and costs ``H^2 (H + N*R + N)`` once, so it pays from ``(H + N*R + N) / 2`` tokens
+        on (a batch of sequences, not one short sentence). Never while the fused weights learn: the unfolded
+        path is the differentiable one, and its products are the ones whose gradients Trainer computes.
         """
-        params = (self.query.weight, self.query.bias, self.key.weight)
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
-            return None
-        state = [(id(p), p.data_ptr(), p._version) for p in params]  # ids are safe: the cache keeps params alive
-        cached = self.__dict__.get("_folded_query_key")  # absent on layers unpickled from older versions
-        if cached is None or cached[1] != state:
-            weight, bias, key = params
-            # never inference tensors: a product cached under inference_mode may serve a training step later
-            with torch.no_grad(), torch.inference_mode(False):
-                folded = (weight.t() @ key, bias @ key)
-            cached = self._folded_query_key = (params, state, folded)
-        return cached[2]
-
-    def _folded_with(self, deltas: FactoredDeltas) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Query, key and the adapters' up-projections in one matrix [H, N*R + N] (and bias), or None.
-
-        ``W_k^T q . d_i`` is linear in ``h`` through ``W_q^T W_k [U; B]^T``, so with one head and nothing learning
-        the scores cost one ``H x (N*R + N)`` product per token instead of ``H x H`` plus that. Cached for the
-        last adapter stack seen (the manager hands out the same stack object while its weights are unchanged).
-        """
-        stacked = deltas.stacked
-        if self.num_attention_heads != 1 or (
-            torch.is_grad_enabled() and (stacked.up_weight.requires_grad or stacked.up_bias.requires_grad)
-        ):
-            return None
-        query_key = self._folded()
-        if query_key is None:
-            return None
-        cached = self.__dict__.get("_folded_scores")
-        if cached is None or cached[0] is not stacked or cached[1] is not query_key:
-            with torch.no_grad(), torch.inference_mode(False):
-                rows = deltas.up_rows().t()
-                folded = (query_key[0] @ rows, query_key[1] @ rows)
-            cached = self._folded_scores = (stacked, query_key, folded)
-        return cached[2]
+        learning = torch.is_grad_enabled() and any(
+            p.requires_grad for p in (self.query.weight, self.query.bias, self.key.weight, deltas.stacked.up_weight)
+        )
+        width = deltas.activations.shape[1] + deltas.stacked.up_weight.shape[0]
+        return self.num_attention_heads == 1 and not learning and 2 * rows > self.hidden_size + width
 
     def regularization_loss(self) -> torch.Tensor:
         """The paper's value regulariser ``||I - W_v||^2``: keeps the value close to the identity."""

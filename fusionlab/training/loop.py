@@ -143,6 +143,9 @@ def training_arguments(config: TrainingConfig, output_dir: str, show_progress: b
         weight_decay=config.weight_decay,
         warmup_steps=config.warmup_ratio or 0,  # transformers 5: a float below 1 is a ratio of all steps
         lr_scheduler_type="linear",
+        # optim: transformers' default, the fused AdamW on a recent torch. It updates weights without bumping
+        # their version counters, which is why fusionlab keeps no cache of weights (see AdapterManager).
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         logging_steps=config.logging_steps,
         eval_strategy="no",
         save_strategy="no",

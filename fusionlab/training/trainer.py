@@ -16,6 +16,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 from transformers import set_seed
@@ -24,12 +25,22 @@ from fusionlab.adapters.manager import AdapterManager, tensors_hash
 from fusionlab.base_model import load_encoder, load_tokenizer
 from fusionlab.checkpoint import load_adapter_into, read_meta
 from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig, TrainingConfig
-from fusionlab.data import CustomTask, TaskSpec, get_task, load_split, make_collator, subsample, tokenize_dataset
+from fusionlab.data import (
+    DEV_SUBSET_SEED,
+    CustomTask,
+    TaskSpec,
+    get_task,
+    load_split,
+    make_collator,
+    subsample,
+    tokenize_dataset,
+)
 from fusionlab.evaluation import EvaluationResult, evaluate_model
 from fusionlab.metrics import majority_baseline
 from fusionlab.model import FusionModel
-from fusionlab.training.loop import LoopHooks, Reporter, run_training
-from fusionlab.workspace import Workspace
+from fusionlab.pack.store import install_pack, is_pack_artifact
+from fusionlab.training.loop import LoopHooks, LoopResult, Reporter, run_training
+from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
 
 
 @dataclass
@@ -63,6 +74,16 @@ class TrainResult:
             "best_step": self.best_step,
             "stopped_early": self.stopped_early,
         }
+
+
+class _Fit(NamedTuple):
+    """One training stage's outcome, with the dev examples it was scored on (for comparisons on the same ones)."""
+
+    loop: LoopResult
+    evaluation: EvaluationResult
+    baseline: dict[str, float]
+    dev: Any
+    collator: Any
 
 
 class FusionTrainer:
@@ -112,7 +133,7 @@ class FusionTrainer:
 
     def _datasets(self, task: TaskSpec, config: TrainingConfig):
         train = self._split(task, "train", config.max_train_samples, config.seed)
-        dev = self._split(task, "validation", config.max_eval_samples, config.seed)
+        dev = self._split(task, "validation", config.max_eval_samples, DEV_SUBSET_SEED)
         max_length = self.model_config.max_length
         return (
             tokenize_dataset(train, task, self.tokenizer, max_length),
@@ -137,8 +158,19 @@ class FusionTrainer:
         hooks = LoopHooks(dev_metrics, task.main_metric, fusion_snapshot if snapshots else None)
         loop = run_training(model, train, collator, config, hooks, self.reporter, self.show_progress)
         evaluation = evaluate_model(model, dev, task, collator, names, config.per_device_eval_batch_size)
-        baseline = majority_baseline(dev["labels"], task)
-        return loop, evaluation, baseline
+        return _Fit(loop, evaluation, majority_baseline(dev["labels"], task), dev, collator)
+
+    @staticmethod
+    def _own_adapter_metrics(model: FusionModel, task: TaskSpec, fit: _Fit, adapters: list[str]) -> dict | None:
+        """The target's own adapter alone, scored on exactly the dev examples the fusion was scored on.
+
+        This is the comparison fusion exists for (paper, Table 1: single-task adapter vs fusion); a number
+        from the adapter's own run would come from another dev subset and another truncation.
+        """
+        own = [n for n in adapters if model.adapter_manager.configs[n].task_name == task.name]
+        if not own:
+            return None
+        return evaluate_model(model, fit.dev, task, fit.collator, [own[0]], keep_predictions=False).metrics
 
     # -- stage 1 ---------------------------------------------------------------------------------------------
     def train_adapter(
@@ -159,12 +191,13 @@ class FusionTrainer:
             num_labels=spec.num_labels,
             label_names=list(spec.label_names),
         )
+        self._refuse_pack_artifact(self.workspace.adapter_dir(name))
         set_seed(config.seed)
         encoder = self._fresh_encoder()
         manager = AdapterManager(int(encoder.config.hidden_size), {name: adapter_config})
         model = FusionModel(self.model_config, None, manager, encoder=encoder)
         model.train_adapter_only(name)
-        loop, evaluation, baseline = self._fit(model, spec, config, [name], snapshots=False)
+        loop, evaluation, baseline, _, _ = self._fit(model, spec, config, [name], snapshots=False)
         extra = self._extra(spec, config, evaluation, baseline, loop.steps)
         path = model.save_pretrained(self.workspace.adapter_dir(name), adapter_name=name, extra=extra)
         return TrainResult(
@@ -183,6 +216,8 @@ class FusionTrainer:
     # -- stage 2 ---------------------------------------------------------------------------------------------
     def load_adapters(self, names: list[str]) -> FusionModel:
         """A model holding the named adapters from the workspace (checked to fit the base model)."""
+        if any(not (self.workspace.adapter_dir(n) / CHECKPOINT_MARKER).is_file() for n in names):
+            install_pack(self.workspace.ensure())  # the pack's adapters, as from a hub (no-op if none)
         encoder = self._fresh_encoder()
         manager = AdapterManager(int(encoder.config.hidden_size), num_layers=1)
         model = FusionModel(self.model_config, None, manager, encoder=encoder)
@@ -210,17 +245,20 @@ class FusionTrainer:
             label_names=list(spec.label_names),
         )
         name = name or f"{spec.name}-{fusion_config.fusion_method}-{'+'.join(adapters)}"
+        self._refuse_pack_artifact(self.workspace.fusion_dir(name))
         set_seed(config.seed)
         model = self.load_adapters(list(adapters))
         model.add_fusion(fusion_config)
         model.train_fusion_only()
         frozen_before = self._frozen_fingerprint(model)
         snapshots = config.snapshot_steps is not None
-        loop, evaluation, baseline = self._fit(model, spec, config, list(adapters), snapshots=snapshots)
+        fit = self._fit(model, spec, config, list(adapters), snapshots=snapshots)
+        loop, evaluation, baseline = fit.loop, fit.evaluation, fit.baseline
         if self._frozen_fingerprint(model) != frozen_before:
             raise RuntimeError("fusion training changed the frozen base model or adapters; nothing was saved")
         extra = self._extra(spec, config, evaluation, baseline, loop.steps)
         extra["fusion_stats"] = evaluation.fusion_stats.to_dict() if evaluation.fusion_stats else None
+        extra["own_adapter_metrics"] = self._own_adapter_metrics(model, spec, fit, list(adapters))
         path = model.save_pretrained(self.workspace.fusion_dir(name), extra=extra)
         return TrainResult(
             "fusion",
@@ -234,6 +272,15 @@ class FusionTrainer:
             loop.history,
             loop.stopped_early,
         )
+
+    @staticmethod
+    def _refuse_pack_artifact(directory: Path) -> None:
+        """The pack's adapters and fusions are read-only: fusions trained on them must keep loading."""
+        if is_pack_artifact(directory):
+            raise ValueError(
+                f"{directory.name!r} in {directory.parent} comes from the pretrained pack and is read-only; "
+                "train under another name (--name)"
+            )
 
     @staticmethod
     def _frozen_fingerprint(model: FusionModel) -> tuple[str, dict[str, str]]:
@@ -270,8 +317,9 @@ class FusionTrainer:
         if spec_name is None:
             raise ValueError(f"{path} does not record its task; pass task=...")
         spec = spec_name if isinstance(spec_name, TaskSpec) else get_task(spec_name)
-        dev = self._split(spec, "validation", max_samples, self.training_config.seed)
-        tokenized = tokenize_dataset(dev, spec, self.tokenizer, self.model_config.max_length)
+        dev = self._split(spec, "validation", max_samples, DEV_SUBSET_SEED)
+        # the checkpoint's own max_length: scoring at another truncation than training would not be its score
+        tokenized = tokenize_dataset(dev, spec, self.tokenizer, model.model_config.max_length)
         return evaluate_model(
             model,
             tokenized,

@@ -1,0 +1,162 @@
+"""The fixed recipe of the pretrained pack: which adapters and fusions, on which data, for how many steps.
+
+One dataclass per artifact, so that a card can record exactly the recipe that made it and ``fusionlab pack
+build`` can rebuild any single artifact. The numbers were chosen for the bundled all-MiniLM-L6-v2 on a 2-core
+CPU (the whole pack in about an hour): the adapter learning rate is the one the short CPU budget needs (1e-3;
+the paper's 1e-4 is for 10-30 epochs on a GPU), ``max_length`` covers about 95-99 % of each task's examples
+(measured on its train split, see ``bench/task_lengths.py``), and the step counts are where the dev curves of
+the build (``bench/results/pack_curves.json``) flatten within the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fusionlab.config import AdapterConfig, JsonConfig, ModelConfig, TrainingConfig, _fail
+
+PACK_SEED = 42
+
+
+@dataclass
+class AdapterRecipe(JsonConfig):
+    """Stage 1 for one task: an adapter of ``adapter_size`` trained ``steps`` steps on its train split."""
+
+    task: str
+    steps: int
+    max_length: int
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_ratio: float = 0.06
+    adapter_size: int = 64
+    max_train_samples: int | None = None
+    eval_steps: int | None = None
+    max_eval_samples: int | None = 1000
+    seed: int = PACK_SEED
+
+    def validate(self) -> None:
+        if not isinstance(self.task, str) or not self.task:
+            _fail("AdapterRecipe", "task", f"must name a task, got {self.task!r}")
+        for name in ("steps", "max_length", "batch_size", "adapter_size"):
+            self._positive_int(name)
+        for name in ("max_train_samples", "eval_steps", "max_eval_samples"):
+            self._positive_int(name, allow_none=True)
+
+    @property
+    def name(self) -> str:
+        return self.task
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(max_length=self.max_length)
+
+    def adapter_config(self) -> AdapterConfig:
+        return AdapterConfig(adapter_size=self.adapter_size)
+
+    def training_config(self) -> TrainingConfig:
+        return TrainingConfig(
+            max_steps=self.steps,
+            learning_rate=self.learning_rate,
+            warmup_ratio=self.warmup_ratio,
+            per_device_train_batch_size=self.batch_size,
+            max_train_samples=self.max_train_samples,
+            max_eval_samples=self.max_eval_samples,
+            eval_steps=self.eval_steps or max(1, self.steps // 4),
+            logging_steps=max(1, min(50, self.steps // 20)),
+            seed=self.seed,
+        )
+
+
+@dataclass
+class FusionRecipe(JsonConfig):
+    """Stage 2 for one target: a fusion over pack adapters (the target's own first), trained on the target."""
+
+    name: str
+    target: str
+    adapters: list[str] = field(default_factory=list)
+    method: str = "attention"
+    steps: int = 200
+    max_length: int = 128
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    warmup_ratio: float = 0.06
+    max_train_samples: int | None = None
+    eval_steps: int | None = None
+    max_eval_samples: int | None = 1000
+    seed: int = PACK_SEED
+
+    def validate(self) -> None:
+        self._names("adapters", allow_empty=False)
+        for name in ("steps", "max_length", "batch_size"):
+            self._positive_int(name)
+        for name in ("max_train_samples", "eval_steps", "max_eval_samples"):
+            self._positive_int(name, allow_none=True)
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(max_length=self.max_length)
+
+    def training_config(self) -> TrainingConfig:
+        return TrainingConfig(
+            max_steps=self.steps,
+            learning_rate=self.learning_rate,
+            warmup_ratio=self.warmup_ratio,
+            per_device_train_batch_size=self.batch_size,
+            max_train_samples=self.max_train_samples,
+            max_eval_samples=self.max_eval_samples,
+            eval_steps=self.eval_steps or max(1, self.steps // 4),
+            logging_steps=max(1, min(25, self.steps // 20)),
+            snapshot_steps=max(1, self.steps // 10),
+            seed=self.seed,
+        )
+
+
+IMDB_LOW_RESOURCE = 500
+"""The pack's IMDb adapter sees only this many training reviews: the low-resource sentiment target on which
+the SST-2 adapter has something to give (the notebook's story: sentiment adapter alone vs all fused)."""
+
+ADAPTERS: tuple[AdapterRecipe, ...] = (
+    AdapterRecipe("sst2", steps=1200, max_length=64, eval_steps=300, max_eval_samples=None),
+    AdapterRecipe("mnli", steps=1000, max_length=128, eval_steps=250),
+    AdapterRecipe("qnli", steps=700, max_length=128, eval_steps=175),
+    AdapterRecipe("boolq", steps=240, max_length=256, batch_size=16, eval_steps=80),
+    AdapterRecipe("rte", steps=240, max_length=192, batch_size=16, eval_steps=60, max_eval_samples=None),
+    AdapterRecipe("mrpc", steps=300, max_length=128, eval_steps=75, max_eval_samples=None),
+    AdapterRecipe("cola", steps=400, max_length=48, eval_steps=100, max_eval_samples=None),
+    AdapterRecipe("cb", steps=120, max_length=256, batch_size=16, eval_steps=30, max_eval_samples=None),
+    AdapterRecipe(
+        "imdb",
+        steps=160,
+        max_length=128,
+        batch_size=16,
+        max_train_samples=IMDB_LOW_RESOURCE,
+        eval_steps=40,
+        max_eval_samples=500,
+    ),
+)
+
+FUSIONS: tuple[FusionRecipe, ...] = (
+    FusionRecipe(
+        "imdb-attention",
+        "imdb",
+        ["imdb", "sst2", "mnli", "qnli"],
+        steps=160,
+        max_length=128,
+        max_train_samples=IMDB_LOW_RESOURCE,
+        eval_steps=40,
+        max_eval_samples=500,
+    ),
+    FusionRecipe(
+        "rte-attention",
+        "rte",
+        ["rte", "mnli", "qnli", "sst2", "boolq"],
+        steps=240,
+        max_length=192,
+        eval_steps=60,
+        max_eval_samples=None,
+    ),
+)
+
+
+def adapter_recipe(task: str) -> AdapterRecipe:
+    for recipe in ADAPTERS:
+        if recipe.task == task:
+            return recipe
+    raise ValueError(f"the pack has no adapter for {task!r}; it has {', '.join(r.task for r in ADAPTERS)}")

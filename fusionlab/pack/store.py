@@ -1,0 +1,180 @@
+"""Where the pack lives, its manifest, and installing it into a workspace.
+
+The pack is laid out like a workspace (``adapters/<name>/``, ``fusions/<name>/``, each a normal checkpoint plus
+its ``card.json``) under ``fusionlab/pack_data/``, with a ``pack.json`` manifest holding the SHA-256 of every
+file. :func:`install_pack` copies what a workspace lacks into it after checking those hashes, so a fresh
+workspace opens on trained adapters and fusions, offline, in well under a second. Installed artifacts keep
+their card, which is what marks them as the pack's and read-only (:func:`is_pack_artifact`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fusionlab.config import JsonConfig
+from fusionlab.pack.card import CARD_FILE, ArtifactCard
+from fusionlab.workspace import CHECKPOINT_MARKER, Workspace, atomic_directory
+
+PACK_DIR = Path(__file__).resolve().parent.parent / "pack_data"
+MANIFEST_FILE = "pack.json"
+PACK_ENV = "FUSIONLAB_PACK"
+"""Set to ``off`` to start workspaces empty (as before the pack), or to a directory holding another pack."""
+
+
+class PackError(ValueError):
+    """The pack is missing a file, or a file does not have the content its manifest records."""
+
+
+@dataclass
+class PackEntry(JsonConfig):
+    """One artifact of the pack: its kind, name, and the SHA-256 of each of its files."""
+
+    kind: str
+    name: str
+    files: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        self._choice("kind", ("adapter", "fusion"))
+
+    @property
+    def relative_dir(self) -> str:
+        return f"{self.kind}s/{self.name}"
+
+
+@dataclass
+class PackManifest(JsonConfig):
+    """``pack.json``: every artifact in build order (adapters before the fusions over them)."""
+
+    entries: list[PackEntry] = field(default_factory=list)
+    model_name_or_path: str = "sentence-transformers/all-MiniLM-L6-v2"
+
+    def validate(self) -> None:
+        self.entries = [PackEntry.from_dict(e) if isinstance(e, dict) else e for e in self.entries]
+
+    def to_dict(self) -> dict:
+        return {"entries": [e.to_dict() for e in self.entries], "model_name_or_path": self.model_name_or_path}
+
+    def entry(self, kind: str, name: str) -> PackEntry | None:
+        return next((e for e in self.entries if e.kind == kind and e.name == name), None)
+
+
+def pack_dir() -> Path | None:
+    """The pack in use: ``$FUSIONLAB_PACK`` (a directory, or ``off`` for none), else the bundled one."""
+    chosen = os.environ.get(PACK_ENV, "").strip()
+    if chosen.lower() in ("off", "none", "0"):
+        return None
+    root = Path(chosen).expanduser() if chosen else PACK_DIR
+    return root if (root / MANIFEST_FILE).is_file() else None
+
+
+def read_manifest(root: Path) -> PackManifest:
+    try:
+        return PackManifest.from_json((root / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise PackError(f"{root / MANIFEST_FILE}: not a readable pack manifest ({err})") from err
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def entry_for(root: Path, kind: str, name: str) -> PackEntry:
+    """A manifest entry for the artifact built at ``root/<kind>s/<name>``, hashing its files."""
+    directory = root / f"{kind}s" / name
+    files = {p.name: file_sha256(p) for p in sorted(directory.iterdir()) if p.is_file()}
+    return PackEntry(kind, name, files)
+
+
+def verify_entry(root: Path, entry: PackEntry, directory: Path | None = None) -> None:
+    """Raise :class:`PackError` unless every file of ``entry`` is present with its recorded hash."""
+    directory = directory or root / entry.relative_dir
+    for file_name, expected in entry.files.items():
+        path = directory / file_name
+        if not path.is_file():
+            raise PackError(f"pack artifact {entry.relative_dir}: {file_name} is missing")
+        found = file_sha256(path)
+        if found != expected:
+            raise PackError(
+                f"pack artifact {entry.relative_dir}: {file_name} has SHA-256 {found[:12]}…, "
+                f"the manifest records {expected[:12]}… (the file was changed or damaged)"
+            )
+
+
+def is_pack_artifact(directory: str | os.PathLike) -> bool:
+    """Whether a checkpoint directory came from the pack (it carries the pack's card): read-only."""
+    return (Path(directory) / CARD_FILE).is_file()
+
+
+def read_card(directory: str | os.PathLike) -> ArtifactCard | None:
+    path = Path(directory) / CARD_FILE
+    if not path.is_file():
+        return None
+    return ArtifactCard.load(path)
+
+
+def install_pack(workspace: Workspace, root: Path | None = None) -> list[str]:
+    """Copy the pack's artifacts that ``workspace`` does not have yet; returns what was installed.
+
+    A name the workspace already uses is left alone (a user's own artifact is never replaced). Every file is
+    checked against the manifest before it is published (through :func:`atomic_directory`, so a reader never
+    sees half an artifact).
+    """
+    root = root if root is not None else pack_dir()
+    if root is None:
+        return []
+    manifest = read_manifest(root)
+    installed = []
+    for entry in manifest.entries:
+        target = workspace.root / entry.relative_dir
+        if (target / CHECKPOINT_MARKER).is_file():
+            continue
+        verify_entry(root, entry)
+        with atomic_directory(target) as tmp:
+            for file_name in entry.files:
+                shutil.copyfile(root / entry.relative_dir / file_name, tmp / file_name)
+            verify_entry(root, entry, tmp)
+        installed.append(entry.relative_dir)
+    return installed
+
+
+def ready_workspace(root: str | os.PathLike | None = None) -> Workspace:
+    """The workspace at ``root`` (see :class:`Workspace`), created if needed, with the pack installed in it."""
+    workspace = Workspace(root).ensure()
+    install_pack(workspace)
+    return workspace
+
+
+def pack_summary(root: Path) -> list[dict]:
+    """One row per artifact for ``fusionlab pack list``: name, kind, task, dev metric, examples, steps."""
+    rows = []
+    for entry in read_manifest(root).entries:
+        card = read_card(root / entry.relative_dir)
+        if card is None:
+            continue
+        rows.append(
+            {
+                "kind": entry.kind,
+                "name": entry.name,
+                "task": card.task,
+                "metric": card.dev.main_metric,
+                "score": card.dev.main,
+                "dev_examples": card.dev.examples,
+                "steps": card.steps,
+                "best_step": card.best_step,
+                "adapters": card.adapters,
+            }
+        )
+    return rows
+
+
+def dump(data: object) -> str:
+    return json.dumps(data, indent=2, sort_keys=True)

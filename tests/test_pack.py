@@ -1,0 +1,112 @@
+"""The pretrained pack: installed into fresh workspaces with its hashes checked, read-only, and truthful cards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from fusionlab import FusionModel, FusionTrainer
+from fusionlab.base_model import load_tokenizer
+from fusionlab.data import encode_texts
+from fusionlab.pack import PACK_DIR, PackError, install_pack, read_card
+from fusionlab.pack.recipe import ADAPTERS, FUSIONS
+from fusionlab.pack.store import MANIFEST_FILE, read_manifest, ready_workspace
+from fusionlab.workspace import Workspace
+
+pytestmark = pytest.mark.skipif(not (PACK_DIR / MANIFEST_FILE).is_file(), reason="the pack is not built")
+
+
+@pytest.fixture
+def with_pack(monkeypatch):
+    monkeypatch.setenv("FUSIONLAB_PACK", str(PACK_DIR))
+
+
+def test_the_pack_holds_every_recipe_and_stays_small():
+    manifest = read_manifest(PACK_DIR)
+    assert [(e.kind, e.name) for e in manifest.entries] == [
+        *(("adapter", r.task) for r in ADAPTERS),
+        *(("fusion", r.name) for r in FUSIONS),
+    ]
+    size = sum(p.stat().st_size for p in PACK_DIR.rglob("*") if p.is_file())
+    assert size < 21 * 2**20, f"the pack is {size / 2**20:.1f} MiB"
+    for entry in manifest.entries:
+        card = read_card(PACK_DIR / entry.relative_dir)
+        assert card.name == entry.name and card.kind == entry.kind
+        assert card.dev.examples > 0 and card.steps > 0 and 0 < card.best_step <= card.steps
+        assert (card.versions["fusionlab"] and card.data.train_sha256 and card.content_hash) or card.kind == "fusion"
+        # rounding to float16 for storage is measured, and costs at most half a point
+        full = card.dev_full_precision[card.dev.main_metric]
+        assert abs(full - card.dev.main) <= 0.005, (entry.name, full, card.dev.main)
+
+
+def test_a_fresh_workspace_gets_the_pack_once_and_keeps_a_users_own(tmp_path, with_pack):
+    workspace = Workspace(tmp_path / "ws").ensure()
+    (workspace.adapters_dir / "cola").mkdir(parents=True)
+    (workspace.adapters_dir / "cola" / "fusionlab.json").write_text("{}")  # the user's own (broken) cola
+    installed = install_pack(workspace)
+    names = {e.relative_dir for e in read_manifest(PACK_DIR).entries}
+    assert set(installed) == names - {"adapters/cola"}
+    assert (workspace.adapters_dir / "cola" / "fusionlab.json").read_text() == "{}"
+    assert install_pack(workspace) == []
+    assert set(ready_workspace(workspace.root).list_fusions()) == {r.name for r in FUSIONS}
+
+
+def test_a_damaged_pack_file_is_refused_with_its_name(tmp_path):
+    pack = tmp_path / "pack"
+    shutil.copytree(PACK_DIR, pack)
+    weights = pack / "adapters" / "sst2" / "adapter.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    workspace = Workspace(tmp_path / "ws").ensure()
+    with pytest.raises(PackError, match=r"adapters/sst2: adapter.safetensors has SHA-256"):
+        install_pack(workspace, pack)
+    assert not (workspace.adapters_dir / "sst2").exists()
+
+
+def test_pack_artifacts_are_read_only_for_training(tmp_path, with_pack, shared_data_dir):
+    workspace = ready_workspace(tmp_path / "ws")
+    trainer = FusionTrainer(workspace=workspace, data_dir=shared_data_dir)
+    with pytest.raises(ValueError, match="comes from the pretrained pack and is read-only"):
+        trainer.train_adapter("rte")
+    with pytest.raises(ValueError, match="read-only"):
+        trainer.train_fusion("imdb", ["imdb", "sst2"], name="imdb-attention")
+
+
+@pytest.mark.slow
+def test_the_pack_fusions_load_and_lean_on_their_adapters(tmp_path, with_pack):
+    workspace = ready_workspace(tmp_path / "ws")
+    tokenizer = load_tokenizer()
+    model = FusionModel.from_pretrained(workspace.fusion_dir("imdb-attention")).eval()
+    encoded = encode_texts(tokenizer, ["This movie is absolutely fantastic!", "A dull, lifeless waste of time."])
+    with torch.no_grad():
+        fused = model(**encoded.inputs, output_fusion_weights=True)
+        alone = model(**encoded.inputs, adapter_names=["imdb"])
+    labels = model.label_names()
+    assert [labels[i] for i in fused.logits.argmax(-1)] == ["pos", "neg"]
+    assert [labels[i] for i in alone.logits.argmax(-1)] == ["pos", "neg"]
+    weights = torch.stack([w.sum(dim=(0, 1, 2)) for w in fused.fusion_weights])  # [layers, adapters]
+    assert not torch.allclose(weights / weights.sum(-1, keepdim=True), torch.full_like(weights, 0.25), atol=0.02)
+
+
+@pytest.mark.slow
+def test_every_shipped_adapter_scores_what_its_card_says(tmp_path, with_pack, shared_data_dir):
+    """Re-evaluate each shipped adapter on the shared dev split: within half a point of its card."""
+    workspace = ready_workspace(tmp_path / "ws")
+    trainer = FusionTrainer(workspace=workspace, data_dir=shared_data_dir)
+    for recipe in ADAPTERS:
+        card = read_card(workspace.adapter_dir(recipe.task))
+        result = trainer.evaluate(workspace.adapter_dir(recipe.task))
+        assert result.num_examples == card.dev.examples
+        found = result.metrics[card.dev.main_metric]
+        assert abs(found - card.dev.main) <= 0.005, (recipe.task, found, card.dev.main)
+
+
+def test_cards_round_trip_through_json():
+    for entry in read_manifest(PACK_DIR).entries:
+        path = PACK_DIR / entry.relative_dir / "card.json"
+        card = read_card(path.parent)
+        assert json.loads(card.to_json()) == json.loads(path.read_text())
