@@ -37,6 +37,7 @@ from fusionlab.dashboard.runs_view import (
     weights_frame,
 )
 from fusionlab.data.tasks import TASKS
+from fusionlab.pack.store import own_name
 from fusionlab.runstore import CANCELLED, FAILED, RunStore
 
 # Head counts that divide the hidden size of every bundled or common encoder (384, 768, 1024).
@@ -126,7 +127,13 @@ with adapter_tab:
             sizes[task] = columns[i % len(columns)].number_input(
                 task, value=AdapterConfig.adapter_size, step=8, key=f"train_adapter_size_{task}"
             )
-    retrained = sorted(set(tasks) & set(workspace.list_adapters()))
+    from_pack = {task: own_name(workspace, task) for task in tasks if own_name(workspace, task) != task}
+    retrained = sorted(set(tasks) & set(workspace.list_adapters()) - set(from_pack))
+    if from_pack:
+        st.caption(
+            "From the pretrained pack (read-only); your run is saved beside it as: "
+            + ", ".join(f"{task} → {name}" for task, name in from_pack.items())
+        )
     if retrained:
         st.caption("Already trained; the new run replaces it when it ends: " + ", ".join(retrained))
     non_linearity = st.selectbox(
@@ -138,7 +145,9 @@ with adapter_tab:
     adapter_limits = limits_inputs("adapter", Limits())
     if st.button("Queue adapter runs", type="primary", key="queue_adapters"):
         try:
-            ids = queue_adapter_runs(store, tasks, sizes, non_linearity, adapter_limits, settings.data_dir_str)
+            ids = queue_adapter_runs(
+                store, tasks, sizes, non_linearity, adapter_limits, settings.data_dir_str, workspace
+            )
         except ValueError as err:
             st.error(str(err))
         else:

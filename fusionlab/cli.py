@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from fusionlab.pack.store import ready_workspace
+from fusionlab.pack.store import own_name, ready_workspace
 from fusionlab.runstore import TERMINAL_STATUSES, RunStore
 from fusionlab.workspace import Workspace
 
@@ -48,21 +48,57 @@ def _custom_task(args: argparse.Namespace, task: str) -> dict[str, Any] | None:
     }
 
 
-def _add_training(parser: argparse.ArgumentParser, default_lr: float) -> None:
-    group = parser.add_argument_group("training")
+def _add_training(parser: argparse.ArgumentParser, stage: str) -> None:
+    group = parser.add_argument_group(
+        "training (defaults: the pretrained pack's recipe for the task, where it has one; see `fusionlab pack list`)"
+    )
     group.add_argument("--model", default=None, help="base model (hub name or path; default: bundled all-MiniLM-L6-v2)")
-    group.add_argument("--max-length", type=int, default=128, help="tokens per example (default: 128)")
-    group.add_argument("--max-steps", type=int, default=-1, help="optimisation steps (default: epochs decide)")
-    group.add_argument("--epochs", type=float, default=1.0, help="epochs when --max-steps is not given")
-    group.add_argument("--batch-size", type=int, default=16)
-    group.add_argument("--lr", type=float, default=default_lr, help=f"learning rate (default: {default_lr})")
+    group.add_argument("--max-length", type=int, default=None, help="tokens per example (recipe, else 128)")
+    group.add_argument("--max-steps", type=int, default=None, help="optimisation steps (recipe, else epochs decide)")
+    group.add_argument("--epochs", type=float, default=1.0, help="epochs when no step count is given or known")
+    group.add_argument("--batch-size", type=int, default=None, help="per-device batch (recipe, else 16)")
+    group.add_argument("--lr", type=float, default=None, help="learning rate (recipe, else 1e-3)")
     group.add_argument("--max-train-samples", type=int, default=None, help="seeded subset of the train split")
-    group.add_argument("--max-eval-samples", type=int, default=None, help="seeded subset of the dev split")
+    group.add_argument("--max-eval-samples", type=int, default=None, help="the same dev subset for every seed")
     group.add_argument("--eval-steps", type=int, default=None, help="evaluate on dev every N steps")
     group.add_argument("--early-stopping-patience", type=int, default=None, help="stop after N worse evaluations")
     group.add_argument("--seed", type=int, default=42)
     group.add_argument("--inline", action="store_true", help="train in this process instead of the worker")
     group.add_argument("--no-wait", action="store_true", help="queue the run and return at once")
+    parser.set_defaults(stage=stage)
+
+
+def _recipe_defaults(args: argparse.Namespace, task: str) -> None:
+    """Fill the training options left unset from the pack's recipe for ``task`` (a tuned, measured budget).
+
+    A fusion takes its target's truncation and the pack's fusion step count and learning rate; a task the
+    pack does not know falls back to generic defaults (one epoch, 128 tokens, batch 16, 1e-3).
+    """
+    from fusionlab.pack.recipe import ADAPTERS, FUSIONS
+
+    known = {r.task: r for r in ADAPTERS}
+    recipe = known.get(task)
+    fusion = next((f for f in FUSIONS if f.target == task), FUSIONS[0])
+    if args.stage == "fusion" and recipe is not None:
+        source = {"steps": fusion.steps, "lr": fusion.learning_rate, "batch": fusion.batch_size}
+    elif recipe is not None:
+        source = {"steps": recipe.steps, "lr": recipe.learning_rate, "batch": recipe.batch_size}
+    else:
+        source = {"steps": None, "lr": 1e-3, "batch": 16}
+    if args.max_length is None:
+        args.max_length = recipe.max_length if recipe is not None else 128
+    if args.max_steps is None:
+        args.max_steps = source["steps"] if source["steps"] is not None and args.epochs == 1.0 else -1
+    if args.batch_size is None:
+        args.batch_size = source["batch"]
+    if args.lr is None:
+        args.lr = source["lr"]
+    if args.eval_steps is None and args.max_steps > 0:
+        args.eval_steps = max(1, args.max_steps // 4)
+    if args.max_train_samples is None and recipe is not None:
+        args.max_train_samples = recipe.max_train_samples
+    if args.max_eval_samples is None and recipe is not None:
+        args.max_eval_samples = recipe.max_eval_samples
 
 
 def _training_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -106,6 +142,7 @@ def _validate(kind: str, config: dict[str, Any]) -> None:
 
 # -- commands -----------------------------------------------------------------------------------------------
 def cmd_train_adapter(args: argparse.Namespace) -> int:
+    _recipe_defaults(args, args.task)
     config = {
         "task": args.task,
         "name": args.name,
@@ -115,10 +152,16 @@ def cmd_train_adapter(args: argparse.Namespace) -> int:
         "data_dir": args.data_dir,
         "custom_task": _custom_task(args, args.task),
     }
-    return _launch("train_adapter", args.name or args.task, config, args)
+    if not args.name:
+        name = own_name(ready_workspace(args.home), args.task)
+        if name != args.task:
+            print(f"{args.task!r} is the pretrained pack's adapter (read-only): saving this one as {name!r}")
+        config["name"] = name
+    return _launch("train_adapter", config["name"], config, args)
 
 
 def cmd_train_fusion(args: argparse.Namespace) -> int:
+    _recipe_defaults(args, args.target)
     adapters = [a.strip() for a in args.adapters.split(",") if a.strip()]
     config = {
         "target_task": args.target,
@@ -376,10 +419,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
-    """Print the paper's Figure 5 as a table (or JSON): read-only, so the workspace is not created if absent."""
+    """Print the paper's Figure 5 as a table (or JSON), over the workspace's fusions and the pack's."""
     from fusionlab.usage import adapter_usage
 
-    workspace = Workspace(args.home)
+    workspace = ready_workspace(args.home)
     if not workspace.list_fusions():
         print(f"no fusions in {workspace.root}; train one with `fusionlab train-fusion`")
         return 0
@@ -429,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--non-linearity", default="relu", choices=["relu", "gelu", "swish", "tanh"])
     _add_common(p)
     _add_custom_task(p)
-    _add_training(p, default_lr=1e-4)
+    _add_training(p, "adapter")
     p.set_defaults(func=cmd_train_adapter)
 
     p = sub.add_parser("train-fusion", help="train fusion over frozen adapters for a target task (stage 2)")
@@ -443,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-steps", type=int, default=10, help="record fusion weights every N steps")
     _add_common(p)
     _add_custom_task(p)
-    _add_training(p, default_lr=5e-5)
+    _add_training(p, "fusion")
     p.set_defaults(func=cmd_train_fusion)
 
     p = sub.add_parser("evaluate", help="evaluate an adapter or fusion on its task's dev split")

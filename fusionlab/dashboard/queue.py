@@ -22,6 +22,7 @@ import pandas as pd
 from fusionlab.checkpoint import read_meta
 from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig, TrainingConfig
 from fusionlab.data.tasks import TASKS, get_task
+from fusionlab.pack.store import own_name
 from fusionlab.runstore import METRIC_COLUMNS, QUEUED, RUNNING, TERMINAL_STATUSES, Run, RunStore, Snapshot
 from fusionlab.worker import worker_running
 from fusionlab.workspace import Workspace
@@ -193,11 +194,13 @@ def queue_adapter_runs(
     non_linearity: str,
     limits: Limits,
     data_dir: str | None,
+    workspace: Workspace | None = None,
 ) -> list[int]:
     """Queue one adapter run per task and return their ids, in ``tasks`` order.
 
     Every config is validated before the first is enqueued, so a bad value for one task queues nothing rather
     than half the selection. ``adapter_sizes`` maps each task to its bottleneck size (default: AdapterConfig's).
+    In ``workspace``, a task whose name the pack's read-only adapter holds is saved as ``<task>-2`` (etc.).
     """
     if not tasks:
         raise ValueError("choose at least one task to train an adapter for")
@@ -205,6 +208,9 @@ def queue_adapter_runs(
         adapter_run_config(task, adapter_sizes.get(task, AdapterConfig.adapter_size), non_linearity, limits, data_dir)
         for task in tasks
     ]
+    if workspace is not None:
+        for config in configs:
+            config["name"] = own_name(workspace, config["name"])
     return [store.enqueue(TRAIN_ADAPTER, config["name"], config) for config in configs]
 
 

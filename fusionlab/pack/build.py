@@ -146,9 +146,17 @@ def _kind(recipe: Recipe) -> str:
 
 
 def _up_to_date(workspace: Workspace, recipe: Recipe) -> bool:
+    """Built with this recipe and, for a fusion, over the adapters as they are now (a rebuilt adapter has
+    another content hash, and the fusion trained on the old one would no longer load)."""
     directory = workspace.root / f"{_kind(recipe)}s" / recipe.name
     card = read_card(directory) if directory.is_dir() else None
-    return card is not None and card.recipe == recipe.to_dict()
+    if card is None or card.recipe != recipe.to_dict():
+        return False
+    for name, expected in card.adapter_hashes.items():
+        adapter = workspace.adapter_dir(name)
+        if not adapter.is_dir() or read_meta(adapter).get("content_hash") != expected:
+            return False
+    return True
 
 
 def build_pack(

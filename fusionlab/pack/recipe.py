@@ -17,41 +17,31 @@ from fusionlab.config import AdapterConfig, JsonConfig, ModelConfig, TrainingCon
 PACK_SEED = 42
 
 
-@dataclass
-class AdapterRecipe(JsonConfig):
-    """Stage 1 for one task: an adapter of ``adapter_size`` trained ``steps`` steps on its train split."""
+@dataclass(kw_only=True)
+class StageRecipe(JsonConfig):
+    """What every stage of the pack shares: budget, batch, truncation, learning rate and dev evaluation."""
 
-    task: str
     steps: int
     max_length: int
     batch_size: int = 32
     learning_rate: float = 1e-3
     warmup_ratio: float = 0.06
-    adapter_size: int = 64
     max_train_samples: int | None = None
     eval_steps: int | None = None
     max_eval_samples: int | None = 1000
     seed: int = PACK_SEED
 
     def validate(self) -> None:
-        if not isinstance(self.task, str) or not self.task:
-            _fail("AdapterRecipe", "task", f"must name a task, got {self.task!r}")
-        for name in ("steps", "max_length", "batch_size", "adapter_size"):
+        for name in ("steps", "max_length", "batch_size"):
             self._positive_int(name)
         for name in ("max_train_samples", "eval_steps", "max_eval_samples"):
             self._positive_int(name, allow_none=True)
 
-    @property
-    def name(self) -> str:
-        return self.task
-
     def model_config(self) -> ModelConfig:
         return ModelConfig(max_length=self.max_length)
 
-    def adapter_config(self) -> AdapterConfig:
-        return AdapterConfig(adapter_size=self.adapter_size)
-
-    def training_config(self) -> TrainingConfig:
+    def training_config(self, snapshots: bool = False) -> TrainingConfig:
+        """Four dev evaluations per run (the best step is kept), a log line every 5 % of the steps."""
         return TrainingConfig(
             max_steps=self.steps,
             learning_rate=self.learning_rate,
@@ -61,51 +51,47 @@ class AdapterRecipe(JsonConfig):
             max_eval_samples=self.max_eval_samples,
             eval_steps=self.eval_steps or max(1, self.steps // 4),
             logging_steps=max(1, min(50, self.steps // 20)),
+            snapshot_steps=max(1, self.steps // 10) if snapshots else None,
             seed=self.seed,
         )
 
 
 @dataclass
-class FusionRecipe(JsonConfig):
+class AdapterRecipe(StageRecipe):
+    """Stage 1 for one task: an adapter of ``adapter_size`` trained ``steps`` steps on its train split."""
+
+    task: str
+    adapter_size: int = 64
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.task, str) or not self.task:
+            _fail("AdapterRecipe", "task", f"must name a task, got {self.task!r}")
+        self._positive_int("adapter_size")
+
+    @property
+    def name(self) -> str:
+        return self.task
+
+    def adapter_config(self) -> AdapterConfig:
+        return AdapterConfig(adapter_size=self.adapter_size)
+
+
+@dataclass
+class FusionRecipe(StageRecipe):
     """Stage 2 for one target: a fusion over pack adapters (the target's own first), trained on the target."""
 
     name: str
     target: str
     adapters: list[str] = field(default_factory=list)
     method: str = "attention"
-    steps: int = 200
-    max_length: int = 128
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    warmup_ratio: float = 0.06
-    max_train_samples: int | None = None
-    eval_steps: int | None = None
-    max_eval_samples: int | None = 1000
-    seed: int = PACK_SEED
 
     def validate(self) -> None:
+        super().validate()
         self._names("adapters", allow_empty=False)
-        for name in ("steps", "max_length", "batch_size"):
-            self._positive_int(name)
-        for name in ("max_train_samples", "eval_steps", "max_eval_samples"):
-            self._positive_int(name, allow_none=True)
 
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(max_length=self.max_length)
-
-    def training_config(self) -> TrainingConfig:
-        return TrainingConfig(
-            max_steps=self.steps,
-            learning_rate=self.learning_rate,
-            warmup_ratio=self.warmup_ratio,
-            per_device_train_batch_size=self.batch_size,
-            max_train_samples=self.max_train_samples,
-            max_eval_samples=self.max_eval_samples,
-            eval_steps=self.eval_steps or max(1, self.steps // 4),
-            logging_steps=max(1, min(25, self.steps // 20)),
-            snapshot_steps=max(1, self.steps // 10),
-            seed=self.seed,
-        )
+    def training_config(self, snapshots: bool = True) -> TrainingConfig:
+        return super().training_config(snapshots)
 
 
 IMDB_LOW_RESOURCE = 500
@@ -139,6 +125,7 @@ FUSIONS: tuple[FusionRecipe, ...] = (
         ["imdb", "sst2", "mnli", "qnli"],
         steps=160,
         max_length=128,
+        batch_size=16,
         max_train_samples=IMDB_LOW_RESOURCE,
         eval_steps=40,
         max_eval_samples=500,
@@ -149,6 +136,7 @@ FUSIONS: tuple[FusionRecipe, ...] = (
         ["rte", "mnli", "qnli", "sst2", "boolq"],
         steps=240,
         max_length=192,
+        batch_size=16,
         eval_steps=60,
         max_eval_samples=None,
     ),

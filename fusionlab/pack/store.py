@@ -114,6 +114,21 @@ def is_pack_artifact(directory: str | os.PathLike) -> bool:
     return (Path(directory) / CARD_FILE).is_file()
 
 
+def own_name(workspace: Workspace, name: str, kind: str = "adapter") -> str:
+    """``name`` unless the pack's artifact holds it (read-only), else the first free ``name-2``, ``name-3``, ...
+
+    A user who trains "rte" in a workspace that has the pack's rte gets their own "rte-2" beside it, and every
+    fusion trained on the pack's rte keeps loading.
+    """
+    directory = workspace.adapters_dir if kind == "adapter" else workspace.fusions_dir
+    if not is_pack_artifact(directory / name):
+        return name
+    suffix = 2
+    while is_pack_artifact(directory / f"{name}-{suffix}"):
+        suffix += 1
+    return f"{name}-{suffix}"
+
+
 def read_card(directory: str | os.PathLike) -> ArtifactCard | None:
     path = Path(directory) / CARD_FILE
     if not path.is_file():
