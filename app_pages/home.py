@@ -84,8 +84,8 @@ st.markdown(
     "low-resource IMDb one, plus fusions for IMDb and RTE (marked *pack (read-only)*; their scores are on the "
     "full dev split). The demo trains two more fusions live over the pack's adapters, so you can watch their "
     "weights form on the **Train** page: **imdb-live** (movie reviews from 500 training examples, fusing "
-    "imdb, sst2, mnli, qnli) and **rte-live** (entailment, fusing rte, mnli, qnli, sst2, boolq). A few "
-    "minutes on two idle CPU cores; each fusion's score is shown beside its own adapter's alone."
+    "imdb, sst2, mnli, qnli) and **rte-live** (entailment, fusing rte, mnli, qnli, sst2, boolq), 80 and 100 "
+    "training steps; each fusion's score is shown beside its own adapter's alone."
 )
 if st.button("Prepare demo workspace", type="primary", icon=":material/rocket_launch:"):
     try:

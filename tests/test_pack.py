@@ -150,8 +150,8 @@ def test_build_writes_cards_from_fresh_evaluations_resumes_and_rebuilds_what_dep
     build.build_pack(tmp_path / "pack", data_dir=shared_data_dir, log=lines.append)
     assert all(line.endswith("up to date") for line in lines), lines
 
-    monkeypatch.setattr(build, "ADAPTERS", (adapters[0], dataclasses.replace(adapters[1], steps=4)))
+    monkeypatch.setattr(build, "ADAPTERS", (adapters[0], dataclasses.replace(adapters[1], seed=7)))  # new weights
     lines.clear()
     build.build_pack(tmp_path / "pack", data_dir=shared_data_dir, log=lines.append)
-    rebuilt = [line.split(":")[0] for line in lines if "training" in line]
+    rebuilt = [line.split(":")[0] for line in lines if ": training {" in line]
     assert rebuilt == ["adapter rte", "fusion cb-fused"]  # the fusion over the changed adapter, too
