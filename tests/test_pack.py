@@ -32,9 +32,11 @@ def test_the_pack_holds_every_recipe_and_stays_small():
     ]
     size = sum(p.stat().st_size for p in PACK_DIR.rglob("*") if p.is_file())
     assert size < 21 * 2**20, f"the pack is {size / 2**20:.1f} MiB"
+    recipes = {r.name: r for r in (*ADAPTERS, *FUSIONS)}
     for entry in manifest.entries:
         card = read_card(PACK_DIR / entry.relative_dir)
         assert card.name == entry.name and card.kind == entry.kind
+        assert card.recipe == recipes[entry.name].to_dict()  # the shipped pack is what the recipe builds
         assert card.dev.examples > 0 and card.steps > 0 and 0 < card.best_step <= card.steps
         assert (card.versions["fusionlab"] and card.data.train_sha256 and card.content_hash) or card.kind == "fusion"
         # rounding to float16 for storage is measured, and costs at most half a point
