@@ -525,3 +525,22 @@ def test_run_charts_are_titled_and_never_empty(executed: ExecutedRuns) -> None:
     assert fusion_heatmap(weights_frame([], []), "x") is None
     assert fusion_weight_bars(weights_frame([], []), "x") is None
     assert confusion_chart([], [], "x") is None
+
+
+def test_a_run_claimed_while_the_queue_is_read_is_shown_once(
+    store: RunStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker claiming the next run between the page's two reads once drew its Cancel button twice, under
+    one widget key, and the Train page failed (StreamlitDuplicateElementKey, seen in the browser test)."""
+    ids = queue_adapter_runs(store, ["rte", "cb"], {}, "relu", TINY, None)
+    list_runs = store.list_runs
+
+    def list_then_claim(*args, **kwargs):
+        runs = list_runs(*args, **kwargs)
+        store.claim_next(os.getpid(), "cpu")  # the worker, right between the two reads
+        return runs
+
+    monkeypatch.setattr(store, "list_runs", list_then_claim)
+    view = QueueView.load(store, Workspace(tmp_path / "ws"))
+    assert view.active is not None and view.active.id == ids[0]
+    assert [(item.run.id, item.position) for item in view.queued] == [(ids[1], 1)]

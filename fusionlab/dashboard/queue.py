@@ -328,8 +328,11 @@ class QueueView:
         consistent with each other even while other sessions enqueue or cancel.
         """
         queued_runs = sorted(store.list_runs(status=QUEUED), key=lambda run: run.id)
-        queued = [QueuedRun(run, position) for position, run in enumerate(queued_runs, start=1)]
         active = store.active_run()
+        # The worker may claim a run between the two reads: then it is listed as running, not also as queued
+        # (the page would draw its Cancel button twice, under one key, and fail).
+        queued_runs = [run for run in queued_runs if active is None or run.id != active.id]
+        queued = [QueuedRun(run, position) for position, run in enumerate(queued_runs, start=1)]
         metrics = store.metrics(active.id) if active else pd.DataFrame(columns=METRIC_COLUMNS)
         snapshots = store.snapshots(active.id) if active else []
         ended = store.list_runs(status=TERMINAL_STATUSES, limit=1)
