@@ -1,7 +1,7 @@
 """The fusionlab dashboard: ``streamlit run app.py``.
 
 This entry point only frames the pages: page config, the sidebar settings every page reads through
-:func:`fusionlab.dashboard.settings.current_settings`, and the navigation. Each page lives in ``app_pages/`` and
+:func:`fusionlab.dashboard.widgets.session_settings`, and the navigation. Each page lives in ``app_pages/`` and
 has its own URL path (``/playground``, ``/efficiency``...), so a copied link opens the same page. The folder is
 not called ``pages/`` on purpose: Streamlit would auto-discover a ``pages/`` folder and serve its scripts on
 their own, without this frame, when a page's URL is opened directly.

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from fusionlab.dashboard import charts, efficiency
-from fusionlab.dashboard.inference import choose_fusion
+from fusionlab.dashboard.widgets import cached_latency, choose_fusion
 
 LATENCY_KEY = "latency_requested"
 
@@ -48,7 +48,7 @@ repeats = st.slider("Timed runs per configuration", 1, 50, efficiency.DEFAULT_RE
 if st.button("Measure latency", icon=":material/timer:"):
     st.session_state[LATENCY_KEY] = (fusion, repeats)
 if st.session_state.get(LATENCY_KEY) == (fusion, repeats):
-    latency = efficiency.cached_latency(workspace, fusion, repeats)
+    latency = cached_latency(workspace, fusion, repeats)
     st.plotly_chart(charts.latency_chart(latency))
     st.caption(
         f"Input: “{latency.text}” ({latency.tokens} tokens), {latency.threads} CPU threads. Other work on this "

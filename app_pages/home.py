@@ -5,7 +5,8 @@ from pathlib import Path
 import streamlit as st
 
 from fusionlab.dashboard import workspace_view
-from fusionlab.dashboard.inference import DashboardError
+from fusionlab.dashboard.errors import DashboardError
+from fusionlab.dashboard.widgets import settings_or_stop
 
 DIAGRAM = Path(__file__).resolve().parents[1] / "assets" / "adapter_fusion.svg"
 NUMBER = st.column_config.NumberColumn(format="%.3f")
@@ -19,11 +20,7 @@ st.markdown(
 )
 st.image(str(DIAGRAM), caption="One transformer layer with adapter fusion: the same in every layer.")
 
-try:
-    settings = workspace_view.session_settings()
-except DashboardError as err:
-    st.error(str(err))
-    st.stop()
+settings = settings_or_stop()
 workspace = settings.workspace
 summary = workspace_view.summarize_workspace(workspace)
 

@@ -2,8 +2,10 @@
 
 import streamlit as st
 
-from fusionlab.dashboard import charts, mechanics, urlstate, workspace_view
-from fusionlab.dashboard.inference import DashboardError, examples_for, load_predictor
+from fusionlab.dashboard import charts, mechanics, urlstate
+from fusionlab.dashboard.errors import DashboardError
+from fusionlab.dashboard.examples import examples_for
+from fusionlab.dashboard.widgets import load_predictor, session_settings
 
 RANDOM, REAL = "random outputs", "a real sentence"
 
@@ -27,7 +29,7 @@ try:
         heads = cols[2].selectbox("Attention heads", mechanics.HEAD_CHOICES, disabled=method != "attention")
         outputs = mechanics.random_outputs(num_adapters, seed=int(seed))
     else:
-        workspace = workspace_view.session_settings().workspace
+        workspace = session_settings().workspace
         fusions = workspace.list_fusions()
         if not fusions:
             st.info("This workspace has no fusion yet: prepare the demo on the Home page, or use random outputs.")

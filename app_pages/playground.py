@@ -3,7 +3,9 @@
 import streamlit as st
 
 from fusionlab.dashboard import charts, urlstate
-from fusionlab.dashboard.inference import DashboardError, choose_fusion, examples_for
+from fusionlab.dashboard.errors import DashboardError
+from fusionlab.dashboard.examples import examples_for
+from fusionlab.dashboard.widgets import choose_fusion
 
 st.title("Playground")
 st.markdown(

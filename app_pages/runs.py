@@ -12,8 +12,7 @@ import sqlite3
 
 import streamlit as st
 
-from fusionlab.dashboard import workspace_view
-from fusionlab.dashboard.inference import DashboardError
+from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.run_charts import (
     MAX_OVERLAID_RUNS,
     confusion_chart,
@@ -40,6 +39,8 @@ from fusionlab.dashboard.runs_view import (
     run_task,
 )
 from fusionlab.dashboard.usage_chart import adapter_usage_heatmap
+from fusionlab.dashboard.widgets import session_settings
+from fusionlab.runspec import run_result
 from fusionlab.runstore import FAILED, FINISHED, STATUSES, RunStore
 from fusionlab.usage import EXPLANATION, adapter_usage
 from fusionlab.workspace import Workspace
@@ -65,7 +66,7 @@ def adapter_usage_section(workspace: Workspace) -> None:
 
 st.title("Runs")
 try:
-    workspace = workspace_view.session_settings().workspace
+    workspace = session_settings().workspace
     store = RunStore(workspace.runs_db)
 except DashboardError as err:
     st.error(str(err))
@@ -184,11 +185,11 @@ elif run.status != FINISHED:
         f"This run is {run.status}; its results appear here once it has finished (watch it live on the Train page)."
     )
 
-final = run.final_metrics or {}
-if final.get("metrics"):
-    baseline = final.get("majority_baseline") or {}
-    columns = st.columns(len(final["metrics"]))
-    for column, (metric, value) in zip(columns, final["metrics"].items()):
+result = run_result(run)
+if result is not None:
+    baseline = result.majority_baseline
+    columns = st.columns(len(result.metrics))
+    for column, (metric, value) in zip(columns, result.metrics.items()):
         delta = value - baseline[metric] if metric in baseline else None
         column.metric(
             f"dev {metric}",

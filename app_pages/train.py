@@ -12,16 +12,13 @@ import streamlit as st
 
 from fusionlab import worker
 from fusionlab.config import FUSION_METHODS, NON_LINEARITIES, AdapterConfig
-from fusionlab.dashboard import workspace_view
-from fusionlab.dashboard.inference import DashboardError
+from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.queue import (
     FUSION_LIMITS,
-    TRAIN_FUSION,
     Limits,
     QueueView,
     available_adapters,
     default_target,
-    fusion_name,
     pending_adapter_names,
     queue_adapter_runs,
     queue_fusion_run,
@@ -36,8 +33,10 @@ from fusionlab.dashboard.runs_view import (
     run_label,
     weights_frame,
 )
+from fusionlab.dashboard.widgets import session_settings
 from fusionlab.data.tasks import TASKS
 from fusionlab.pack.store import own_name
+from fusionlab.runspec import TRAIN_FUSION, fusion_name
 from fusionlab.runstore import CANCELLED, FAILED, RunStore
 
 # Head counts that divide the hidden size of every bundled or common encoder (384, 768, 1024).
@@ -51,7 +50,7 @@ def describe_task(name: str) -> str:
 def limits_inputs(prefix: str, defaults: Limits) -> Limits:
     """The shared limit fields; 0 in an optional field means "no limit" or "only at the end"."""
     left, middle, right = st.columns(3)
-    max_steps = left.number_input("Max steps", value=defaults.max_steps, step=10, key=f"{prefix}_max_steps")
+    max_steps = left.number_input("Max steps", value=defaults.steps, step=10, key=f"{prefix}_max_steps")
     batch_size = left.number_input("Batch size", value=defaults.batch_size, step=4, key=f"{prefix}_batch_size")
     learning_rate = left.number_input(
         "Learning rate", value=defaults.learning_rate, step=1e-4, format="%.5f", key=f"{prefix}_learning_rate"
@@ -98,7 +97,7 @@ def propose_target() -> None:
 
 st.title("Train")
 try:
-    settings = workspace_view.session_settings()
+    settings = session_settings()
     store = RunStore(settings.workspace.runs_db)
 except DashboardError as err:
     st.error(str(err))
@@ -195,10 +194,10 @@ with fusion_tab:
         help="attention only",
     )
     name = middle.text_input(
-        "Fusion name", key="fusion_name", placeholder=fusion_name(None, target, method), help="empty: the default"
+        "Fusion name", key="fusion_name", placeholder=fusion_name(target, method), help="empty: the default"
     )
-    if fusion_name(name, target, method) in workspace.list_fusions():
-        st.caption(f"A fusion named {fusion_name(name, target, method)} exists; this run replaces it when it ends.")
+    if fusion_name(target, method, name) in workspace.list_fusions():
+        st.caption(f"A fusion named {fusion_name(target, method, name)} exists; this run replaces it when it ends.")
     fusion_limits = limits_inputs("fusion", FUSION_LIMITS)
     if st.button("Queue fusion run", type="primary", key="queue_fusion"):
         try:

@@ -17,6 +17,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -24,17 +25,37 @@ from torch import nn
 
 from fusionlab.adapters.manager import AdapterManager
 from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig
-from fusionlab.model import FusionModel
 from fusionlab.workspace import CHECKPOINT_MARKER as META_FILE
 from fusionlab.workspace import atomic_directory
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
 FUSION_WEIGHTS = "fusion.safetensors"
 FORMAT_VERSION = 1
+M = TypeVar("M", bound="FusionModel")
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, incomplete, or does not fit what it is loaded with."""
+
+
+class FusionModel(Protocol):
+    """What saving and loading need of a model (:class:`fusionlab.model.FusionModel` is one). The model class
+    assembles itself and calls this module; this module never imports it, so the two cannot form a circle."""
+
+    adapter_manager: AdapterManager
+    heads: nn.ModuleDict
+    model_config: ModelConfig
+    hidden_size: int
+    num_layers: int
+    fusion_config: FusionConfig | None
+    fusion_layers: nn.ModuleList | None
+    fusion_head: nn.Module | None
+
+    def __init__(self, model_config: ModelConfig, *args: Any, **kwargs: Any) -> None: ...
+
+    def add_adapter(self, name: str, config: AdapterConfig) -> None: ...
+
+    def add_fusion(self, config: FusionConfig) -> None: ...
 
 
 def _prefixed(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
@@ -90,7 +111,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 def save_adapter(model: FusionModel, name: str, directory: str | os.PathLike, extra: dict | None = None) -> Path:
     """Write adapter ``name`` (every layer) and its head to ``directory``; returns the directory."""
     manager = model.adapter_manager
-    manager._check(name)
+    manager.require(name)
     tensors = _prefixed("adapter", manager.adapters[name]) | _prefixed("head", model.heads[name])
     meta = {
         "kind": "adapter",
@@ -178,12 +199,13 @@ def _find_adapter_dir(name: str, fusion_path: Path, adapters_dir: Path | None, a
 
 
 def load_model(
+    model_class: type[M],
     directory: str | os.PathLike,
     adapters_dir: str | os.PathLike | None = None,
     adapter_paths: Mapping[str, str | os.PathLike] | None = None,
     encoder: nn.Module | None = None,
-) -> FusionModel:
-    """Rebuild a :class:`FusionModel` from an adapter or a fusion checkpoint.
+) -> M:
+    """Rebuild a ``model_class`` (a :class:`fusionlab.model.FusionModel`) from an adapter or a fusion checkpoint.
 
     For a fusion, each adapter is looked up in ``adapter_paths[name]``, else ``adapters_dir/name``, else
     ``<workspace>/adapters/name`` (the fusion's grandparent directory, as the workspace lays them out). A missing
@@ -193,7 +215,7 @@ def load_model(
     meta = read_meta(path)
     model_config = ModelConfig.from_dict(meta["model_config"])
     if meta["kind"] == "adapter":
-        model = FusionModel(model_config, encoder=encoder)
+        model = model_class(model_config, encoder=encoder)
         _check_fits(model, meta, path)
         load_adapter_into(model, path)
         return model
@@ -210,7 +232,7 @@ def load_model(
         raise CheckpointError(f"fusion {path.name!r} needs adapters that are missing: {', '.join(missing)}")
 
     manager = AdapterManager(meta["hidden_size"], num_layers=meta["num_layers"])
-    model = FusionModel(model_config, adapter_manager=manager, encoder=encoder)
+    model = model_class(model_config, adapter_manager=manager, encoder=encoder)
     _check_fits(model, meta, path)
     changed = []
     for entry in meta["adapters"]:

@@ -13,10 +13,12 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
 
+from fusionlab.config import FUSION_METHODS, NON_LINEARITIES, AdapterConfig, FusionConfig
 from fusionlab.pack.store import own_name, ready_workspace
-from fusionlab.runstore import TERMINAL_STATUSES, RunStore
+from fusionlab.runspec import AdapterRun, Budget, CustomData, FusionRun, fusion_name, run_result
+from fusionlab.runstore import TERMINAL_STATUSES, Run, RunStore
 from fusionlab.workspace import Workspace
 
 FOLLOW_POLL_S = 0.5
@@ -35,17 +37,13 @@ def _add_custom_task(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--label-column", default="label")
 
 
-def _custom_task(args: argparse.Namespace, task: str) -> dict[str, Any] | None:
+def _custom_task(args: argparse.Namespace, task: str) -> CustomData | None:
     if not args.file:
         return None
     from pathlib import Path
 
-    return {
-        "path": str(Path(args.file).resolve()),
-        "text_columns": [c.strip() for c in args.text_columns.split(",") if c.strip()],
-        "label_column": args.label_column,
-        "name": task,
-    }
+    columns = [c.strip() for c in args.text_columns.split(",") if c.strip()]
+    return CustomData(str(Path(args.file).resolve()), columns, args.label_column, task)
 
 
 def _add_training(parser: argparse.ArgumentParser, stage: str) -> None:
@@ -81,10 +79,13 @@ def _recipe_defaults(args: argparse.Namespace, task: str) -> None:
     fusion = next((f for f in FUSIONS if f.target == task), FUSIONS[0])
     if args.stage == "fusion" and recipe is not None:
         source = {"steps": fusion.steps, "lr": fusion.learning_rate, "batch": fusion.batch_size}
+        args.warmup_ratio = fusion.warmup_ratio
     elif recipe is not None:
         source = {"steps": recipe.steps, "lr": recipe.learning_rate, "batch": recipe.batch_size}
+        args.warmup_ratio = recipe.warmup_ratio
     else:
         source = {"steps": None, "lr": 1e-3, "batch": 16}
+        args.warmup_ratio = 0.0
     if args.max_length is None:
         args.max_length = recipe.max_length if recipe is not None else 128
     if args.max_steps is None:
@@ -101,111 +102,102 @@ def _recipe_defaults(args: argparse.Namespace, task: str) -> None:
         args.max_eval_samples = recipe.max_eval_samples
 
 
-def _training_config(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "learning_rate": args.lr,
-        "num_train_epochs": args.epochs,
-        "max_steps": args.max_steps,
-        "per_device_train_batch_size": args.batch_size,
-        "max_train_samples": args.max_train_samples,
-        "max_eval_samples": args.max_eval_samples,
-        "eval_steps": args.eval_steps,
-        "early_stopping_patience": args.early_stopping_patience,
-        "seed": args.seed,
-        "snapshot_steps": getattr(args, "snapshot_steps", None),
-    }
+def _budget(args: argparse.Namespace) -> Budget:
+    """The training budget the options describe (after :func:`_recipe_defaults` filled the unset ones)."""
+    return Budget(
+        steps=args.max_steps,
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        warmup_ratio=args.warmup_ratio,
+        max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples,
+        eval_steps=args.eval_steps,
+        snapshot_steps=getattr(args, "snapshot_steps", None),
+        early_stopping_patience=args.early_stopping_patience,
+        seed=args.seed,
+        model=args.model,
+    )
 
 
-def _model_config(args: argparse.Namespace) -> dict[str, Any]:
-    config: dict[str, Any] = {"max_length": args.max_length}
-    if args.model:
-        config["model_name_or_path"] = args.model
-    return config
+def _check_run(run: AdapterRun | FusionRun) -> None:
+    """Fail in the terminal, not minutes later in the worker: the task must exist, the user's file be readable."""
+    from fusionlab.data import get_task
 
-
-def _validate(kind: str, config: dict[str, Any]) -> None:
-    """Build the config objects now, so a bad value fails in the terminal rather than in the worker."""
-    from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig, TrainingConfig
-    from fusionlab.data import get_task, task_from_file
-
-    TrainingConfig.from_dict(config["training_config"])
-    ModelConfig.from_dict(config["model_config"])
-    if config.get("custom_task"):
-        task_from_file(**config["custom_task"])  # reads and checks the file, registers the task here
-    if kind == "train_adapter":
-        get_task(config["task"])
-        AdapterConfig.from_dict(config["adapter_config"])
-    else:
-        get_task(config["target_task"])
-        FusionConfig.from_dict({**config["fusion_config"], "adapter_names": config["adapters"]})
+    if run.custom_task is not None:
+        run.custom_task.load()  # reads and checks the file, registers the task here
+    get_task(run.task_name)
 
 
 # -- commands -----------------------------------------------------------------------------------------------
 def cmd_train_adapter(args: argparse.Namespace) -> int:
     _recipe_defaults(args, args.task)
-    config = {
-        "task": args.task,
-        "name": args.name,
-        "adapter_config": {"adapter_size": args.adapter_size, "non_linearity": args.non_linearity},
-        "training_config": _training_config(args),
-        "model_config": _model_config(args),
-        "data_dir": args.data_dir,
-        "custom_task": _custom_task(args, args.task),
-    }
-    if not args.name:
+    budget = _budget(args)
+    name = args.name
+    if not name:
         name = own_name(ready_workspace(args.home), args.task)
         if name != args.task:
             print(f"{args.task!r} is the pretrained pack's adapter (read-only): saving this one as {name!r}")
-        config["name"] = name
-    return _launch("train_adapter", config["name"], config, args)
+    run = AdapterRun(
+        task=args.task,
+        name=name,
+        adapter_config=AdapterConfig(adapter_size=args.adapter_size, non_linearity=args.non_linearity),
+        training_config=budget.training_config(),
+        model_config=budget.model_config(),
+        data_dir=args.data_dir,
+        custom_task=_custom_task(args, args.task),
+    )
+    return _launch(run, args)
 
 
 def cmd_train_fusion(args: argparse.Namespace) -> int:
     _recipe_defaults(args, args.target)
+    budget = _budget(args)
     adapters = [a.strip() for a in args.adapters.split(",") if a.strip()]
-    config = {
-        "target_task": args.target,
-        "adapters": adapters,
-        "name": args.name,
-        "fusion_config": {
-            "fusion_method": args.method,
-            "num_attention_heads": args.heads,
-            "temperature": args.temperature,
-            "value_regularization": args.value_regularization,
-        },
-        "training_config": _training_config(args),
-        "model_config": _model_config(args),
-        "data_dir": args.data_dir,
-        "custom_task": _custom_task(args, args.target),
-    }
-    return _launch("train_fusion", args.name or f"{args.target}-{args.method}", config, args)
+    name = args.name
+    if not name:
+        default = fusion_name(args.target, args.method)
+        name = own_name(ready_workspace(args.home), default, kind="fusion")
+        if name != default:
+            print(f"{default!r} is the pretrained pack's fusion (read-only): saving this one as {name!r}")
+    run = FusionRun(
+        target_task=args.target,
+        adapters=adapters,
+        name=name,
+        fusion_config=FusionConfig(
+            fusion_method=args.method,
+            adapter_names=adapters,
+            num_attention_heads=args.heads,
+            temperature=args.temperature,
+            value_regularization=args.value_regularization,
+        ),
+        training_config=budget.training_config(),
+        model_config=budget.model_config(),
+        data_dir=args.data_dir,
+        custom_task=_custom_task(args, args.target),
+    )
+    return _launch(run, args)
 
 
-def _launch(kind: str, name: str, config: dict[str, Any], args: argparse.Namespace) -> int:
-    _validate(kind, config)
+def _launch(run: AdapterRun | FusionRun, args: argparse.Namespace) -> int:
+    _check_run(run)
     workspace = ready_workspace(args.home)
     if args.inline:
-        from fusionlab.training.jobs import execute
+        from fusionlab.worker import run_inline
 
-        result = execute(kind, config, workspace)
-        _print_result(result.summary())
-        return 0
+        ended = run_inline(workspace, run.kind, run.name, run.to_dict())
+        _print_run_outcome(ended)
+        return 0 if ended.status == "finished" else 1
     from fusionlab.worker import ensure_worker
 
     store = RunStore(workspace.runs_db)
-    run_id = store.enqueue(kind, name, config)
+    run_id = store.enqueue(run.kind, run.name, run.to_dict())
     ensure_worker(workspace)
-    print(f"queued run {run_id} ({kind} {name}) in {workspace.root}")
+    print(f"queued run {run_id} ({run.kind} {run.name}) in {workspace.root}")
     if args.no_wait:
         return 0
     return _follow(store, [run_id])
-
-
-def _print_result(summary: dict) -> None:
-    metrics = ", ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items())
-    base = ", ".join(f"{k}={v:.4f}" for k, v in summary["majority_baseline"].items())
-    print(f"{summary['kind']} {summary['name']} on {summary['task']}: {metrics} (majority baseline: {base})")
-    print(f"saved to {summary['path']}")
 
 
 def _follow(store: RunStore, run_ids: Sequence[int]) -> int:
@@ -240,19 +232,20 @@ def _follow(store: RunStore, run_ids: Sequence[int]) -> int:
     return 1 if failed else 0
 
 
-def _print_run_outcome(run) -> None:
-    if run.status == "finished":
-        metrics = run.final_metrics.get("metrics", {})
-        base = run.final_metrics.get("majority_baseline", {})
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-        print(f"run {run.id} {run.name}: {shown}  (majority baseline {', '.join(f'{v:.4f}' for v in base.values())})")
+def _print_run_outcome(run: Run) -> None:
+    result = run_result(run)
+    if run.status == "finished" and result is not None:
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
+        base = ", ".join(f"{k}={v:.4f}" for k, v in result.majority_baseline.items())
+        print(f"run {run.id}: {result.kind} {run.name} on {result.task}: {shown}  (majority baseline: {base})")
+        print(f"saved to {result.checkpoint}")
     elif run.status == "failed":
         print(f"run {run.id} {run.name} failed: {(run.error or '').splitlines()[0] if run.error else 'unknown'}")
     else:
         print(f"run {run.id} {run.name}: {run.status}")
 
 
-def _load_checkpoint(workspace: Workspace, name: str):
+def _checkpoint_dir(workspace: Workspace, name: str) -> Path:
     from fusionlab.checkpoint import CheckpointError
 
     for candidate in (workspace.fusion_dir(name), workspace.adapter_dir(name)):
@@ -268,7 +261,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from fusionlab.training import FusionTrainer
 
     workspace = ready_workspace(args.home)
-    path = _load_checkpoint(workspace, args.name)
+    path = _checkpoint_dir(workspace, args.name)
     adapters = args.adapters.split(",") if args.adapters else None
     result = FusionTrainer(workspace=workspace, data_dir=args.data_dir).evaluate(
         path, adapter_names=adapters, task=args.task, max_samples=args.max_samples
@@ -296,7 +289,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from fusionlab.model import FusionModel
 
     workspace = ready_workspace(args.home)
-    path = _load_checkpoint(workspace, args.name)
+    path = _checkpoint_dir(workspace, args.name)
     model = FusionModel.from_pretrained(path, adapters_dir=workspace.adapters_dir).eval()
     from fusionlab.base_model import load_tokenizer
 
@@ -337,8 +330,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     print(f"{'id':>4}  {'kind':<14}{'name':<28}{'status':<11}{'progress':>9}  main metric")
     for run in runs:
-        metrics = (run.final_metrics or {}).get("metrics", {})
-        main = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items())
+        result = run_result(run)
+        main = ", ".join(f"{k}={v:.3f}" for k, v in result.metrics.items()) if result else ""
         print(
             f"{run.id:>4}  {run.kind:<14}{run.name[:27]:<28}{run.status:<11}{100 * (run.progress or 0):>8.0f}%  {main}"
         )
@@ -372,20 +365,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     plan = demo_runs(args.profile, args.data_dir)
     started = time.monotonic()
     if args.inline:
-        from fusionlab.training.jobs import execute
+        from fusionlab.worker import run_inline
 
-        for kind, _name, config in plan:
-            _print_result(execute(kind, config, workspace).summary())
-        code = 0
+        ended = [run_inline(workspace, run.kind, run.name, run.to_dict()) for run in plan]
+        for run in ended:
+            _print_run_outcome(run)
+        code = 0 if all(run.status == "finished" for run in ended) else 1
     else:
         from fusionlab.worker import ensure_worker
 
-        run_ids = [store.enqueue(kind, name, config) for kind, name, config in plan]
+        run_ids = [store.enqueue(run.kind, run.name, run.to_dict()) for run in plan]
         ensure_worker(workspace)
-        print(f"queued {len(run_ids)} demo runs in {workspace.root}: {', '.join(name for _, name, _ in plan)}")
+        print(f"queued {len(run_ids)} demo runs in {workspace.root}: {', '.join(run.name for run in plan)}")
+        if args.no_wait:
+            return 0
         code = _follow(store, run_ids)
     print(f"demo finished in {time.monotonic() - started:.0f} s")
-    _print_fusion_comparison(workspace, [name for kind, name, _ in plan if kind == "train_fusion"])
+    _print_fusion_comparison(workspace, [run.name for run in plan if isinstance(run, FusionRun)])
     return code
 
 
@@ -469,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", help="task name, e.g. sst2 (see `fusionlab tasks`)")
     p.add_argument("--name", help="adapter name (default: the task)")
     p.add_argument("--adapter-size", type=int, default=64, help="bottleneck size (default: 64)")
-    p.add_argument("--non-linearity", default="relu", choices=["relu", "gelu", "swish", "tanh"])
+    p.add_argument("--non-linearity", default=AdapterConfig.non_linearity, choices=NON_LINEARITIES)
     _add_common(p)
     _add_custom_task(p)
     _add_training(p, "adapter")
@@ -478,8 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-fusion", help="train fusion over frozen adapters for a target task (stage 2)")
     p.add_argument("target", help="target task, e.g. rte")
     p.add_argument("--adapters", required=True, help="comma-separated adapter names, e.g. rte,sst2,mnli,boolq")
-    p.add_argument("--method", default="attention", choices=["attention", "weighted", "average"])
-    p.add_argument("--name", help="fusion name (default: TARGET-METHOD)")
+    p.add_argument("--method", default=FusionConfig.fusion_method, choices=FUSION_METHODS)
+    p.add_argument("--name", help="fusion name (default: TARGET-METHOD, or TARGET-METHOD-2 beside the pack's)")
     p.add_argument("--heads", type=int, default=1, help="attention heads (attention fusion)")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")
     p.add_argument("--value-regularization", type=float, default=0.0, help="weight of ||I - V||^2")
@@ -524,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="prepare a classroom-ready workspace (adapters + fusions) on CPU")
     p.add_argument("--profile", default="classroom", choices=["classroom", "tiny"])
     p.add_argument("--inline", action="store_true", help="train in this process instead of the worker")
+    p.add_argument("--no-wait", action="store_true", help="queue the demo's runs and return at once")
     _add_common(p)
     p.set_defaults(func=cmd_demo)
 

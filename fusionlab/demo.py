@@ -20,9 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fusionlab.config import AdapterConfig, FusionConfig
 from fusionlab.data.loading import split_unreachable
 from fusionlab.data.tasks import get_task
 from fusionlab.pack.recipe import IMDB_LOW_RESOURCE
+from fusionlab.runspec import AdapterRun, Budget, FusionRun
 
 
 @dataclass(frozen=True)
@@ -83,46 +85,50 @@ PROFILES: dict[str, DemoProfile] = {
 }
 
 
-def _training(p: DemoProfile, steps: int, lr: float, train: int | None, dev: int | None) -> dict:
-    return {
-        "max_steps": steps,
-        "learning_rate": lr,
-        "warmup_ratio": 0.06,
-        "per_device_train_batch_size": p.batch_size,
-        "max_train_samples": train,
-        "max_eval_samples": dev,
-        "eval_steps": p.eval_steps,
-        "snapshot_steps": p.snapshot_steps,
-        "logging_steps": max(1, min(10, steps // 4)),
-    }
+def _budget(p: DemoProfile, steps: int, max_length: int, train: int | None, dev: int | None) -> Budget:
+    return Budget(
+        steps=steps,
+        learning_rate=1e-3,
+        warmup_ratio=0.06,
+        batch_size=p.batch_size,
+        max_length=max_length,
+        max_train_samples=train,
+        max_eval_samples=dev,
+        eval_steps=p.eval_steps,
+        snapshot_steps=p.snapshot_steps,
+    )
 
 
-def demo_runs(profile: str = "classroom", data_dir: str | None = None) -> list[tuple[str, str, dict]]:
-    """The ``(kind, name, config)`` of every run in the demo, in the order they must execute."""
+def demo_runs(profile: str = "classroom", data_dir: str | None = None) -> list[AdapterRun | FusionRun]:
+    """Every run of the demo, in the order they must execute."""
     if profile not in PROFILES:
         raise ValueError(f"unknown demo profile {profile!r}; choose from {', '.join(PROFILES)}")
     p = PROFILES[profile]
-    runs: list[tuple[str, str, dict]] = []
+    runs: list[AdapterRun | FusionRun] = []
     for task, steps in p.adapter_steps.items():
-        config = {
-            "task": task,
-            "adapter_config": {"adapter_size": p.adapter_size},
-            "training_config": _training(p, steps, 1e-3, p.adapter_max_train_samples, p.adapter_max_eval_samples),
-            "model_config": {"max_length": p.adapter_max_length},
-            "data_dir": data_dir,
-        }
-        runs.append(("train_adapter", task, config))
+        budget = _budget(p, steps, p.adapter_max_length, p.adapter_max_train_samples, p.adapter_max_eval_samples)
+        runs.append(
+            AdapterRun(
+                task=task,
+                adapter_config=AdapterConfig(adapter_size=p.adapter_size),
+                training_config=budget.training_config(),
+                model_config=budget.model_config(),
+                data_dir=data_dir,
+            )
+        )
     for fusion in p.fusions:
-        config = {
-            "target_task": fusion.target,
-            "adapters": list(fusion.adapters),
-            "name": fusion.name,
-            "fusion_config": {"fusion_method": fusion.method},
-            "training_config": _training(p, fusion.steps, 1e-3, fusion.max_train_samples, fusion.max_eval_samples),
-            "model_config": {"max_length": fusion.max_length},
-            "data_dir": data_dir,
-        }
-        runs.append(("train_fusion", fusion.name, config))
+        budget = _budget(p, fusion.steps, fusion.max_length, fusion.max_train_samples, fusion.max_eval_samples)
+        runs.append(
+            FusionRun(
+                target_task=fusion.target,
+                adapters=list(fusion.adapters),
+                name=fusion.name,
+                fusion_config=FusionConfig(fusion_method=fusion.method, adapter_names=list(fusion.adapters)),
+                training_config=budget.training_config(),
+                model_config=budget.model_config(),
+                data_dir=data_dir,
+            )
+        )
     return runs
 
 
@@ -151,4 +157,4 @@ def missing_adapters(profile: str, available: set[str]) -> list[str]:
 
 def enqueue_demo(store, profile: str = "classroom", data_dir: str | None = None) -> list[int]:
     """Queue every demo run; returns their run ids in execution order."""
-    return [store.enqueue(kind, name, config) for kind, name, config in demo_runs(profile, data_dir)]
+    return [store.enqueue(run.kind, run.name, run.to_dict()) for run in demo_runs(profile, data_dir)]

@@ -16,18 +16,7 @@ from torch.utils.data import DataLoader
 from fusionlab.data.tasks import TaskSpec
 from fusionlab.metrics import compute_metrics, confusion_matrix
 from fusionlab.model import FusionModel
-
-
-@dataclass
-class FusionStats:
-    """Mean fusion weight per layer and adapter (heads averaged), overall and per gold class."""
-
-    adapter_names: list[str]
-    mean: list[list[float]]  # [layer][adapter]
-    per_class: dict[str, list[list[float]]]
-
-    def to_dict(self) -> dict:
-        return {"adapter_names": self.adapter_names, "mean": self.mean, "per_class": self.per_class}
+from fusionlab.runspec import FusionStats
 
 
 @dataclass

@@ -9,12 +9,17 @@ ratios (0/0) count as 0.0, as scikit-learn's ``zero_division`` default does, so 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from fusionlab.data.tasks import TaskSpec
+
+class ScoredTask(Protocol):
+    """What the metrics need of a task: the names of the metrics it lists (a ``TaskSpec`` is one; this module
+    stays below the task registry, which validates its names against :data:`METRICS`)."""
+
+    metrics: Sequence[str]
+
 
 ArrayLike = Sequence[int] | np.ndarray
 
@@ -117,13 +122,13 @@ def _class_ids(predictions: ArrayLike) -> np.ndarray:
     return preds.argmax(axis=-1) if preds.ndim == 2 else preds
 
 
-def compute_metrics(task_spec: TaskSpec, predictions: ArrayLike, labels: ArrayLike) -> dict[str, float]:
+def compute_metrics(task_spec: ScoredTask, predictions: ArrayLike, labels: ArrayLike) -> dict[str, float]:
     """Every metric the task lists, keyed by name; ``predictions`` may be class ids or logits."""
     preds = _class_ids(predictions)
     return {name: METRICS[name](preds, labels) for name in task_spec.metrics}
 
 
-def majority_baseline(labels: ArrayLike, task_spec: TaskSpec) -> dict[str, float]:
+def majority_baseline(labels: ArrayLike, task_spec: ScoredTask) -> dict[str, float]:
     """The task's metrics for always predicting the most frequent class of ``labels`` (ties: lowest id).
 
     Worth showing next to every score: on CoLA or BoolQ a model that learned nothing already reaches

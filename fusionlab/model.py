@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
+from fusionlab import checkpoint
 from fusionlab.adapters.manager import AdapterManager
 from fusionlab.base_model import ffn_output_modules, load_encoder
 from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig
@@ -212,7 +213,7 @@ class FusionModel(nn.Module):
         if len(set(names)) != len(names):
             raise ValueError(f"adapter_names has duplicates: {names}")
         for name in names:
-            self.adapter_manager._check(name)
+            self.adapter_manager.require(name)
         if len(names) == 1:
             return names, None
         if self.fusion_config is None:
@@ -286,8 +287,6 @@ class FusionModel(nn.Module):
     # -- saving and loading (see fusionlab.checkpoint) ---------------------------------------------------------
     def save_pretrained(self, directory, adapter_name: str | None = None, extra: dict | None = None):
         """Save adapter ``adapter_name`` with its head, or, by default, the fusion (or the only adapter)."""
-        from fusionlab import checkpoint
-
         if adapter_name is None and self.fusion_config is None:
             if len(self.adapter_manager.names) != 1:
                 raise ValueError(f"say which adapter to save: adapter_name=... ({self.adapter_manager.names})")
@@ -299,9 +298,7 @@ class FusionModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory, **kwargs) -> FusionModel:
         """Load an adapter or fusion checkpoint; see :func:`fusionlab.checkpoint.load_model` for the options."""
-        from fusionlab import checkpoint
-
-        return checkpoint.load_model(directory, **kwargs)
+        return checkpoint.load_model(cls, directory, **kwargs)
 
     # -- labels ------------------------------------------------------------------------------------------------
     def label_names(self, adapter_names: Sequence[str] | None = None) -> list[str]:

@@ -255,6 +255,21 @@ class RunStore:
             )
             return int(cursor.lastrowid)
 
+    def start(self, kind: str, name: str, config: dict[str, Any], worker_pid: int, device: str) -> Run:
+        """Record a run that starts at once in the calling process (``--inline``), bypassing the queue, so
+        that it is listed, followed and judged like every other run."""
+        if not isinstance(kind, str) or not kind or not isinstance(name, str) or not isinstance(config, dict):
+            raise ValueError(f"a run needs a kind, a name and a config dict; got {kind!r}, {name!r}, {type(config)}")
+        config_json = _dumps(config, "run config")
+        now = time.time()
+        with self._connect(write=True) as conn:  # inserted running: no worker can claim it on the way
+            cursor = conn.execute(
+                "INSERT INTO runs (kind, name, config, status, created_at, started_at, worker_pid, device) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (kind, name, config_json, RUNNING, now, now, worker_pid, device),
+            )
+            return Run._from_row(self._require(conn, int(cursor.lastrowid)))
+
     def claim_next(self, worker_pid: int, device: str) -> Run | None:
         """Atomically move the oldest queued run to ``running`` for this worker (``None``: queue empty)."""
         with self._connect() as conn:  # cheap read first, so an idle worker's polling takes no write lock

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fusionlab.run_context import RunCancelled, RunContext
 from fusionlab.runstore import QUEUED, Run, RunStore
 from fusionlab.workspace import Workspace
 
@@ -39,20 +40,15 @@ EXECUTORS_ENV = "FUSIONLAB_EXECUTORS"
 """Extra or overriding executors: ``"kind=module:function,kind2=module:function"``."""
 
 BUILTIN_EXECUTORS = {
-    "train_adapter": "fusionlab.training.jobs:run_train_adapter",
-    "train_fusion": "fusionlab.training.jobs:run_train_fusion",
+    "train_adapter": "fusionlab.training.jobs:run_training_job",
+    "train_fusion": "fusionlab.training.jobs:run_training_job",
 }
 DEFAULT_IDLE_EXIT_SECONDS = 60.0
 POLL_INTERVAL_S = 0.5
-CANCEL_CHECK_INTERVAL_S = 0.5
 
 log = logging.getLogger(__name__)
 
 Executor = Callable[[Run, "RunContext"], tuple[dict[str, Any], dict[str, Any]]]
-
-
-class RunCancelled(Exception):
-    """Raised by an executor once ``ctx.cancelled()`` is true, so that the run ends cancelled, not failed."""
 
 
 # -- executors -----------------------------------------------------------------------------------------
@@ -86,47 +82,6 @@ def resolve_executor(kind: str) -> Executor:
         raise LookupError(
             f"executor {specs[kind]!r} for run kind {kind!r}: {module_name} has no {func_name!r}"
         ) from None
-
-
-class RunContext:
-    """What an executor may do besides computing: report progress, metrics and snapshots, and see a cancel.
-
-    All reporting goes straight to the run store, where the dashboard polls it.
-    """
-
-    def __init__(self, workspace: Workspace, store: RunStore, run_id: int, device: str) -> None:
-        self.workspace = workspace
-        self.store = store
-        self.run_id = run_id
-        self.device = device
-        self._cancelled = False
-        self._checked_at = float("-inf")
-
-    def log_metrics(self, step: int, values: dict[str, float]) -> None:
-        self.store.log_metrics(self.run_id, step, values)
-
-    def add_snapshot(self, step: int, payload: dict[str, Any]) -> None:
-        self.store.add_snapshot(self.run_id, step, payload)
-
-    def set_progress(self, progress: float, message: str | None = None) -> None:
-        self.store.set_progress(self.run_id, progress, message)
-
-    def cancelled(self) -> bool:
-        """Whether a cancel was requested. Cheap enough to call every step: the store is read at most every
-        half second, and a busy database is treated as "not yet" rather than breaking the run."""
-        now = time.monotonic()
-        if not self._cancelled and now - self._checked_at >= CANCEL_CHECK_INTERVAL_S:
-            self._checked_at = now
-            try:
-                self._cancelled = self.store.is_cancel_requested(self.run_id)
-            except sqlite3.Error as err:
-                log.warning("run %d: could not read the cancel flag (%s); will retry", self.run_id, err)
-        return self._cancelled
-
-    def raise_if_cancelled(self) -> None:
-        """Raise :class:`RunCancelled` if a cancel was requested: a one-line check for an executor's loop."""
-        if self.cancelled():
-            raise RunCancelled(f"run {self.run_id} was cancelled")
 
 
 def _check_result(kind: str, result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -170,6 +125,15 @@ def _execute(workspace: Workspace, store: RunStore, run: Run, device: str) -> No
     else:
         log.info("run %d finished", run.id)
         _record(store.finish, run.id, final_metrics, artifacts)
+
+
+def run_inline(workspace: Workspace, kind: str, name: str, config: dict[str, Any], device: str = "inline") -> Run:
+    """Execute one run in this process instead of a worker's, recorded in the run store like any other (so
+    ``fusionlab runs`` and the Runs page show it); returns the run as it ended."""
+    store = RunStore(workspace.runs_db)
+    run = store.start(kind, name, config, os.getpid(), device)
+    _execute(workspace, store, run, device)
+    return store.get(run.id)
 
 
 # -- the one-worker-per-device lock --------------------------------------------------------------------

@@ -87,8 +87,8 @@ def tiny_workspace(tmp_path_factory, shared_data_dir):
     from fusionlab.workspace import Workspace
 
     workspace = Workspace(tmp_path_factory.mktemp("workspace")).ensure()
-    for kind, _name, config in demo_runs("tiny", str(shared_data_dir)):
-        execute(kind, config, workspace)
+    for run in demo_runs("tiny", str(shared_data_dir)):
+        execute(run, workspace)
     return workspace
 
 

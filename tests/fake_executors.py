@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from fusionlab.run_context import RunCancelled, RunContext
 from fusionlab.runstore import Run
-from fusionlab.worker import RunCancelled, RunContext
 from fusionlab.workspace import CHECKPOINT_MARKER, atomic_directory
 
 Result = tuple[dict[str, Any], dict[str, Any]]

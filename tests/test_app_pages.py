@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fusionlab.dashboard import workspace_view
-from fusionlab.dashboard.inference import examples_for
+from fusionlab.dashboard.examples import examples_for
 from fusionlab.dashboard.settings import HOME_KEY
 from fusionlab.pack import PACK_DIR
 

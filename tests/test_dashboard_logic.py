@@ -11,7 +11,10 @@ import pytest
 import torch
 
 from fusionlab.dashboard import charts, efficiency, mechanics, workspace_view
-from fusionlab.dashboard.inference import DashboardError, Predictor, examples_for, load_predictor
+from fusionlab.dashboard.errors import DashboardError
+from fusionlab.dashboard.examples import examples_for
+from fusionlab.dashboard.inference import Predictor
+from fusionlab.dashboard.widgets import load_predictor
 from fusionlab.data import TASKS
 from fusionlab.model import FusionModel
 from fusionlab.pack import PACK_DIR, install_pack

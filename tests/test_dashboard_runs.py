@@ -24,8 +24,6 @@ import pytest
 from fusionlab.config import AdapterConfig, ModelConfig, TrainingConfig
 from fusionlab.dashboard.colors import adapter_color
 from fusionlab.dashboard.queue import (
-    TRAIN_ADAPTER,
-    TRAIN_FUSION,
     Limits,
     MissingAdaptersError,
     QueueView,
@@ -58,12 +56,13 @@ from fusionlab.dashboard.runs_view import (
     requested_index,
     weights_frame,
 )
+from fusionlab.runspec import TRAIN_ADAPTER, TRAIN_FUSION, AdapterRun, FusionRun
 from fusionlab.runstore import CANCELLED, FAILED, FINISHED, QUEUED, RunStore
 from fusionlab.worker import run_worker
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
 
 TINY = Limits(
-    max_steps=2,
+    steps=2,
     max_train_samples=16,
     max_eval_samples=16,
     max_length=32,
@@ -153,26 +152,28 @@ def workspace(tmp_path: Path, tiny_workspace: Workspace) -> Workspace:
 def test_adapter_config_holds_the_full_validated_configs() -> None:
     config = adapter_run_config("rte", 32, "gelu", TINY, "/data")
 
-    assert config["task"] == config["name"] == "rte"
-    assert config["data_dir"] == "/data"
-    assert AdapterConfig.from_dict(config["adapter_config"]) == AdapterConfig(
-        adapter_size=32, task_name="rte", non_linearity="gelu"
-    )
-    training = TrainingConfig.from_dict(config["training_config"])
+    assert config.task == config.name == "rte"
+    assert config.data_dir == "/data"
+    assert config.adapter_config == AdapterConfig(adapter_size=32, task_name="rte", non_linearity="gelu")
+    training = config.training_config
     assert (training.max_steps, training.max_train_samples, training.eval_steps) == (2, 16, 1)
     assert training.logging_steps == 1, "a two-step run must still log its loss"
-    assert ModelConfig.from_dict(config["model_config"]).max_length == 32
-    json.dumps(config)  # what the run store stores
+    assert config.model_config.max_length == 32
+    stored = json.loads(json.dumps(config.to_dict()))  # what the run store stores
+    assert AdapterRun.from_dict(stored) == config
+    assert TrainingConfig.from_dict(stored["training_config"]) == training
+    assert ModelConfig.from_dict(stored["model_config"]) == config.model_config
 
 
 def test_fusion_config_names_itself_like_the_cli() -> None:
     config = fusion_run_config("rte", ["rte", "sst2"], method="weighted", temperature=2.0, limits=TINY)
 
-    assert config["name"] == "rte-weighted"
-    assert config["adapters"] == config["fusion_config"]["adapter_names"] == ["rte", "sst2"]
-    assert config["fusion_config"]["fusion_method"] == "weighted"
-    assert config["fusion_config"]["temperature"] == 2.0
-    assert fusion_run_config("rte", ["rte"], name="  mine ")["name"] == "mine"
+    assert config.name == "rte-weighted"
+    assert config.adapters == config.fusion_config.adapter_names == ["rte", "sst2"]
+    assert config.fusion_config.fusion_method == "weighted"
+    assert config.fusion_config.temperature == 2.0
+    assert fusion_run_config("rte", ["rte"], name="  mine ").name == "mine"
+    assert FusionRun.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
 @pytest.mark.parametrize(
@@ -181,7 +182,7 @@ def test_fusion_config_names_itself_like_the_cli() -> None:
         (lambda: adapter_run_config("rte", 0, "relu", TINY, None), "AdapterConfig.adapter_size"),
         (lambda: adapter_run_config("rte", 8, "sigmoid", TINY, None), "AdapterConfig.non_linearity"),
         (lambda: adapter_run_config("nosuch", 8, "relu", TINY, None), "Unknown task 'nosuch'"),
-        (lambda: adapter_run_config("rte", 8, "relu", Limits(max_steps=0), None), "TrainingConfig.max_steps"),
+        (lambda: adapter_run_config("rte", 8, "relu", Limits(steps=0), None), "TrainingConfig.max_steps"),
         (lambda: adapter_run_config("rte", 8, "relu", Limits(learning_rate=0.0), None), "TrainingConfig.learning_rate"),
         (lambda: adapter_run_config("rte", 8, "relu", Limits(batch_size=-4), None), "per_device_train_batch_size"),
         (lambda: adapter_run_config("rte", 8, "relu", Limits(max_length=0), None), "ModelConfig.max_length"),
@@ -211,9 +212,8 @@ def test_limits_from_form_read_zero_as_unset_and_pass_the_rest_on() -> None:
     )
     assert (limits.max_train_samples, limits.eval_steps, limits.snapshot_steps) == (None, None, None)
     assert limits.max_eval_samples == 10
-    negative = dataclasses.replace(limits, max_train_samples=-1)
     with pytest.raises(ValueError, match=r"TrainingConfig\.max_train_samples"):
-        negative.training_config()
+        dataclasses.replace(limits, max_train_samples=-1).training_config()
 
 
 # -- queuing -----------------------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ def test_two_sessions_queuing_at_once_lose_and_duplicate_nothing(store: RunStore
         try:
             barrier.wait()
             for call in range(calls_per_session):
-                marker = Limits(max_steps=2, max_train_samples=1000 * number + call + 1)
+                marker = Limits(steps=2, max_train_samples=1000 * number + call + 1)
                 ids = queue_adapter_runs(store, ["rte", "cb"], {}, "relu", marker, None)
                 with lock:
                     returned.extend(ids)

@@ -24,7 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu, "tanh": torch.tanh}
+from fusionlab.config import NON_LINEARITIES
+
+_FUNCTIONS = {"relu": F.relu, "gelu": F.gelu, "swish": F.silu, "tanh": torch.tanh}
+ACTIVATIONS = {name: _FUNCTIONS[name] for name in NON_LINEARITIES}
+"""The non-linearities :data:`fusionlab.config.NON_LINEARITIES` names (a name without a function fails here)."""
 
 
 class BottleneckAdapter(nn.Module):

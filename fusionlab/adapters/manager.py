@@ -74,7 +74,7 @@ class AdapterManager(nn.Module):
         return adapter
 
     def remove_adapter(self, name: str) -> None:
-        self._check(name)
+        self.require(name)
         del self.adapters[name]
 
     def set_num_layers(self, num_layers: int) -> None:
@@ -96,10 +96,11 @@ class AdapterManager(nn.Module):
     def freeze(self, names: Iterable[str] | None = None, frozen: bool = True) -> None:
         """Stop (or, with ``frozen=False``, restart) gradient updates for the named adapters (all if None)."""
         for name in self.names if names is None else list(names):
-            self._check(name)
+            self.require(name)
             self.adapters[name].requires_grad_(not frozen)
 
-    def _check(self, name: str) -> None:
+    def require(self, name: str) -> None:
+        """Raise a ``KeyError`` listing the known adapters unless ``name`` is one of them."""
         if name not in self.adapters:
             known = ", ".join(self.names) or "none"
             raise KeyError(f"no adapter named {name!r} (known adapters: {known})")
@@ -131,7 +132,7 @@ class AdapterManager(nn.Module):
         """
         for name in names:
             if name not in self.adapters:
-                self._check(name)
+                self.require(name)
         key = str(layer + self.num_layers if layer < 0 else layer)  # ModuleList keys; negatives count from the end
         blocks = [self.adapters[n].layers._modules[key] for n in names]
         if len(blocks) == 1 and not factored:
@@ -141,7 +142,7 @@ class AdapterManager(nn.Module):
 
     # -- inspection ---------------------------------------------------------------------------------------
     def num_parameters(self, name: str) -> int:
-        self._check(name)
+        self.require(name)
         return sum(p.numel() for p in self.adapters[name].parameters())
 
     def adapter_info(self) -> list[dict]:
@@ -176,7 +177,7 @@ class AdapterManager(nn.Module):
 
     def state_dict_for(self, name: str) -> dict[str, torch.Tensor]:
         """The named adapter's tensors, keyed ``layers.<i>.<down|up>.<weight|bias>``."""
-        self._check(name)
+        self.require(name)
         return {k: v.detach() for k, v in self.adapters[name].state_dict().items()}
 
     def content_hash(self, name: str) -> str:

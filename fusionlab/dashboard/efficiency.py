@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import streamlit as st
 import torch
 
-from fusionlab.dashboard.inference import Predictor, checkpoint_signature, examples_for, load_predictor
+from fusionlab.dashboard.examples import examples_for
+from fusionlab.dashboard.inference import Predictor
 from fusionlab.workspace import Workspace
 
 DEFAULT_REPEATS = 20
@@ -163,13 +163,3 @@ def measure_latency(predictor: Predictor, repeats: int = DEFAULT_REPEATS, warmup
         fusion_adapters=info.adapters,
         fusion_ms=tuple(fusion_ms),
     )
-
-
-@st.cache_data(max_entries=16, show_spinner="Timing the encoder, one adapter and fusion…")
-def _cached_latency(root: str, fusion: str, signature: tuple[tuple[str, int], ...], repeats: int) -> LatencyReport:
-    return measure_latency(load_predictor(Workspace(root), fusion), repeats)
-
-
-def cached_latency(workspace: Workspace, fusion: str, repeats: int = DEFAULT_REPEATS) -> LatencyReport:
-    """:func:`measure_latency`, remembered per fusion and checkpoint version (a measurement takes seconds)."""
-    return _cached_latency(str(workspace.root), fusion, checkpoint_signature(workspace, fusion), repeats)

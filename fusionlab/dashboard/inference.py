@@ -1,6 +1,7 @@
 """Playground inference: one trained fusion, loaded once, compared with its target task's own adapter.
 
-A :class:`Predictor` is shared by every browser session of a Streamlit server (see :func:`load_predictor`), so
+Streamlit-free (the cached loader and the picker are in :mod:`fusionlab.dashboard.widgets`). A
+:class:`Predictor` is shared by every browser session of a Streamlit server, so
 its forward passes and its tokenizer run under one lock: fast tokenizers refuse concurrent use, and CPU torch
 already spreads one forward pass over every core, so serialising sessions costs nothing.
 
@@ -19,98 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import streamlit as st
 import torch
 
 from fusionlab.base_model import load_tokenizer
 from fusionlab.checkpoint import CheckpointError, read_meta
+from fusionlab.dashboard.errors import DashboardError
 from fusionlab.data import TaskSpec, encode_texts, get_task
 from fusionlab.model import FusionModel
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
-
-
-class DashboardError(Exception):
-    """Something the user can fix; its message is shown on the page as it is (never a traceback)."""
-
-
-@dataclass(frozen=True)
-class Example:
-    """A hand-written input for a task: one text, or a pair for pair tasks."""
-
-    text: str
-    pair: str | None = None
-
-    @property
-    def label(self) -> str:
-        """Short button caption."""
-        return self.text if len(self.text) <= 48 else self.text[:45] + "…"
-
-
-EXAMPLES: dict[str, tuple[Example, ...]] = {
-    "sst2": (
-        Example("This movie is absolutely fantastic!"),  # the original notebook's sentence
-        Example("A warm, funny little film that never overstays its welcome."),
-        Example("The plot drags and the jokes land with a thud."),
-        Example("I expected to be bored, but the last act won me over."),
-    ),
-    "imdb": (
-        Example("This movie is absolutely fantastic!"),  # the original notebook's sentence
-        Example("The cast clearly had fun, and so did I: sharp writing, great pacing, a lovely score."),
-        Example("Two hours I will never get back. Wooden acting and a script full of holes."),
-    ),
-    "cola": (
-        Example("The children played in the garden all afternoon."),
-        Example("Garden the in afternoon played children all the."),
-        Example("She seems that he left early."),
-    ),
-    "mnli": (
-        Example("A man is repairing a bicycle in his garage.", "Someone is fixing a bike."),
-        Example("The museum is closed on Mondays.", "You can visit the museum every day of the week."),
-        Example("The team won the match in overtime.", "The stadium was full."),
-    ),
-    "sick": (
-        Example("A dog is running across a sandy beach.", "An animal is moving on the sand."),
-        Example("A woman is slicing an onion.", "Nobody is cutting a vegetable."),
-    ),
-    "cb": (
-        Example("I doubt that the shop will still be open when we get there.", "The shop will be open."),
-        Example("She told me that the train had already left.", "The train had left."),
-    ),
-    "rte": (
-        Example(
-            "The new bridge, opened in March, links the two halves of the town across the river.",
-            "The town has a new bridge.",
-        ),
-        Example("Maria sold her old car and now cycles to work every day.", "Maria drives to work."),
-        Example("The company reported record profits for the third year running.", "The company is losing money."),
-    ),
-    "mrpc": (
-        Example(
-            "The council approved the new budget on Tuesday evening.",
-            "On Tuesday night the council passed the new budget.",
-        ),
-        Example("The factory will close next year.", "The factory hired two hundred new workers."),
-    ),
-    "qnli": (
-        Example("When was the bridge opened?", "The bridge was opened to traffic in the spring of 1932."),
-        Example("Who designed the tower?", "The tower is painted every seven years."),
-    ),
-    "boolq": (
-        Example(
-            "is a tomato a fruit",
-            "Botanically, a tomato is a fruit because it develops from the flower and contains seeds.",
-        ),
-        Example(
-            "can penguins fly",
-            "Penguins are flightless seabirds; their wings have evolved into flippers for swimming.",
-        ),
-    ),
-}
-
-
-def examples_for(task: str) -> tuple[Example, ...]:
-    """The built-in examples of ``task`` (none for a user's own task)."""
-    return EXAMPLES.get(task, ())
 
 
 @dataclass(frozen=True)
@@ -327,19 +244,6 @@ def checkpoint_signature(workspace: Workspace, fusion: str) -> tuple[tuple[str, 
     return tuple(signature)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the fusion and its adapters…")
-def _cached_predictor(root: str, fusion: str, signature: tuple[tuple[str, int], ...]) -> Predictor:
-    return Predictor(Workspace(root), fusion)
-
-
-def load_predictor(workspace: Workspace, fusion: str) -> Predictor:
-    """The server-wide :class:`Predictor` of ``fusion``, reloaded when its checkpoints change on disk.
-
-    Errors are not cached (Streamlit never caches an exception), so fixing the workspace fixes the page.
-    """
-    return _cached_predictor(str(workspace.root), fusion, checkpoint_signature(workspace, fusion))
-
-
 SENTIMENT_TARGETS = ("imdb", "sst2")
 
 
@@ -357,30 +261,3 @@ def preferred_fusion(workspace: Workspace, fusions: Sequence[str]) -> str:
             except (CheckpointError, KeyError):
                 continue
     return fusions[0]
-
-
-def choose_fusion() -> tuple[Workspace, str, Predictor]:
-    """The fusion picker shared by the Playground and Efficiency pages: workspace, chosen fusion, its predictor.
-
-    Stops the page with a readable message when the workspace cannot be read, holds no fusion yet, or the chosen
-    fusion cannot be loaded.
-    """
-    from fusionlab.dashboard import urlstate, workspace_view
-
-    try:
-        workspace = workspace_view.session_settings().workspace
-    except DashboardError as err:
-        st.error(str(err))
-        st.stop()
-    fusions = workspace.list_fusions()
-    if not fusions:
-        st.info("This workspace has no fusion yet: prepare the demo on the Home page, or train one on the Train page.")
-        st.stop()
-    urlstate.set_default(urlstate.FUSION, preferred_fusion(workspace, fusions))
-    fusion = st.selectbox("Fusion", fusions, **urlstate.bound(urlstate.FUSION))
-    try:
-        predictor = load_predictor(workspace, fusion)
-    except DashboardError as err:
-        st.error(str(err))
-        st.stop()
-    return workspace, fusion, predictor

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from fusionlab.base_model import ffn_output_modules
 from fusionlab.config import FusionConfig
 from fusionlab.dashboard.inference import Predictor
-from fusionlab.fusion import AttentionFusion, FusionLayer, WeightedFusion, build_fusion
+from fusionlab.fusion import LEARNED_WEIGHT_METHODS, AttentionFusion, FusionLayer, WeightedFusion, build_fusion
 
-METHODS = ("attention", "weighted")
+METHODS = LEARNED_WEIGHT_METHODS
 RANDOM_ADAPTER_NAMES = ("sentiment", "nli", "qa", "paraphrase", "grammar", "topic")
 HEAD_CHOICES = (1, 2, 4, 8)
 

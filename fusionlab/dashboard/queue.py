@@ -14,40 +14,30 @@ duplicate a run.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
 from fusionlab.checkpoint import read_meta
-from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig, TrainingConfig
+from fusionlab.config import AdapterConfig, FusionConfig
 from fusionlab.data.tasks import TASKS, get_task
 from fusionlab.pack.store import own_name
+from fusionlab.runspec import TRAIN_ADAPTER, AdapterRun, Budget, FusionRun, parse_run
 from fusionlab.runstore import METRIC_COLUMNS, QUEUED, RUNNING, TERMINAL_STATUSES, Run, RunStore, Snapshot
 from fusionlab.worker import worker_running
 from fusionlab.workspace import Workspace
 
-TRAIN_ADAPTER = "train_adapter"
-TRAIN_FUSION = "train_fusion"
 
+@dataclass
+class Limits(Budget):
+    """The Train page's budget: sized like the classroom demo's runs (a couple of minutes on a laptop CPU), so
+    a first click gives a run that ends while the user is still watching."""
 
-@dataclass(frozen=True)
-class Limits:
-    """How long and on how much data a run trains: the form fields shared by adapter and fusion runs.
-
-    The defaults are sized like the classroom demo's runs (a couple of minutes on a laptop CPU), so a first click
-    gives a run that ends while the user is still watching. ``eval_steps``/``snapshot_steps`` of ``None`` mean
-    "only at the end".
-    """
-
-    max_steps: int = 100
     max_train_samples: int | None = 4000
     max_eval_samples: int | None = 400
-    max_length: int = 128
-    batch_size: int = 16
-    learning_rate: float = 1e-3
     eval_steps: int | None = 40
-    snapshot_steps: int | None = None
 
     @classmethod
     def from_form(
@@ -72,7 +62,7 @@ class Limits:
             return None if value == 0 else value
 
         return cls(
-            max_steps=max_steps,
+            steps=max_steps,
             max_train_samples=optional(max_train_samples),
             max_eval_samples=optional(max_eval_samples),
             max_length=max_length,
@@ -82,30 +72,8 @@ class Limits:
             snapshot_steps=optional(snapshot_steps),
         )
 
-    def training_config(self) -> dict:
-        """The validated :class:`TrainingConfig` as a dict (``ValueError`` naming the field if invalid).
 
-        Loss is logged about four times per run (at most every ten steps), so even a very short run has a
-        loss curve to show.
-        """
-        logging_steps = max(1, min(10, self.max_steps // 4)) if self.max_steps > 0 else 10
-        return TrainingConfig(
-            learning_rate=self.learning_rate,
-            max_steps=self.max_steps,
-            per_device_train_batch_size=self.batch_size,
-            max_train_samples=self.max_train_samples,
-            max_eval_samples=self.max_eval_samples,
-            eval_steps=self.eval_steps,
-            snapshot_steps=self.snapshot_steps,
-            logging_steps=logging_steps,
-        ).to_dict()
-
-    def model_config(self) -> dict:
-        """The validated :class:`ModelConfig` (the default encoder, this ``max_length``) as a dict."""
-        return ModelConfig(max_length=self.max_length).to_dict()
-
-
-FUSION_LIMITS = Limits(max_steps=100, learning_rate=1e-3, snapshot_steps=10)
+FUSION_LIMITS = Limits(steps=100, learning_rate=1e-3, snapshot_steps=10)
 """Defaults of the fusion form: the classroom demo's fusion stage, with weight snapshots for the live view."""
 
 
@@ -121,27 +89,21 @@ class MissingAdaptersError(ValueError):
         )
 
 
-def adapter_run_config(task: str, adapter_size: int, non_linearity: str, limits: Limits, data_dir: str | None) -> dict:
-    """The JSON config of a ``train_adapter`` run for ``task`` (see :mod:`fusionlab.training.jobs`).
+def adapter_run_config(
+    task: str, adapter_size: int, non_linearity: str, limits: Budget, data_dir: str | None
+) -> AdapterRun:
+    """The ``train_adapter`` run for ``task``, named after its task.
 
-    Raises ``ValueError`` for an unknown task or any invalid value; the adapter is named after its task.
+    Raises ``ValueError`` for an unknown task or any invalid value (the message names the field).
     """
     get_task(task)
-    adapter = AdapterConfig(adapter_size=adapter_size, task_name=task, non_linearity=non_linearity)
-    return {
-        "task": task,
-        "name": task,
-        "adapter_config": adapter.to_dict(),
-        "training_config": limits.training_config(),
-        "model_config": limits.model_config(),
-        "data_dir": data_dir,
-    }
-
-
-def fusion_name(name: str | None, target_task: str, method: str) -> str:
-    """The fusion's checkpoint name: the one typed, else ``<target>-<method>`` as the CLI and the demo name it,
-    so a fusion is called the same whichever way it was queued."""
-    return (name or "").strip() or f"{target_task}-{method}"
+    return AdapterRun(
+        task=task,
+        adapter_config=AdapterConfig(adapter_size=adapter_size, task_name=task, non_linearity=non_linearity),
+        training_config=limits.training_config(),
+        model_config=limits.model_config(),
+        data_dir=data_dir,
+    )
 
 
 def default_target(adapters: Sequence[str]) -> str:
@@ -158,33 +120,32 @@ def fusion_run_config(
     heads: int = 1,
     temperature: float = 1.0,
     value_regularization: float = 0.0,
-    limits: Limits = FUSION_LIMITS,
+    limits: Budget = FUSION_LIMITS,
     data_dir: str | None = None,
     name: str | None = None,
-) -> dict:
-    """The JSON config of a ``train_fusion`` run over ``adapters`` for ``target_task``.
+) -> FusionRun:
+    """The ``train_fusion`` run over ``adapters`` for ``target_task`` (named ``<target>-<method>`` by default).
 
     Raises ``ValueError`` for an unknown target task or an invalid value. Whether the name can be a checkpoint
     directory and the adapters exist is :func:`queue_fusion_run`'s business (it needs the workspace).
     """
     get_task(target_task)
-    fusion = FusionConfig(
-        fusion_method=method,
-        adapter_names=list(adapters),
-        num_attention_heads=heads,
-        temperature=temperature,
-        value_regularization=value_regularization,
+    return FusionRun(
         target_task=target_task,
+        adapters=list(adapters),
+        name=name or "",
+        fusion_config=FusionConfig(
+            fusion_method=method,
+            adapter_names=list(adapters),
+            num_attention_heads=heads,
+            temperature=temperature,
+            value_regularization=value_regularization,
+            target_task=target_task,
+        ),
+        training_config=limits.training_config(),
+        model_config=limits.model_config(),
+        data_dir=data_dir,
     )
-    return {
-        "target_task": target_task,
-        "adapters": list(adapters),
-        "name": fusion_name(name, target_task, method),
-        "fusion_config": fusion.to_dict(),
-        "training_config": limits.training_config(),
-        "model_config": limits.model_config(),
-        "data_dir": data_dir,
-    }
 
 
 def queue_adapter_runs(
@@ -204,20 +165,32 @@ def queue_adapter_runs(
     """
     if not tasks:
         raise ValueError("choose at least one task to train an adapter for")
-    configs = [
+    runs = [
         adapter_run_config(task, adapter_sizes.get(task, AdapterConfig.adapter_size), non_linearity, limits, data_dir)
         for task in tasks
     ]
     if workspace is not None:
-        for config in configs:
-            config["name"] = own_name(workspace, config["name"])
-    return [store.enqueue(TRAIN_ADAPTER, config["name"], config) for config in configs]
+        runs = [dataclasses.replace(run, name=own_name(workspace, run.name)) for run in runs]
+    return [store.enqueue(run.kind, run.name, run.to_dict()) for run in runs]
+
+
+def _pending_adapter_runs(store: RunStore) -> list[tuple[int, AdapterRun]]:
+    """``(run id, run)`` of the queued or running adapter runs; one whose config is invalid is left out (the
+    worker fails it with the reason, so it will produce no adapter)."""
+    pending = []
+    for run in store.list_runs(status=(QUEUED, RUNNING), kind=TRAIN_ADAPTER):
+        try:
+            spec = parse_run(run.kind, run.config)
+        except ValueError:
+            continue
+        if isinstance(spec, AdapterRun):
+            pending.append((run.id, spec))
+    return pending
 
 
 def pending_adapter_names(store: RunStore) -> list[str]:
     """Names of the adapters that queued or running ``train_adapter`` runs will produce, sorted."""
-    runs = store.list_runs(status=(QUEUED, RUNNING), kind=TRAIN_ADAPTER)
-    return sorted({run.config.get("name") or run.config["task"] for run in runs})
+    return sorted({spec.name for _, spec in _pending_adapter_runs(store)})
 
 
 def available_adapters(workspace: Workspace, store: RunStore) -> list[str]:
@@ -237,11 +210,9 @@ def adapter_non_linearities(workspace: Workspace, store: RunStore, names: Sequen
         for name in names
         if name in trained
     }
-    pending = sorted(store.list_runs(status=(QUEUED, RUNNING), kind=TRAIN_ADAPTER), key=lambda run: run.id)
-    for run in pending:
-        name = run.config.get("name") or run.config["task"]
-        if name in names:
-            found[name] = (run.config.get("adapter_config") or {}).get("non_linearity", AdapterConfig.non_linearity)
+    for _, spec in sorted(_pending_adapter_runs(store), key=lambda pair: pair[0]):
+        if spec.name in names:
+            found[spec.name] = spec.adapter_config.non_linearity
     return {name: found[name] for name in names if name in found}
 
 
@@ -268,7 +239,7 @@ def queue_fusion_run(
     before this fusion starts. The check guides the user rather than guarantees: an adapter run cancelled in another tab at the same instant
     lets the fusion through, and the worker then fails it with a clear error; no run is lost or duplicated.
     """
-    config = fusion_run_config(
+    run = fusion_run_config(
         target_task,
         adapters,
         method=method,
@@ -279,7 +250,7 @@ def queue_fusion_run(
         data_dir=data_dir,
         name=name,
     )
-    workspace.fusion_dir(config["name"])  # a ValueError for names such as "../x" that would escape fusions/
+    workspace.fusion_dir(run.name)  # a ValueError for names such as "../x" that would escape fusions/
     available = set(available_adapters(workspace, store))
     missing = [adapter for adapter in adapters if adapter not in available]
     if missing:
@@ -288,7 +259,7 @@ def queue_fusion_run(
     if len(set(activations.values())) > 1:
         used = ", ".join(f"{name} uses {activation}" for name, activation in activations.items())
         raise ValueError(f"adapters fused together must share one non-linearity, but {used}")
-    return store.enqueue(TRAIN_FUSION, config["name"], config)
+    return store.enqueue(run.kind, run.name, run.to_dict())
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import io
 import json
 import re
 import zipfile
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from fusionlab.data.tasks import TASKS
+from fusionlab.runspec import FusionStats, run_result
+from fusionlab.runspec import run_task as stored_run_task
 from fusionlab.runstore import FINISHED, Run, RunStore
 from fusionlab.workspace import CHECKPOINT_MARKER
 
@@ -52,7 +53,7 @@ class ArtifactsUnavailableError(FileNotFoundError):
 
 def run_task(run: Run) -> str | None:
     """The task a run trains for: ``task`` of an adapter run, ``target_task`` of a fusion run."""
-    return run.config.get("task") or run.config.get("target_task")
+    return stored_run_task(run.kind, run.config)
 
 
 def run_label(run: Run) -> str:
@@ -61,22 +62,15 @@ def run_label(run: Run) -> str:
 
 
 def main_metric(run: Run) -> str | None:
-    """The name of the metric a run is judged by: its task's main metric.
-
-    A user's own task (``custom_task``) is registered in the worker's process, not necessarily in the
-    dashboard's; such a run is judged by the first metric it reported.
-    """
-    task = run_task(run)
-    if task in TASKS:
-        return TASKS[task].main_metric
-    metrics = (run.final_metrics or {}).get("metrics") or {}
-    return next(iter(metrics), None)
+    """The name of the metric a finished run is judged by, as it recorded it (``None`` before it has ended)."""
+    result = run_result(run)
+    return result.main_metric if result is not None else None
 
 
 def main_score(run: Run) -> float | None:
     """The final dev value of the run's :func:`main_metric` (``None`` until the run has finished)."""
-    metric = main_metric(run)
-    return ((run.final_metrics or {}).get("metrics") or {}).get(metric) if metric else None
+    result = run_result(run)
+    return result.score if result is not None else None
 
 
 def _local_time(seconds: pd.Series) -> pd.Series:
@@ -186,7 +180,8 @@ def dev_metric_names(names: list[str]) -> list[str]:
 def dev_metric_for(run: Run, metrics: pd.DataFrame) -> str:
     """The dev metric to plot for a run: its main metric as logged (``eval_<metric>``), else whichever dev
     metric it did log (a user task's main metric is unknown to the dashboard until the run has finished)."""
-    preferred = f"eval_{main_metric(run) or 'accuracy'}"
+    task = TASKS.get(run_task(run) or "")  # a live run has no result yet: its built-in task says what it is judged by
+    preferred = f"eval_{main_metric(run) or (task.main_metric if task else 'accuracy')}"
     logged = dev_metric_names(sorted(set(metrics["name"])))
     return preferred if preferred in logged or not logged else logged[0]
 
@@ -255,50 +250,23 @@ def highlight_differences(diff: pd.DataFrame) -> Styler:
     return diff.style.apply(row_style, axis=1)
 
 
-@dataclass(frozen=True)
-class FusionStats:
-    """A fusion run's dev-set fusion weights: mean softmax weight per ``[layer][adapter]``, overall and per
-    gold class (heads and tokens averaged, as :mod:`fusionlab.evaluation` computes them)."""
-
-    adapter_names: list[str]
-    mean: list[list[float]]
-    per_class: dict[str, list[list[float]]]
-
-    @property
-    def classes(self) -> list[str]:
-        """The gold classes the statistics are broken down by (only those present in the dev sample)."""
-        return list(self.per_class)
-
-    def frame(self, label: str | None = None) -> pd.DataFrame:
-        """Layer × adapter weights (rows ``layer 1..L``, columns adapter names): all examples, or one class."""
-        if label is not None and label not in self.per_class:
-            raise ValueError(f"no fusion statistics for class {label!r}; classes: {', '.join(self.classes)}")
-        matrix = self.mean if label is None else self.per_class[label]
-        return weights_frame(matrix, self.adapter_names)
-
-
 def weights_frame(layers: list[list[float]], adapter_names: list[str]) -> pd.DataFrame:
     """Fusion weights ``[layer][adapter]`` as a frame indexed ``layer 1..L`` with one column per adapter."""
-    return pd.DataFrame(
-        layers, index=[f"layer {i}" for i in range(1, len(layers) + 1)], columns=list(adapter_names), dtype="float64"
-    )
+    return FusionStats(list(adapter_names), layers).frame()
 
 
 def fusion_stats(run: Run) -> FusionStats | None:
     """The dev-set fusion statistics of a finished fusion run; ``None`` for other runs or an empty record."""
-    stats = (run.final_metrics or {}).get("fusion_stats")
-    if not stats or not stats.get("mean"):
-        return None
-    return FusionStats(list(stats["adapter_names"]), stats["mean"], dict(stats.get("per_class") or {}))
+    result = run_result(run)
+    return result.fusion_stats if result is not None and result.fusion_stats and result.fusion_stats.mean else None
 
 
 def confusion(run: Run) -> tuple[list[list[int]], list[str]] | None:
     """A finished run's dev confusion matrix ``[gold][predicted]`` and its label names, if it recorded one."""
-    final = run.final_metrics or {}
-    matrix, labels = final.get("confusion_matrix"), final.get("label_names")
-    if not matrix or not labels:
+    result = run_result(run)
+    if result is None or not result.confusion_matrix or not result.label_names:
         return None
-    return matrix, list(labels)
+    return result.confusion_matrix, result.label_names
 
 
 def checkpoint_path(run: Run) -> Path | None:

@@ -1,6 +1,6 @@
 """Where the dashboard reads from: the workspace, the data directory and the training device.
 
-Every page calls :func:`current_settings`; ``app.py`` lets the user change them in the sidebar. Defaults come
+Every page reads them through :func:`fusionlab.dashboard.widgets.session_settings`; ``app.py`` lets the user change them in the sidebar. Defaults come
 from the environment (``FUSIONLAB_HOME``, ``FUSIONLAB_DATA_DIR``) exactly as for the CLI, so
 ``streamlit run app.py`` and ``fusionlab ...`` look at the same workspace.
 """
@@ -34,13 +34,6 @@ def resolve_settings(home: str | None = None, data_dir: str | None = None) -> Se
     the pretrained pack installed in it, so a fresh machine opens on trained adapters and fusions."""
     workspace = ready_workspace(home or None)
     return Settings(workspace=workspace, data_dir=resolve_data_dir(data_dir or None))
-
-
-def current_settings() -> Settings:
-    """The settings of this browser session (sidebar values if set, else the environment's)."""
-    import streamlit as st
-
-    return resolve_settings(st.session_state.get(HOME_KEY), st.session_state.get(DATA_KEY))
 
 
 def default_home() -> str:

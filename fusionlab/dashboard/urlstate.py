@@ -16,7 +16,7 @@ from typing import Any
 
 import streamlit as st
 
-from fusionlab.dashboard.inference import Example
+from fusionlab.dashboard.examples import Example
 
 FUSION = "fusion"
 TEXT = "text"

@@ -11,6 +11,7 @@ click sees the first one's runs.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 from collections.abc import Iterator
@@ -20,29 +21,17 @@ from typing import Any
 
 from fusionlab.checkpoint import CheckpointError, read_meta
 from fusionlab.config import ModelConfig
-from fusionlab.dashboard.inference import DashboardError
-from fusionlab.dashboard.settings import Settings, current_settings
+from fusionlab.dashboard.errors import DashboardError
 from fusionlab.demo import demo_runs, enqueue_demo, missing_adapters, missing_data
 from fusionlab.pack.card import ArtifactCard
-from fusionlab.pack.store import PackError, is_pack_artifact, read_card
+from fusionlab.pack.store import is_pack_artifact, read_card
+from fusionlab.runspec import AdapterRun, FusionRun, parse_run
 from fusionlab.runstore import QUEUED, RUNNING, Run, RunStore
 from fusionlab.worker import ensure_worker
 from fusionlab.workspace import Workspace
 
 DEMO_PROFILE = "classroom"
 DEMO_LOCK = "demo-queue.lock"
-
-
-def session_settings() -> Settings:
-    """This session's settings, or a :class:`DashboardError` when the workspace cannot be created there."""
-    try:
-        return current_settings()
-    except OSError as err:
-        raise DashboardError(
-            f"The workspace cannot be used: {err}. Choose another workspace directory in the sidebar."
-        ) from err
-    except PackError as err:
-        raise DashboardError(f"The pretrained pack could not be installed into the workspace: {err}") from err
 
 
 @dataclass(frozen=True)
@@ -200,19 +189,27 @@ def summarize_workspace(workspace: Workspace) -> WorkspaceSummary:
 
 
 # -- the demo ---------------------------------------------------------------------------------------------
-def _comparable(config: dict) -> dict:
-    """A run config without its data directory: two tabs may point at different data but queue the same demo."""
-    return {k: v for k, v in config.items() if k != "data_dir"}
+def _comparable(run: AdapterRun | FusionRun) -> AdapterRun | FusionRun:
+    """A run without its data directory: two tabs may point at different data but queue the same demo."""
+    return dataclasses.replace(run, data_dir=None)
+
+
+def _stored_run(run: Run) -> AdapterRun | FusionRun | None:
+    try:
+        return parse_run(run.kind, run.config)
+    except ValueError:
+        return None  # a run of another kind (or an unreadable one) is not part of the demo
 
 
 def pending_demo_runs(store: RunStore, data_dir: str | None = None) -> list[Run]:
     """Queued or running runs of the classroom demo (recognised by kind, name and config)."""
-    plan = [(kind, name, _comparable(config)) for kind, name, config in demo_runs(DEMO_PROFILE, data_dir)]
-    return [
-        run
-        for run in store.list_runs(status=(QUEUED, RUNNING))
-        if (run.kind, run.name, _comparable(run.config)) in plan
-    ]
+    plan = [_comparable(run) for run in demo_runs(DEMO_PROFILE, data_dir)]
+    pending = []
+    for run in store.list_runs(status=(QUEUED, RUNNING)):
+        spec = _stored_run(run)
+        if spec is not None and _comparable(spec) in plan:
+            pending.append(run)
+    return pending
 
 
 @contextmanager

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from fusionlab.adapters.layer import FactoredDeltas
+from fusionlab.config import FusionConfig
 from fusionlab.fusion.base import FusionLayer, weighted_sum
 
 
@@ -53,6 +54,16 @@ class AttentionFusion(FusionLayer):
         self.key = nn.Linear(hidden_size, hidden_size, bias=False)
         self.value = nn.Linear(hidden_size, hidden_size)
         self.reset_parameters()
+
+    @classmethod
+    def from_config(cls, config: FusionConfig, hidden_size: int) -> AttentionFusion:
+        return cls(
+            hidden_size,
+            len(config.adapter_names),
+            num_attention_heads=config.num_attention_heads,
+            dropout=config.fusion_dropout,
+            temperature=config.temperature,
+        )
 
     def reset_parameters(self) -> None:
         """Small random query/key (near-uniform weights at first), identity value: fusion starts as averaging."""

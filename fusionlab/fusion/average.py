@@ -14,6 +14,7 @@ class AverageFusion(FusionLayer):
     """``mean_i a_i``: no parameters; with adapters removed, the mean over those kept."""
 
     method = "average"
+    learns_weights = False
     accepts_factored_deltas = True  # fuse_deltas takes FactoredDeltas as well as [M, N, H] tensors
 
     def fuse_deltas(

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from fusionlab.adapters.layer import FactoredDeltas
+from fusionlab.config import FusionConfig
 
 
 class FusionOutput(NamedTuple):
@@ -47,6 +48,15 @@ class FusionLayer(nn.Module):
     """Base class: validation, the list-of-outputs entry point, and the value-regularisation hook."""
 
     method: ClassVar[str] = "base"
+    learns_weights: ClassVar[bool] = True
+    """Whether the weights over adapters are learned (worth showing as what the fusion chose)."""
+
+    @classmethod
+    def from_config(cls, config: FusionConfig, hidden_size: int) -> FusionLayer:
+        """One layer of this method over ``config.adapter_names`` (a method with options of its own overrides)."""
+        return cls(
+            hidden_size, len(config.adapter_names), dropout=config.fusion_dropout, temperature=config.temperature
+        )
 
     def __init__(self, hidden_size: int, num_adapters: int, dropout: float = 0.0, temperature: float = 1.0) -> None:
         super().__init__()

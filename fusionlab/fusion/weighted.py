@@ -12,9 +12,8 @@ import torch
 from torch import nn
 
 from fusionlab.adapters.layer import FactoredDeltas
+from fusionlab.config import WEIGHT_INITIALIZATIONS, FusionConfig
 from fusionlab.fusion.base import FusionLayer, weighted_sum
-
-WEIGHT_INITIALIZATIONS = ("uniform", "normal", "target")
 
 
 class WeightedFusion(FusionLayer):
@@ -49,6 +48,17 @@ class WeightedFusion(FusionLayer):
             self.fusion_weights = nn.Parameter(logits)
         else:
             self.register_buffer("fusion_weights", logits)
+
+    @classmethod
+    def from_config(cls, config: FusionConfig, hidden_size: int) -> WeightedFusion:
+        return cls(
+            hidden_size,
+            len(config.adapter_names),
+            learnable_weights=config.learnable_weights,
+            weight_initialization=config.weight_initialization,
+            dropout=config.fusion_dropout,
+            temperature=config.temperature,
+        )
 
     @staticmethod
     def _initial_logits(num: int, how: str) -> torch.Tensor:

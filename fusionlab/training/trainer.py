@@ -39,6 +39,7 @@ from fusionlab.evaluation import EvaluationResult, evaluate_model
 from fusionlab.metrics import majority_baseline
 from fusionlab.model import FusionModel
 from fusionlab.pack.store import install_pack, is_pack_artifact
+from fusionlab.runspec import RunResult
 from fusionlab.training.loop import LoopHooks, LoopResult, Reporter, run_training
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
 
@@ -57,23 +58,31 @@ class TrainResult:
     best_step: int
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
+    main_metric: str = "accuracy"
+    """The metric the task is judged by (its spec's), so no reader has to look the task up again."""
 
     @property
     def metrics(self) -> dict[str, float]:
         return self.evaluation.metrics
 
-    def summary(self) -> dict:
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "task": self.task,
-            "path": str(self.path),
-            "metrics": self.metrics,
-            "majority_baseline": self.baseline,
-            "steps": self.steps,
-            "best_step": self.best_step,
-            "stopped_early": self.stopped_early,
-        }
+    def to_run_result(self) -> RunResult:
+        """The typed record of this stage that the run store keeps and every view reads."""
+        evaluation = self.evaluation
+        return RunResult(
+            kind=self.kind,
+            name=self.name,
+            task=self.task,
+            checkpoint=str(self.path),
+            main_metric=self.main_metric,
+            metrics=dict(evaluation.metrics),
+            majority_baseline=dict(self.baseline),
+            steps=self.steps,
+            best_step=self.best_step,
+            stopped_early=self.stopped_early,
+            fusion_stats=evaluation.fusion_stats,
+            confusion_matrix=evaluation.confusion_matrix,
+            label_names=list(evaluation.label_names),
+        )
 
 
 class _Fit(NamedTuple):
@@ -211,6 +220,7 @@ class FusionTrainer:
             loop.best_step,
             loop.history,
             loop.stopped_early,
+            spec.main_metric,
         )
 
     # -- stage 2 ---------------------------------------------------------------------------------------------
@@ -271,6 +281,7 @@ class FusionTrainer:
             loop.best_step,
             loop.history,
             loop.stopped_early,
+            spec.main_metric,
         )
 
     @staticmethod

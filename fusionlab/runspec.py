@@ -1,0 +1,367 @@
+"""What a training run is and what it produced: the one vocabulary of the CLI, the Train page, the demo,
+the pack, the worker and the Runs page.
+
+A run crosses processes (queued by the dashboard or the CLI, executed by the worker) and files (the run store,
+the Runs page's download), so it is a typed, validating dataclass with a JSON round trip instead of a dict
+that each reader re-interprets:
+
+* :class:`Budget` — how long and on how much data a stage trains; the single place that turns those numbers
+  into a :class:`~fusionlab.config.TrainingConfig` (how often to log, for instance).
+* :class:`AdapterRun` / :class:`FusionRun` — one stage-1 / stage-2 run. ``name`` is always resolved, and it is
+  the name the checkpoint is saved under: a fusion run called ``rte-attention`` saves ``fusions/rte-attention``.
+* :class:`RunResult` — what a finished run reports: metrics *with* the name of its main metric, the majority
+  baseline, fusion statistics and the confusion matrix.
+
+The stored JSON keeps the field names the run store has always held (``adapter_config``, ``training_config``,
+...), so runs recorded before these types existed still read back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from fusionlab.config import AdapterConfig, FusionConfig, JsonConfig, ModelConfig, TrainingConfig, _fail
+from fusionlab.runstore import Run
+
+TRAIN_ADAPTER = "train_adapter"
+TRAIN_FUSION = "train_fusion"
+
+
+def logging_interval(steps: int) -> int:
+    """Log the loss about twenty times a run, at most every 50 steps and at least every step: even a short
+    run then has a loss curve, and a long one does not flood the run store."""
+    return max(1, min(50, steps // 20)) if steps > 0 else 10
+
+
+@dataclass
+class Budget(JsonConfig):
+    """How long and on how much data one stage trains: the numbers a user (or a recipe) chooses.
+
+    ``steps=-1`` trains ``epochs`` epochs instead; ``eval_steps``/``snapshot_steps`` of ``None`` mean "only at
+    the end" / "never"; ``max_eval_samples`` is the same dev subset for every seed (see ``DEV_SUBSET_SEED``).
+    """
+
+    steps: int = 100
+    learning_rate: float = 1e-3
+    batch_size: int = 16
+    max_length: int = 128
+    warmup_ratio: float = 0.0
+    epochs: float = 1.0
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    eval_steps: int | None = None
+    snapshot_steps: int | None = None
+    early_stopping_patience: int | None = None
+    seed: int = 42
+    model: str | None = None
+    """Base model (hub name or local path); ``None``: the bundled default encoder."""
+
+    def validate(self) -> None:
+        # the configs built from these numbers are the judges, so a rule is written once (in config.py)
+        self.training_config()
+        self.model_config()
+
+    def training_config(self) -> TrainingConfig:
+        return TrainingConfig(
+            learning_rate=self.learning_rate,
+            num_train_epochs=self.epochs,
+            max_steps=self.steps,
+            per_device_train_batch_size=self.batch_size,
+            warmup_ratio=self.warmup_ratio,
+            logging_steps=logging_interval(self.steps),
+            eval_steps=self.eval_steps,
+            max_train_samples=self.max_train_samples,
+            max_eval_samples=self.max_eval_samples,
+            early_stopping_patience=self.early_stopping_patience,
+            snapshot_steps=self.snapshot_steps,
+            seed=self.seed,
+        )
+
+    def model_config(self) -> ModelConfig:
+        if self.model is None:
+            return ModelConfig(max_length=self.max_length)
+        return ModelConfig(model_name_or_path=self.model, max_length=self.max_length)
+
+
+@dataclass
+class CustomData(JsonConfig):
+    """A user's own CSV/JSONL file to train on; the worker re-reads it in its own process."""
+
+    path: str
+    text_columns: list[str]
+    label_column: str = "label"
+    name: str | None = None
+
+    def validate(self) -> None:
+        if not isinstance(self.path, str) or not self.path:
+            _fail("CustomData", "path", f"must name a file, got {self.path!r}")
+        self._names("text_columns", allow_empty=False)
+        if not 1 <= len(self.text_columns) <= 2:
+            _fail("CustomData", "text_columns", f"must name one or two columns, got {self.text_columns!r}")
+
+    def load(self):
+        """Read, check and register the task (``ValueError`` naming the file and line if it is bad)."""
+        from fusionlab.data import task_from_file
+
+        return task_from_file(self.path, self.text_columns, self.label_column, self.name)
+
+
+class _RunSpec(JsonConfig):
+    """What adapter and fusion runs share: the configs the trainer is built from, and nested JSON."""
+
+    kind: ClassVar[str]
+    _nested: ClassVar[dict[str, type[JsonConfig]]] = {
+        "training_config": TrainingConfig,
+        "model_config": ModelConfig,
+        "custom_task": CustomData,
+    }
+
+    training_config: TrainingConfig
+    model_config: ModelConfig
+    data_dir: str | None
+    custom_task: CustomData | None
+
+    @property
+    def task_name(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _check_common(self) -> None:
+        for name, cls in self._nested.items():
+            value = getattr(self, name)
+            if not isinstance(value, cls) and not (value is None and name == "custom_task"):
+                _fail(type(self).__name__, name, f"must be a {cls.__name__}, got {type(value).__name__}")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            _fail(type(self).__name__, "data_dir", f"must be a path string or null, got {self.data_dir!r}")
+        if not isinstance(self.name, str) or not self.name.strip():  # type: ignore[attr-defined]
+            _fail(type(self).__name__, "name", f"must be a non-empty string, got {self.name!r}")  # type: ignore[attr-defined]
+
+    @classmethod
+    def _prepare(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Fill what a nested config takes from the run itself before it is built (see :class:`FusionRun`)."""
+        return values
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        if not isinstance(data, dict):
+            raise ValueError(f"{cls.__name__}: a run config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+        values = cls._prepare(dict(data))
+        for name, nested in cls._nested.items():
+            if isinstance(values.get(name), dict):
+                values[name] = nested.from_dict(values[name])
+            elif values.get(name) is None and name != "custom_task":
+                values.pop(name, None)  # an old run stored null: the defaults
+        return cls(**values)
+
+
+@dataclass
+class AdapterRun(_RunSpec):
+    """Stage 1: train one adapter (and its head) on ``task``; saved as ``adapters/<name>``."""
+
+    kind: ClassVar[str] = TRAIN_ADAPTER
+    _nested: ClassVar[dict[str, type[JsonConfig]]] = {**_RunSpec._nested, "adapter_config": AdapterConfig}
+
+    task: str
+    name: str = ""
+    """Default: the task's name."""
+    adapter_config: AdapterConfig = field(default_factory=AdapterConfig)
+    training_config: TrainingConfig = field(default_factory=TrainingConfig)
+    model_config: ModelConfig = field(default_factory=ModelConfig)
+    data_dir: str | None = None
+    custom_task: CustomData | None = None
+
+    def validate(self) -> None:
+        if not isinstance(self.task, str) or not self.task.strip():
+            _fail("AdapterRun", "task", f"must name a task, got {self.task!r}")
+        self.name = (self.name or "").strip() or self.task
+        self._check_common()
+
+    @property
+    def task_name(self) -> str:
+        return self.task
+
+
+@dataclass
+class FusionRun(_RunSpec):
+    """Stage 2: train fusion layers over frozen ``adapters`` for ``target_task``; saved as ``fusions/<name>``."""
+
+    kind: ClassVar[str] = TRAIN_FUSION
+    _nested: ClassVar[dict[str, type[JsonConfig]]] = {**_RunSpec._nested, "fusion_config": FusionConfig}
+
+    target_task: str
+    adapters: list[str]
+    name: str = ""
+    """Default: ``<target>-<method>``, e.g. ``rte-attention``."""
+    fusion_config: FusionConfig | None = None
+    """Default: attention fusion; its ``adapter_names``/``target_task`` always follow this run's."""
+    training_config: TrainingConfig = field(default_factory=TrainingConfig)
+    model_config: ModelConfig = field(default_factory=ModelConfig)
+    data_dir: str | None = None
+    custom_task: CustomData | None = None
+
+    def validate(self) -> None:
+        if not isinstance(self.target_task, str) or not self.target_task.strip():
+            _fail("FusionRun", "target_task", f"must name a task, got {self.target_task!r}")
+        self._names("adapters", allow_empty=False)
+        self.adapters = list(self.adapters)
+        if self.fusion_config is not None and not isinstance(self.fusion_config, FusionConfig):
+            _fail("FusionRun", "fusion_config", f"must be a FusionConfig, got {type(self.fusion_config).__name__}")
+        base = self.fusion_config or FusionConfig(adapter_names=list(self.adapters))
+        self.fusion_config = dataclasses.replace(base, adapter_names=list(self.adapters), target_task=self.target_task)
+        self.name = fusion_name(self.target_task, self.fusion_config.fusion_method, self.name)
+        self._check_common()
+
+    @classmethod
+    def _prepare(cls, values: dict[str, Any]) -> dict[str, Any]:
+        fusion = values.get("fusion_config")
+        if isinstance(fusion, dict):  # the run's adapters and target are the fusion's, whatever was stored
+            values["fusion_config"] = {
+                **fusion,
+                "adapter_names": list(values.get("adapters") or []),
+                "target_task": values.get("target_task"),
+            }
+        return values
+
+    @property
+    def task_name(self) -> str:
+        return self.target_task
+
+    @property
+    def method(self) -> str:
+        assert self.fusion_config is not None  # set by validate
+        return self.fusion_config.fusion_method
+
+
+RUN_KINDS: dict[str, type[AdapterRun] | type[FusionRun]] = {TRAIN_ADAPTER: AdapterRun, TRAIN_FUSION: FusionRun}
+
+
+def fusion_name(target_task: str, method: str, name: str | None = None) -> str:
+    """A fusion's name: the one typed (stripped), else ``<target>-<method>``, whoever queues it (CLI, Train
+    page, demo)."""
+    return (name or "").strip() or f"{target_task}-{method}"
+
+
+def parse_run(kind: str, config: dict[str, Any]) -> AdapterRun | FusionRun:
+    """The typed run behind a stored ``(kind, config)``; ``ValueError`` naming the field if it is invalid."""
+    if kind not in RUN_KINDS:
+        raise ValueError(f"unknown run kind {kind!r}; known: {', '.join(RUN_KINDS)}")
+    return RUN_KINDS[kind].from_dict(config)
+
+
+def run_task(kind: str, config: dict[str, Any]) -> str | None:
+    """The task a stored run trains for, without validating the rest (a run of an unknown kind: ``None``)."""
+    key = {TRAIN_ADAPTER: "task", TRAIN_FUSION: "target_task"}.get(kind)
+    value = config.get(key) if key and isinstance(config, dict) else None
+    return value if isinstance(value, str) else None
+
+
+# -- results ------------------------------------------------------------------------------------------------
+@dataclass
+class FusionStats(JsonConfig):
+    """Mean fusion weight per layer and adapter (heads averaged) over dev tokens, overall and per gold class."""
+
+    adapter_names: list[str]
+    mean: list[list[float]]  # [layer][adapter]
+    per_class: dict[str, list[list[float]]] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[str]:
+        """The gold classes the statistics are broken down by (only those present in the dev sample)."""
+        return list(self.per_class)
+
+    def layers(self, label: str | None = None) -> list[list[float]]:
+        """Weights ``[layer][adapter]`` over all dev examples, or over those of one gold class."""
+        if label is not None and label not in self.per_class:
+            raise ValueError(f"no fusion statistics for class {label!r}; classes: {', '.join(self.classes)}")
+        return self.mean if label is None else self.per_class[label]
+
+    def frame(self, label: str | None = None):
+        """:meth:`layers` as a pandas frame: rows ``layer 1..L``, one column per adapter (what charts take)."""
+        import pandas as pd  # only the views need it
+
+        layers = self.layers(label)
+        index = [f"layer {i}" for i in range(1, len(layers) + 1)]
+        return pd.DataFrame(layers, index=index, columns=list(self.adapter_names), dtype="float64")
+
+    def validate(self) -> None:
+        self._names("adapter_names", allow_empty=False)
+        for row in self.mean:
+            if len(row) != len(self.adapter_names):
+                _fail(
+                    "FusionStats", "mean", f"has a layer of {len(row)} weights for {len(self.adapter_names)} adapters"
+                )
+
+
+@dataclass
+class RunResult(JsonConfig):
+    """What a finished training run reports, as the worker records it and every view reads it."""
+
+    kind: str  # "adapter" or "fusion"
+    name: str
+    task: str
+    checkpoint: str
+    main_metric: str
+    metrics: dict[str, float]
+    majority_baseline: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+    best_step: int | None = None
+    stopped_early: bool = False
+    fusion_stats: FusionStats | None = None
+    confusion_matrix: list[list[int]] | None = None
+    label_names: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if self.main_metric not in self.metrics:
+            _fail("RunResult", "main_metric", f"{self.main_metric!r} is not among the metrics {sorted(self.metrics)}")
+        if isinstance(self.fusion_stats, dict):
+            self.fusion_stats = FusionStats.from_dict(self.fusion_stats)
+
+    @property
+    def score(self) -> float:
+        """The run's value of its main metric."""
+        return self.metrics[self.main_metric]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["fusion_stats"] = self.fusion_stats.to_dict() if self.fusion_stats else None
+        return data
+
+    def artifacts(self) -> dict[str, str]:
+        """What the run store keeps as the run's artifacts (the download and the checkpoint checks read it)."""
+        return {"checkpoint": self.checkpoint, "kind": self.kind, "name": self.name}
+
+    @classmethod
+    def from_record(
+        cls, final_metrics: dict[str, Any] | None, artifacts: dict[str, Any] | None, task: str | None
+    ) -> RunResult | None:
+        """The result a run store row holds (``None`` if it holds none, i.e. the run has not finished).
+
+        Rows written before this type recorded no ``main_metric``: theirs is their task's, or the first one."""
+        final = dict(final_metrics or {})
+        if not final.get("metrics"):
+            return None
+        artifacts = artifacts or {}
+        if "main_metric" not in final:
+            final["main_metric"] = _legacy_main_metric(task, final["metrics"])
+        defaults = {"kind": artifacts.get("kind", "?"), "name": artifacts.get("name", "?")}
+        final = {**defaults, "task": task or "?", "checkpoint": artifacts.get("checkpoint", ""), **final}
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls.from_dict({k: v for k, v in final.items() if k in known})
+
+
+def _legacy_main_metric(task: str | None, metrics: dict[str, float]) -> str:
+    from fusionlab.data.tasks import TASKS  # only for rows recorded before main_metric was
+
+    if task in TASKS and TASKS[task].main_metric in metrics:
+        return TASKS[task].main_metric
+    return next(iter(metrics))
+
+
+def run_result(run: Run) -> RunResult | None:
+    """The result a stored run holds (``None`` until it has finished)."""
+    return RunResult.from_record(run.final_metrics, run.artifacts, run_task(run.kind, run.config))
