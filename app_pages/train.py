@@ -19,6 +19,7 @@ from fusionlab.dashboard.queue import (
     QueueView,
     available_adapters,
     default_target,
+    fusion_run_config,
     pending_adapter_names,
     queue_adapter_runs,
     queue_fusion_run,
@@ -194,16 +195,17 @@ with fusion_tab:
         help="attention only",
     )
     name = middle.text_input(
-        "Fusion name", key="fusion_name", placeholder=fusion_name(target, method), help="empty: the default"
+        "Fusion name",
+        key="fusion_name",
+        placeholder=own_name(workspace, fusion_name(target, method), kind="fusion"),
+        help="empty: the default",
     )
     if fusion_name(target, method, name) in workspace.list_fusions():
         st.caption(f"A fusion named {fusion_name(target, method, name)} exists; this run replaces it when it ends.")
     fusion_limits = limits_inputs("fusion", FUSION_LIMITS)
     if st.button("Queue fusion run", type="primary", key="queue_fusion"):
         try:
-            run_id = queue_fusion_run(
-                store,
-                workspace,
+            run = fusion_run_config(
                 target,
                 adapters,
                 method=method,
@@ -212,8 +214,9 @@ with fusion_tab:
                 value_regularization=value_regularization,
                 limits=fusion_limits,
                 data_dir=settings.data_dir_str,
-                name=name,
+                name=name or own_name(workspace, fusion_name(target, method), kind="fusion"),
             )
+            run_id = queue_fusion_run(store, workspace, run)
         except ValueError as err:
             st.error(str(err))
         else:

@@ -191,6 +191,15 @@ def save_fusion(model: FusionModel, directory: str | os.PathLike, extra: dict | 
     return Path(directory)
 
 
+def adapter_mismatches(meta: dict, found: Mapping[str, str | None]) -> tuple[list[str], list[str]]:
+    """Which adapters a fusion checkpoint needs are missing (``found`` has no hash for them) and which differ
+    from the weights it was trained with (another content hash): the one rule behind "this fusion cannot be
+    loaded", used when loading and when the dashboard lists a workspace from metadata alone."""
+    missing = [e["name"] for e in meta["adapters"] if found.get(e["name"]) is None]
+    changed = [e["name"] for e in meta["adapters"] if found.get(e["name"]) not in (None, e["content_hash"])]
+    return missing, changed
+
+
 def _find_adapter_dir(name: str, fusion_path: Path, adapters_dir: Path | None, adapter_paths: Mapping) -> Path:
     if name in adapter_paths:
         return Path(adapter_paths[name])
@@ -234,18 +243,18 @@ def load_model(
     manager = AdapterManager(meta["hidden_size"], num_layers=meta["num_layers"])
     model = model_class(model_config, adapter_manager=manager, encoder=encoder)
     _check_fits(model, meta, path)
-    changed = []
+    found: dict[str, str | None] = {}
     for entry in meta["adapters"]:
         load_adapter_into(model, adapter_dirs[entry["name"]], entry["name"])
-        found = manager.content_hash(entry["name"])
-        if found != entry["content_hash"]:
-            changed.append(
-                f"{entry['name']} at {adapter_dirs[entry['name']]} "
-                f"(expected {entry['content_hash'][:12]}, found {found[:12]})"
-            )
+        found[entry["name"]] = manager.content_hash(entry["name"])
+    _, changed = adapter_mismatches(meta, found)
     if changed:
+        expected = {e["name"]: e["content_hash"] for e in meta["adapters"]}
+        described = [
+            f"{n} at {adapter_dirs[n]} (expected {expected[n][:12]}, found {(found[n] or '')[:12]})" for n in changed
+        ]
         raise CheckpointError(
-            f"fusion {path.name!r} was trained with different adapter weights; changed since: {', '.join(changed)}"
+            f"fusion {path.name!r} was trained with different adapter weights; changed since: {', '.join(described)}"
         )
     model.add_fusion(fusion_config)
     tensors = _read_tensors(path / FUSION_WEIGHTS)

@@ -98,7 +98,7 @@ class FusionModel(nn.Module):
         self._hook_handles = [module.register_forward_hook(self._make_hook(i)) for i, module in enumerate(hook_points)]
 
     def remove_hooks(self) -> None:
-        """Detach this model from its encoder (for an encoder shared by several models, e.g. in the dashboard)."""
+        """Detach this model from its encoder, so the encoder can serve another model (nothing else is undone)."""
         for handle in self._hook_handles:
             handle.remove()
         self._hook_handles = []

@@ -261,6 +261,15 @@ def run_task(kind: str, config: dict[str, Any]) -> str | None:
 
 
 # -- results ------------------------------------------------------------------------------------------------
+def layers_frame(layers: list[list[float]], adapter_names: list[str]):
+    """Weights ``[layer][adapter]`` as a pandas frame: rows ``layer 1..L``, one column per adapter (what the
+    charts take; empty in, empty out)."""
+    import pandas as pd  # only the views need it
+
+    index = [f"layer {i}" for i in range(1, len(layers) + 1)]
+    return pd.DataFrame(layers, index=index, columns=list(adapter_names), dtype="float64")
+
+
 @dataclass
 class FusionStats(JsonConfig):
     """Mean fusion weight per layer and adapter (heads averaged) over dev tokens, overall and per gold class."""
@@ -281,12 +290,8 @@ class FusionStats(JsonConfig):
         return self.mean if label is None else self.per_class[label]
 
     def frame(self, label: str | None = None):
-        """:meth:`layers` as a pandas frame: rows ``layer 1..L``, one column per adapter (what charts take)."""
-        import pandas as pd  # only the views need it
-
-        layers = self.layers(label)
-        index = [f"layer {i}" for i in range(1, len(layers) + 1)]
-        return pd.DataFrame(layers, index=index, columns=list(self.adapter_names), dtype="float64")
+        """:meth:`layers` as a pandas frame (see :func:`layers_frame`)."""
+        return layers_frame(self.layers(label), self.adapter_names)
 
     def validate(self) -> None:
         self._names("adapter_names", allow_empty=False)

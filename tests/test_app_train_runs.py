@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from test_dashboard_runs import TINY, ExecutedRuns, executed_runs
 
 from fusionlab import worker
-from fusionlab.dashboard.queue import queue_fusion_run
+from fusionlab.dashboard.queue import fusion_run_config, queue_fusion_run
 from fusionlab.runstore import CANCELLED, QUEUED, RunStore
 from fusionlab.workspace import Workspace
 
@@ -170,8 +170,8 @@ def test_live_section_follows_and_cancels_a_running_fusion(
     train_store: RunStore, started_workers: list[Workspace]
 ) -> None:
     workspace = Workspace(train_store.path.parent)
-    fusion_id = queue_fusion_run(train_store, workspace, "rte", ["rte", "sst2"], limits=TINY)
-    waiting_id = queue_fusion_run(train_store, workspace, "rte", ["sst2", "rte"], limits=TINY)
+    fusion_id = queue_fusion_run(train_store, workspace, fusion_run_config("rte", ["rte", "sst2"], limits=TINY))
+    waiting_id = queue_fusion_run(train_store, workspace, fusion_run_config("rte", ["sst2", "rte"], limits=TINY))
     assert train_store.claim_next(os.getpid(), "cpu").id == fusion_id  # this process plays the worker
     train_store.set_progress(fusion_id, 0.5, "step 1/2")
     train_store.log_metrics(fusion_id, 1, {"loss": 0.69, "eval_accuracy": 0.5})

@@ -118,7 +118,9 @@ def executed_runs(
         workspace = Workspace(root)
         store = RunStore(workspace.runs_db)
         (adapter_id,) = queue_adapter_runs(store, ["cb"], {"cb": 8}, "relu", TINY, str(data_dir))
-        fusion_id = queue_fusion_run(store, workspace, "rte", ["rte", "cb"], limits=TINY, data_dir=str(data_dir))
+        fusion_id = queue_fusion_run(
+            store, workspace, fusion_run_config("rte", ["rte", "cb"], limits=TINY, data_dir=str(data_dir))
+        )
         failed_id = store.enqueue(TRAIN_ADAPTER, "broken", {"task": "rte", "training_config": {"learning_rate": -1}})
         (cancelled_id,) = queue_adapter_runs(store, ["sst2"], {}, "relu", TINY, str(data_dir))
         store.request_cancel(cancelled_id)
@@ -243,7 +245,7 @@ def test_queue_positions_follow_the_store(store: RunStore, tmp_path: Path) -> No
 
 
 def test_queue_view_follows_a_running_fusion(store: RunStore, workspace: Workspace) -> None:
-    fusion_id = queue_fusion_run(store, workspace, "rte", ["rte", "sst2"], limits=TINY)
+    fusion_id = queue_fusion_run(store, workspace, fusion_run_config("rte", ["rte", "sst2"], limits=TINY))
     assert store.claim_next(os.getpid(), "cpu").id == fusion_id  # this process plays the worker
     store.set_progress(fusion_id, 0.5, "step 1/2")
     store.log_metrics(fusion_id, 1, {"loss": 0.7, "eval_accuracy": 0.5})
@@ -264,20 +266,20 @@ def test_queue_view_follows_a_running_fusion(store: RunStore, workspace: Workspa
 def test_a_fusion_needs_its_adapters_trained_or_queued(store: RunStore, workspace: Workspace) -> None:
     assert available_adapters(workspace, store) == ["boolq", "mnli", "rte", "sst2"]
     with pytest.raises(MissingAdaptersError, match="cola") as caught:
-        queue_fusion_run(store, workspace, "rte", ["rte", "cola"], limits=TINY)
+        queue_fusion_run(store, workspace, fusion_run_config("rte", ["rte", "cola"], limits=TINY))
     assert caught.value.missing == ["cola"]
     assert store.list_runs() == []
 
     (cola_run,) = queue_adapter_runs(store, ["cola"], {}, "relu", TINY, None)
     assert "cola" in available_adapters(workspace, store)
-    fusion_id = queue_fusion_run(store, workspace, "rte", ["rte", "cola"], limits=TINY)
+    fusion_id = queue_fusion_run(store, workspace, fusion_run_config("rte", ["rte", "cola"], limits=TINY))
     assert store.get(fusion_id).kind == TRAIN_FUSION
 
     store.request_cancel(cola_run)
     with pytest.raises(MissingAdaptersError):
-        queue_fusion_run(store, workspace, "rte", ["rte", "cola"], limits=TINY)
+        queue_fusion_run(store, workspace, fusion_run_config("rte", ["rte", "cola"], limits=TINY))
     with pytest.raises(ValueError, match="path separators"):
-        queue_fusion_run(store, workspace, "rte", ["rte"], name="../escape")
+        queue_fusion_run(store, workspace, fusion_run_config("rte", ["rte"], name="../escape"))
     assert [run.id for run in store.list_runs(status=QUEUED)] == [fusion_id]
 
 
@@ -287,11 +289,11 @@ def test_a_fusion_needs_adapters_of_one_non_linearity(store: RunStore, workspace
     queue_adapter_runs(store, ["cola"], {}, "gelu", TINY, None)
     assert adapter_non_linearities(workspace, store, ["rte", "cola", "nosuch"]) == {"rte": "relu", "cola": "gelu"}
     with pytest.raises(ValueError, match="must share one non-linearity, but rte uses relu, cola uses gelu"):
-        queue_fusion_run(store, workspace, "rte", ["rte", "cola"], limits=TINY)
+        queue_fusion_run(store, workspace, fusion_run_config("rte", ["rte", "cola"], limits=TINY))
 
     queue_adapter_runs(store, ["rte"], {}, "gelu", TINY, None)  # retrains rte with gelu before the fusion runs
     assert adapter_non_linearities(workspace, store, ["rte", "cola"]) == {"rte": "gelu", "cola": "gelu"}
-    fusion_id = queue_fusion_run(store, workspace, "rte", ["rte", "cola"], limits=TINY)
+    fusion_id = queue_fusion_run(store, workspace, fusion_run_config("rte", ["rte", "cola"], limits=TINY))
     assert store.get(fusion_id).status == QUEUED
 
 

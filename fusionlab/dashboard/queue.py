@@ -23,7 +23,7 @@ import pandas as pd
 from fusionlab.checkpoint import read_meta
 from fusionlab.config import AdapterConfig, FusionConfig
 from fusionlab.data.tasks import TASKS, get_task
-from fusionlab.pack.store import own_name
+from fusionlab.pack.store import is_pack_artifact, own_name
 from fusionlab.runspec import TRAIN_ADAPTER, AdapterRun, Budget, FusionRun, parse_run
 from fusionlab.runstore import METRIC_COLUMNS, QUEUED, RUNNING, TERMINAL_STATUSES, Run, RunStore, Snapshot
 from fusionlab.worker import worker_running
@@ -216,40 +216,20 @@ def adapter_non_linearities(workspace: Workspace, store: RunStore, names: Sequen
     return {name: found[name] for name in names if name in found}
 
 
-def queue_fusion_run(
-    store: RunStore,
-    workspace: Workspace,
-    target_task: str,
-    adapters: Sequence[str],
-    *,
-    method: str = "attention",
-    heads: int = 1,
-    temperature: float = 1.0,
-    value_regularization: float = 0.0,
-    limits: Limits = FUSION_LIMITS,
-    data_dir: str | None = None,
-    name: str | None = None,
-) -> int:
-    """Validate and queue one fusion run; returns its id.
+def queue_fusion_run(store: RunStore, workspace: Workspace, run: FusionRun) -> int:
+    """Queue one fusion run (from :func:`fusion_run_config`); returns its id.
 
-    Raises ``ValueError`` as :func:`fusion_run_config` does, for a name that cannot be a directory, or for
-    adapters with different non-linearities (fusion runs all adapters of a layer as one batched module, so the
-    run would fail in the worker), and :class:`MissingAdaptersError` when an adapter is neither trained nor
-    queued or running: the worker executes runs in queue order, so a queued adapter run will have finished
-    before this fusion starts. The check guides the user rather than guarantees: an adapter run cancelled in another tab at the same instant
-    lets the fusion through, and the worker then fails it with a clear error; no run is lost or duplicated.
+    Raises ``ValueError`` for a name that cannot be a directory, or for adapters with different
+    non-linearities (fusion runs all adapters of a layer as one batched module, so the run would fail in the
+    worker), and :class:`MissingAdaptersError` when an adapter is neither trained nor queued or running: the
+    worker executes runs in queue order, so a queued adapter run will have finished before this fusion starts.
+    The check guides the user rather than guarantees: an adapter run cancelled in another tab at the same
+    instant lets the fusion through, and the worker then fails it with a clear error; no run is lost or
+    duplicated.
     """
-    run = fusion_run_config(
-        target_task,
-        adapters,
-        method=method,
-        heads=heads,
-        temperature=temperature,
-        value_regularization=value_regularization,
-        limits=limits,
-        data_dir=data_dir,
-        name=name,
-    )
+    adapters = run.adapters
+    if is_pack_artifact(workspace.fusion_dir(run.name)):  # also a ValueError for names such as "../x"
+        raise ValueError(f"{run.name!r} is the pretrained pack's fusion (read-only): choose another name")
     workspace.fusion_dir(run.name)  # a ValueError for names such as "../x" that would escape fusions/
     available = set(available_adapters(workspace, store))
     missing = [adapter for adapter in adapters if adapter not in available]

@@ -19,7 +19,7 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from fusionlab.data.tasks import TASKS
-from fusionlab.runspec import FusionStats, run_result
+from fusionlab.runspec import FusionStats, layers_frame, run_result
 from fusionlab.runspec import run_task as stored_run_task
 from fusionlab.runstore import FINISHED, Run, RunStore
 from fusionlab.workspace import CHECKPOINT_MARKER
@@ -252,7 +252,7 @@ def highlight_differences(diff: pd.DataFrame) -> Styler:
 
 def weights_frame(layers: list[list[float]], adapter_names: list[str]) -> pd.DataFrame:
     """Fusion weights ``[layer][adapter]`` as a frame indexed ``layer 1..L`` with one column per adapter."""
-    return FusionStats(list(adapter_names), layers).frame()
+    return layers_frame(layers, list(adapter_names))
 
 
 def fusion_stats(run: Run) -> FusionStats | None:

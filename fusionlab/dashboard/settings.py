@@ -1,6 +1,7 @@
-"""Where the dashboard reads from: the workspace, the data directory and the training device.
+"""Where the dashboard reads from: the workspace and the data directory.
 
-Every page reads them through :func:`fusionlab.dashboard.widgets.session_settings`; ``app.py`` lets the user change them in the sidebar. Defaults come
+Every page reads them through :func:`fusionlab.dashboard.widgets.session_settings`; ``app.py`` lets the user
+change them in the sidebar. Defaults come
 from the environment (``FUSIONLAB_HOME``, ``FUSIONLAB_DATA_DIR``) exactly as for the CLI, so
 ``streamlit run app.py`` and ``fusionlab ...`` look at the same workspace.
 """

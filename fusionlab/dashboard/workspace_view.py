@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fusionlab.checkpoint import CheckpointError, read_meta
+from fusionlab.checkpoint import CheckpointError, adapter_mismatches, read_meta
 from fusionlab.config import ModelConfig
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.demo import demo_runs, enqueue_demo, missing_adapters, missing_data
@@ -98,8 +98,7 @@ def _fusion_problem(meta: dict, adapter_hashes: dict[str, str | None]) -> str | 
 
     ``adapter_hashes`` maps each adapter directory to the content hash it records (None: unreadable).
     """
-    missing = [e["name"] for e in meta["adapters"] if adapter_hashes.get(e["name"]) is None]
-    changed = [e["name"] for e in meta["adapters"] if adapter_hashes.get(e["name"]) not in (None, e["content_hash"])]
+    missing, changed = adapter_mismatches(meta, adapter_hashes)
     problems = []
     if missing:
         problems.append(f"missing adapter{'s' if len(missing) > 1 else ''} {', '.join(missing)}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fusionlab.config import AdapterConfig, JsonConfig, ModelConfig, TrainingConfig, _fail
+from fusionlab.runspec import Budget
 
 PACK_SEED = 42
 
@@ -37,23 +38,26 @@ class StageRecipe(JsonConfig):
         for name in ("max_train_samples", "eval_steps", "max_eval_samples"):
             self._positive_int(name, allow_none=True)
 
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(max_length=self.max_length)
-
-    def training_config(self, snapshots: bool = False) -> TrainingConfig:
-        """Four dev evaluations per run (the best step is kept), a log line every 5 % of the steps."""
-        return TrainingConfig(
-            max_steps=self.steps,
+    def budget(self, snapshots: bool = False) -> Budget:
+        """Four dev evaluations per run (the best step is kept); fusion-weight snapshots every 10 % if asked."""
+        return Budget(
+            steps=self.steps,
             learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
             warmup_ratio=self.warmup_ratio,
-            per_device_train_batch_size=self.batch_size,
             max_train_samples=self.max_train_samples,
             max_eval_samples=self.max_eval_samples,
             eval_steps=self.eval_steps or max(1, self.steps // 4),
-            logging_steps=max(1, min(50, self.steps // 20)),
             snapshot_steps=max(1, self.steps // 10) if snapshots else None,
             seed=self.seed,
         )
+
+    def model_config(self) -> ModelConfig:
+        return self.budget().model_config()
+
+    def training_config(self, snapshots: bool = False) -> TrainingConfig:
+        return self.budget(snapshots).training_config()
 
 
 @dataclass

@@ -65,6 +65,24 @@ class TrainResult:
     def metrics(self) -> dict[str, float]:
         return self.evaluation.metrics
 
+    @classmethod
+    def of(cls, kind: str, name: str, spec: TaskSpec, path: Path, fit: _Fit) -> TrainResult:
+        """The result of one fitted and saved stage."""
+        loop = fit.loop
+        return cls(
+            kind,
+            name,
+            spec.name,
+            path,
+            fit.evaluation,
+            fit.baseline,
+            loop.steps,
+            loop.best_step,
+            loop.history,
+            loop.stopped_early,
+            spec.main_metric,
+        )
+
     def to_run_result(self) -> RunResult:
         """The typed record of this stage that the run store keeps and every view reads."""
         evaluation = self.evaluation
@@ -206,22 +224,10 @@ class FusionTrainer:
         manager = AdapterManager(int(encoder.config.hidden_size), {name: adapter_config})
         model = FusionModel(self.model_config, None, manager, encoder=encoder)
         model.train_adapter_only(name)
-        loop, evaluation, baseline, _, _ = self._fit(model, spec, config, [name], snapshots=False)
-        extra = self._extra(spec, config, evaluation, baseline, loop.steps)
+        fit = self._fit(model, spec, config, [name], snapshots=False)
+        extra = self._extra(spec, config, fit.evaluation, fit.baseline, fit.loop.steps)
         path = model.save_pretrained(self.workspace.adapter_dir(name), adapter_name=name, extra=extra)
-        return TrainResult(
-            "adapter",
-            name,
-            spec.name,
-            Path(path),
-            evaluation,
-            baseline,
-            loop.steps,
-            loop.best_step,
-            loop.history,
-            loop.stopped_early,
-            spec.main_metric,
-        )
+        return TrainResult.of("adapter", name, spec, Path(path), fit)
 
     # -- stage 2 ---------------------------------------------------------------------------------------------
     def load_adapters(self, names: list[str]) -> FusionModel:
@@ -270,19 +276,7 @@ class FusionTrainer:
         extra["fusion_stats"] = evaluation.fusion_stats.to_dict() if evaluation.fusion_stats else None
         extra["own_adapter_metrics"] = self._own_adapter_metrics(model, spec, fit, list(adapters))
         path = model.save_pretrained(self.workspace.fusion_dir(name), extra=extra)
-        return TrainResult(
-            "fusion",
-            name,
-            spec.name,
-            Path(path),
-            evaluation,
-            baseline,
-            loop.steps,
-            loop.best_step,
-            loop.history,
-            loop.stopped_early,
-            spec.main_metric,
-        )
+        return TrainResult.of("fusion", name, spec, Path(path), fit)
 
     @staticmethod
     def _refuse_pack_artifact(directory: Path) -> None:
