@@ -48,8 +48,10 @@ def describe_task(name: str) -> str:
     return f"{name} — {TASKS[name].description}" if TASKS[name].description else name
 
 
-def limits_inputs(prefix: str, defaults: Limits) -> Limits:
-    """The shared limit fields; 0 in an optional field means "no limit" or "only at the end"."""
+def limits_inputs(prefix: str, defaults: Limits) -> dict:
+    """The shared limit fields, as :meth:`Limits.from_form` takes them (0 in an optional field means "no limit"
+    or "only at the end"); built into a :class:`Limits` where the click is handled, so that a bad value is shown
+    as an error instead of breaking the page."""
     left, middle, right = st.columns(3)
     max_steps = left.number_input("Max steps", value=defaults.steps, step=10, key=f"{prefix}_max_steps")
     batch_size = left.number_input("Batch size", value=defaults.batch_size, step=4, key=f"{prefix}_batch_size")
@@ -76,7 +78,7 @@ def limits_inputs(prefix: str, defaults: Limits) -> Limits:
             step=5,
             key=f"{prefix}_snapshots",
         )
-    return Limits.from_form(
+    return dict(
         max_steps=max_steps,
         max_train_samples=max_train,
         max_eval_samples=max_eval,
@@ -146,7 +148,7 @@ with adapter_tab:
     if st.button("Queue adapter runs", type="primary", key="queue_adapters"):
         try:
             ids = queue_adapter_runs(
-                store, tasks, sizes, non_linearity, adapter_limits, settings.data_dir_str, workspace
+                store, tasks, sizes, non_linearity, Limits.from_form(**adapter_limits), settings.data_dir_str, workspace
             )
         except ValueError as err:
             st.error(str(err))
@@ -212,7 +214,7 @@ with fusion_tab:
                 heads=heads,
                 temperature=temperature,
                 value_regularization=value_regularization,
-                limits=fusion_limits,
+                limits=Limits.from_form(**fusion_limits),
                 data_dir=settings.data_dir_str,
                 name=name or own_name(workspace, fusion_name(target, method), kind="fusion"),
             )
