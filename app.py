@@ -12,8 +12,7 @@ import logging
 import streamlit as st
 import torch
 
-from fusionlab.dashboard.settings import DATA_KEY, HOME_KEY, default_home
-from fusionlab.data import resolve_data_dir
+from fusionlab.dashboard.settings import DATA_KEY, HOME_KEY, default_data_dir, default_home
 
 # One thread per inference: the dashboard answers short inputs (a 32-token forward is ~40 ms on one core) while
 # the worker may be training on every core; with several threads each, the two processes oversubscribe the CPU
@@ -26,7 +25,7 @@ st.set_page_config(page_title="fusionlab", layout="wide")
 if HOME_KEY not in st.session_state:
     st.session_state[HOME_KEY] = default_home()
 if DATA_KEY not in st.session_state:
-    st.session_state[DATA_KEY] = str(resolve_data_dir() or "")
+    st.session_state[DATA_KEY] = default_data_dir()
 
 pages = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),

@@ -57,13 +57,14 @@ st.caption(f"Outputs: {result.output_source}. Fused by {result.layer_source} ({r
 left, right = st.columns(2)
 left.plotly_chart(charts.mechanics_weights_chart(result))
 right.plotly_chart(charts.mechanics_similarity_chart(result))
+zoom = st.toggle("Zoom the colours to the weights shown", value=False, key="mechanics_zoom")
 st.plotly_chart(
     charts.token_adapter_heatmap(
         result.tokens,
         result.per_token,
         result.names,
-        "Weight of each adapter for every token (mean over heads; colours stretched to the range shown)",
-        relative=True,
+        "Weight of each adapter for every token (mean over heads)",
+        zoom=zoom,
     )
 )
 st.subheader("Output statistics")

@@ -74,11 +74,12 @@ right.metric(
 )
 st.plotly_chart(charts.probability_chart(comparison))
 
-stretch = st.toggle(
-    "Stretch the heatmap colours to the weights shown",
-    value=True,
-    help="Weights are probabilities (0–1). A briefly trained fusion stays close to an even share; stretching "
-    "the colours to the range shown makes its preferences visible. The colour bar gives the range.",
+zoom = st.toggle(
+    "Zoom the colours to the weights shown",
+    value=False,
+    help="Weights are probabilities (0–1), shown on that scale by default. A briefly trained fusion stays close "
+    "to the even share 1/N; zooming stretches the colours to the range shown so its small preferences become "
+    "visible. The colour bar then says 'zoomed' and gives the range; hover a cell for its distance from 1/N.",
 )
 tab_layers, tab_tokens, tab_learned = st.tabs(["Layers × adapters", "Tokens × adapters", "Learned weights"])
 with tab_layers:
@@ -86,7 +87,7 @@ with tab_layers:
         comparison.layer_weights,
         comparison.active_adapters,
         "Mean fusion weight per layer and adapter (over the tokens of this input)",
-        relative=stretch,
+        zoom=zoom,
     )
     st.plotly_chart(figure)
 with tab_tokens:
@@ -102,7 +103,7 @@ with tab_tokens:
         comparison.weights_at(layer),
         comparison.active_adapters,
         f"Fusion weight of each adapter for every token, {where}",
-        relative=stretch,
+        zoom=zoom,
     )
     st.plotly_chart(figure)
 with tab_learned:

@@ -8,8 +8,6 @@ the fusion checkpoints themselves, so it shows fusions that no run in this store
 
 from __future__ import annotations
 
-import sqlite3
-
 import streamlit as st
 
 from fusionlab.dashboard.errors import DashboardError
@@ -20,6 +18,9 @@ from fusionlab.dashboard.run_charts import (
     fusion_heatmap,
 )
 from fusionlab.dashboard.runs_view import (
+    FAILED,
+    FINISHED,
+    STATUSES,
     archive_name,
     artifact_zip,
     checkpoint_problem,
@@ -36,20 +37,17 @@ from fusionlab.dashboard.runs_view import (
     metric_names,
     requested_index,
     run_label,
+    run_result,
     run_task,
 )
-from fusionlab.dashboard.usage_chart import adapter_usage_heatmap
-from fusionlab.dashboard.widgets import session_settings
-from fusionlab.runspec import run_result
-from fusionlab.runstore import FAILED, FINISHED, STATUSES, RunStore
-from fusionlab.usage import EXPLANATION, adapter_usage
-from fusionlab.workspace import Workspace
+from fusionlab.dashboard.usage_chart import EXPLANATION, adapter_usage, adapter_usage_heatmap
+from fusionlab.dashboard.widgets import open_run_store, session_settings
 
 ALL_EXAMPLES = "all dev examples"
 RUN_PARAM = "run"  # ?run=7 opens run 7 in the detail section
 
 
-def adapter_usage_section(workspace: Workspace) -> None:
+def adapter_usage_section(workspace) -> None:
     """The paper's Figure 5 over the fusion checkpoints on disk: shown with or without runs in the store, since
     fusions trained with ``--inline`` or installed from the pack have none."""
     st.header("Which adapters each fusion uses")
@@ -67,13 +65,10 @@ def adapter_usage_section(workspace: Workspace) -> None:
 st.title("Runs")
 try:
     workspace = session_settings().workspace
-    store = RunStore(workspace.runs_db)
 except DashboardError as err:
     st.error(str(err))
     st.stop()
-except sqlite3.Error as err:
-    st.error(f"The run database of this workspace cannot be opened: {err}")
-    st.stop()
+store = open_run_store(workspace)
 runs = store.list_runs()
 if not runs:
     st.info("No runs yet. Queue adapter or fusion runs on the Train page; they appear here as soon as they are queued.")

@@ -1,29 +1,14 @@
 """Train: queue adapter and fusion runs, and watch the queue and the running run live.
 
 Everything shown comes from the run store, so a reload or a second tab shows the same queue; the logic lives in
-:mod:`fusionlab.dashboard.queue`.
+:mod:`fusionlab.dashboard.train_view`.
 """
 
 from __future__ import annotations
 
-import sqlite3
-
 import streamlit as st
 
-from fusionlab import worker
-from fusionlab.config import FUSION_METHODS, NON_LINEARITIES, AdapterConfig
 from fusionlab.dashboard.errors import DashboardError
-from fusionlab.dashboard.queue import (
-    FUSION_LIMITS,
-    Limits,
-    QueueView,
-    available_adapters,
-    default_target,
-    fusion_run_config,
-    pending_adapter_names,
-    queue_adapter_runs,
-    queue_fusion_run,
-)
 from fusionlab.dashboard.run_charts import curves_chart, fusion_weight_bars
 from fusionlab.dashboard.runs_view import (
     dev_metric_for,
@@ -34,18 +19,32 @@ from fusionlab.dashboard.runs_view import (
     run_label,
     weights_frame,
 )
-from fusionlab.dashboard.widgets import session_settings
-from fusionlab.data.tasks import TASKS
-from fusionlab.pack.store import own_name
-from fusionlab.runspec import TRAIN_FUSION, fusion_name
-from fusionlab.runstore import CANCELLED, FAILED, RunStore
+from fusionlab.dashboard.train_view import (
+    CANCELLED,
+    DEFAULT_ADAPTER_SIZE,
+    FAILED,
+    FUSION_LIMITS,
+    FUSION_METHODS,
+    NON_LINEARITIES,
+    TRAIN_FUSION,
+    Limits,
+    QueueView,
+    available_adapters,
+    default_target,
+    describe_task,
+    ensure_worker,
+    fusion_name,
+    fusion_run_config,
+    own_name,
+    pending_adapter_names,
+    queue_adapter_runs,
+    queue_fusion_run,
+    task_names,
+)
+from fusionlab.dashboard.widgets import open_run_store, session_settings
 
 # Head counts that divide the hidden size of every bundled or common encoder (384, 768, 1024).
 HEAD_CHOICES = (1, 2, 4, 6, 8, 12)
-
-
-def describe_task(name: str) -> str:
-    return f"{name} — {TASKS[name].description}" if TASKS[name].description else name
 
 
 def limits_inputs(prefix: str, defaults: Limits) -> dict:
@@ -101,13 +100,10 @@ def propose_target() -> None:
 st.title("Train")
 try:
     settings = session_settings()
-    store = RunStore(settings.workspace.runs_db)
 except DashboardError as err:
     st.error(str(err))
     st.stop()
-except sqlite3.Error as err:
-    st.error(f"The run database of this workspace cannot be opened: {err}")
-    st.stop()
+store = open_run_store(settings.workspace)
 workspace = settings.workspace
 
 st.caption(
@@ -119,7 +115,7 @@ adapter_tab, fusion_tab = st.tabs(["Adapter runs", "Fusion run"])
 
 with adapter_tab:
     tasks = st.multiselect(
-        "Tasks", sorted(TASKS), format_func=describe_task, key="train_tasks", placeholder="Choose one or more tasks"
+        "Tasks", task_names(), format_func=describe_task, key="train_tasks", placeholder="Choose one or more tasks"
     )
     sizes: dict[str, int] = {}
     if tasks:
@@ -127,7 +123,7 @@ with adapter_tab:
         columns = st.columns(min(len(tasks), 4))
         for i, task in enumerate(tasks):
             sizes[task] = columns[i % len(columns)].number_input(
-                task, value=AdapterConfig.adapter_size, step=8, key=f"train_adapter_size_{task}"
+                task, value=DEFAULT_ADAPTER_SIZE, step=8, key=f"train_adapter_size_{task}"
             )
     from_pack = {task: own_name(workspace, task) for task in tasks if own_name(workspace, task) != task}
     retrained = sorted(set(tasks) & set(workspace.list_adapters()) - set(from_pack))
@@ -153,7 +149,7 @@ with adapter_tab:
         except ValueError as err:
             st.error(str(err))
         else:
-            worker.ensure_worker(workspace)
+            ensure_worker(workspace)
             st.success(f"Queued {len(ids)} adapter run(s): " + ", ".join(f"#{i}" for i in ids))
 
 with fusion_tab:
@@ -172,7 +168,7 @@ with fusion_tab:
     )
     target = st.selectbox(
         "Target task",
-        sorted(TASKS),
+        task_names(),
         format_func=describe_task,
         key="fusion_target",
         help="The task the fused model is trained and evaluated on. Choosing adapters proposes the first one's task.",
@@ -222,7 +218,7 @@ with fusion_tab:
         except ValueError as err:
             st.error(str(err))
         else:
-            worker.ensure_worker(workspace)
+            ensure_worker(workspace)
             st.success(f"Queued fusion run #{run_id}")
 
 
@@ -234,7 +230,7 @@ def live_section() -> None:
     if view.stalled:
         st.warning(f"{len(view.queued)} run(s) are waiting but no worker is running.")
         if st.button("Start the worker", key="start_worker"):
-            worker.ensure_worker(workspace)
+            ensure_worker(workspace)
     if not view.queued:
         st.caption("Nothing queued.")
     for item in view.queued:

@@ -98,8 +98,8 @@ def build_runner(config: Config, encoder: nn.Module, adapter_size: int) -> Calla
     names = manager.names
     fusion = None if config.method is None else FusionConfig(fusion_method=config.method, adapter_names=names)
     model = FusionModel(ModelConfig(), fusion, manager, encoder=copy.deepcopy(encoder)).eval()
-    fuse = config.method is not None  # forces fusion for N=1 too
-    return lambda inputs: model(**inputs, adapter_names=names, fuse=fuse)
+    force = config.method is not None  # fusion for N=1 too
+    return lambda inputs: model(**inputs, adapter_names=names, force_fusion=force)
 
 
 def make_inputs(batch: int, tokens: int, vocab_size: int) -> dict[str, torch.Tensor]:

@@ -84,10 +84,52 @@ def ffn_output_modules(encoder: nn.Module) -> list[nn.Module]:
 
 
 def load_encoder(name_or_path: str | None = None, **kwargs) -> nn.Module:
-    """Load the bare encoder (no task head) named by ``name_or_path``; the default model if None."""
+    """Load the bare encoder (no task head) named by ``name_or_path``; the default model if None.
+
+    Weights are read from safetensors only: a local directory holding nothing but a ``pytorch_model.bin``
+    pickle is refused with a message (never unpickled), and hub models are asked for their safetensors files.
+    """
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(resolve_model_name(name_or_path), **kwargs)
+    resolved = resolve_model_name(name_or_path)
+    local = Path(resolved).expanduser()
+    if local.is_dir() and not any(local.glob("*.safetensors")):
+        pickles = sorted(p.name for p in local.glob("*.bin"))
+        found = f" (it has {', '.join(pickles)}: pickle files, which fusionlab never loads)" if pickles else ""
+        raise ValueError(
+            f"model directory {local} holds no .safetensors weights{found}; convert the weights to safetensors "
+            "(e.g. transformers' save_pretrained with safe_serialization=True) and try again"
+        )
+    kwargs.setdefault("use_safetensors", True)
+    return AutoModel.from_pretrained(resolved, **kwargs)
+
+
+def position_limit(encoder_or_name: nn.Module | str | None) -> int | None:
+    """How many tokens the encoder can take (its position embeddings, less RoBERTa's padding offset), or None
+    when that cannot be told without the network."""
+    if isinstance(encoder_or_name, nn.Module):
+        config = encoder_or_name.config
+    else:
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(resolve_model_name(encoder_or_name), local_files_only=True)
+        except (OSError, ValueError):
+            return None
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int):
+        return None
+    offset = (config.pad_token_id or 0) + 1 if config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+    return positions - offset
+
+
+def check_max_length(max_length: int, encoder_or_name: nn.Module | str | None) -> None:
+    """Refuse a ``max_length`` beyond what the encoder's position embeddings cover (with the limit)."""
+    limit = position_limit(encoder_or_name)
+    if limit is not None and max_length > limit:
+        name = getattr(getattr(encoder_or_name, "config", None), "_name_or_path", encoder_or_name)
+        shown = "the default all-MiniLM-L6-v2" if name is None or str(name) in DEFAULT_MODEL_ALIASES else name
+        raise ValueError(f"max_length {max_length} is longer than the model takes: {shown} has {limit} positions")
 
 
 def load_tokenizer(name_or_path: str | None = None):

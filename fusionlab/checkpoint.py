@@ -13,6 +13,7 @@ directory that looks complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ from fusionlab.workspace import atomic_directory
 ADAPTER_WEIGHTS = "adapter.safetensors"
 FUSION_WEIGHTS = "fusion.safetensors"
 FORMAT_VERSION = 1
+MAX_META_BYTES = 4 << 20
+"""Metadata is a few kB (the largest, a fusion's, holds its dev curve); more is not a checkpoint of ours."""
 M = TypeVar("M", bound="FusionModel")
 
 
@@ -80,22 +83,118 @@ def _load_into(module: nn.Module, tensors: dict[str, torch.Tensor], what: str, p
 
 
 def read_meta(path: str | os.PathLike) -> dict:
-    """The JSON metadata of a checkpoint directory, with a clear error when it is not one."""
+    """The JSON metadata of a checkpoint directory, checked field by field.
+
+    Every reader can index what it needs: a malformed file (a field missing, of the wrong type, a config that
+    does not validate) raises :class:`CheckpointError` naming the file and the field, never a ``KeyError`` or
+    ``AttributeError`` deep inside a page. The configs come back complete (defaults filled in).
+    """
     path = Path(path)
     meta_file = path / META_FILE
     if not path.is_dir():
         raise CheckpointError(f"no checkpoint at {path}: the directory does not exist")
     if not meta_file.is_file():
         raise CheckpointError(f"{path} is not a fusionlab checkpoint (no {META_FILE}); it may be incomplete")
+    if meta_file.stat().st_size > MAX_META_BYTES:
+        raise CheckpointError(
+            f"{meta_file} is {meta_file.stat().st_size:,} bytes; metadata is at most {MAX_META_BYTES:,}"
+        )
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise CheckpointError(f"{meta_file} is not valid JSON: {err}") from err
-    if meta.get("kind") not in ("adapter", "fusion"):
-        raise CheckpointError(f"{meta_file}: unknown checkpoint kind {meta.get('kind')!r}")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{meta_file} was written by a newer fusionlab (format {meta['format_version']})")
+    return _checked_meta(meta, meta_file)
+
+
+_MISSING = object()
+
+
+def _field(data: Any, key: str, kind: type | tuple[type, ...], meta_file: Path, where: str = "") -> Any:
+    """``data[key]``, which must exist and be of ``kind`` (a bool is not an int here)."""
+    value = data.get(key, _MISSING)
+    if value is _MISSING:
+        raise CheckpointError(f"{meta_file}: field {where}{key!r} is missing")
+    if not isinstance(value, kind) or (
+        isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
+    ):
+        wanted = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise CheckpointError(f"{meta_file}: field {where}{key!r} must be {wanted}, got {type(value).__name__}")
+    return value
+
+
+def _config(data: dict, key: str, cls: type, meta_file: Path, required: tuple[str, ...] = (), where: str = "") -> dict:
+    """A config field, validated by its own class and returned complete."""
+    raw = _field(data, key, dict, meta_file, where)
+    for name in required:
+        _field(raw, name, object, meta_file, f"{where}{key}.")
+    try:
+        return cls.from_dict(raw).to_dict()
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{meta_file}: field {where}{key!r} is invalid: {err}") from err
+
+
+def _checked_meta(meta: Any, meta_file: Path) -> dict:
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_file} must hold a JSON object, got {type(meta).__name__}")
+    kind = meta.get("kind")
+    if kind not in ("adapter", "fusion"):
+        raise CheckpointError(f"{meta_file}: unknown checkpoint kind {kind!r}")
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{meta_file}: field 'format_version' must be int, got {type(version).__name__}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{meta_file} was written by a newer fusionlab (format {version})")
+    meta["model_config"] = _config(meta, "model_config", ModelConfig, meta_file, ("model_name_or_path",))
+    for key in ("hidden_size", "num_layers"):
+        if _field(meta, key, int, meta_file) <= 0:
+            raise CheckpointError(f"{meta_file}: field {key!r} must be positive, got {meta[key]}")
+    meta["extra"] = meta.get("extra") or {}
+    _field(meta, "extra", dict, meta_file)
+    if "weights_sha256" in meta:
+        _field(meta, "weights_sha256", str, meta_file)
+    if kind == "adapter":
+        _field(meta, "name", str, meta_file)
+        _field(meta, "content_hash", str, meta_file)
+        meta["adapter_config"] = _config(meta, "adapter_config", AdapterConfig, meta_file)
+        return meta
+    meta["fusion_config"] = _config(meta, "fusion_config", FusionConfig, meta_file, ("fusion_method", "adapter_names"))
+    entries = _field(meta, "adapters", list, meta_file)
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{meta_file}: field 'adapters[{i}]' must be an object, got {type(entry).__name__}")
+        _field(entry, "name", str, meta_file, f"adapters[{i}].")
+        _field(entry, "content_hash", str, meta_file, f"adapters[{i}].")
+        if "adapter_config" in entry:
+            entry["adapter_config"] = _config(
+                entry, "adapter_config", AdapterConfig, meta_file, where=f"adapters[{i}]."
+            )
+    names = [entry["name"] for entry in entries]
+    if names != meta["fusion_config"]["adapter_names"]:
+        raise CheckpointError(
+            f"{meta_file}: field 'adapters' names {names}, but fusion_config.adapter_names is "
+            f"{meta['fusion_config']['adapter_names']}"
+        )
     return meta
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (the weights file's fingerprint, recorded at save and checked at load)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_weights_file(path: Path, meta: dict) -> None:
+    """The weights file must be the one saved with this metadata: one flipped byte anywhere (head included)
+    is refused. Checkpoints from before the fingerprint was recorded are checked by content hash instead."""
+    expected = meta.get("weights_sha256")
+    if expected is not None and path.is_file() and file_sha256(path) != expected:
+        raise CheckpointError(
+            f"{path} does not match the SHA-256 recorded when it was saved ({expected[:12]}…): the file was "
+            "changed or is corrupt; retrain it, or restore it from a copy"
+        )
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -126,11 +225,13 @@ def save_adapter(model: FusionModel, name: str, directory: str | os.PathLike, ex
     }
     with atomic_directory(directory) as tmp:
         save_file(tensors, str(tmp / ADAPTER_WEIGHTS))
+        meta["weights_sha256"] = file_sha256(tmp / ADAPTER_WEIGHTS)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return Path(directory)
 
 
 def _adapter_tensors(path: Path, meta: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    _check_weights_file(path / ADAPTER_WEIGHTS, meta)
     tensors = _read_tensors(path / ADAPTER_WEIGHTS)
     return _unprefixed(tensors, "adapter"), _unprefixed(tensors, "head")
 
@@ -148,6 +249,11 @@ def load_adapter_into(model: FusionModel, directory: str | os.PathLike, name: st
     try:
         _load_into(model.adapter_manager.adapters[name], adapter_state, f"adapter {name!r}", path)
         _load_into(model.heads[name], head_state, f"head of adapter {name!r}", path)
+        if model.adapter_manager.content_hash(name) != meta["content_hash"]:
+            raise CheckpointError(
+                f"{path}: the adapter's weights do not match the content hash recorded when it was saved "
+                f"({meta['content_hash'][:12]}…): the file was changed or is corrupt"
+            )
     except CheckpointError:
         model.adapter_manager.remove_adapter(name)
         del model.heads[name]
@@ -187,6 +293,7 @@ def save_fusion(model: FusionModel, directory: str | os.PathLike, extra: dict | 
     tensors = _prefixed("fusion_layers", model.fusion_layers) | _prefixed("fusion_head", model.fusion_head)
     with atomic_directory(directory) as tmp:
         save_file(tensors, str(tmp / FUSION_WEIGHTS))
+        meta["weights_sha256"] = file_sha256(tmp / FUSION_WEIGHTS)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return Path(directory)
 
@@ -256,7 +363,11 @@ def load_model(
         raise CheckpointError(
             f"fusion {path.name!r} was trained with different adapter weights; changed since: {', '.join(described)}"
         )
-    model.add_fusion(fusion_config)
+    try:
+        model.add_fusion(fusion_config)
+    except ValueError as err:  # e.g. adapters with different non-linearities: refused before any forward pass
+        raise CheckpointError(f"fusion {path.name!r} cannot be built: {err}") from err
+    _check_weights_file(path / FUSION_WEIGHTS, meta)
     tensors = _read_tensors(path / FUSION_WEIGHTS)
     _load_into(model.fusion_layers, _unprefixed(tensors, "fusion_layers"), "fusion layers", path)  # type: ignore[arg-type]
     _load_into(model.fusion_head, _unprefixed(tensors, "fusion_head"), "fusion head", path)  # type: ignore[arg-type]

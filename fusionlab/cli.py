@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fusionlab.config import FUSION_METHODS, NON_LINEARITIES, AdapterConfig, FusionConfig
+from fusionlab.devices import AUTO, device_argument, place_process
 from fusionlab.pack.store import own_name, ready_workspace
 from fusionlab.runspec import AdapterRun, Budget, CustomData, FusionRun, fusion_name, run_result
 from fusionlab.runstore import TERMINAL_STATUSES, Run, RunStore
@@ -61,6 +62,11 @@ def _add_training(parser: argparse.ArgumentParser, stage: str) -> None:
     group.add_argument("--eval-steps", type=int, default=None, help="evaluate on dev every N steps")
     group.add_argument("--early-stopping-patience", type=int, default=None, help="stop after N worse evaluations")
     group.add_argument("--seed", type=int, default=42)
+    group.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations in the backward pass: less memory, about one more forward pass of time",
+    )
     group.add_argument("--inline", action="store_true", help="train in this process instead of the worker")
     group.add_argument("--no-wait", action="store_true", help="queue the run and return at once")
     parser.set_defaults(stage=stage)
@@ -118,16 +124,19 @@ def _budget(args: argparse.Namespace) -> Budget:
         early_stopping_patience=args.early_stopping_patience,
         seed=args.seed,
         model=args.model,
+        gradient_checkpointing=args.gradient_checkpointing,
     )
 
 
 def _check_run(run: AdapterRun | FusionRun) -> None:
     """Fail in the terminal, not minutes later in the worker: the task must exist, the user's file be readable."""
+    from fusionlab.base_model import check_max_length
     from fusionlab.data import get_task
 
     if run.custom_task is not None:
         run.custom_task.load()  # reads and checks the file, registers the task here
     get_task(run.task_name)
+    check_max_length(run.model_config.max_length, run.model_config.model_name_or_path)
 
 
 # -- commands -----------------------------------------------------------------------------------------------
@@ -197,12 +206,20 @@ def _launch(run: AdapterRun | FusionRun, args: argparse.Namespace) -> int:
     print(f"queued run {run_id} ({run.kind} {run.name}) in {workspace.root}")
     if args.no_wait:
         return 0
-    return _follow(store, [run_id])
+    return _follow(store, [run_id], workspace)
 
 
-def _follow(store: RunStore, run_ids: Sequence[int]) -> int:
-    """Show a progress bar per run until all have ended; Ctrl-C asks whether to cancel them."""
+def _follow(store: RunStore, run_ids: Sequence[int], workspace: Workspace | None = None) -> int:
+    """Show a progress bar per run until all have ended; Ctrl-C asks whether to cancel them.
+
+    A worker that dies (SIGKILL, the OOM killer) cannot record its end: the follower notices within a poll,
+    marks the run failed with the reason and, for the runs still queued behind it, starts a new worker.
+    """
     from tqdm import tqdm
+
+    from fusionlab.processes import pid_alive
+    from fusionlab.runstore import QUEUED
+    from fusionlab.worker import ensure_worker, worker_running
 
     failed = 0
     try:
@@ -210,6 +227,9 @@ def _follow(store: RunStore, run_ids: Sequence[int]) -> int:
             run = store.get(run_id)
             with tqdm(total=100, desc=f"run {run_id} {run.name}", unit="%", leave=True) as bar:
                 while run.status not in TERMINAL_STATUSES:
+                    store.mark_dead_runs_failed(pid_alive)
+                    if run.status == QUEUED and workspace is not None and not worker_running(workspace):
+                        ensure_worker(workspace)
                     bar.n = round(100 * (run.progress or 0))
                     position = store.queue_position(run_id)
                     bar.set_postfix_str(f"queued #{position}" if position else (run.message or run.status))
@@ -283,30 +303,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import torch
-
-    from fusionlab.data import encode_texts
+    from fusionlab.base_model import load_tokenizer
     from fusionlab.model import FusionModel
+    from fusionlab.prediction import encode_input, predict
 
     workspace = ready_workspace(args.home)
     path = _checkpoint_dir(workspace, args.name)
     model = FusionModel.from_pretrained(path, adapters_dir=workspace.adapters_dir).eval()
-    from fusionlab.base_model import load_tokenizer
-
     if not args.text.strip():
         raise ValueError("the text is empty")
     tokenizer = load_tokenizer(model.model_config.model_name_or_path)
-    encoded = encode_texts(tokenizer, args.text, args.text_pair, model.model_config.max_length)
-    if encoded.any_truncated:
-        print(f"note: the text was truncated to {encoded.max_length} tokens (it had {encoded.lengths[0]})")
+    encoded = encode_input(tokenizer, args.text, args.text_pair, model.model_config.max_length)
+    if encoded.truncated:
+        print(f"note: the text was truncated to {encoded.kept_tokens} tokens (it had {encoded.original_tokens})")
     adapters = args.adapters.split(",") if args.adapters else None
-    with torch.inference_mode():
-        out = model(**encoded.inputs, adapter_names=adapters)
-    probs = torch.softmax(out.logits[0].float(), -1).tolist()
-    labels = model.label_names(adapters)
-    best = max(range(len(probs)), key=probs.__getitem__)
-    print(f"prediction: {labels[best]}  (adapters: {', '.join(out.adapter_names)})")
-    for label, p in zip(labels, probs):
+    prediction, _ = predict(model, encoded, adapters)
+    print(f"prediction: {prediction.label}  (adapters: {', '.join(prediction.adapters)})")
+    for label, p in zip(prediction.labels, prediction.probabilities):
         print(f"  {label:<16} {p:.4f}")
     return 0
 
@@ -341,6 +354,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from fusionlab.worker import run_worker
 
+    place_process(args.device)
     done = run_worker(Workspace(args.home), device=args.device, once=args.once, idle_exit_seconds=args.idle_exit)
     if done is None:
         print("another worker already serves this workspace")
@@ -379,7 +393,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"queued {len(run_ids)} demo runs in {workspace.root}: {', '.join(run.name for run in plan)}")
         if args.no_wait:
             return 0
-        code = _follow(store, run_ids)
+        code = _follow(store, run_ids, workspace)
     print(f"demo finished in {time.monotonic() - started:.0f} s")
     _print_fusion_comparison(workspace, [run.name for run in plan if isinstance(run, FusionRun)])
     return code
@@ -511,7 +525,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("worker", help="serve the run queue of a workspace (started automatically when needed)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--device",
+        type=device_argument,
+        default=AUTO,
+        help="where the runs execute: auto (a GPU if there is one), cpu, or cuda:N; one worker per device",
+    )
     p.add_argument("--once", action="store_true", help="execute at most one run")
     p.add_argument("--idle-exit", type=float, default=60.0, help="exit after this many idle seconds")
     _add_common(p)

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fusionlab.data.tasks import TaskSpec
+from fusionlab.fusion_weights import token_sums
 from fusionlab.metrics import compute_metrics, confusion_matrix
 from fusionlab.model import FusionModel
 from fusionlab.runspec import FusionStats
@@ -52,8 +53,7 @@ class _WeightAccumulator:
         self.tokens = torch.zeros(num_classes, dtype=torch.float64)
 
     def add(self, weights: tuple[torch.Tensor, ...], mask: torch.Tensor, labels: torch.Tensor) -> None:
-        # weights: per layer [B, T, heads, N], already zero at padding; average heads, sum tokens
-        per_example = torch.stack([w.float().mean(dim=2).sum(dim=1) for w in weights], dim=1)  # [B, L, N]
+        per_example = token_sums(weights)  # [B, L, N]: heads averaged, summed over real tokens
         onehot = torch.nn.functional.one_hot(labels, self.num_classes).to(torch.float64)  # [B, C]
         by_class = torch.einsum("bc,bln->cln", onehot, per_example.double())
         self.total = by_class if self.total is None else self.total + by_class

@@ -13,6 +13,8 @@ Which path a forward pass takes is decided by ``adapter_names``:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 import threading
 from collections.abc import Iterator, Sequence
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 from transformers.utils import ModelOutput
 
@@ -41,6 +44,9 @@ class FusionModelOutput(ModelOutput):
     fusion_weights: tuple[torch.Tensor, ...] | None = None
     adapter_names: list[str] | None = None
     last_hidden_state: torch.Tensor | None = None
+    adapter_inputs: tuple[torch.Tensor, ...] | None = None
+    """With ``output_adapter_inputs=True``: per layer, the ``[batch, tokens, hidden]`` state the adapters read
+    (the feed-forward output, before adapters, fusion and the residual LayerNorm)."""
 
 
 @dataclass
@@ -50,7 +56,9 @@ class _ForwardContext:
     names: list[str]
     fusion_indices: list[int] | None
     collect_weights: bool
+    collect_inputs: bool = False
     weights: list[torch.Tensor] = field(default_factory=list)
+    inputs: list[torch.Tensor] = field(default_factory=list)
 
 
 _ACTIVE = threading.local()  # id(model) -> _ForwardContext; thread-local so a shared model serves many sessions
@@ -96,6 +104,7 @@ class FusionModel(nn.Module):
 
         self._accepts_token_type_ids = "token_type_ids" in inspect.signature(self.base_model.forward).parameters
         self._hook_handles = [module.register_forward_hook(self._make_hook(i)) for i, module in enumerate(hook_points)]
+        _outside_inference_mode(self)
 
     def remove_hooks(self) -> None:
         """Detach this model from its encoder, so the encoder can serve another model (nothing else is undone)."""
@@ -125,6 +134,7 @@ class FusionModel(nn.Module):
             raise ValueError("this model already has a fusion; build another FusionModel for a second one")
         self.fusion_config = config
         self._build_fusion(config)
+        _outside_inference_mode(self)
 
     def _build_fusion(self, config: FusionConfig) -> None:
         missing = [n for n in config.adapter_names if n not in self.adapter_manager.adapters]
@@ -132,6 +142,13 @@ class FusionModel(nn.Module):
             raise ValueError(
                 f"FusionConfig.adapter_names names adapters the manager does not have: {missing} "
                 f"(it has {self.adapter_manager.names})"
+            )
+        activations = {name: self.adapter_manager.configs[name].non_linearity for name in config.adapter_names}
+        if len(set(activations.values())) > 1:
+            used = ", ".join(f"{name} uses {activation}" for name, activation in activations.items())
+            raise ValueError(
+                f"adapters fused together must share one non-linearity (a layer runs them as one batched "
+                f"module), but {used}"
             )
         self.fusion_layers = nn.ModuleList(build_fusion(config, self.hidden_size) for _ in range(self.num_layers))
         self.fusion_head = ClassificationHead(
@@ -146,6 +163,7 @@ class FusionModel(nn.Module):
         """Add a new (identity-initialised) task adapter to every layer, with its own head."""
         self.adapter_manager.add_adapter(name, config)
         self.heads[name] = self._new_head(name)
+        _outside_inference_mode(self)
 
     # -- trainable parameters for the two training stages -------------------------------------------------
     def train_adapter_only(self, name: str) -> None:
@@ -165,6 +183,74 @@ class FusionModel(nn.Module):
         if not self.fusion_config.freeze_adapters_during_fusion:
             self.adapter_manager.freeze(self.fusion_config.adapter_names, frozen=False)
 
+    # -- activation (gradient) checkpointing -------------------------------------------------------------------
+    def activation_checkpointing_enable(
+        self, activation_checkpointing_kwargs: dict | None = None, every_n_layers: int = 1, offload: bool = False
+    ) -> None:
+        """Recompute each encoder layer's activations in the backward pass instead of keeping them (what
+        ``Trainer(activation_checkpointing=True)`` and the older ``gradient_checkpointing=True`` call).
+
+        The adapters and fusion run inside the checkpointed layers, from hooks that read the forward pass's
+        context; the recomputation happens later (in the backward pass, perhaps on another thread), so each
+        checkpointed call carries its context with it and re-installs it while it recomputes (collecting no
+        weights the second time). Only the non-reentrant variant is supported: the reentrant one gives the
+        parameters inside a layer no gradient when its inputs (the frozen encoder's) do not require one.
+        """
+        if offload:
+            raise ValueError("offloading checkpointed activations is not supported by fusionlab; use offload=False")
+        kwargs = dict(activation_checkpointing_kwargs or {})
+        if kwargs.get("use_reentrant", False):
+            raise ValueError(
+                "fusionlab supports non-reentrant activation checkpointing only (use_reentrant=False): with the "
+                "reentrant variant the adapters and fusion layers inside a checkpointed layer get no gradient"
+            )
+        kwargs["use_reentrant"] = False
+        checkpoint_func = functools.partial(self._checkpointed_call, kwargs)
+        self.base_model._set_gradient_checkpointing(True, checkpoint_func, every_n_layers)
+
+    def gradient_checkpointing_enable(
+        self, gradient_checkpointing_kwargs: dict | None = None, every_n_layers: int = 1, offload: bool = False
+    ) -> None:
+        """transformers' older name for :meth:`activation_checkpointing_enable`."""
+        self.activation_checkpointing_enable(gradient_checkpointing_kwargs, every_n_layers, offload)
+
+    def activation_checkpointing_disable(self) -> None:
+        self.base_model._set_gradient_checkpointing(False)
+
+    gradient_checkpointing_disable = activation_checkpointing_disable
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return any(getattr(m, "gradient_checkpointing", False) for m in self.base_model.modules())
+
+    def _checkpointed_call(self, kwargs: dict, function, *args):
+        """``torch.utils.checkpoint`` of one encoder layer, carrying this forward pass's context along."""
+        contexts = _ACTIVE.__dict__.setdefault("contexts", {})
+        context = contexts.get(id(self))
+        replay = None
+        if context is not None:
+            replay = dataclasses.replace(context, collect_weights=False, collect_inputs=False, weights=[], inputs=[])
+        calls = 0
+
+        def run(*inner):
+            nonlocal calls
+            calls += 1
+            active = context if calls == 1 else replay
+            if active is None:
+                return function(*inner)
+            here = _ACTIVE.__dict__.setdefault("contexts", {})  # the backward pass may run on another thread
+            previous = here.get(id(self))
+            here[id(self)] = active
+            try:
+                return function(*inner)
+            finally:
+                if previous is None:
+                    here.pop(id(self), None)
+                else:
+                    here[id(self)] = previous
+
+        return torch.utils.checkpoint.checkpoint(run, *args, **kwargs)
+
     # -- the per-layer hook ---------------------------------------------------------------------------------
     def _make_hook(self, layer: int):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
@@ -182,6 +268,8 @@ class FusionModel(nn.Module):
         :class:`~fusionlab.adapters.layer.FactoredDeltas`); no ``[tokens, N, hidden]`` tensor is built then.
         """
         shape = output.shape
+        if context.collect_inputs:
+            context.inputs.append(output.detach())
         hidden = output.reshape(-1, shape[-1])
         if context.fusion_indices is None:
             deltas = self.adapter_manager.layer_deltas(hidden, context.names, layer)  # [M, 1, H]
@@ -232,26 +320,36 @@ class FusionModel(nn.Module):
         adapter_names: Sequence[str] | None = None,
         labels: torch.Tensor | None = None,
         output_fusion_weights: bool = False,
-        fuse: bool | None = None,
+        force_fusion: bool = False,
+        output_adapter_inputs: bool = False,
         **encoder_kwargs,
     ) -> FusionModelOutput:
         """Run the encoder with the named adapters (see the module docstring for which path is taken).
 
-        ``fuse=None`` (the default) decides by the number of names; ``fuse=True`` forces the fusion path even
-        for a single name (fusion over one adapter, e.g. to measure the fusion layer's own cost); ``fuse=False``
-        insists on the single-adapter path.
+        One name runs that adapter alone with its own head. ``force_fusion=True`` sends even one name through
+        the fusion layers and the fusion's head instead (fusion over a subset of one: an ablation, or the
+        fusion layer's own cost). ``output_fusion_weights`` returns the fusion path's softmax weights,
+        ``output_adapter_inputs`` the hidden state every layer's adapters read (for Mechanics).
         """
+        if getattr(self, "_is_replica", False):
+            raise RuntimeError(
+                "FusionModel does not run under torch.nn.DataParallel: its replicas would skip the adapters "
+                "(the layer hooks belong to the original model). Train on several GPUs with DistributedDataParallel "
+                "instead: `torchrun --nproc_per_node N your_script.py` or `accelerate launch`, which transformers' "
+                "Trainer uses automatically; on one GPU, set CUDA_VISIBLE_DEVICES to a single device."
+            )
         names, fusion_indices = self.resolve_adapters(adapter_names)
-        if fuse and fusion_indices is None:
+        if force_fusion and fusion_indices is None:
             trained = self.fusion_config.adapter_names if self.fusion_config is not None else []
             if names[0] not in trained:
-                raise ValueError(f"fuse=True needs a fusion over {names[0]!r}; this model's fusion is over {trained}")
+                raise ValueError(
+                    f"force_fusion=True needs a fusion over {names[0]!r}; this model's fusion is over {trained}"
+                )
             fusion_indices = [trained.index(names[0])]
-        elif fuse is False and fusion_indices is not None:
-            raise ValueError(f"fuse=False runs one adapter alone, got {names}")
         if token_type_ids is not None and self._accepts_token_type_ids:
             encoder_kwargs["token_type_ids"] = token_type_ids
-        context = _ForwardContext(names, fusion_indices, output_fusion_weights and fusion_indices is not None)
+        collect_weights = output_fusion_weights and fusion_indices is not None
+        context = _ForwardContext(names, fusion_indices, collect_weights, output_adapter_inputs)
         contexts = _ACTIVE.__dict__.setdefault("contexts", {})
         contexts[id(self)] = context
         try:
@@ -275,6 +373,7 @@ class FusionModel(nn.Module):
             fusion_weights=weights,
             adapter_names=names,
             last_hidden_state=encoded.last_hidden_state,
+            adapter_inputs=tuple(context.inputs) if output_adapter_inputs else None,
         )
 
     def value_regularization_loss(self) -> torch.Tensor:
@@ -301,11 +400,13 @@ class FusionModel(nn.Module):
         return checkpoint.load_model(cls, directory, **kwargs)
 
     # -- labels ------------------------------------------------------------------------------------------------
-    def label_names(self, adapter_names: Sequence[str] | None = None) -> list[str]:
-        """Names of the classes the head used for ``adapter_names`` predicts (``LABEL_i`` when unknown)."""
+    def label_names(self, adapter_names: Sequence[str] | None = None, force_fusion: bool = False) -> list[str]:
+        """Names of the classes the head used for ``adapter_names`` predicts (``LABEL_i`` when unknown);
+        ``force_fusion`` as in :meth:`forward`."""
         names, fusion_indices = self.resolve_adapters(adapter_names)
-        task = names[0] if fusion_indices is None else self.fusion_config.target  # type: ignore[union-attr]
-        if fusion_indices is not None and self.fusion_config.label_names:  # type: ignore[union-attr]
+        fused = (fusion_indices is not None or force_fusion) and self.fusion_config is not None
+        task = self.fusion_config.target if fused else names[0]  # type: ignore[union-attr]
+        if fused and self.fusion_config.label_names:  # type: ignore[union-attr]
             return list(self.fusion_config.label_names)  # type: ignore[union-attr]
         config = self.adapter_manager.configs.get(task)
         if config is not None and config.label_names:
@@ -364,3 +465,20 @@ def _mask_padding(weights: torch.Tensor, attention_mask: torch.Tensor | None) ->
     if attention_mask is None:
         return weights
     return weights * attention_mask[:, :, None, None].to(weights.dtype)
+
+
+def _outside_inference_mode(module: nn.Module) -> None:
+    """Replace tensors created under ``torch.inference_mode()`` with ordinary copies.
+
+    A model built inside inference mode (a cached loader, a notebook cell under it) would otherwise hold
+    inference tensors, which autograd refuses later ("Inference tensors cannot be saved for backward") and
+    which cannot be updated outside inference mode. Cheap when there are none: only flags are read.
+    """
+    with torch.inference_mode(False):
+        for sub in module.modules():
+            for name, param in sub._parameters.items():
+                if param is not None and param.is_inference():
+                    sub._parameters[name] = nn.Parameter(param.clone(), requires_grad=param.requires_grad)
+            for name, buffer in sub._buffers.items():
+                if buffer is not None and buffer.is_inference():
+                    sub._buffers[name] = buffer.clone()

@@ -22,7 +22,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from fusionlab.config import AdapterConfig, FusionConfig, JsonConfig, ModelConfig, TrainingConfig, _fail
+from fusionlab.config import AdapterConfig, FusionConfig, JsonConfig, ModelConfig, TrainingConfig, _fail, check_name
 from fusionlab.runstore import Run
 
 TRAIN_ADAPTER = "train_adapter"
@@ -56,6 +56,7 @@ class Budget(JsonConfig):
     early_stopping_patience: int | None = None
     seed: int = 42
     model: str | None = None
+    gradient_checkpointing: bool = False
     """Base model (hub name or local path); ``None``: the bundled default encoder."""
 
     def validate(self) -> None:
@@ -77,6 +78,7 @@ class Budget(JsonConfig):
             early_stopping_patience=self.early_stopping_patience,
             snapshot_steps=self.snapshot_steps,
             seed=self.seed,
+            gradient_checkpointing=self.gradient_checkpointing,
         )
 
     def model_config(self) -> ModelConfig:
@@ -100,6 +102,8 @@ class CustomData(JsonConfig):
         self._names("text_columns", allow_empty=False)
         if not 1 <= len(self.text_columns) <= 2:
             _fail("CustomData", "text_columns", f"must name one or two columns, got {self.text_columns!r}")
+        if self.name is not None:
+            check_name(self.name, "CustomData.name")
 
     def load(self):
         """Read, check and register the task (``ValueError`` naming the file and line if it is bad)."""
@@ -134,8 +138,8 @@ class _RunSpec(JsonConfig):
                 _fail(type(self).__name__, name, f"must be a {cls.__name__}, got {type(value).__name__}")
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             _fail(type(self).__name__, "data_dir", f"must be a path string or null, got {self.data_dir!r}")
-        if not isinstance(self.name, str) or not self.name.strip():  # type: ignore[attr-defined]
-            _fail(type(self).__name__, "name", f"must be a non-empty string, got {self.name!r}")  # type: ignore[attr-defined]
+        check_name(self.name, f"{type(self).__name__}.name")  # type: ignore[attr-defined]
+        check_name(self.task_name, f"{type(self).__name__}.{'task' if self.kind == TRAIN_ADAPTER else 'target_task'}")
 
     @classmethod
     def _prepare(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -207,7 +211,7 @@ class FusionRun(_RunSpec):
     def validate(self) -> None:
         if not isinstance(self.target_task, str) or not self.target_task.strip():
             _fail("FusionRun", "target_task", f"must name a task, got {self.target_task!r}")
-        self._names("adapters", allow_empty=False)
+        self._artifact_names("adapters")
         self.adapters = list(self.adapters)
         if self.fusion_config is not None and not isinstance(self.fusion_config, FusionConfig):
             _fail("FusionRun", "fusion_config", f"must be a FusionConfig, got {type(self.fusion_config).__name__}")

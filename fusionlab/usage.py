@@ -162,7 +162,7 @@ def adapter_usage(workspace: Workspace) -> UsageMatrix:
         except CheckpointError as err:
             skipped.append((name, str(err)))
         except (OSError, AttributeError, TypeError, ValueError) as err:
-            # read_meta assumes a JSON object; a file holding a list, or one unreadable, must not end the matrix
+            # read_meta checks the schema; anything it still lets through (bad statistics) must not end the matrix
             skipped.append((name, f"its metadata cannot be read: {type(err).__name__}: {err}"))
     rows.sort(key=lambda row: (row.target, row.name))
     return UsageMatrix(rows=tuple(rows), adapters=_first_seen(row.adapters for row in rows), skipped=tuple(skipped))

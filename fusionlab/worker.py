@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fusionlab.devices import AUTO, device_argument, place_process
+from fusionlab.processes import pid_alive
 from fusionlab.run_context import RunCancelled, RunContext
 from fusionlab.runstore import QUEUED, Run, RunStore
 from fusionlab.workspace import Workspace
@@ -166,7 +168,7 @@ def _try_lock(path: Path, patience: float) -> int | None:
             time.sleep(0.02)
 
 
-def worker_running(workspace: Workspace, device: str = "cpu") -> bool:
+def worker_running(workspace: Workspace, device: str = AUTO) -> bool:
     """Whether a worker currently serves ``device`` in this workspace."""
     fd = _try_lock(lock_path(workspace, device), patience=0.1)
     if fd is None:
@@ -175,7 +177,7 @@ def worker_running(workspace: Workspace, device: str = "cpu") -> bool:
     return False
 
 
-def worker_pid(workspace: Workspace, device: str = "cpu") -> int | None:
+def worker_pid(workspace: Workspace, device: str = AUTO) -> int | None:
     """The pid of the worker serving ``device`` (to show it, or stop it), or ``None`` if there is none."""
     path = lock_path(workspace, device)
     deadline = time.monotonic() + 1.0
@@ -189,27 +191,10 @@ def worker_pid(workspace: Workspace, device: str = "cpu") -> int | None:
     return None
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie (a dead child not yet reaped by its parent)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
-
-
 # -- the worker loop -----------------------------------------------------------------------------------
 def run_worker(
     workspace: Workspace | str | os.PathLike[str] | None = None,
-    device: str = "cpu",
+    device: str = AUTO,
     once: bool = False,
     idle_exit_seconds: float = DEFAULT_IDLE_EXIT_SECONDS,
 ) -> int | None:
@@ -241,6 +226,8 @@ def run_worker(
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             for run_id in store.mark_dead_runs_failed(pid_alive):
                 log.warning("run %d was left running by a dead worker; marked failed", run_id)
+            for leftover in ws.remove_abandoned():
+                log.warning("removed %s, left half-written by a process that died", leftover)
             executed += _serve(ws, store, device, once, idle_exit_seconds)
         finally:
             os.close(fd)
@@ -273,7 +260,7 @@ _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 def ensure_worker(
     workspace: Workspace | str | os.PathLike[str] | None = None,
-    device: str = "cpu",
+    device: str = AUTO,
     idle_exit_seconds: float = DEFAULT_IDLE_EXIT_SECONDS,
 ) -> bool:
     """Start a detached worker for ``device`` unless one is running; return whether one was started.
@@ -319,7 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Execute the queued fusionlab runs of a workspace, one at a time, on one device.",
     )
     parser.add_argument("--home", help="workspace root (default: $FUSIONLAB_HOME or ./fusionlab-workspace)")
-    parser.add_argument("--device", default="cpu", help="device the runs execute on, e.g. cpu or cuda:0")
+    parser.add_argument(
+        "--device",
+        type=device_argument,
+        default=AUTO,
+        help="where the runs execute: auto (a GPU if there is one), cpu, or cuda:N (default: %(default)s)",
+    )
     parser.add_argument("--once", action="store_true", help="execute at most one run, then exit")
     parser.add_argument(
         "--idle-exit-seconds",
@@ -330,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [worker %(process)d] %(message)s")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # so a run killed by SIGTERM is recorded as stopped
+    place_process(args.device)  # before any run imports torch: this process sees only its device
     executed = run_worker(args.home, device=args.device, once=args.once, idle_exit_seconds=args.idle_exit_seconds)
     if executed is not None:
         log.info("exiting after %d run(s)", executed)

@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from fusionlab.processes import pid_alive
 
 HOME_ENV = "FUSIONLAB_HOME"
 """Environment variable naming the workspace root when none is passed explicitly."""
@@ -25,7 +28,11 @@ CHECKPOINT_MARKER = "fusionlab.json"
 """The file every complete adapter or fusion checkpoint holds; only directories holding it are listed."""
 
 TMP_PREFIX = ".tmp-"
-"""Prefix of directories still being written (or abandoned by a killed writer); listings skip them."""
+"""Prefix of directories still being written (or abandoned by a killed writer); listings skip them. The
+writer's pid follows it (``.tmp-<pid>-<name>-<random>``), so :meth:`Workspace.remove_abandoned` can tell a
+directory being written from one whose writer died."""
+LEGACY_TMP_AGE_S = 24 * 3600
+"""A temporary directory without a pid (written by an older fusionlab) counts as abandoned after a day."""
 
 
 class Workspace:
@@ -80,6 +87,31 @@ class Workspace:
         """Names of the complete fusion checkpoints, sorted."""
         return _complete_checkpoints(self.fusions_dir)
 
+    def remove_abandoned(self) -> list[Path]:
+        """Delete the temporary directories whose writer died (a run killed while saving); returns them.
+
+        A directory still being written by a live process is left alone, whoever wrote it.
+        """
+        removed = []
+        for directory in (self.adapters_dir, self.fusions_dir):
+            if not directory.is_dir():
+                continue
+            for entry in directory.iterdir():
+                if entry.name.startswith(TMP_PREFIX) and entry.is_dir() and _abandoned(entry):
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed.append(entry)
+        return removed
+
+
+def _abandoned(entry: Path) -> bool:
+    owner = entry.name[len(TMP_PREFIX) :].split("-", 1)[0]
+    if owner.isdigit():
+        return not pid_alive(int(owner))
+    try:
+        return time.time() - entry.stat().st_mtime > LEGACY_TMP_AGE_S
+    except OSError:
+        return False
+
 
 def _checked_name(name: str) -> str:
     """Reject names that would escape the directory or collide with temporary/hidden entries.
@@ -107,7 +139,7 @@ def _complete_checkpoints(directory: Path) -> list[str]:
 def atomic_directory(final_path: str | os.PathLike[str]) -> Iterator[Path]:
     """Write a directory under a temporary name and publish it at ``final_path`` only once complete.
 
-    Yields ``<parent>/.tmp-<name>-<random>``. On a clean exit the directory is renamed into place; an existing
+    Yields ``<parent>/.tmp-<pid>-<name>-<random>``. On a clean exit the directory is renamed into place; an existing
     directory at ``final_path`` is first renamed aside and deleted afterwards, so a reader sees either the old
     complete directory, the new complete one, or (for an instant) none — never a partial one. On an exception
     the temporary directory is deleted. If the process is killed, the ``.tmp-`` directory is left behind and
@@ -115,7 +147,7 @@ def atomic_directory(final_path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     final = Path(final_path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-{final.name}-", dir=final.parent))
     try:
         yield tmp
     except BaseException:
@@ -127,7 +159,7 @@ def atomic_directory(final_path: str | os.PathLike[str]) -> Iterator[Path]:
 def _publish(tmp: Path, final: Path) -> None:
     aside: Path | None = None
     if final.exists():
-        aside = final.parent / f"{TMP_PREFIX}{final.name}-old-{uuid.uuid4().hex[:8]}"
+        aside = final.parent / f"{TMP_PREFIX}{os.getpid()}-{final.name}-old-{uuid.uuid4().hex[:8]}"
         os.rename(final, aside)
     try:
         os.rename(tmp, final)

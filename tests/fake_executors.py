@@ -6,6 +6,7 @@ subprocess imports them exactly as it would import the training jobs.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -57,3 +58,8 @@ def explode(run: Run, ctx: RunContext) -> Result:
 def bad_result(run: Run, ctx: RunContext) -> Result:
     """Break the executor contract by returning something other than ``(final_metrics, artifacts)``."""
     return "done"  # type: ignore[return-value]
+
+
+def report_placement(run: Run, ctx: RunContext) -> Result:
+    """What the worker's process sees of the GPUs (its placement), as the run's artifacts."""
+    return {}, {"device": ctx.device, "visible": os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")}

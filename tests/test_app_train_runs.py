@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from test_dashboard_runs import TINY, ExecutedRuns, executed_runs
 
 from fusionlab import worker
-from fusionlab.dashboard.queue import fusion_run_config, queue_fusion_run
+from fusionlab.dashboard.train_view import fusion_run_config, queue_fusion_run
 from fusionlab.runstore import CANCELLED, QUEUED, RunStore
 from fusionlab.workspace import Workspace
 
@@ -122,12 +122,12 @@ def test_bad_values_show_an_error_and_queue_nothing(train_store: RunStore, start
     at.number_input(key="adapter_max_steps").set_value(10).run()
     at.number_input(key="adapter_learning_rate").set_value(0.0).run()
     at.button(key="queue_adapters").click().run()
-    assert texts(at.error) == ["TrainingConfig.learning_rate: must be a positive number, got 0.0"]
+    assert texts(at.error) == ["TrainingConfig.learning_rate: must be a number in (0, 1], got 0.0"]
 
     at.number_input(key="fusion_temperature").set_value(0.0).run()
     at.multiselect(key="fusion_adapters").set_value(["rte"]).run()
     at.button(key="queue_fusion").click().run()
-    assert texts(at.error) == ["FusionConfig.temperature: must be > 0, got 0.0"]
+    assert texts(at.error) == ["FusionConfig.temperature: must be a number in (0, 100], got 0.0"]
     assert not at.exception
     assert train_store.list_runs() == [] and started_workers == []
 
@@ -256,7 +256,7 @@ def test_runs_page_shows_why_a_run_failed(runs_store: RunStore, executed: Execut
     at.selectbox(key="runs_detail").set_value(executed.failed_id).run()
 
     assert not at.exception
-    assert texts(at.error) == ["ValueError: TrainingConfig.learning_rate: must be a positive number, got -1"]
+    assert texts(at.error) == ["ValueError: TrainingConfig.learning_rate: must be a number in (0, 1], got -1"]
     assert at.expander[0].label == "Full error (for debugging)"
     assert "Traceback" in at.code[0].value
     assert at.get("download_button")[0].label == "Download run (zip: run.json)"

@@ -35,3 +35,17 @@ def test_fusion_overhead_quick_run_reports_every_configuration(tmp_path):
             assert row["median_ms"] > 0 and row["ratio_to_base"] > 0 and row["cpu_ratio_to_base"] > 0
         assert rows[("base", 1, 32)]["ratio_to_base"] == 1.0
     assert "| attention N=8 | 32×64 |" in proc.stdout  # the Markdown table
+
+
+@pytest.mark.slow
+def test_grad_checkpointing_bench_reports_both_modes(tmp_path):
+    out = tmp_path / "gc.json"
+    command = [sys.executable, str(REPO / "bench" / "grad_checkpointing.py"), "--batch", "4", "--tokens", "32"]
+    proc = subprocess.run(
+        [*command, "--steps", "1", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [row["checkpointing"] for row in report["results"]] == [False, True]
+    assert all(row["median_step_s"] > 0 for row in report["results"])
+    assert "| activation checkpointing | peak memory (MiB) | median step (s) |" in proc.stdout

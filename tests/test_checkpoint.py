@@ -83,9 +83,13 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
     model = trained_like()
     model.save_pretrained(tmp_path / "a", adapter_name="a")
     (tmp_path / "a" / "adapter.safetensors").write_bytes(b"\x80\x04 not safetensors")
-    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+    with pytest.raises(CheckpointError, match="does not match the SHA-256 recorded when it was saved"):
         FusionModel.from_pretrained(tmp_path / "a", encoder=tiny_encoder("bert"))
     meta = tmp_path / "a" / "fusionlab.json"
+    legacy = {k: v for k, v in json.loads(meta.read_text()).items() if k != "weights_sha256"}
+    meta.write_text(json.dumps(legacy))  # saved before the file fingerprint existed: the reader still says why
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        FusionModel.from_pretrained(tmp_path / "a", encoder=tiny_encoder("bert"))
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "num_layers": 7}))
     with pytest.raises(CheckpointError, match="7 layers"):
         FusionModel.from_pretrained(tmp_path / "a", encoder=tiny_encoder("bert"))

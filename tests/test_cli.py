@@ -174,3 +174,23 @@ def test_train_adapter_on_users_own_csv(home, tmp_path):
         "--inline",
     )
     assert done.returncode == 2 and "broken.csv, line 3" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train-adapter", "rte", "--name", "x" * 300], "AdapterRun.name: must be at most 64 characters"),
+        (["train-fusion", "rte", "--adapters", "rte,sst2", "--name", "../escape"], "FusionRun.name: '../escape'"),
+        (["train-adapter", "rte", "--adapter-size", "200000"], "adapter_size: must be at most 4,096"),
+        (["train-adapter", "rte", "--batch-size", "1000000"], "must be at most 4,096"),
+        (["train-adapter", "rte", "--max-length", "1000"], "has 512 positions"),
+        (["train-adapter", "rte", "--max-steps", "1000000000"], "max_steps: must be at most 1,000,000"),
+        (["worker", "--device", "gpu"], "'cuda:N'"),
+    ],
+)
+def test_bad_names_and_sizes_are_refused_before_anything_is_queued(home, args, message):
+    done = fusionlab(home, *args, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    if (home / "runs.sqlite").exists():
+        assert RunStore(home / "runs.sqlite").list_runs() == []

@@ -113,25 +113,25 @@ def test_caches_filled_under_inference_mode_serve_training():
     assert model.fusion_layers[0].query.weight.grad is not None
 
 
-def test_fuse_true_runs_fusion_over_one_adapter():
+def test_force_fusion_runs_fusion_over_one_adapter():
     model = build(tiny_encoder("bert")).eval()
     perturb_adapters(model)
     ids, mask = batch()
     with torch.no_grad():
-        out = model(input_ids=ids, attention_mask=mask, adapter_names=["b"], fuse=True, output_fusion_weights=True)
+        out = model(
+            input_ids=ids, attention_mask=mask, adapter_names=["b"], force_fusion=True, output_fusion_weights=True
+        )
         single = model(input_ids=ids, attention_mask=mask, adapter_names=["b"])
     assert out.fusion_weights is not None and out.fusion_weights[0].shape[-1] == 1
     # softmax over one adapter is 1 and the value starts as the identity: fusion over one adapter is that adapter
     torch.testing.assert_close(out.last_hidden_state, single.last_hidden_state)
     with torch.no_grad():
         model.fusion_layers[0].value.weight.mul_(0.5)
-        halved = model(input_ids=ids, attention_mask=mask, adapter_names=["b"], fuse=True)
+        halved = model(input_ids=ids, attention_mask=mask, adapter_names=["b"], force_fusion=True)
     assert not torch.allclose(halved.last_hidden_state, single.last_hidden_state)  # the fusion path did run
-    with pytest.raises(ValueError, match="fuse=False"):
-        model(input_ids=ids, attention_mask=mask, adapter_names=["a", "b"], fuse=False)
     model.add_adapter("d", model.adapter_manager.configs["a"])
-    with pytest.raises(ValueError, match="fuse=True"):
-        model(input_ids=ids, attention_mask=mask, adapter_names=["d"], fuse=True)
+    with pytest.raises(ValueError, match="force_fusion=True"):
+        model(input_ids=ids, attention_mask=mask, adapter_names=["d"], force_fusion=True)
 
 
 @pytest.mark.parametrize("heads", [1, 2])

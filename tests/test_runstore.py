@@ -272,7 +272,7 @@ def test_listings_show_only_complete_checkpoints(tmp_path: Path) -> None:
 def test_atomic_directory_publishes_replaces_and_cleans_up(tmp_path: Path) -> None:
     final = tmp_path / "adapters" / "sst2"
     with atomic_directory(final) as tmp:
-        assert tmp.parent == final.parent and tmp.name.startswith(".tmp-sst2-")
+        assert tmp.parent == final.parent and tmp.name.startswith(f".tmp-{os.getpid()}-sst2-")
         (tmp / "weights").write_text("v1")
         assert not final.exists()
     assert (final / "weights").read_text() == "v1" and not tmp.exists()

@@ -50,6 +50,7 @@ def keep_adapters(meta: dict, names: list[str], task: str) -> None:
     layers = [[layer[j] for j in columns] for layer in stats["mean"]]
     stats["mean"] = [[w / sum(layer) for w in layer] for layer in layers]
     stats["adapter_names"] = meta["fusion_config"]["adapter_names"] = names
+    meta["adapters"] = [entry for name in names for entry in meta["adapters"] if entry["name"] == name]
     meta["extra"]["task"] = meta["fusion_config"]["target_task"] = task
 
 
@@ -137,7 +138,7 @@ def test_broken_and_statistics_free_fusions_are_skipped_with_a_reason(copy: Work
     reasons = dict(usage.skipped)
     assert list(reasons) == ["rte-broken", "rte-list", "rte-nokey", "rte-nostats"]
     assert "is not valid JSON" in reasons["rte-broken"]
-    assert reasons["rte-list"].startswith("its metadata cannot be read")
+    assert reasons["rte-list"].endswith("must hold a JSON object, got list")  # read_meta says which file and why
     assert reasons["rte-nostats"].startswith("no fusion statistics") and reasons["rte-nokey"] == reasons["rte-nostats"]
     assert "skipped rte-broken: " in usage.format_table()
 

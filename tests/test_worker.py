@@ -37,6 +37,7 @@ EXECUTORS = ",".join(
         ("checkpoint", "slow_checkpoint"),
         ("explode", "explode"),
         ("bad_result", "bad_result"),
+        ("placement", "report_placement"),
     ]
 )
 DEADLINE_S = 30.0  # generous for a loaded CI machine; a passing run takes a fraction of it
@@ -103,9 +104,9 @@ def test_worker_executes_queued_runs_in_order(ws: Workspace, store: RunStore, st
     runs = [store.get(first), store.get(second)]
     assert [r.status for r in runs] == [FINISHED, FINISHED]
     assert runs[0].ended_at <= runs[1].started_at
-    assert all(r.worker_pid == worker.pid and r.device == "cpu" for r in runs)
+    assert all(r.worker_pid == worker.pid and r.device == "auto" for r in runs)
     assert runs[0].final_metrics == {"loss": 0.25, "steps": 4}
-    assert runs[0].artifacts == {"device": "cpu"}
+    assert runs[0].artifacts == {"device": "auto"}
     assert (runs[0].progress, runs[0].message) == (1.0, "step 4/4")
 
     metrics = store.metrics(first)
@@ -185,9 +186,10 @@ def test_killed_worker_fails_its_run_and_publishes_no_checkpoint(ws: Workspace, 
     assert not ws.adapter_dir("sst2").exists()
     assert ws.list_adapters() == []
     leftovers = [p.name for p in ws.adapters_dir.iterdir()]
-    assert len(leftovers) == 1 and leftovers[0].startswith(".tmp-sst2-")
+    assert len(leftovers) == 1 and leftovers[0].startswith(f".tmp-{worker.pid}-sst2-")
 
-    finish(start_worker())  # a new worker cleans up after the dead one
+    finish(start_worker())  # a new worker cleans up after the dead one: its run, and its half-written directory
+    assert list(ws.adapters_dir.iterdir()) == []
     run = store.get(run_id)
     assert run.status == FAILED
     assert run.error == f"worker process {worker.pid} died while the run was running (killed or crashed)"
@@ -198,7 +200,7 @@ def test_only_one_worker_per_workspace_and_device(ws: Workspace, store: RunStore
     wait_until(lambda: worker_pid(ws) == first.pid, "the first worker to take the lock")
 
     output = finish(start_worker())
-    assert "another worker already serves cpu" in output
+    assert "another worker already serves auto" in output
     assert run_worker(ws) is None
     assert ensure_worker(ws) is False
     assert first.poll() is None
@@ -224,7 +226,7 @@ def test_ensure_worker_races_start_exactly_one_serving_worker(ws: Workspace, sto
 
     wait_until(lambda: all(store.get(r).status == FINISHED for r in run_ids), "all runs to finish")
     assert len({store.get(r).worker_pid for r in run_ids}) == 1
-    assert (ws.logs_dir / "worker-cpu.log").exists()
+    assert (ws.logs_dir / "worker-auto.log").exists()
     wait_until(lambda: not worker_running(ws), "the idle worker to exit")
 
 
@@ -236,3 +238,69 @@ def test_executor_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FUSIONLAB_EXECUTORS", "demo=no_colon")
     with pytest.raises(ValueError, match="not of the form kind=module:function"):
         executor_specs()
+
+
+@pytest.mark.parametrize(("device", "visible"), [("cpu", ""), ("cuda:3", "3"), ("auto", "<unset>")])
+def test_a_worker_places_its_process_on_its_device(ws: Workspace, store: RunStore, device: str, visible: str) -> None:
+    """``--device`` is where the runs execute: the worker process sees that device alone (``cpu``: no GPU)."""
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    run_id = store.enqueue("placement", "where", {})
+    command = [sys.executable, "-m", "fusionlab.worker", "--home", str(ws.root), "--device", device, "--once"]
+    output = subprocess.run(command, capture_output=True, text=True, env=env, timeout=DEADLINE_S, check=True)
+    run = store.get(run_id)
+    assert run.status == FINISHED, output.stdout + output.stderr
+    assert run.artifacts == {"device": device, "visible": visible}
+
+
+def test_a_bad_device_is_refused_before_anything_runs(ws: Workspace, store: RunStore) -> None:
+    run_id = store.enqueue("placement", "where", {})
+    command = [sys.executable, "-m", "fusionlab.worker", "--home", str(ws.root), "--device", "gpu0", "--once"]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE_S)
+    assert output.returncode == 2 and "cuda:N" in output.stderr
+    assert store.get(run_id).status == "queued"
+
+
+def test_a_training_run_on_a_gpu_this_machine_lacks_fails_with_the_reason() -> None:
+    from fusionlab.devices import require_device
+
+    require_device("cpu")
+    require_device("inline")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(RuntimeError, match="serves cuda:0, but torch sees no GPU"):
+        require_device("cuda")
+
+
+def _run_of_a_killed_worker(store: RunStore, start_worker) -> int:
+    """A run left "running" by a worker that was killed with SIGKILL (it could record nothing)."""
+    run_id = store.enqueue("count", "long", {"steps": 10_000, "delay": 0.05})
+    worker = start_worker(idle_exit_seconds=DEADLINE_S)
+    wait_until(lambda: store.get(run_id).status == RUNNING, "the run to start")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=DEADLINE_S)
+    assert store.get(run_id).status == RUNNING
+    return run_id
+
+
+def test_the_cli_follower_notices_a_killed_worker_within_seconds(ws: Workspace, store: RunStore, start_worker) -> None:
+    from fusionlab import cli
+
+    run_id = _run_of_a_killed_worker(store, start_worker)
+    started = time.monotonic()
+    assert cli._follow(store, [run_id]) == 1
+    assert time.monotonic() - started < 5
+    run = store.get(run_id)
+    assert run.status == FAILED and "died while the run was running" in run.error
+
+
+def test_the_dashboard_poll_notices_a_killed_worker(ws: Workspace, store: RunStore, start_worker) -> None:
+    from fusionlab.dashboard.train_view import QueueView
+    from fusionlab.dashboard.workspace_view import run_status
+
+    run_id = _run_of_a_killed_worker(store, start_worker)
+    assert run_status(ws) == (None, 0)  # the Home page's progress: nothing is running any more
+    view = QueueView.load(store, ws)
+    assert view.active is None and view.last_ended is not None and view.last_ended.id == run_id
+    assert store.get(run_id).status == FAILED

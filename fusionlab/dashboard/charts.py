@@ -79,44 +79,96 @@ def probability_chart(comparison: Comparison) -> go.Figure:
     return style_figure(fig, title, "class", "probability")
 
 
-def _weight_range(weights: np.ndarray, relative: bool) -> dict[str, object]:
-    """Colour range of a weight heatmap: the full 0–1 of a softmax, or stretched to the values shown.
+def weight_colors(weights: np.ndarray, zoom: bool = False, even_share: float | None = None) -> dict[str, object]:
+    """The one colour scale of every fusion-weight heatmap: Viridis on the absolute 0–1 of a softmax.
 
-    Stretching makes small departures from an even share visible (a briefly trained fusion stays close to
-    1/N everywhere); the colour bar then spans only the range shown, so its labels keep the scale honest.
+    ``zoom`` stretches the colours to the values shown instead (a briefly trained fusion stays close to 1/N
+    everywhere, and zooming makes its small preferences visible); the colour bar then spans only that range
+    and says so, so its labels keep the scale honest. ``even_share`` (1/N) gets its own tick on the bar.
     """
-    low, high = float(weights.min()), float(weights.max())
-    if relative and high - low > 1e-6:
-        return {"zmin": low, "zmax": high, "colorbar": {"title": {"text": "weight<br>(range shown)"}}}
-    return {"zmin": 0.0, "zmax": 1.0, "colorbar": {"title": {"text": "weight"}}}
+    values = np.asarray(weights, dtype=float)  # a gap (None) becomes NaN and is ignored
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    zoomed = zoom and high - low > 1e-6
+    zmin, zmax = (low, high) if zoomed else (0.0, 1.0)
+    title = "fusion weight<br>(zoomed)" if zoomed else "fusion weight"
+    ticks = [v for v in np.linspace(zmin, zmax, 5)]
+    labels = [f"{v:.2f}" if zoomed else f"{v:g}" for v in ticks]
+    if even_share is not None and zmin <= even_share <= zmax:
+        keep = [i for i, v in enumerate(ticks) if abs(v - even_share) > (zmax - zmin) / 10]
+        ticks = [ticks[i] for i in keep] + [even_share]
+        labels = [labels[i] for i in keep] + [f"1/N = {even_share:.2f}"]
+    colorbar = {"title": {"text": title, "side": "right"}, "tickvals": ticks, "ticktext": labels}
+    return {"colorscale": WEIGHT_SCALE, "zmin": zmin, "zmax": zmax, "colorbar": colorbar}
+
+
+def weight_heatmap(
+    z: np.ndarray | Sequence[Sequence[float | None]],
+    hover: Sequence[Sequence[str]],
+    title: str,
+    x: tuple[Sequence[object], Sequence[str], str],
+    y: tuple[Sequence[object], Sequence[str], str],
+    zoom: bool = False,
+    even_share: float | None = None,
+    text: Sequence[Sequence[str]] | None = None,
+    height: int = 380,
+) -> go.Figure:
+    """Every fusion-weight heatmap of the dashboard (Playground, Mechanics, Runs, the usage matrix).
+
+    ``x`` and ``y`` are ``(positions, tick labels, axis title)``; ``hover`` holds one line per cell, ``text``
+    (optional) what is written in each cell. One function, so that one colour scale (:func:`weight_colors`)
+    and one hover style serve every page.
+    """
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(x[0]),
+            y=list(y[0]),
+            **weight_colors(z, zoom, even_share),
+            text=text,
+            texttemplate="%{text}" if text is not None else None,
+            hovertext=hover,
+            hovertemplate="%{hovertext}<extra></extra>",
+            hoverongaps=False,
+        )
+    )
+    fig.update_xaxes(tickvals=list(x[0]), ticktext=list(x[1]), showgrid=False)
+    fig.update_yaxes(tickvals=list(y[0]), ticktext=list(y[1]), showgrid=False)
+    return style_figure(fig, title, x[2], y[2], height=height)
+
+
+def weight_hover(where: str, value: float, even_share: float | None) -> str:
+    """One cell's hover line: the weight, and how far it is from the even share 1/N."""
+    if even_share is None:
+        return f"{where}: {value:.3f}"
+    return f"{where}: {value:.3f} ({value - even_share:+.3f} vs the even share 1/N = {even_share:.3f})"
 
 
 def layer_adapter_heatmap(
-    weights: np.ndarray, adapters: Sequence[str], title: str, relative: bool = False
+    weights: np.ndarray, adapters: Sequence[str], title: str, zoom: bool = False
 ) -> go.Figure | None:
     """``[layers, adapters]`` fusion weights; layer 1 (nearest the input) at the bottom, as in the paper."""
     if weights.size == 0 or len(adapters) == 0:
         return None
+    even = 1 / len(adapters)
     layers = [f"layer {i + 1}" for i in range(weights.shape[0])]
-    fig = go.Figure(
-        go.Heatmap(
-            z=weights,
-            x=list(range(len(adapters))),
-            y=layers,
-            colorscale=WEIGHT_SCALE,
-            **_weight_range(weights, relative),
-            text=weights,
-            texttemplate="%{text:.3f}",
-            hovertemplate="%{y}, adapter %{customdata}: %{z:.3f}<extra></extra>",
-            customdata=np.array([list(adapters)] * weights.shape[0]),
-        )
+    hover = [
+        [weight_hover(f"{layer}, {a}", v, even) for a, v in zip(adapters, row)] for layer, row in zip(layers, weights)
+    ]
+    return weight_heatmap(
+        weights,
+        hover,
+        title,
+        x=(range(len(adapters)), [adapter_tick(n) for n in adapters], "adapter"),
+        y=(layers, layers, "transformer layer"),
+        zoom=zoom,
+        even_share=even,
+        text=[[f"{v:.3f}" for v in row] for row in weights],
+        height=120 + 45 * weights.shape[0],
     )
-    fig.update_xaxes(tickvals=list(range(len(adapters))), ticktext=[adapter_tick(n) for n in adapters])
-    return style_figure(fig, title, "adapter", "transformer layer", height=120 + 45 * weights.shape[0])
 
 
 def token_adapter_heatmap(
-    tokens: Sequence[str], weights: np.ndarray, adapters: Sequence[str], title: str, relative: bool = False
+    tokens: Sequence[str], weights: np.ndarray, adapters: Sequence[str], title: str, zoom: bool = False
 ) -> go.Figure | None:
     """``[tokens, adapters]`` fusion weights: which adapter every token draws on (tokens along the x axis).
 
@@ -124,21 +176,23 @@ def token_adapter_heatmap(
     """
     if len(tokens) == 0 or len(adapters) == 0 or weights.size == 0:
         return None
-    positions = list(range(len(tokens)))
-    fig = go.Figure(
-        go.Heatmap(
-            z=weights.T,
-            x=positions,
-            y=list(range(len(adapters))),
-            colorscale=WEIGHT_SCALE,
-            **_weight_range(weights, relative),
-            customdata=np.array([[f"{i + 1}: {t}" for i, t in enumerate(tokens)]] * len(adapters)),
-            hovertemplate="token %{customdata}<br>weight %{z:.3f}<extra></extra>",
-        )
+    even = 1 / len(adapters)
+    hover = [
+        [weight_hover(f"token {i + 1} {t!r}, {a}", float(weights[i, j]), even) for i, t in enumerate(tokens)]
+        for j, a in enumerate(adapters)
+    ]
+    fig = weight_heatmap(
+        weights.T,
+        hover,
+        title,
+        x=(range(len(tokens)), list(tokens), "token"),
+        y=(range(len(adapters)), [adapter_tick(n) for n in adapters], "adapter"),
+        zoom=zoom,
+        even_share=even,
+        height=200 + 40 * len(adapters),
     )
-    fig.update_xaxes(tickvals=positions, ticktext=list(tokens), tickangle=-60 if len(tokens) > 12 else 0)
-    fig.update_yaxes(tickvals=list(range(len(adapters))), ticktext=[adapter_tick(n) for n in adapters])
-    return style_figure(fig, title, "token", "adapter", height=200 + 40 * len(adapters))
+    fig.update_xaxes(tickangle=-60 if len(tokens) > 12 else 0)
+    return fig
 
 
 def learned_weights_chart(learned: np.ndarray | None, adapters: Sequence[str]) -> go.Figure | None:

@@ -142,13 +142,13 @@ def measure_latency(predictor: Predictor, repeats: int = DEFAULT_REPEATS, warmup
     model = predictor.model
     single = info.target if info.has_target_adapter else info.adapters[0]
     with predictor.lock, torch.inference_mode():
-        inputs, _ = predictor.encode(text, pair)
+        inputs = predictor.encode(text, pair).inputs
         runs: list[Callable[[], object]] = [
             lambda: model.base_model(**inputs),
             lambda: model(**inputs, adapter_names=[single]),
         ]
         runs += [
-            lambda k=k: model(**inputs, adapter_names=list(info.adapters[:k]), fuse=True)
+            lambda k=k: model(**inputs, adapter_names=list(info.adapters[:k]), force_fusion=True)
             for k in range(1, len(info.adapters) + 1)
         ]
         base_ms, single_ms, *fusion_ms = _median_ms(runs, repeats, warmup)

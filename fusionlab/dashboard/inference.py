@@ -22,11 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fusionlab import fusion_weights
 from fusionlab.base_model import load_tokenizer
 from fusionlab.checkpoint import CheckpointError, read_meta
 from fusionlab.dashboard.errors import DashboardError
-from fusionlab.data import TaskSpec, encode_texts, get_task
+from fusionlab.data import TaskSpec, get_task
 from fusionlab.model import FusionModel
+from fusionlab.prediction import EncodedInput, Prediction, encode_input, predict
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
 
 
@@ -55,23 +57,6 @@ class FusionInfo:
     def has_target_adapter(self) -> bool:
         """Whether the target task has its own adapter among the fused ones (the single-task baseline)."""
         return self.target in self.adapters
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Class probabilities of one forward pass, with the label names they belong to."""
-
-    labels: tuple[str, ...]
-    probabilities: np.ndarray  # [classes]
-    adapters: tuple[str, ...]
-
-    @property
-    def label(self) -> str:
-        return self.labels[int(self.probabilities.argmax())]
-
-    @property
-    def confidence(self) -> float:
-        return float(self.probabilities.max())
 
 
 @dataclass(frozen=True)
@@ -134,10 +119,6 @@ def fusion_info(workspace: Workspace, fusion: str) -> FusionInfo:
     )
 
 
-def _probabilities(logits: torch.Tensor) -> np.ndarray:
-    return torch.softmax(logits.float(), dim=-1)[0].numpy()
-
-
 class Predictor:
     """A loaded fusion (with its adapters) and its tokenizer, safe to share between sessions."""
 
@@ -153,10 +134,9 @@ class Predictor:
         self.tokenizer = load_tokenizer(self.info.model_name)
         self.lock = threading.Lock()
 
-    def encode(self, text: str, text_pair: str | None) -> tuple[dict[str, torch.Tensor], int]:
-        """Model inputs for one checked input, and its token count before truncation. Call under ``lock``."""
-        encoded = encode_texts(self.tokenizer, text, text_pair, self.info.max_length)
-        return dict(encoded.inputs), encoded.lengths[0]
+    def encode(self, text: str, text_pair: str | None) -> EncodedInput:
+        """Model inputs for one checked input, at the fusion's own ``max_length``. Call under ``lock``."""
+        return encode_input(self.tokenizer, text, text_pair, self.info.max_length)
 
     def check_input(self, text: str | None, text_pair: str | None) -> tuple[str, str | None]:
         """The stripped text (and pair, for pair tasks), or a :class:`DashboardError` saying what is missing."""
@@ -192,35 +172,28 @@ class Predictor:
         """Predict with the target adapter alone and with the fusion over ``active_adapters`` (default: all).
 
         Switching adapters off keeps the fusion head and renormalises the fusion weights over the adapters
-        left on (one adapter left on still goes through the fusion layers: ``fuse=True``).
+        left on (one adapter left on still goes through the fusion layers: ``force_fusion=True``).
         """
         text, text_pair = self.check_input(text, text_pair)
         active = self.check_adapters(active_adapters)
         info = self.info
-        with self.lock, torch.inference_mode():
-            inputs, original = self.encode(text, text_pair)
-            single = None
-            if info.has_target_adapter:
-                out = self.model(**inputs, adapter_names=[info.target])
-                labels = tuple(self.model.label_names([info.target]))
-                single = Prediction(labels, _probabilities(out.logits), (info.target,))
-            fused_out = self.model(**inputs, adapter_names=list(active), output_fusion_weights=True, fuse=True)
-            kept = int(inputs["attention_mask"][0].sum())
-            tokens = tuple(self.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0, :kept].tolist()))
-            per_token = torch.stack([w[0, :kept].float().mean(dim=1) for w in fused_out.fusion_weights])
+        with self.lock:
+            encoded = self.encode(text, text_pair)
+            single = predict(self.model, encoded, [info.target])[0] if info.has_target_adapter else None
+            fused, out = predict(self.model, encoded, list(active), force_fusion=True, output_fusion_weights=True)
+            token_weights = fusion_weights.example_tokens(out.fusion_weights, 0, encoded.kept_tokens).numpy()
             learned = self._learned_weights(active)
-        token_weights = per_token.numpy()
         return Comparison(
             fusion=info,
             single=single,
-            fused=Prediction(info.label_names, _probabilities(fused_out.logits), active),
+            fused=fused,
             active_adapters=active,
-            tokens=tokens,
+            tokens=encoded.tokens,
             token_weights=token_weights,
             layer_weights=token_weights.mean(axis=1),
             learned_weights=learned,
-            original_tokens=original,
-            kept_tokens=kept,
+            original_tokens=encoded.original_tokens,
+            kept_tokens=encoded.kept_tokens,
         )
 
     def _learned_weights(self, active: tuple[str, ...]) -> np.ndarray | None:
@@ -228,7 +201,8 @@ class Predictor:
         if self.info.method != "weighted" or self.model.fusion_layers is None:
             return None
         indices = [self.info.adapters.index(name) for name in active]
-        return torch.stack([layer.adapter_weights(indices) for layer in self.model.fusion_layers]).float().numpy()
+        with torch.no_grad():
+            return torch.stack([layer.adapter_weights(indices) for layer in self.model.fusion_layers]).float().numpy()
 
 
 def checkpoint_signature(workspace: Workspace, fusion: str) -> tuple[tuple[str, int], ...]:
@@ -248,16 +222,20 @@ SENTIMENT_TARGETS = ("imdb", "sst2")
 
 
 def preferred_fusion(workspace: Workspace, fusions: Sequence[str]) -> str:
-    """The fusion a page opens on: a sentiment one if the workspace has one, else the first.
+    """The fusion a page opens on: a sentiment one if the workspace has one, else the first that can be read.
 
     Sentiment is where the story starts (the original notebook: "This movie is absolutely fantastic!", the
     sentiment adapter alone vs all adapters fused), and a movie sentence needs no explanation in a classroom.
+    A fusion whose metadata is broken is never the default (it stays in the picker, where choosing it says why).
     """
+    targets = {}
+    for name in fusions:
+        try:
+            targets[name] = read_meta(workspace.fusion_dir(name))["fusion_config"].get("target_task")
+        except (CheckpointError, ValueError):
+            continue
     for target in SENTIMENT_TARGETS:
-        for name in fusions:
-            try:
-                if read_meta(workspace.fusion_dir(name))["fusion_config"].get("target_task") == target:
-                    return name
-            except (CheckpointError, KeyError):
-                continue
-    return fusions[0]
+        for name, fused_for in targets.items():
+            if fused_for == target:
+                return name
+    return next(iter(targets), fusions[0])

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fusionlab.base_model import ffn_output_modules
+from fusionlab import fusion_weights
 from fusionlab.config import FusionConfig
 from fusionlab.dashboard.inference import Predictor
 from fusionlab.fusion import LEARNED_WEIGHT_METHODS, AttentionFusion, FusionLayer, WeightedFusion, build_fusion
@@ -67,23 +67,12 @@ def real_outputs(predictor: Predictor, text: str | None, text_pair: str | None, 
         raise ValueError(f"layer must be between 0 and {info.num_layers - 1}, got {layer}")
     text, text_pair = predictor.check_input(text, text_pair)
     model = predictor.model
-    captured: list[torch.Tensor] = []
-
-    def capture(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        captured.append(output.detach())
-
-    hook_point = ffn_output_modules(model.base_model)[layer]
+    names = list(info.adapters)
     with predictor.lock, torch.inference_mode():
-        inputs, _ = predictor.encode(text, text_pair)
-        handle = hook_point.register_forward_hook(capture, prepend=True)
-        try:
-            model(**inputs, adapter_names=list(info.adapters))
-        finally:
-            handle.remove()
-        kept = int(inputs["attention_mask"][0].sum())
-        hidden = captured[0][0, :kept].float()  # [T, H]
-        deltas = model.adapter_manager.layer_deltas(hidden, list(info.adapters), layer)  # [T, N, H]
-        tokens = tuple(predictor.tokenizer.convert_ids_to_tokens(inputs["input_ids"][0, :kept].tolist()))
+        encoded = predictor.encode(text, text_pair)
+        out = model(**encoded.inputs, adapter_names=names, output_adapter_inputs=True)
+        hidden = out.adapter_inputs[layer][0, : encoded.kept_tokens].float()  # [T, H]
+        deltas = model.adapter_manager.layer_deltas(hidden, names, layer)  # [T, N, H]
     state = None
     if model.fusion_layers is not None:
         state = {k: v.detach().clone() for k, v in model.fusion_layers[layer].state_dict().items()}
@@ -91,7 +80,7 @@ def real_outputs(predictor: Predictor, text: str | None, text_pair: str | None, 
         names=info.adapters,
         outputs=hidden.unsqueeze(1) + deltas,
         query=hidden,
-        tokens=tokens,
+        tokens=encoded.tokens,
         source=f"real adapters of fusion {info.name!r} at layer {layer + 1} of {info.num_layers}",
         fusion_config=model.fusion_config,
         fusion_state=state,
@@ -143,8 +132,8 @@ class MechanicsResult:
 
     @property
     def per_token(self) -> np.ndarray:
-        """[T, N] weight of each adapter per token, mean over heads."""
-        return self.weights.mean(axis=1)
+        """[T, N] weight of each adapter per token, heads averaged (the reduction every page uses)."""
+        return fusion_weights.per_token([torch.from_numpy(self.weights)[None]])[0, 0].numpy()
 
 
 def _fusion_layer(

@@ -2,7 +2,7 @@
 
 They follow the look of :mod:`fusionlab.dashboard.charts`: a left-aligned title, axis titles on every axis,
 transparent backgrounds and translucent grey grid lines (so they read on Streamlit's light and dark themes),
-fusion weights on the fixed 0–1 Viridis scale with layer 1 (nearest the input) at the bottom, and every adapter
+fusion weights through the one heatmap of :func:`~fusionlab.dashboard.charts.weight_heatmap` with layer 1 (nearest the input) at the bottom, and every adapter
 in its :func:`~fusionlab.dashboard.colors.adapter_color`. A builder given nothing to draw returns ``None``
 rather than an empty figure, so the page can say why there is no chart.
 """
@@ -12,10 +12,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from fusionlab.dashboard.charts import adapter_tick, style_figure
+from fusionlab.dashboard.charts import adapter_tick, style_figure, weight_heatmap, weight_hover
 from fusionlab.dashboard.colors import adapter_color
 
-WEIGHT_SCALE = "Viridis"
 COUNT_SCALE = "Blues"
 RUN_COLORS = (
     "#1F77B4",
@@ -76,22 +75,19 @@ def fusion_heatmap(weights: pd.DataFrame, title: str) -> go.Figure | None:
     if weights.empty:
         return None
     adapters = list(weights.columns)
-    fig = go.Figure(
-        go.Heatmap(
-            z=weights.to_numpy(),
-            x=list(range(len(adapters))),
-            y=list(weights.index),
-            zmin=0.0,
-            zmax=1.0,
-            colorscale=WEIGHT_SCALE,
-            colorbar={"title": {"text": "mean softmax weight", "side": "right"}},
-            texttemplate="%{z:.2f}",
-            customdata=[adapters] * len(weights),
-            hovertemplate="%{y}, adapter %{customdata}: %{z:.3f}<extra></extra>",
-        )
+    even = 1 / len(adapters)
+    values = weights.to_numpy()
+    layers = list(weights.index)
+    return weight_heatmap(
+        values,
+        [[weight_hover(f"{layer}, {a}", v, even) for a, v in zip(adapters, row)] for layer, row in zip(layers, values)],
+        title,
+        x=(range(len(adapters)), [adapter_tick(name) for name in adapters], "adapter"),
+        y=(layers, layers, "transformer layer"),
+        even_share=even,
+        text=[[f"{v:.2f}" for v in row] for row in values],
+        height=140 + 45 * len(weights),
     )
-    fig.update_xaxes(tickvals=list(range(len(adapters))), ticktext=[adapter_tick(name) for name in adapters])
-    return style_figure(fig, title, "adapter", "transformer layer", height=140 + 45 * len(weights))
 
 
 def fusion_weight_bars(weights: pd.DataFrame, title: str) -> go.Figure | None:

@@ -20,8 +20,10 @@ from pandas.io.formats.style import Styler
 
 from fusionlab.data.tasks import TASKS
 from fusionlab.runspec import FusionStats, layers_frame, run_result
+
+__all__ = ["FAILED", "FINISHED", "STATUSES", "run_result"]  # for the Runs page, with the functions below
 from fusionlab.runspec import run_task as stored_run_task
-from fusionlab.runstore import FINISHED, Run, RunStore
+from fusionlab.runstore import FAILED, FINISHED, STATUSES, Run, RunStore
 from fusionlab.workspace import CHECKPOINT_MARKER
 
 HISTORY_COLUMNS = [

@@ -39,3 +39,8 @@ def resolve_settings(home: str | None = None, data_dir: str | None = None) -> Se
 
 def default_home() -> str:
     return str(Workspace(os.environ.get("FUSIONLAB_HOME") or None).root)
+
+
+def default_data_dir() -> str:
+    """The data directory the CLI would use (``$FUSIONLAB_DATA_DIR``, else ``../shared/data``), or ""."""
+    return str(resolve_data_dir() or "")

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from fusionlab.dashboard.charts import WEIGHT_SCALE, adapter_tick, style_figure
-from fusionlab.usage import UsageMatrix, UsageRow
+from fusionlab.dashboard.charts import adapter_tick, weight_heatmap
+from fusionlab.usage import EXPLANATION, UsageMatrix, UsageRow, adapter_usage
+
+__all__ = ["EXPLANATION", "adapter_usage", "adapter_usage_heatmap", "cell_hover"]
 
 TITLE = "Which adapters each fusion uses: mean fusion weight on the dev set"
 
@@ -37,27 +39,14 @@ def adapter_usage_heatmap(matrix: UsageMatrix) -> go.Figure | None:
     if not matrix.rows or not matrix.adapters:
         return None
     values = matrix.values()
-    columns = list(range(len(matrix.adapters)))
-    fig = go.Figure(
-        go.Heatmap(
-            z=values,
-            x=columns,
-            y=[row.label for row in matrix.rows],
-            zmin=0.0,
-            zmax=1.0,
-            colorscale=WEIGHT_SCALE,
-            colorbar={"title": {"text": "mean fusion weight", "side": "right"}},
-            text=[["" if v is None else f"{v:.2f}" for v in line] for line in values],
-            texttemplate="%{text}",
-            hovertext=[[cell_hover(row, adapter) for adapter in matrix.adapters] for row in matrix.rows],
-            hovertemplate="%{hovertext}<extra></extra>",
-            hoverongaps=False,
-            xgap=2,
-            ygap=2,
-        )
+    fig = weight_heatmap(
+        values,
+        [[cell_hover(row, adapter) for adapter in matrix.adapters] for row in matrix.rows],
+        TITLE,
+        x=(range(len(matrix.adapters)), [adapter_tick(name) for name in matrix.adapters], "source adapter"),
+        y=([row.label for row in matrix.rows], [row.label for row in matrix.rows], "target task (fusion, method)"),
+        text=[["" if v is None else f"{v:.2f}" for v in line] for line in values],
+        height=180 + 50 * len(matrix.rows),
     )
-    fig.update_xaxes(tickvals=columns, ticktext=[adapter_tick(name) for name in matrix.adapters], showgrid=False)
-    fig.update_yaxes(autorange="reversed", showgrid=False)
-    return style_figure(
-        fig, TITLE, "source adapter", "target task (fusion, method)", height=180 + 50 * len(matrix.rows)
-    )
+    fig.update_traces(xgap=2, ygap=2)
+    return fig.update_yaxes(autorange="reversed")  # the first fusion at the top, as in a table

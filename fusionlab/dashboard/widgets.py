@@ -1,13 +1,15 @@
 """The dashboard's top layer: Streamlit widgets and cached loaders that the pages share.
 
 Layers, bottom to top: :mod:`~fusionlab.dashboard.errors` and :mod:`~fusionlab.dashboard.examples` (no
-Streamlit, no model); the Streamlit-free logic (:mod:`~fusionlab.dashboard.inference`, ``queue``,
+Streamlit, no model); the Streamlit-free logic (:mod:`~fusionlab.dashboard.inference`, ``train_view``,
 ``runs_view``, ``workspace_view``, ``mechanics``, ``efficiency``, the chart builders), unit-tested without a
 browser; and this module with :mod:`~fusionlab.dashboard.urlstate`, which touch ``st``. Pages import from
 the dashboard only.
 """
 
 from __future__ import annotations
+
+import sqlite3
 
 import streamlit as st
 
@@ -17,6 +19,7 @@ from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.inference import Predictor, checkpoint_signature, preferred_fusion
 from fusionlab.dashboard.settings import DATA_KEY, HOME_KEY, Settings, resolve_settings
 from fusionlab.pack.store import PackError
+from fusionlab.runstore import RunStore
 from fusionlab.workspace import Workspace
 
 
@@ -39,6 +42,16 @@ def settings_or_stop() -> Settings:
         return session_settings()
     except DashboardError as err:
         st.error(str(err))
+        st.stop()
+        raise  # st.stop() raises; this only tells type checkers so
+
+
+def open_run_store(workspace: Workspace) -> RunStore:
+    """The workspace's run store, or the page stops saying why the database cannot be opened."""
+    try:
+        return RunStore(workspace.runs_db)
+    except sqlite3.Error as err:
+        st.error(f"The run database of this workspace cannot be opened: {err}")
         st.stop()
         raise  # st.stop() raises; this only tells type checkers so
 

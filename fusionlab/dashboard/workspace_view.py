@@ -25,6 +25,7 @@ from fusionlab.dashboard.errors import DashboardError
 from fusionlab.demo import demo_runs, enqueue_demo, missing_adapters, missing_data
 from fusionlab.pack.card import ArtifactCard
 from fusionlab.pack.store import is_pack_artifact, read_card
+from fusionlab.processes import pid_alive
 from fusionlab.runspec import AdapterRun, FusionRun, parse_run
 from fusionlab.runstore import QUEUED, RUNNING, Run, RunStore
 from fusionlab.worker import ensure_worker
@@ -159,6 +160,7 @@ def device_description() -> str:
 def run_status(workspace: Workspace) -> tuple[Run | None, int]:
     """The run executing now (if any) and how many runs wait in the queue."""
     store = RunStore(workspace.runs_db)
+    store.mark_dead_runs_failed(pid_alive)  # a killed worker's run is not "running" for ever
     return store.active_run(), len(store.list_runs(status=QUEUED))
 
 

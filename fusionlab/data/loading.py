@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import datasets
 import numpy as np
 
+from fusionlab.config import check_name
 from fusionlab.data.splits import BOOLQ_COMPARABILITY_NOTE, boolq_split, grouped_split
 from fusionlab.data.tasks import TaskSpec, get_task, register_task
 
@@ -105,15 +106,35 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
                 raise DataFormatError(path, line_no, problem) from None
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` keeps the last of two equal keys silently; a data file that repeats one is refused."""
+    record: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in record:
+            raise _DuplicateKey(key)
+        record[key] = value
+    return record
+
+
 def _jsonl_records(path: Path) -> Iterator[tuple[int, Row]]:
     """JSON objects with their line numbers; blank lines are skipped."""
     for line_no, text in _decoded_lines(path):
         if not text.strip():
             continue
         try:
-            record = json.loads(text)
+            record = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as err:
             raise DataFormatError(path, line_no, f"invalid JSON: {err.msg} (column {err.colno})") from None
+        except RecursionError:
+            raise DataFormatError(path, line_no, "JSON nested too deeply (a record is one flat object)") from None
+        except _DuplicateKey as err:
+            raise DataFormatError(path, line_no, f"key {err.key!r} appears twice in one object") from None
         if not isinstance(record, dict):
             raise DataFormatError(path, line_no, f"expected a JSON object, got {type(record).__name__}")
         yield line_no, record
@@ -123,21 +144,38 @@ def _csv_records(path: Path) -> Iterator[tuple[int, Row]]:
     """CSV rows as dicts keyed by the header, numbered by the file line on which each row starts."""
     reader = csv.reader(text for _, text in _decoded_lines(path))
     header: list[str] | None = None
-    next_line = 1
+    header_line = next_line = 1
     try:
         for fields in reader:
             line_no, next_line = next_line, reader.line_num + 1
             if not fields:  # a blank line; a row of empty fields is reported by the checks instead
                 continue
             if header is None:
+                header_line = line_no
                 header = [name.strip() for name in fields]
+                _check_header(path, line_no, header)
                 continue
+            if [field.strip() for field in fields] == header:
+                raise DataFormatError(path, line_no, f"repeats the header (line {header_line}); remove this line")
             if len(fields) != len(header):
                 problem = f"has {len(fields)} fields but the header (line 1) has {len(header)}"
                 raise DataFormatError(path, line_no, problem)
             yield line_no, dict(zip(header, fields))
     except csv.Error as err:
         raise DataFormatError(path, reader.line_num, f"malformed CSV: {err}") from None
+
+
+def _check_header(path: Path, line_no: int, header: list[str]) -> None:
+    """Every column named, and named once: ``csv.DictReader`` would keep the last of two equal names silently."""
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if not name:
+            raise DataFormatError(path, line_no, f"header column {position} has no name")
+        if name in seen:
+            raise DataFormatError(
+                path, line_no, f"header names column {name!r} twice (columns {seen[name]} and {position})"
+            )
+        seen[name] = position
 
 
 def _records(path: Path) -> Iterator[tuple[int, Row]]:
@@ -325,7 +363,11 @@ def load_split(
 
 # -- user tasks ----------------------------------------------------------------------------------------------
 
-_INT_TEXT = re.compile(r"[+-]?\d+")
+_INT_TEXT = re.compile(r"[+-]?\d{1,30}")
+MAX_CLASSES = 100
+"""The most classes a user's task may have: a classification head per class, and a label column with more
+distinct values is far more likely a text column picked by mistake."""
+MAX_LABEL_VALUE = 1_000_000
 
 
 class CustomTask(NamedTuple):
@@ -350,9 +392,9 @@ def _encode_labels(
 ) -> tuple[list[int], list[str]]:
     """Map raw labels to class ids and return ``(ids, label_names)``.
 
-    Given ``label_names``, a label is a name from it or an id into it. Otherwise integer labels are taken
-    as class ids (names "0".."max") and string labels are numbered in sorted order, which is reproducible
-    whatever order the file lists them in.
+    Given ``label_names``, a label is a name from it or an id into it. Otherwise each distinct integer label
+    is a class (in numeric order, see :func:`_integer_classes`) and string labels are numbered in sorted
+    order, which is reproducible whatever order the file lists them in.
     """
     for line_no, row in rows:
         label = row["label"]
@@ -374,18 +416,48 @@ def _encode_labels(
 
     int_ids = [_as_int(row["label"]) for _, row in rows]
     if all(value is not None for value in int_ids):
-        ids = [int(value) for value in int_ids if value is not None]
-        for (line_no, _), value in zip(rows, ids):
-            if value < 0:
-                raise DataFormatError(path, line_no, f"integer label {value} is negative")
-        return ids, [str(i) for i in range(max(ids) + 1)]
+        return _integer_classes(path, rows, [int(value) for value in int_ids if value is not None])
     for line_no, row in rows:
         if not isinstance(row["label"], str):
             problem = f"label {row['label']!r} is an integer but other labels are strings; use one kind"
             raise DataFormatError(path, line_no, problem)
     names = sorted({row["label"].strip() for _, row in rows})
+    if len(names) > MAX_CLASSES:
+        raise DataFormatError(
+            path, None, f"{len(names):,} distinct labels; at most {MAX_CLASSES} classes (is the label column a text?)"
+        )
     index = {name: i for i, name in enumerate(names)}
     return [index[row["label"].strip()] for _, row in rows], names
+
+
+def _integer_classes(path: Path, rows: list[tuple[int, Row]], values: list[int]) -> tuple[list[int], list[str]]:
+    """Integer labels as classes: one class per distinct value, in numeric order, named by the value.
+
+    So ``1..5`` star ratings or ``-1/1`` polarities work as they are. Ids far outside the others' range are
+    refused at their line (a typo such as ``50000`` among ``0``/``1`` would otherwise become a class of its
+    own), as are values no class id could be and more than :data:`MAX_CLASSES` classes.
+    """
+    for (line_no, _), value in zip(rows, values):
+        if abs(value) > MAX_LABEL_VALUE:
+            raise DataFormatError(
+                path, line_no, f"integer label {value} is not a plausible class id (|id| ≤ {MAX_LABEL_VALUE:,})"
+            )
+    distinct = sorted(set(values))
+    if len(distinct) > MAX_CLASSES:
+        raise DataFormatError(path, None, f"{len(distinct):,} distinct integer labels; at most {MAX_CLASSES} classes")
+    span = distinct[-1] - distinct[0] + 1
+    if span > max(10, 2 * len(distinct)):
+        median = distinct[len(distinct) // 2]
+        outlier = max(values, key=lambda v: abs(v - median))
+        line_no = next(line for (line, _), v in zip(rows, values) if v == outlier)
+        raise DataFormatError(
+            path,
+            line_no,
+            f"label {outlier} is far outside the other labels (the {len(distinct)} distinct values span "
+            f"{distinct[0]}..{distinct[-1]}); class ids should be consecutive, e.g. 0..{len(distinct) - 1}",
+        )
+    index = {value: i for i, value in enumerate(distinct)}
+    return [index[value] for value in values], [str(value) for value in distinct]
 
 
 def task_from_file(
@@ -405,6 +477,7 @@ def task_from_file(
     just works; built-in task names are refused.
     """
     path = Path(path)
+    check_name(name or path.stem, "task name" if name else f"task name (from the file name {path.name!r})")
     if not 1 <= len(text_columns) <= 2:
         raise ValueError(f"text_columns must name one or two columns, got {list(text_columns)!r}")
     if not 0.0 < validation_fraction < 1.0:

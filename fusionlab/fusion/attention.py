@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -56,14 +57,8 @@ class AttentionFusion(FusionLayer):
         self.reset_parameters()
 
     @classmethod
-    def from_config(cls, config: FusionConfig, hidden_size: int) -> AttentionFusion:
-        return cls(
-            hidden_size,
-            len(config.adapter_names),
-            num_attention_heads=config.num_attention_heads,
-            dropout=config.fusion_dropout,
-            temperature=config.temperature,
-        )
+    def config_options(cls, config: FusionConfig) -> dict[str, Any]:
+        return {"num_attention_heads": config.num_attention_heads}
 
     def reset_parameters(self) -> None:
         """Small random query/key (near-uniform weights at first), identity value: fusion starts as averaging."""

@@ -12,7 +12,7 @@ ignores. :meth:`FusionLayer.fuse` is the convenient entry point on full adapter 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -53,10 +53,20 @@ class FusionLayer(nn.Module):
 
     @classmethod
     def from_config(cls, config: FusionConfig, hidden_size: int) -> FusionLayer:
-        """One layer of this method over ``config.adapter_names`` (a method with options of its own overrides)."""
+        """One layer of this method over ``config.adapter_names``, with the options every method shares and
+        those of :meth:`config_options`."""
         return cls(
-            hidden_size, len(config.adapter_names), dropout=config.fusion_dropout, temperature=config.temperature
+            hidden_size,
+            len(config.adapter_names),
+            dropout=config.fusion_dropout,
+            temperature=config.temperature,
+            **cls.config_options(config),
         )
+
+    @classmethod
+    def config_options(cls, config: FusionConfig) -> dict[str, Any]:
+        """This method's own constructor options, read from the config (none for the base)."""
+        return {}
 
     def __init__(self, hidden_size: int, num_adapters: int, dropout: float = 0.0, temperature: float = 1.0) -> None:
         super().__init__()

@@ -7,6 +7,7 @@ this layer use each adapter", which the dashboard plots per layer.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -50,15 +51,8 @@ class WeightedFusion(FusionLayer):
             self.register_buffer("fusion_weights", logits)
 
     @classmethod
-    def from_config(cls, config: FusionConfig, hidden_size: int) -> WeightedFusion:
-        return cls(
-            hidden_size,
-            len(config.adapter_names),
-            learnable_weights=config.learnable_weights,
-            weight_initialization=config.weight_initialization,
-            dropout=config.fusion_dropout,
-            temperature=config.temperature,
-        )
+    def config_options(cls, config: FusionConfig) -> dict[str, Any]:
+        return {"learnable_weights": config.learnable_weights, "weight_initialization": config.weight_initialization}
 
     @staticmethod
     def _initial_logits(num: int, how: str) -> torch.Tensor:

@@ -116,7 +116,7 @@ def compact_checkpoint(directory: Path) -> None:
     from safetensors.torch import load_file, save_file
 
     from fusionlab.adapters.manager import tensors_hash
-    from fusionlab.checkpoint import ADAPTER_WEIGHTS, FUSION_WEIGHTS
+    from fusionlab.checkpoint import ADAPTER_WEIGHTS, FUSION_WEIGHTS, file_sha256
     from fusionlab.workspace import CHECKPOINT_MARKER
 
     file = directory / (ADAPTER_WEIGHTS if (directory / ADAPTER_WEIGHTS).is_file() else FUSION_WEIGHTS)
@@ -128,6 +128,7 @@ def compact_checkpoint(directory: Path) -> None:
         adapter = {k.removeprefix("adapter."): v.float() for k, v in tensors.items() if k.startswith("adapter.")}
         meta["content_hash"] = tensors_hash(adapter)
     meta.setdefault("extra", {})["storage_dtype"] = str(STORAGE_DTYPE).removeprefix("torch.")
+    meta["weights_sha256"] = file_sha256(file)  # the rounded file is the one loading checks
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 

@@ -162,8 +162,10 @@ def install_pack(workspace: Workspace, root: Path | None = None) -> list[str]:
 
 
 def ready_workspace(root: str | os.PathLike | None = None) -> Workspace:
-    """The workspace at ``root`` (see :class:`Workspace`), created if needed, with the pack installed in it."""
+    """The workspace at ``root`` (see :class:`Workspace`), created if needed, with the pack installed in it and
+    the half-written directories of dead writers removed."""
     workspace = Workspace(root).ensure()
+    workspace.remove_abandoned()
     install_pack(workspace)
     return workspace
 

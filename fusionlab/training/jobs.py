@@ -7,6 +7,7 @@ thing however it is started.
 
 from __future__ import annotations
 
+from fusionlab.devices import require_device
 from fusionlab.run_context import RunCancelled, RunContext
 from fusionlab.runspec import AdapterRun, FusionRun, parse_run
 from fusionlab.runstore import Run
@@ -53,6 +54,7 @@ def execute(run: AdapterRun | FusionRun, workspace: Workspace, reporter: Reporte
 def run_training_job(run: Run, ctx: RunContext) -> tuple[dict, dict]:
     """Worker executor for ``train_adapter`` and ``train_fusion`` runs."""
     spec = parse_run(run.kind, run.config)
+    require_device(ctx.device)
     try:
         result = execute(spec, ctx.workspace, ContextReporter(ctx)).to_run_result()
     except TrainingCancelled as err:

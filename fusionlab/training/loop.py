@@ -146,6 +146,7 @@ def training_arguments(config: TrainingConfig, output_dir: str, show_progress: b
         # optim: transformers' default, the fused AdamW on a recent torch. It updates weights without bumping
         # their version counters, which is why fusionlab keeps no cache of weights (see AdapterManager).
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        activation_checkpointing=config.gradient_checkpointing,  # FusionModel.activation_checkpointing_enable
         logging_steps=config.logging_steps,
         eval_strategy="no",
         save_strategy="no",

@@ -22,7 +22,7 @@ import torch
 from transformers import set_seed
 
 from fusionlab.adapters.manager import AdapterManager, tensors_hash
-from fusionlab.base_model import load_encoder, load_tokenizer
+from fusionlab.base_model import check_max_length, load_encoder, load_tokenizer
 from fusionlab.checkpoint import load_adapter_into, read_meta
 from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig, TrainingConfig
 from fusionlab.data import (
@@ -168,6 +168,7 @@ class FusionTrainer:
         )
 
     def _fit(self, model: FusionModel, task: TaskSpec, config: TrainingConfig, names: list[str], snapshots: bool):
+        check_max_length(self.model_config.max_length, model.base_model)
         train, dev = self._datasets(task, config)
         collator = make_collator(self.tokenizer)
 

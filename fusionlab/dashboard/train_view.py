@@ -20,14 +20,68 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from fusionlab import worker
+from fusionlab.base_model import check_max_length
 from fusionlab.checkpoint import read_meta
-from fusionlab.config import AdapterConfig, FusionConfig
+from fusionlab.config import FUSION_METHODS, NON_LINEARITIES, AdapterConfig, FusionConfig
 from fusionlab.data.tasks import TASKS, get_task
+from fusionlab.devices import AUTO
 from fusionlab.pack.store import is_pack_artifact, own_name
-from fusionlab.runspec import TRAIN_ADAPTER, AdapterRun, Budget, FusionRun, parse_run
-from fusionlab.runstore import METRIC_COLUMNS, QUEUED, RUNNING, TERMINAL_STATUSES, Run, RunStore, Snapshot
+from fusionlab.processes import pid_alive
+from fusionlab.runspec import TRAIN_ADAPTER, TRAIN_FUSION, AdapterRun, Budget, FusionRun, fusion_name, parse_run
+from fusionlab.runstore import (
+    CANCELLED,
+    FAILED,
+    METRIC_COLUMNS,
+    QUEUED,
+    RUNNING,
+    TERMINAL_STATUSES,
+    Run,
+    RunStore,
+    Snapshot,
+)
 from fusionlab.worker import worker_running
 from fusionlab.workspace import Workspace
+
+__all__ = [  # what the Train page uses; it imports nothing from the core directly
+    "CANCELLED",
+    "DEFAULT_ADAPTER_SIZE",
+    "FAILED",
+    "FUSION_LIMITS",
+    "FUSION_METHODS",
+    "NON_LINEARITIES",
+    "TRAIN_FUSION",
+    "Limits",
+    "QueueView",
+    "available_adapters",
+    "default_target",
+    "describe_task",
+    "ensure_worker",
+    "fusion_name",
+    "fusion_run_config",
+    "own_name",
+    "pending_adapter_names",
+    "queue_adapter_runs",
+    "queue_fusion_run",
+    "task_names",
+]
+
+DEFAULT_ADAPTER_SIZE = AdapterConfig.adapter_size
+
+
+def ensure_worker(workspace: Workspace) -> bool:
+    """Start the workspace's worker unless one is running (looked up at call time, so tests can stand in)."""
+    return worker.ensure_worker(workspace)
+
+
+def task_names() -> list[str]:
+    """The built-in tasks the Train page offers, sorted."""
+    return sorted(TASKS)
+
+
+def describe_task(name: str) -> str:
+    """A task as the pickers show it: its name and what it is."""
+    return f"{name} — {TASKS[name].description}" if TASKS[name].description else name
 
 
 @dataclass
@@ -97,6 +151,7 @@ def adapter_run_config(
     Raises ``ValueError`` for an unknown task or any invalid value (the message names the field).
     """
     get_task(task)
+    check_max_length(limits.max_length, limits.model)
     return AdapterRun(
         task=task,
         adapter_config=AdapterConfig(adapter_size=adapter_size, task_name=task, non_linearity=non_linearity),
@@ -130,6 +185,7 @@ def fusion_run_config(
     directory and the adapters exist is :func:`queue_fusion_run`'s business (it needs the workspace).
     """
     get_task(target_task)
+    check_max_length(limits.max_length, limits.model)
     return FusionRun(
         target_task=target_task,
         adapters=list(adapters),
@@ -271,13 +327,14 @@ class QueueView:
         return bool(self.queued) and self.active is None and not self.worker_running
 
     @classmethod
-    def load(cls, store: RunStore, workspace: Workspace, device: str = "cpu") -> QueueView:
+    def load(cls, store: RunStore, workspace: Workspace, device: str = AUTO) -> QueueView:
         """Read the queue, the running run with its metrics and snapshots, the last ended run, and whether a
         worker serves ``device`` in ``workspace``.
 
         Positions come from one listing (oldest queued first) rather than one query per run, so they are
         consistent with each other even while other sessions enqueue or cancel.
         """
+        store.mark_dead_runs_failed(pid_alive)  # a worker killed with SIGKILL shows as failed at the next poll
         queued_runs = sorted(store.list_runs(status=QUEUED), key=lambda run: run.id)
         active = store.active_run()
         # The worker may claim a run between the two reads: then it is listed as running, not also as queued
