@@ -278,7 +278,7 @@ def test_a_fusion_needs_its_adapters_trained_or_queued(store: RunStore, workspac
     store.request_cancel(cola_run)
     with pytest.raises(MissingAdaptersError):
         queue_fusion_run(store, workspace, fusion_run_config("rte", ["rte", "cola"], limits=TINY))
-    with pytest.raises(ValueError, match="FusionRun.name: .*may hold only letters"):
+    with pytest.raises(ValueError, match=r"FusionRun.name: .*may hold only letters"):
         queue_fusion_run(store, workspace, fusion_run_config("rte", ["rte"], name="../escape"))
     assert [run.id for run in store.list_runs(status=QUEUED)] == [fusion_id]
 
