@@ -6,7 +6,9 @@ import streamlit as st
 
 from fusionlab.dashboard import workspace_view
 from fusionlab.dashboard.errors import DashboardError
-from fusionlab.dashboard.widgets import settings_or_stop
+from fusionlab.dashboard.markdown import code, md
+from fusionlab.dashboard.visitors import can_manage
+from fusionlab.dashboard.widgets import current_visitor, server_config, settings_or_stop
 
 DIAGRAM = Path(__file__).resolve().parents[1] / "assets" / "adapter_fusion.svg"
 NUMBER = st.column_config.NumberColumn(format="%.3f")
@@ -26,7 +28,7 @@ summary = workspace_view.summarize_workspace(workspace)
 
 st.header("This workspace")
 st.markdown(
-    f"`{summary.root}`  \n**Base model** (frozen): `{summary.base_model}`  \n**Models run on**: {summary.device}"
+    f"{code(summary.root)}  \n**Base model** (frozen): {code(summary.base_model)}  \n**Models run on**: {md(summary.device)}"
 )
 cols = st.columns(4)
 cols[0].metric("Adapters", len(summary.adapters))
@@ -38,7 +40,10 @@ def run_status() -> None:
     """The run in progress, refreshed every few seconds; the whole page reruns when the checkpoints change."""
     active, queued = workspace_view.run_status(workspace)
     if active is not None:
-        st.progress(active.progress, text=f"Running: {active.kind} **{active.name}** ({active.message or 'starting'})")
+        st.progress(
+            active.progress,
+            text=f"Running: {md(active.kind)} **{md(active.name)}** ({md(active.message or 'starting')})",
+        )
     if queued:
         st.caption(f"{queued} run{'s' if queued > 1 else ''} queued.")
     if active is None and not queued:
@@ -84,10 +89,14 @@ st.markdown(
     "imdb, sst2, mnli, qnli) and **rte-live** (entailment, fusing rte, mnli, qnli, sst2, boolq), 80 and 100 "
     "training steps; each fusion's score is shown beside its own adapter's alone."
 )
-if st.button("Prepare demo workspace", type="primary", icon=":material/rocket_launch:"):
+config = server_config()
+allowed = can_manage(current_visitor(), config.classroom)
+if not allowed:
+    st.caption("On this classroom server the teacher prepares the demo (unlock it in the sidebar with the passphrase).")
+if st.button("Prepare demo workspace", type="primary", icon=":material/rocket_launch:", disabled=not allowed):
     try:
         outcome = workspace_view.prepare_demo(workspace, settings.data_dir_str)
     except DashboardError as err:
-        st.warning(str(err))
+        st.warning(md(err))
     else:
-        st.success(outcome.message)
+        st.success(md(outcome.message))

@@ -5,6 +5,7 @@ import streamlit as st
 from fusionlab.dashboard import charts, mechanics, urlstate
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.examples import examples_for
+from fusionlab.dashboard.markdown import md
 from fusionlab.dashboard.widgets import load_predictor, session_settings
 
 RANDOM, REAL = "random outputs", "a real sentence"
@@ -50,10 +51,12 @@ try:
         outputs = mechanics.real_outputs(predictor, text, pair, layer - 1)
     result = mechanics.fuse(outputs, method, temperature, num_heads=heads, seed=int(seed))
 except DashboardError as err:
-    st.error(str(err))
+    st.error(md(err))
     st.stop()
 
-st.caption(f"Outputs: {result.output_source}. Fused by {result.layer_source} ({result.num_parameters:,} parameters).")
+st.caption(
+    f"Outputs: {md(result.output_source)}. Fused by {md(result.layer_source)} ({result.num_parameters:,} parameters)."
+)
 left, right = st.columns(2)
 left.plotly_chart(charts.mechanics_weights_chart(result))
 right.plotly_chart(charts.mechanics_similarity_chart(result))

@@ -5,6 +5,7 @@ import streamlit as st
 from fusionlab.dashboard import charts, urlstate
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.examples import examples_for
+from fusionlab.dashboard.markdown import md
 from fusionlab.dashboard.widgets import choose_fusion
 
 st.title("Playground")
@@ -16,8 +17,8 @@ st.markdown(
 workspace, fusion, predictor = choose_fusion()
 info = predictor.info
 st.caption(
-    f"{info.method.capitalize()} fusion for **{info.target}** ({info.task.description or 'custom task'}) "
-    f"over {', '.join(info.adapters)}; inputs are cut to {info.max_length} tokens."
+    f"{md(info.method.capitalize())} fusion for **{md(info.target)}** ({md(info.task.description or 'custom task')}) "
+    f"over {md(', '.join(info.adapters))}; inputs are cut to {info.max_length} tokens."
 )
 
 examples = examples_for(info.task.name)
@@ -40,13 +41,13 @@ st.write("Adapters in the fusion (switch one off to see what the fusion does wit
 active = [
     name
     for column, name in zip(st.columns(len(info.adapters)), info.adapters)
-    if column.toggle(name, value=True, key=f"adapter_on_{fusion}_{name}")
+    if column.toggle(md(name), value=True, key=f"adapter_on_{fusion}_{name}")
 ]
 
 try:
     comparison = predictor.compare(text, pair, active)
 except DashboardError as err:
-    st.error(str(err))
+    st.error(md(err))
     st.stop()
 
 if comparison.truncated:
@@ -57,17 +58,17 @@ if comparison.truncated:
 left, right = st.columns(2)
 if comparison.single is not None:
     left.metric(
-        f"{info.target} adapter alone",
-        comparison.single.label,
+        f"{md(info.target)} adapter alone",
+        md(comparison.single.label),
         f"{comparison.single.confidence:.0%} confident",
         delta_color="off",
         delta_arrow="off",
     )
 else:
-    left.info(f"The target task {info.target} has no adapter of its own in this fusion.")
+    left.info(f"The target task {md(info.target)} has no adapter of its own in this fusion.")
 right.metric(
     f"Fusion over {len(comparison.active_adapters)} adapter{'s' if len(comparison.active_adapters) > 1 else ''}",
-    comparison.fused.label,
+    md(comparison.fused.label),
     f"{comparison.fused.confidence:.0%} confident",
     delta_color="off",
     delta_arrow="off",

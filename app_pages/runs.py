@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from fusionlab.dashboard.errors import DashboardError
+from fusionlab.dashboard.markdown import md
 from fusionlab.dashboard.run_charts import (
     MAX_OVERLAID_RUNS,
     confusion_chart,
@@ -59,14 +60,14 @@ def adapter_usage_section(workspace) -> None:
         st.plotly_chart(chart, key="runs_usage")
         st.caption(f"{EXPLANATION} Hover a cell for 1/N, the difference from it and the weight in every layer.")
     if usage.skipped:
-        st.caption("Not shown: " + "; ".join(f"{name} ({reason})" for name, reason in usage.skipped))
+        st.caption("Not shown: " + "; ".join(f"{md(name)} ({md(reason)})" for name, reason in usage.skipped))
 
 
 st.title("Runs")
 try:
     workspace = session_settings().workspace
 except DashboardError as err:
-    st.error(str(err))
+    st.error(md(err))
     st.stop()
 store = open_run_store(workspace)
 runs = store.list_runs()
@@ -168,7 +169,7 @@ run_id = st.selectbox(
     on_change=lambda: st.query_params.update({RUN_PARAM: str(st.session_state["runs_detail"])}),
 )
 run = by_id[run_id]
-st.caption(f"{run.kind} · task {run_task(run)} · status {run.status}")
+st.caption(f"{md(run.kind)} · task {md(run_task(run))} · status {md(run.status)}")
 
 if run.status == FAILED:
     st.error(error_first_line(run) or "the run failed without an error message")
@@ -187,7 +188,7 @@ if result is not None:
     for column, (metric, value) in zip(columns, result.metrics.items()):
         delta = value - baseline[metric] if metric in baseline else None
         column.metric(
-            f"dev {metric}",
+            f"dev {md(metric)}",
             f"{value:.3f}",
             delta=f"{delta:+.3f} vs majority class" if delta is not None else None,
             delta_color="off" if delta is not None and round(delta, 3) == 0 else "normal",
@@ -214,7 +215,7 @@ if matrix is not None or stats is not None:
 
 problem = checkpoint_problem(run)
 if problem:
-    st.error(f"Cannot download this run: {problem}.")
+    st.error(f"Cannot download this run: {md(problem)}.")
 else:
     st.download_button(
         "Download run (zip: checkpoint + run.json)" if run.artifacts else "Download run (zip: run.json)",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from fusionlab.dashboard.errors import DashboardError
+from fusionlab.dashboard.markdown import code, md
 from fusionlab.dashboard.run_charts import curves_chart, fusion_weight_bars
 from fusionlab.dashboard.runs_view import (
     dev_metric_for,
@@ -29,6 +30,7 @@ from fusionlab.dashboard.train_view import (
     TRAIN_FUSION,
     Limits,
     QueueView,
+    Requester,
     available_adapters,
     default_target,
     describe_task,
@@ -41,7 +43,8 @@ from fusionlab.dashboard.train_view import (
     queue_fusion_run,
     task_names,
 )
-from fusionlab.dashboard.widgets import open_run_store, session_settings
+from fusionlab.dashboard.visitors import can_cancel, owner_label, queue_limit
+from fusionlab.dashboard.widgets import current_visitor, open_run_store, server_config, session_settings
 
 # Head counts that divide the hidden size of every bundled or common encoder (384, 768, 1024).
 HEAD_CHOICES = (1, 2, 4, 6, 8, 12)
@@ -90,7 +93,9 @@ def limits_inputs(prefix: str, defaults: Limits) -> dict:
 
 
 def cancel(run_id: int) -> None:
-    store.request_cancel(run_id)
+    """Cancel a run if this visitor may (checked again here: the button may be stale)."""
+    if can_cancel(visitor, store.get(run_id), config.classroom):
+        store.request_cancel(run_id)
 
 
 def propose_target() -> None:
@@ -101,10 +106,15 @@ st.title("Train")
 try:
     settings = session_settings()
 except DashboardError as err:
-    st.error(str(err))
+    st.error(md(err))
     st.stop()
 store = open_run_store(settings.workspace)
 workspace = settings.workspace
+config = server_config()
+visitor = current_visitor()
+requester = Requester(
+    visitor.owner_id, visitor.name, queue_limit(visitor, config.classroom, config.max_queued_per_visitor)
+)
 
 st.caption(
     "Queue adapter and fusion runs. A background worker executes them one at a time, in queue order, so a fusion "
@@ -130,10 +140,13 @@ with adapter_tab:
     if from_pack:
         st.caption(
             "From the pretrained pack (read-only); your run is saved beside it as: "
-            + ", ".join(f"{task} → {name}" for task, name in from_pack.items())
+            + ", ".join(f"{md(task)} → {md(name)}" for task, name in from_pack.items())
         )
     if retrained:
-        st.caption("Already trained; the new run replaces it when it ends: " + ", ".join(retrained))
+        st.caption(
+            "Already trained; the new run makes a new version (fusions keep the version they were trained on): "
+            + ", ".join(md(name) for name in retrained)
+        )
     non_linearity = st.selectbox(
         "Non-linearity",
         NON_LINEARITIES,
@@ -144,10 +157,17 @@ with adapter_tab:
     if st.button("Queue adapter runs", type="primary", key="queue_adapters"):
         try:
             ids = queue_adapter_runs(
-                store, tasks, sizes, non_linearity, Limits.from_form(**adapter_limits), settings.data_dir_str, workspace
+                store,
+                tasks,
+                sizes,
+                non_linearity,
+                Limits.from_form(**adapter_limits),
+                settings.data_dir_str,
+                workspace,
+                requester,
             )
         except ValueError as err:
-            st.error(str(err))
+            st.error(md(err))
         else:
             ensure_worker(workspace)
             st.success(f"Queued {len(ids)} adapter run(s): " + ", ".join(f"#{i}" for i in ids))
@@ -199,7 +219,7 @@ with fusion_tab:
         help="empty: the default",
     )
     if fusion_name(target, method, name) in workspace.list_fusions():
-        st.caption(f"A fusion named {fusion_name(target, method, name)} exists; this run replaces it when it ends.")
+        st.caption(f"A fusion named {md(fusion_name(target, method, name))} exists; this run replaces it when it ends.")
     fusion_limits = limits_inputs("fusion", FUSION_LIMITS)
     if st.button("Queue fusion run", type="primary", key="queue_fusion"):
         try:
@@ -214,9 +234,9 @@ with fusion_tab:
                 data_dir=settings.data_dir_str,
                 name=name or own_name(workspace, fusion_name(target, method), kind="fusion"),
             )
-            run_id = queue_fusion_run(store, workspace, run)
+            run_id = queue_fusion_run(store, workspace, run, requester)
         except ValueError as err:
-            st.error(str(err))
+            st.error(md(err))
         else:
             ensure_worker(workspace)
             st.success(f"Queued fusion run #{run_id}")
@@ -235,8 +255,17 @@ def live_section() -> None:
         st.caption("Nothing queued.")
     for item in view.queued:
         text, button = st.columns([6, 1], vertical_alignment="center")
-        text.markdown(f"**{item.position}.** `{item.run.kind}` {run_label(item.run)}")
-        button.button("Cancel", key=f"cancel_{item.run.id}", on_click=cancel, args=(item.run.id,))
+        who = owner_label(item.run, visitor) if config.classroom else ""
+        text.markdown(
+            f"**{item.position}.** {code(item.run.kind)} {md(run_label(item.run))}" + (f" · {md(who)}" if who else "")
+        )
+        button.button(
+            "Cancel",
+            key=f"cancel_{item.run.id}",
+            on_click=cancel,
+            args=(item.run.id,),
+            disabled=not can_cancel(visitor, item.run, config.classroom),
+        )
 
     st.header("Running")
     run = view.active
@@ -245,8 +274,14 @@ def live_section() -> None:
     else:
         progress, message = view.progress
         title, button = st.columns([6, 1], vertical_alignment="center")
-        title.subheader(run_label(run))
-        button.button("Cancel", key=f"cancel_{run.id}", on_click=cancel, args=(run.id,), disabled=run.cancel_requested)
+        title.subheader(md(run_label(run)))
+        button.button(
+            "Cancel",
+            key=f"cancel_{run.id}",
+            on_click=cancel,
+            args=(run.id,),
+            disabled=run.cancel_requested or not can_cancel(visitor, run, config.classroom),
+        )
         st.progress(progress, text=message)
         loss_column, dev_column = st.columns(2)
         with loss_column:
@@ -285,13 +320,15 @@ def live_section() -> None:
     if ended is not None:
         st.header("Last ended")
         if ended.status == FAILED:
-            st.error(f"{run_label(ended)}: {error_first_line(ended)}")
+            st.error(f"{md(run_label(ended))}: {md(error_first_line(ended))}")
         elif ended.status == CANCELLED:
-            st.info(f"{run_label(ended)} was cancelled.")
+            st.info(f"{md(run_label(ended))} was cancelled.")
         else:
             score = main_score(ended)
             st.success(
-                f"{run_label(ended)}: dev {main_metric(ended)} {score:.3f}" if score is not None else run_label(ended)
+                f"{md(run_label(ended))}: dev {md(main_metric(ended))} {score:.3f}"
+                if score is not None
+                else md(run_label(ended))
             )
         st.caption("Its curves, confusion matrix and artifacts are on the Runs page.")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -223,6 +224,7 @@ def save_adapter(model: FusionModel, name: str, directory: str | os.PathLike, ex
         "content_hash": manager.content_hash(name),
         "extra": extra or {},
     }
+    keep_version(Path(directory))
     with atomic_directory(directory) as tmp:
         save_file(tensors, str(tmp / ADAPTER_WEIGHTS))
         meta["weights_sha256"] = file_sha256(tmp / ADAPTER_WEIGHTS)
@@ -259,6 +261,48 @@ def load_adapter_into(model: FusionModel, directory: str | os.PathLike, name: st
         del model.heads[name]
         raise
     return name
+
+
+# -- adapter versions ----------------------------------------------------------------------------------------
+VERSIONS_DIR = ".versions"
+"""Where earlier versions of an adapter are kept: ``adapters/.versions/<name>/<content hash>/``. Retraining an
+adapter publishes a new version under its name; every fusion keeps loading the exact version it was trained
+with, found here by the content hash it recorded."""
+
+
+def version_dir(adapter_dir: Path, content_hash: str) -> Path:
+    """Where the version of adapter ``adapter_dir.name`` with ``content_hash`` is kept once it is replaced."""
+    return adapter_dir.parent / VERSIONS_DIR / adapter_dir.name / content_hash[:16]
+
+
+def keep_version(adapter_dir: Path) -> Path | None:
+    """Copy the adapter checkpoint at ``adapter_dir`` (about to be replaced) to its version directory; returns
+    it, or None if there is nothing to keep. A fusion trained on it keeps loading it after the retrain."""
+    try:
+        meta = read_meta(adapter_dir)
+    except CheckpointError:
+        return None
+    if meta["kind"] != "adapter":
+        return None
+    target = version_dir(adapter_dir, meta["content_hash"])
+    if not (target / META_FILE).is_file():
+        with atomic_directory(target) as tmp:
+            for file in adapter_dir.iterdir():
+                if file.is_file():
+                    shutil.copy2(file, tmp / file.name)
+    return target
+
+
+def pinned_adapter_dir(adapter_dir: Path, content_hash: str) -> Path | None:
+    """The checkpoint directory of adapter ``adapter_dir.name`` whose weights have ``content_hash``: the
+    latest version if it is that one, else the kept earlier version, else None (from metadata alone)."""
+    for candidate in (adapter_dir, version_dir(adapter_dir, content_hash)):
+        try:
+            if read_meta(candidate).get("content_hash") == content_hash:
+                return candidate
+        except CheckpointError:
+            continue
+    return None
 
 
 def _check_fits(model: FusionModel, meta: dict, path: Path) -> None:
@@ -346,6 +390,10 @@ def load_model(
     missing = [f"{n} (looked in {d})" for n, d in adapter_dirs.items() if not (d / META_FILE).is_file()]
     if missing:
         raise CheckpointError(f"fusion {path.name!r} needs adapters that are missing: {', '.join(missing)}")
+    for entry in meta["adapters"]:  # the exact version it was trained with, kept when the adapter was retrained
+        pinned = pinned_adapter_dir(adapter_dirs[entry["name"]], entry["content_hash"])
+        if pinned is not None:
+            adapter_dirs[entry["name"]] = pinned
 
     manager = AdapterManager(meta["hidden_size"], num_layers=meta["num_layers"])
     model = model_class(model_config, adapter_manager=manager, encoder=encoder)

@@ -160,6 +160,13 @@ class _RunSpec(JsonConfig):
                 values[name] = nested.from_dict(values[name])
             elif values.get(name) is None and name != "custom_task":
                 values.pop(name, None)  # an old run stored null: the defaults
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values
+        ]
+        if required:
+            raise ValueError(f"{cls.__name__}: missing field(s) {', '.join(required)}")
         return cls(**values)
 
 

@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     final_metrics TEXT,
     artifacts TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    owner_name TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, id);
 CREATE TABLE IF NOT EXISTS metrics (
@@ -74,6 +76,17 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 CREATE INDEX IF NOT EXISTS snapshots_by_run ON snapshots (run_id, step);
 """
+
+
+class QuotaExceeded(ValueError):
+    """A visitor already has as many runs queued or running as the server allows each visitor."""
+
+    def __init__(self, pending: int, limit: int) -> None:
+        self.pending, self.limit = pending, limit
+        super().__init__(
+            f"you already have {pending} run{'s' if pending != 1 else ''} queued or running, the most this server "
+            f"allows each visitor ({limit}); wait for one to end, or cancel one, before queueing more"
+        )
 
 
 class RunNotFoundError(KeyError):
@@ -107,6 +120,11 @@ class Run:
     final_metrics: dict[str, Any] | None
     artifacts: dict[str, Any] | None
     cancel_requested: bool
+    owner: str | None = None
+    """Who queued the run: a visitor's id on a classroom server (see :mod:`fusionlab.dashboard.visitors`), or
+    None (the command line, the worker's own runs, a single-user dashboard)."""
+    owner_name: str | None = None
+    """The name that visitor showed when queueing (for display; permissions go by ``owner``)."""
 
     @property
     def is_terminal(self) -> bool:
@@ -132,6 +150,8 @@ class Run:
             final_metrics=_loads(row["final_metrics"]),
             artifacts=_loads(row["artifacts"]),
             cancel_requested=bool(row["cancel_requested"]),
+            owner=row["owner"],
+            owner_name=row["owner_name"],
         )
 
 
@@ -213,6 +233,10 @@ class RunStore:
                     conn.execute("PRAGMA journal_mode = WAL")
                     conn.execute("PRAGMA synchronous = NORMAL")
                     conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+                    columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+                    for column in ("owner", "owner_name"):  # run stores written before runs had owners
+                        if column not in columns:
+                            conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
                 return
             except sqlite3.OperationalError as err:
                 if "locked" not in str(err) or time.monotonic() > deadline:
@@ -239,8 +263,21 @@ class RunStore:
             conn.execute(sql, (*params, run_id))
 
     # -- queue ---------------------------------------------------------------------------------------
-    def enqueue(self, kind: str, name: str, config: dict[str, Any]) -> int:
-        """Add a run to the end of the queue and return its id."""
+    def enqueue(
+        self,
+        kind: str,
+        name: str,
+        config: dict[str, Any],
+        owner: str | None = None,
+        owner_name: str | None = None,
+        max_pending: int | None = None,
+    ) -> int:
+        """Add a run to the end of the queue and return its id.
+
+        With ``owner`` and ``max_pending``, refuse (:class:`QuotaExceeded`) when that owner already has
+        ``max_pending`` runs queued or running; the count and the insert are one transaction, so ten clicks at
+        the same instant cannot slip past the quota together.
+        """
         if not isinstance(kind, str) or not kind:
             raise ValueError(f"run kind must be a non-empty string, got {kind!r}")
         if not isinstance(name, str):
@@ -249,11 +286,26 @@ class RunStore:
             raise TypeError(f"run config must be a dict, got {type(config).__name__}")
         config_json = _dumps(config, "run config")
         with self._connect(write=True) as conn:
+            if owner is not None and max_pending is not None:
+                pending = conn.execute(
+                    "SELECT COUNT(*) FROM runs WHERE owner = ? AND status IN (?, ?)", (owner, QUEUED, RUNNING)
+                ).fetchone()[0]
+                if pending >= max_pending:
+                    raise QuotaExceeded(pending, max_pending)
             cursor = conn.execute(
-                "INSERT INTO runs (kind, name, config, status, created_at) VALUES (?, ?, ?, ?, ?)",
-                (kind, name, config_json, QUEUED, time.time()),
+                "INSERT INTO runs (kind, name, config, status, created_at, owner, owner_name) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (kind, name, config_json, QUEUED, time.time(), owner, owner_name),
             )
             return int(cursor.lastrowid)
+
+    def pending_count(self, owner: str) -> int:
+        """How many runs ``owner`` has queued or running."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM runs WHERE owner = ? AND status IN (?, ?)", (owner, QUEUED, RUNNING)
+            ).fetchone()
+        return int(row[0])
 
     def start(self, kind: str, name: str, config: dict[str, Any], worker_pid: int, device: str) -> Run:
         """Record a run that starts at once in the calling process (``--inline``), bypassing the queue, so

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -64,12 +65,25 @@ def test_missing_adapter_is_named(tmp_path):
         FusionModel.from_pretrained(tmp_path / "fusions" / "f1", encoder=tiny_encoder("bert"))
 
 
-def test_changed_adapter_is_named(tmp_path):
+def test_a_retrained_adapter_is_a_new_version_and_the_fusion_keeps_its_own(tmp_path):
+    """Retraining an adapter publishes a new version under its name; the fusion trained on the old one keeps
+    loading exactly that one (same logits), while the adapter's name resolves to the new weights."""
     model = trained_like()
     save_workspace(model, tmp_path)
+    ids, mask = batch()
     with torch.no_grad():
-        model.adapter_manager.adapters["c"].layers[0].up.bias.add_(0.01)
+        before = model(input_ids=ids, attention_mask=mask, adapter_names=["a", "b", "c"]).logits
+        model.adapter_manager.adapters["c"].layers[0].up.bias.add_(0.5)
+        new_single = model(input_ids=ids, attention_mask=mask, adapter_names=["c"]).logits
     model.save_pretrained(tmp_path / "adapters" / "c", adapter_name="c")  # retrained after the fusion
+    fusion = FusionModel.from_pretrained(tmp_path / "fusions" / "f1", encoder=tiny_encoder("bert")).eval()
+    latest = FusionModel.from_pretrained(tmp_path / "adapters" / "c", encoder=tiny_encoder("bert")).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fusion(input_ids=ids, attention_mask=mask).logits, before, rtol=0, atol=0)
+        torch.testing.assert_close(latest(input_ids=ids, attention_mask=mask).logits, new_single, rtol=0, atol=0)
+    assert [p.parent.name for p in (tmp_path / "adapters" / ".versions").glob("*/*")] == ["c"]
+
+    shutil.rmtree(tmp_path / "adapters" / ".versions")  # the old version lost: then the fusion says why
     with pytest.raises(CheckpointError, match=r"changed since: c at"):
         FusionModel.from_pretrained(tmp_path / "fusions" / "f1", encoder=tiny_encoder("bert"))
 

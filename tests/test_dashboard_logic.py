@@ -134,15 +134,23 @@ def test_fusion_with_a_deleted_adapter_fails_readably(workspace_copy):
     assert "missing adapter mnli" in fusions["rte-attention"].problem
 
 
-def test_fusion_over_a_retrained_adapter_fails_readably(workspace_copy):
+def test_a_retrained_adapter_leaves_its_fusions_loading_the_same_logits(workspace_copy):
+    before = Predictor(workspace_copy, "rte-weighted").compare(PREMISE, HYPOTHESIS)
     adapter = FusionModel.from_pretrained(workspace_copy.adapter_dir("boolq"))
     with torch.no_grad():
-        adapter.adapter_manager.adapters["boolq"].layers[0].up.bias.add_(0.01)
+        adapter.adapter_manager.adapters["boolq"].layers[0].up.bias.add_(0.5)
     adapter.save_pretrained(workspace_copy.adapter_dir("boolq"), adapter_name="boolq")  # as a retrain would
+    after = Predictor(workspace_copy, "rte-weighted").compare(PREMISE, HYPOTHESIS)
+    np.testing.assert_array_equal(after.fused.probabilities, before.fused.probabilities)
+    fusions = {row.name: row for row in workspace_view.summarize_workspace(workspace_copy).fusions}
+    assert fusions["rte-weighted"].problem is None and fusions["rte-weighted"].older_versions == ("boolq",)
+    assert "a newer version exists" in fusions["rte-weighted"].as_dict()["status"]
+
+    shutil.rmtree(workspace_copy.adapters_dir / ".versions")
     with pytest.raises(DashboardError, match="boolq"):
         Predictor(workspace_copy, "rte-weighted")
     fusions = {row.name: row for row in workspace_view.summarize_workspace(workspace_copy).fusions}
-    assert "boolq changed since" in fusions["rte-weighted"].problem
+    assert "boolq changed and the version it was trained on is gone" in fusions["rte-weighted"].problem
 
 
 def test_unknown_fusion_fails_readably(tiny_workspace):

@@ -1,14 +1,14 @@
 """Where the dashboard reads from: the workspace and the data directory.
 
-Every page reads them through :func:`fusionlab.dashboard.widgets.session_settings`; ``app.py`` lets the user
-change them in the sidebar. Defaults come
-from the environment (``FUSIONLAB_HOME``, ``FUSIONLAB_DATA_DIR``) exactly as for the CLI, so
-``streamlit run app.py`` and ``fusionlab ...`` look at the same workspace.
+Every page reads them through :func:`fusionlab.dashboard.widgets.session_settings`. They come from the server's
+own settings (:mod:`fusionlab.dashboard.server_config`: a file, the environment as for the CLI, flags), never
+from a visitor: the sidebar offers a choice among the workspaces that exist (``WORKSPACE_KEY``) and shows the
+data directory. ``HOME_KEY``/``DATA_KEY`` in the session state are a server-side override no widget writes
+(tests and embedding use them).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from fusionlab.workspace import Workspace
 
 HOME_KEY = "fusionlab_home"
 DATA_KEY = "fusionlab_data_dir"
+WORKSPACE_KEY = "fusionlab_workspace_choice"
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,3 @@ def resolve_settings(home: str | None = None, data_dir: str | None = None) -> Se
     the pretrained pack installed in it, so a fresh machine opens on trained adapters and fusions."""
     workspace = ready_workspace(home or None)
     return Settings(workspace=workspace, data_dir=resolve_data_dir(data_dir or None))
-
-
-def default_home() -> str:
-    return str(Workspace(os.environ.get("FUSIONLAB_HOME") or None).root)
-
-
-def default_data_dir() -> str:
-    """The data directory the CLI would use (``$FUSIONLAB_DATA_DIR``, else ``../shared/data``), or ""."""
-    return str(resolve_data_dir() or "")

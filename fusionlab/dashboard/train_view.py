@@ -36,6 +36,7 @@ from fusionlab.runstore import (
     QUEUED,
     RUNNING,
     TERMINAL_STATUSES,
+    QuotaExceeded,
     Run,
     RunStore,
     Snapshot,
@@ -53,6 +54,7 @@ __all__ = [  # what the Train page uses; it imports nothing from the core direct
     "TRAIN_FUSION",
     "Limits",
     "QueueView",
+    "Requester",
     "available_adapters",
     "default_target",
     "describe_task",
@@ -82,6 +84,25 @@ def task_names() -> list[str]:
 def describe_task(name: str) -> str:
     """A task as the pickers show it: its name and what it is."""
     return f"{name} — {TASKS[name].description}" if TASKS[name].description else name
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who queues a run from the Train page, and how many pending runs they may have (None: no limit)."""
+
+    owner: str | None = None
+    name: str | None = None
+    limit: int | None = None
+
+    def check_room(self, store: RunStore, adding: int) -> None:
+        """Refuse the whole selection at once when it would take the requester past their quota."""
+        if self.owner is not None and self.limit is not None:
+            pending = store.pending_count(self.owner)
+            if pending + adding > self.limit:
+                raise QuotaExceeded(pending, self.limit)
+
+    def enqueue(self, store: RunStore, run: AdapterRun | FusionRun) -> int:
+        return store.enqueue(run.kind, run.name, run.to_dict(), self.owner, self.name, self.limit)
 
 
 @dataclass
@@ -212,6 +233,7 @@ def queue_adapter_runs(
     limits: Limits,
     data_dir: str | None,
     workspace: Workspace | None = None,
+    requester: Requester | None = None,
 ) -> list[int]:
     """Queue one adapter run per task and return their ids, in ``tasks`` order.
 
@@ -227,7 +249,9 @@ def queue_adapter_runs(
     ]
     if workspace is not None:
         runs = [dataclasses.replace(run, name=own_name(workspace, run.name)) for run in runs]
-    return [store.enqueue(run.kind, run.name, run.to_dict()) for run in runs]
+    requester = requester or Requester()
+    requester.check_room(store, len(runs))
+    return [requester.enqueue(store, run) for run in runs]
 
 
 def _pending_adapter_runs(store: RunStore) -> list[tuple[int, AdapterRun]]:
@@ -272,7 +296,7 @@ def adapter_non_linearities(workspace: Workspace, store: RunStore, names: Sequen
     return {name: found[name] for name in names if name in found}
 
 
-def queue_fusion_run(store: RunStore, workspace: Workspace, run: FusionRun) -> int:
+def queue_fusion_run(store: RunStore, workspace: Workspace, run: FusionRun, requester: Requester | None = None) -> int:
     """Queue one fusion run (from :func:`fusion_run_config`); returns its id.
 
     Raises ``ValueError`` for a name that cannot be a directory, or for adapters with different
@@ -295,7 +319,7 @@ def queue_fusion_run(store: RunStore, workspace: Workspace, run: FusionRun) -> i
     if len(set(activations.values())) > 1:
         used = ", ".join(f"{name} uses {activation}" for name, activation in activations.items())
         raise ValueError(f"adapters fused together must share one non-linearity, but {used}")
-    return store.enqueue(run.kind, run.name, run.to_dict())
+    return (requester or Requester()).enqueue(store, run)
 
 
 @dataclass(frozen=True)

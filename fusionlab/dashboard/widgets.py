@@ -9,7 +9,10 @@ the dashboard only.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from pathlib import Path
+from urllib.parse import quote, unquote
 
 import streamlit as st
 
@@ -17,17 +20,57 @@ from fusionlab.dashboard import urlstate
 from fusionlab.dashboard.efficiency import DEFAULT_REPEATS, LatencyReport, measure_latency
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.inference import Predictor, checkpoint_signature, preferred_fusion
-from fusionlab.dashboard.settings import DATA_KEY, HOME_KEY, Settings, resolve_settings
+from fusionlab.dashboard.markdown import code, md
+from fusionlab.dashboard.server_config import ServerConfig, load_server_config
+from fusionlab.dashboard.settings import DATA_KEY, HOME_KEY, WORKSPACE_KEY, Settings, resolve_settings
+from fusionlab.dashboard.visitors import Visitor, check_visitor_name, generated_name, new_token, valid_token
 from fusionlab.pack.store import PackError
 from fusionlab.runstore import RunStore
 from fusionlab.workspace import Workspace
 
+_SERVER_ARGV: list[str] = []
+VISITOR_COOKIE = "fusionlab_visitor"
+NAME_COOKIE = "fusionlab_name"
+_TOKEN_KEY, _NAME_KEY, _TEACHER_KEY, _COOKIE_SET_KEY = (
+    "fusionlab_visitor_token",
+    "fusionlab_visitor_name",
+    "fusionlab_teacher",
+    "fusionlab_cookie_written",
+)
+
+
+def set_server_argv(argv: list[str]) -> None:
+    """The flags ``streamlit run app.py -- …`` was given (app.py passes them once per run)."""
+    _SERVER_ARGV[:] = argv
+
+
+def server_config() -> ServerConfig:
+    """The server's settings (file, environment, flags); a broken configuration stops the page saying why."""
+    try:
+        return load_server_config(_SERVER_ARGV)
+    except (OSError, ValueError) as err:
+        st.error(f"The server's configuration is invalid: {md(err)}")
+        st.stop()
+        raise
+
+
+def _chosen_workspace(config: ServerConfig) -> str:
+    """The workspace this session works in: the server-side override, else the visitor's choice among the
+    offered ones (a value that is not among them is ignored), else the server's home."""
+    override = st.session_state.get(HOME_KEY)
+    if override:
+        return str(override)
+    offered = {str(w.root) for w in config.workspaces()}
+    chosen = st.session_state.get(WORKSPACE_KEY)
+    return chosen if chosen in offered else config.home
+
 
 def session_settings() -> Settings:
-    """This session's settings (sidebar values if set, else the environment's), or a :class:`DashboardError`
-    when the workspace cannot be created there."""
+    """This session's workspace and data directory (see :mod:`fusionlab.dashboard.settings`), or a
+    :class:`DashboardError` when the workspace cannot be used."""
+    config = server_config()
     try:
-        return resolve_settings(st.session_state.get(HOME_KEY), st.session_state.get(DATA_KEY))
+        return resolve_settings(_chosen_workspace(config), st.session_state.get(DATA_KEY) or config.data_dir)
     except OSError as err:
         raise DashboardError(
             f"The workspace cannot be used: {err}. Choose another workspace directory in the sidebar."
@@ -41,7 +84,7 @@ def settings_or_stop() -> Settings:
     try:
         return session_settings()
     except DashboardError as err:
-        st.error(str(err))
+        st.error(md(err))
         st.stop()
         raise  # st.stop() raises; this only tells type checkers so
 
@@ -51,7 +94,7 @@ def open_run_store(workspace: Workspace) -> RunStore:
     try:
         return RunStore(workspace.runs_db)
     except sqlite3.Error as err:
-        st.error(f"The run database of this workspace cannot be opened: {err}")
+        st.error(f"The run database of this workspace cannot be opened: {md(err)}")
         st.stop()
         raise  # st.stop() raises; this only tells type checkers so
 
@@ -85,7 +128,7 @@ def choose_fusion() -> tuple[Workspace, str, Predictor]:
     try:
         predictor = load_predictor(workspace, fusion)
     except DashboardError as err:
-        st.error(str(err))
+        st.error(md(err))
         st.stop()
     return workspace, fusion, predictor
 
@@ -99,3 +142,76 @@ def cached_latency(workspace: Workspace, fusion: str, repeats: int = DEFAULT_REP
     """:func:`~fusionlab.dashboard.efficiency.measure_latency`, remembered per fusion and checkpoint version
     (a measurement takes seconds)."""
     return _cached_latency(str(workspace.root), fusion, checkpoint_signature(workspace, fusion), repeats)
+
+
+# -- who is at this browser ------------------------------------------------------------------------------------
+def _write_cookie(name: str, value: str) -> None:
+    """Remember ``value`` in this browser for a year (the script carries only server-made or checked values)."""
+    payload = json.dumps(f"{name}={value}; path=/; max-age=31536000; samesite=strict").replace("<", "\\u003c")
+    st.html(f"<script>document.cookie = {payload};</script>", unsafe_allow_javascript=True)
+
+
+def current_visitor() -> Visitor:
+    """This browser's visitor: its token from the cookie (a reload keeps it), else a new one written there."""
+    cookies = getattr(st.context, "cookies", {}) or {}
+    token = st.session_state.get(_TOKEN_KEY) or valid_token(cookies.get(VISITOR_COOKIE)) or new_token()
+    st.session_state[_TOKEN_KEY] = token
+    if cookies.get(VISITOR_COOKIE) != token and not st.session_state.get(_COOKIE_SET_KEY):
+        _write_cookie(VISITOR_COOKIE, token)
+        st.session_state[_COOKIE_SET_KEY] = True
+    name = st.session_state.get(_NAME_KEY)
+    if name is None:
+        try:
+            name = check_visitor_name(unquote(cookies.get(NAME_COOKIE) or ""))
+        except ValueError:
+            name = generated_name(token)
+        st.session_state[_NAME_KEY] = name
+    return Visitor(token, name, bool(st.session_state.get(_TEACHER_KEY)))
+
+
+def visitor_sidebar(config: ServerConfig) -> Visitor:
+    """The sidebar's "who am I" part on a classroom server: the visitor's name (changeable) and the teacher's
+    unlock; returns the visitor."""
+    visitor = current_visitor()
+    if not config.classroom:
+        return visitor
+    with st.sidebar.expander(f"You: {md(visitor.name)}" + (" (teacher)" if visitor.teacher else ""), expanded=False):
+        typed = st.text_input("Your name", value=visitor.name, max_chars=32, key="visitor_name_input")
+        if typed.strip() != visitor.name:
+            try:
+                name = check_visitor_name(typed)
+            except ValueError as err:
+                st.error(md(err))
+            else:
+                st.session_state[_NAME_KEY] = name
+                _write_cookie(NAME_COOKIE, quote(name))
+                visitor = Visitor(visitor.token, name, visitor.teacher)
+        if config.teacher_passphrase and not visitor.teacher:
+            passphrase = st.text_input("Teacher's passphrase", type="password", max_chars=200, key="teacher_input")
+            if passphrase:
+                if config.is_teacher_passphrase(passphrase):
+                    st.session_state[_TEACHER_KEY] = True
+                    visitor = Visitor(visitor.token, visitor.name, True)
+                    st.success("Teacher mode: you may cancel any run and prepare the demo.")
+                else:
+                    st.error("That is not the teacher's passphrase.")
+    return visitor
+
+
+def workspace_sidebar(config: ServerConfig) -> None:
+    """Where this session works: a choice among the workspaces that exist (never a typed path), and the data."""
+    offered = [str(w.root) for w in config.workspaces()]
+    if st.session_state.get(HOME_KEY):
+        st.sidebar.caption(f"Workspace: {code(st.session_state[HOME_KEY])}")
+    elif len(offered) > 1:
+        st.sidebar.selectbox(
+            "Workspace",
+            offered,
+            key=WORKSPACE_KEY,
+            format_func=lambda path: Path(path).name or path,
+            help="The workspaces on this server; the teacher's server settings decide which exist.",
+        )
+    else:
+        st.sidebar.caption(f"Workspace: {code(offered[0])}")
+    data = st.session_state.get(DATA_KEY) or config.resolved_data_dir()
+    st.sidebar.caption(f"Task data: {code(data) if data else 'none (the pack needs none)'}")

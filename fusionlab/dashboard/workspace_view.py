@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fusionlab.checkpoint import CheckpointError, adapter_mismatches, read_meta
+from fusionlab.checkpoint import CheckpointError, adapter_mismatches, pinned_adapter_dir, read_meta
 from fusionlab.config import ModelConfig
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.demo import demo_runs, enqueue_demo, missing_adapters, missing_data
@@ -50,6 +50,7 @@ class CheckpointRow:
     problem: str | None = None
     from_pack: bool = False
     own_adapter_score: float | None = None  # fusions: the target's own adapter alone, on the same dev examples
+    older_versions: tuple[str, ...] = ()  # fusions: adapters it uses an earlier version of (a newer one exists)
 
     def as_dict(self) -> dict[str, Any]:
         """A table row (the columns the Home page shows)."""
@@ -62,6 +63,8 @@ class CheckpointRow:
         row["majority baseline"] = self.baseline
         row["source"] = "pack (read-only)" if self.from_pack else "trained here"
         row["status"] = self.problem or "ready"
+        if self.older_versions and not self.problem:
+            row["status"] = f"ready (trained on an earlier {', '.join(self.older_versions)}; a newer version exists)"
         return row
 
 
@@ -94,18 +97,26 @@ def _adapter_row(workspace: Workspace, name: str) -> tuple[CheckpointRow, dict |
     return CheckpointRow(name, "adapter", extra.get("task"), None, (), *scores, from_pack=card is not None), meta
 
 
-def _fusion_problem(meta: dict, adapter_hashes: dict[str, str | None]) -> str | None:
-    """Why a fusion cannot be loaded (an adapter missing, unreadable or retrained since), from metadata alone.
+def _fusion_problem(
+    workspace: Workspace, meta: dict, adapter_hashes: dict[str, str | None]
+) -> tuple[str | None, tuple[str, ...]]:
+    """Why a fusion cannot be loaded (an adapter missing, unreadable, or retrained with its old version gone),
+    and which adapters it uses an earlier, kept version of — from metadata alone.
 
     ``adapter_hashes`` maps each adapter directory to the content hash it records (None: unreadable).
     """
     missing, changed = adapter_mismatches(meta, adapter_hashes)
+    pinned = {e["name"]: e["content_hash"] for e in meta["adapters"]}
+    older = tuple(n for n in changed if pinned_adapter_dir(workspace.adapter_dir(n), pinned[n]) is not None)
+    lost = [n for n in changed if n not in older]
     problems = []
     if missing:
         problems.append(f"missing adapter{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-    if changed:
-        problems.append(f"adapter{'s' if len(changed) > 1 else ''} {', '.join(changed)} changed since; retrain it")
-    return "; ".join(problems) or None
+    if lost:
+        problems.append(
+            f"adapter{'s' if len(lost) > 1 else ''} {', '.join(lost)} changed and the version it was trained on is gone; retrain it"
+        )
+    return "; ".join(problems) or None, older
 
 
 def _fusion_row(workspace: Workspace, name: str, adapter_hashes: dict[str, str | None]) -> CheckpointRow:
@@ -119,6 +130,7 @@ def _fusion_row(workspace: Workspace, name: str, adapter_hashes: dict[str, str |
     own = (extra.get("own_adapter_metrics") or {}).get(extra.get("main_metric"))
     if card is not None:
         own = card.own_adapter_dev.main if card.own_adapter_dev else None
+    problem, older = _fusion_problem(workspace, meta, adapter_hashes)
     return CheckpointRow(
         name,
         "fusion",
@@ -126,9 +138,10 @@ def _fusion_row(workspace: Workspace, name: str, adapter_hashes: dict[str, str |
         config["fusion_method"],
         tuple(config["adapter_names"]),
         *(_card_scores(card) if card else _scores(extra)),
-        problem=_fusion_problem(meta, adapter_hashes),
+        problem=problem,
         from_pack=card is not None,
         own_adapter_score=own,
+        older_versions=older,
     )
 
 
