@@ -92,10 +92,11 @@ def limits_inputs(prefix: str, defaults: Limits) -> dict:
     )
 
 
-def cancel(run_id: int) -> None:
-    """Cancel a run if this visitor may (checked again here: the button may be stale)."""
-    if can_cancel(visitor, store.get(run_id), config.classroom):
-        store.request_cancel(run_id)
+def cancel(run_store, run_id: int, who, classroom: bool) -> None:
+    """Cancel a run if this visitor may (checked again here: the button may be stale). Everything it needs
+    comes in its arguments, bound when the button was drawn for this session, never from module globals."""
+    if can_cancel(who, run_store.get(run_id), classroom):
+        run_store.request_cancel(run_id)
 
 
 def propose_target() -> None:
@@ -263,7 +264,7 @@ def live_section() -> None:
             "Cancel",
             key=f"cancel_{item.run.id}",
             on_click=cancel,
-            args=(item.run.id,),
+            args=(store, item.run.id, visitor, config.classroom),
             disabled=not can_cancel(visitor, item.run, config.classroom),
         )
 
@@ -279,7 +280,7 @@ def live_section() -> None:
             "Cancel",
             key=f"cancel_{run.id}",
             on_click=cancel,
-            args=(run.id,),
+            args=(store, run.id, visitor, config.classroom),
             disabled=run.cancel_requested or not can_cancel(visitor, run, config.classroom),
         )
         st.progress(progress, text=message)

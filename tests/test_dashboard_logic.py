@@ -183,6 +183,28 @@ def test_concurrent_sessions_share_one_predictor(attention):
         np.testing.assert_allclose(probabilities, results[0], atol=1e-6)
 
 
+def test_thirty_identical_requests_cost_one_model_call(tiny_workspace):
+    predictor = Predictor(tiny_workspace, "rte-attention")  # a fresh one: its own count
+    barrier = threading.Barrier(30)
+    answers = []
+
+    def student() -> None:
+        barrier.wait()
+        answers.append(predictor.compare(PREMISE, HYPOTHESIS))
+
+    threads = [threading.Thread(target=student) for _ in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 30 and predictor.model_calls == 1
+    assert all(answer is answers[0] for answer in answers)
+    predictor.compare(PREMISE, HYPOTHESIS, ["rte", "mnli"])  # another selection is another question
+    assert predictor.model_calls == 2
+    with pytest.raises(ValueError):
+        answers[0].token_weights[0, 0, 0] = 1.0  # a shared answer cannot be edited by one session
+
+
 # -- efficiency -----------------------------------------------------------------------------------------------
 def test_parameter_report_adds_up(attention):
     report = efficiency.parameter_report(attention)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,9 @@ class Predictor:
         self.model = model.eval()
         self.tokenizer = load_tokenizer(self.info.model_name)
         self.lock = threading.Lock()
+        self._answers: OrderedDict[tuple, Comparison] = OrderedDict()
+        self.model_calls = 0
+        """How many inputs were run through the model (answers served from the cache are not counted)."""
 
     def encode(self, text: str, text_pair: str | None) -> EncodedInput:
         """Model inputs for one checked input, at the fusion's own ``max_length``. Call under ``lock``."""
@@ -176,13 +180,28 @@ class Predictor:
         """
         text, text_pair = self.check_input(text, text_pair)
         active = self.check_adapters(active_adapters)
+        key = (text, text_pair, active)
+        with self.lock:  # thirty students clicking the same example cost one model call, not thirty
+            cached = self._answers.get(key)
+            if cached is not None:
+                self._answers.move_to_end(key)
+                return cached
+            comparison = self._compare(text, text_pair, active)
+            self._answers[key] = comparison
+            if len(self._answers) > ANSWER_CACHE_SIZE:
+                self._answers.popitem(last=False)
+            return comparison
+
+    def _compare(self, text: str, text_pair: str | None, active: tuple[str, ...]) -> Comparison:
+        """One model call for a checked input (see :meth:`compare`); call under ``lock``."""
         info = self.info
-        with self.lock:
-            encoded = self.encode(text, text_pair)
-            single = predict(self.model, encoded, [info.target])[0] if info.has_target_adapter else None
-            fused, out = predict(self.model, encoded, list(active), force_fusion=True, output_fusion_weights=True)
-            token_weights = fusion_weights.example_tokens(out.fusion_weights, 0, encoded.kept_tokens).numpy()
-            learned = self._learned_weights(active)
+        self.model_calls += 1
+        encoded = self.encode(text, text_pair)
+        single = predict(self.model, encoded, [info.target])[0] if info.has_target_adapter else None
+        fused, out = predict(self.model, encoded, list(active), force_fusion=True, output_fusion_weights=True)
+        token_weights = fusion_weights.example_tokens(out.fusion_weights, 0, encoded.kept_tokens).numpy()
+        token_weights.setflags(write=False)  # a cached answer is shared by every session: nobody may edit it
+        learned = self._learned_weights(active)
         return Comparison(
             fusion=info,
             single=single,
@@ -219,6 +238,9 @@ def checkpoint_signature(workspace: Workspace, fusion: str) -> tuple[tuple[str, 
 
 
 SENTIMENT_TARGETS = ("imdb", "sst2")
+ANSWER_CACHE_SIZE = 256
+"""Answers a Predictor remembers (inputs × adapter selections): the model of a Predictor never changes (a
+retrained checkpoint gets a new Predictor), so an answer stays right for as long as the Predictor lives."""
 
 
 def preferred_fusion(workspace: Workspace, fusions: Sequence[str]) -> str:
