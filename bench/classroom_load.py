@@ -24,7 +24,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,15 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+sys.path.insert(0, str(REPO / "bench"))
+from playground_latency import CHROMIUM_FLAGS, free_port  # noqa: E402  (one definition for the benches)
+
 TIMEOUT_MS = 60_000
 
 
@@ -77,14 +70,8 @@ class Phase:
         }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(home: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "FUSIONLAB_HOME": str(home), "HF_HUB_OFFLINE": "1", "FUSIONLAB_MAX_QUEUED": "3"}
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
                "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType",
@@ -211,7 +198,7 @@ async def run_phase(url: str, args, phase: Phase, store_path: Path) -> None:
 
     before = len(RunStore(store_path).list_runs(kind="train_adapter"))
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=shutil.which("chromium"), args=FLAGS)
+        browser = await playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
         start = time.monotonic()
         deadline = start + args.seconds
         queuers = args.queuers if phase.name == "idle" else 0

@@ -88,6 +88,18 @@ def warm_latency(workspace_root: Path, fusion: str, repeats: int) -> dict:
     }
 
 
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+"""How the benchmarks start Debian's chromium (``playwright install`` cannot download browsers here)."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -135,15 +147,7 @@ def cold_start(workspace_root: Path, data_dir: str | None) -> float:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=shutil.which("chromium"),
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                ],
+                args=CHROMIUM_FLAGS,
             )
             page = browser.new_page()
             page.goto(url)

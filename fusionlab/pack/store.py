@@ -9,13 +9,13 @@ their card, which is what marks them as the pack's and read-only (:func:`is_pack
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fusionlab.checkpoint import file_sha256
 from fusionlab.config import JsonConfig
 from fusionlab.pack.card import CARD_FILE, ArtifactCard
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace, atomic_directory
@@ -77,14 +77,6 @@ def read_manifest(root: Path) -> PackManifest:
         return PackManifest.from_json((root / MANIFEST_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise PackError(f"{root / MANIFEST_FILE}: not a readable pack manifest ({err})") from err
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def entry_for(root: Path, kind: str, name: str) -> PackEntry:
