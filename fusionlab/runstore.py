@@ -509,9 +509,14 @@ class RunStore:
         anything, so its run would otherwise show "running" forever. ``alive(pid)`` decides whether a worker
         still exists.
         """
+        query = "SELECT id, worker_pid FROM runs WHERE status = ?"
+        with self._connect() as conn:  # every dashboard poll calls this: a cheap read first, no write lock
+            rows = conn.execute(query, (RUNNING,)).fetchall()
+        if all(row["worker_pid"] is not None and alive(row["worker_pid"]) for row in rows):
+            return []
         dead: list[int] = []
         with self._connect(write=True) as conn:
-            for row in conn.execute("SELECT id, worker_pid FROM runs WHERE status = ?", (RUNNING,)).fetchall():
+            for row in conn.execute(query, (RUNNING,)).fetchall():
                 pid = row["worker_pid"]
                 if pid is not None and alive(pid):
                     continue
