@@ -23,21 +23,27 @@ from fusionlab.dashboard.markdown import md
 # and a Playground answer slows from tens of milliseconds to seconds (bench/playground_latency.py).
 torch.set_num_threads(1)
 
-st.set_page_config(page_title="fusionlab", layout="wide")
+# The pages' links run along the top and the sidebar (workspace, who you are) starts closed: on a projector at
+# 1280×720 or a small laptop the page itself gets the width; the sidebar is one click away.
+st.set_page_config(page_title="fusionlab", layout="wide", initial_sidebar_state="collapsed")
 
 # The server's own settings (file, environment, flags after `--`); visitors choose among what exists, never a path.
 widgets.set_server_argv(sys.argv[1:])
 config = widgets.server_config()
 
 pages = [
-    st.Page("app_pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", url_path="index", default=True),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page("app_pages/playground.py", title="Playground", icon=":material/science:", url_path="playground"),
     st.Page("app_pages/efficiency.py", title="Efficiency", icon=":material/speed:", url_path="efficiency"),
     st.Page("app_pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
     st.Page("app_pages/mechanics.py", title="Mechanics", icon=":material/tune:", url_path="mechanics"),
+    # The default page is served at "/" (its url_path only names it), so "/home", a natural link to type or
+    # share, would say "Page not found": the same page, hidden from the menu, answers there too.
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", url_path="home", visibility="hidden"),
 ]
-page = st.navigation(pages)
+page = st.navigation(pages, position="top")
+widgets.keep_theme_across_pages([p.url_path for p in pages if p.url_path])
 
 widgets.workspace_sidebar(config)
 widgets.visitor_sidebar(config)

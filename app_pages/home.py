@@ -100,3 +100,38 @@ if st.button("Prepare demo workspace", type="primary", icon=":material/rocket_la
         st.warning(md(err))
     else:
         st.success(md(outcome.message))
+
+
+def manage(action, *args) -> None:
+    """Button callback: delete or prune before the page runs (so its tables are already without it); the
+    outcome is shown on that run."""
+    if not can_manage(current_visitor(), server_config().classroom):  # the buttons are not shown to others
+        return
+    try:
+        st.session_state["manage_notice"] = ("success", action(workspace, *args))
+    except DashboardError as err:
+        st.session_state["manage_notice"] = ("error", str(err))
+
+
+if allowed:
+    with st.expander(
+        "Manage this workspace (delete)", icon=":material/delete:", expanded="manage_notice" in st.session_state
+    ):
+        st.caption(
+            "Deleting is refused for the pack's artifacts (read-only), for an adapter a fusion still fuses, and "
+            "for an artifact a queued or running run is writing; the reason is shown."
+        )
+        if notice := st.session_state.pop("manage_notice", None):
+            (st.success if notice[0] == "success" else st.error)(md(notice[1]))
+        choices = workspace_view.removable(workspace)
+        if choices:
+            chosen = st.selectbox("Artifact", choices, format_func=lambda c: f"{c[0]} {c[1]}", key="delete_choice")
+            st.button(
+                "Delete", key="delete_artifact", icon=":material/delete_forever:", on_click=manage,
+                args=(workspace_view.remove, *chosen),
+            )  # fmt: skip
+        else:
+            st.caption("Nothing here can be deleted: the pack's artifacts are read-only.")
+        count, megabytes = workspace_view.unused_version_count(workspace)
+        label = f"Remove {count} earlier adapter version{'s' if count != 1 else ''} no fusion uses ({megabytes:.1f} MB)"
+        st.button(label, key="prune_versions", disabled=not count, on_click=manage, args=(workspace_view.prune,))

@@ -18,7 +18,7 @@ st.markdown(
     "above 1 it flattens it towards a plain average."
 )
 
-source = st.radio("Adapter outputs", [RANDOM, REAL], horizontal=True, key="mechanics_source")
+source = st.radio("Adapter outputs", [RANDOM, REAL], horizontal=True, **urlstate.bound(urlstate.SOURCE))
 method = st.radio("Fusion method", mechanics.METHODS, horizontal=True, **urlstate.bound(urlstate.METHOD))
 temperature = st.slider("Temperature", 0.05, 5.0, 1.0, step=0.05, **urlstate.bound(urlstate.TEMPERATURE))
 
@@ -35,7 +35,12 @@ try:
         if not fusions:
             st.info("This workspace has no fusion yet: prepare the demo on the Home page, or use random outputs.")
             st.stop()
+        asked = urlstate.unknown_choice(urlstate.FUSION, fusions)
         fusion = st.selectbox("Fusion", fusions, **urlstate.bound(urlstate.FUSION))
+        if asked is not None:
+            st.warning(
+                f"The link asked for fusion {md(asked)}, which this workspace does not have; showing {md(fusion)}."
+            )
         predictor = load_predictor(workspace, fusion)
         examples = examples_for(predictor.info.task.name)
         if examples:
@@ -46,7 +51,10 @@ try:
         pair = None
         if predictor.info.task.is_pair:
             pair = st.text_input(fields[1], max_chars=urlstate.TEXT_MAX_CHARS, **urlstate.bound(urlstate.PAIR))
-        layer = st.slider("Transformer layer", 1, predictor.info.num_layers, predictor.info.num_layers)
+        if st.session_state.get(urlstate.LAYER, 0) > predictor.info.num_layers:  # a link, or a deeper fusion
+            st.session_state[urlstate.LAYER] = predictor.info.num_layers
+        urlstate.set_default(urlstate.LAYER, predictor.info.num_layers)
+        layer = st.slider("Transformer layer", 1, predictor.info.num_layers, **urlstate.bound(urlstate.LAYER))
         seed, heads = 0, predictor.info.num_heads
         outputs = mechanics.real_outputs(predictor, text, pair, layer - 1)
     result = mechanics.fuse(outputs, method, temperature, num_heads=heads, seed=int(seed))
@@ -60,7 +68,7 @@ st.caption(
 left, right = st.columns(2)
 left.plotly_chart(charts.mechanics_weights_chart(result))
 right.plotly_chart(charts.mechanics_similarity_chart(result))
-zoom = st.toggle("Zoom the colours to the weights shown", value=False, key="mechanics_zoom")
+zoom = st.toggle("Zoom the colours to the weights shown", value=False, **urlstate.bound(urlstate.ZOOM))
 st.plotly_chart(
     charts.token_adapter_heatmap(
         result.tokens,
@@ -70,5 +78,14 @@ st.plotly_chart(
         zoom=zoom,
     )
 )
-st.subheader("Output statistics")
+if result.compared == "output":
+    st.subheader("Output statistics")
+else:
+    st.subheader("What each adapter changes")
+    st.caption(
+        "A real adapter's output is the hidden state plus a small change, so the outputs themselves are nearly "
+        "identical (cosine ≈ 1); the statistics and similarities here are of the changes each adapter, and the "
+        "fusion, make to the hidden state."
+    )
 st.dataframe(mechanics.stats_rows(result), hide_index=True)
+st.caption(md(mechanics.fused_summary(result)))

@@ -2,11 +2,13 @@
 
 import streamlit as st
 
-from fusionlab.dashboard import charts, urlstate
+from fusionlab.dashboard import charts, dev_browser, urlstate
+from fusionlab.dashboard.dev_browser import DevExample
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.examples import examples_for
+from fusionlab.dashboard.inference import Comparison, FusionInfo, Prediction, Predictor, comparable_fusions
 from fusionlab.dashboard.markdown import md
-from fusionlab.dashboard.widgets import choose_fusion
+from fusionlab.dashboard.widgets import cached_dev_examples, choose_fusion, load_predictor, session_settings
 
 st.title("Playground")
 st.markdown(
@@ -20,99 +22,229 @@ st.caption(
     f"{md(info.method.capitalize())} fusion for **{md(info.target)}** ({md(info.task.description or 'custom task')}) "
     f"over {md(', '.join(info.adapters))}; inputs are cut to {info.max_length} tokens."
 )
+other = None
+partners = comparable_fusions(workspace, fusion)
+if partners:
+    compare_with = st.selectbox(
+        "Compare with another fusion on the same input",
+        [None, *partners],
+        format_func=lambda name: "(none)" if name is None else name,
+        **urlstate.bound(urlstate.COMPARE),
+    )
+    if compare_with is not None:
+        try:
+            other = load_predictor(workspace, compare_with)
+        except DashboardError as err:
+            st.error(md(err))
 
-examples = examples_for(info.task.name)
-if examples:
-    urlstate.set_default(urlstate.TEXT, examples[0].text)
-    urlstate.set_default(urlstate.PAIR, examples[0].pair or "")
-    st.write("Examples:")
-    for column, (i, example) in zip(st.columns(len(examples)), enumerate(examples)):
-        column.button(
-            example.label, key=f"example_{i}", on_click=urlstate.use_example, args=(example,), width="stretch"
+
+def input_panel(fusion: str, info: FusionInfo) -> tuple[str, str | None, list[str]]:
+    """Examples, the text box(es) and the adapter switches; returns the text, the pair and the adapters on."""
+    examples = examples_for(info.task.name)
+    if examples:
+        urlstate.set_default(urlstate.TEXT, examples[0].text)
+        urlstate.set_default(urlstate.PAIR, examples[0].pair or "")
+        for column, (i, example) in zip(st.columns(len(examples)), enumerate(examples)):
+            column.button(
+                example.label, key=f"example_{i}", on_click=urlstate.use_example, args=(example,), width="stretch"
+            )
+    fields = info.field_labels
+    height = 90 if info.task.is_pair else 130
+    text = st.text_area(fields[0], max_chars=urlstate.TEXT_MAX_CHARS, height=height, **urlstate.bound(urlstate.TEXT))
+    pair = None
+    if info.task.is_pair:
+        pair = st.text_area(
+            fields[1], max_chars=urlstate.TEXT_MAX_CHARS, height=height, **urlstate.bound(urlstate.PAIR)
         )
+    st.caption("Adapters in the fusion (switch one off to see what the fusion does without it):")
+    active = [
+        name
+        for column, name in zip(st.columns(len(info.adapters)), info.adapters)
+        if column.toggle(md(name), value=True, **urlstate.bound(f"adapter_on_{fusion}_{name}"))
+    ]
+    return text, pair, active
 
-fields = info.field_labels
-text = st.text_area(fields[0], max_chars=urlstate.TEXT_MAX_CHARS, **urlstate.bound(urlstate.TEXT))
-pair = None
-if info.task.is_pair:
-    pair = st.text_area(fields[1], max_chars=urlstate.TEXT_MAX_CHARS, **urlstate.bound(urlstate.PAIR))
 
-st.write("Adapters in the fusion (switch one off to see what the fusion does without it):")
-active = [
-    name
-    for column, name in zip(st.columns(len(info.adapters)), info.adapters)
-    if column.toggle(md(name), value=True, key=f"adapter_on_{fusion}_{name}")
-]
+def verdict(title: str, prediction: Prediction) -> None:
+    """One answer: the label, large, and how confident the model is."""
+    confidence = f"{prediction.confidence:.0%} confident"
+    st.metric(title, md(prediction.label), confidence, delta_color="off", delta_arrow="off", border=True)
 
-try:
-    comparison = predictor.compare(text, pair, active)
-except DashboardError as err:
-    st.error(md(err))
-    st.stop()
 
-if comparison.truncated:
-    st.warning(
-        f"The input has {comparison.original_tokens} tokens; only the first {comparison.kept_tokens} "
-        "(the fusion's max_length) were used."
-    )
-left, right = st.columns(2)
-if comparison.single is not None:
-    left.metric(
-        f"{md(info.target)} adapter alone",
-        md(comparison.single.label),
-        f"{comparison.single.confidence:.0%} confident",
-        delta_color="off",
-        delta_arrow="off",
-    )
-else:
-    left.info(f"The target task {md(info.target)} has no adapter of its own in this fusion.")
-right.metric(
-    f"Fusion over {len(comparison.active_adapters)} adapter{'s' if len(comparison.active_adapters) > 1 else ''}",
-    md(comparison.fused.label),
-    f"{comparison.fused.confidence:.0%} confident",
-    delta_color="off",
-    delta_arrow="off",
-)
-st.plotly_chart(charts.probability_chart(comparison))
+def compare_panel(first: Comparison, second: Comparison, zoom: bool) -> None:
+    """Two fusions of the same task on the same input, side by side: each one's answer and its weights per layer
+    (the second with all its adapters on). Kept in the link (``compare=``)."""
+    for column, comparison in zip(st.columns(2, gap="large"), (first, second)):
+        info = comparison.fusion
+        with column:
+            st.subheader(f"{md(info.name)} ({md(info.method)})")
+            count = len(comparison.active_adapters)
+            verdict(f"Fusion over {count} adapter{'s' if count > 1 else ''}", comparison.fused)
+            title = f"{info.name}: mean fusion weight per layer and adapter"
+            figure = charts.layer_adapter_heatmap(
+                comparison.layer_weights, comparison.active_adapters, title, zoom=zoom
+            )
+            if figure is None:
+                st.info(f"{md(info.method.capitalize())} fusion gives every adapter the same weight.")
+            else:
+                st.plotly_chart(figure, key=f"compare_{info.name}")
 
-zoom = st.toggle(
-    "Zoom the colours to the weights shown",
-    value=False,
-    help="Weights are probabilities (0–1), shown on that scale by default. A briefly trained fusion stays close "
-    "to the even share 1/N; zooming stretches the colours to the range shown so its small preferences become "
-    "visible. The colour bar then says 'zoomed' and gives the range; hover a cell for its distance from 1/N.",
-)
-tab_layers, tab_tokens, tab_learned = st.tabs(["Layers × adapters", "Tokens × adapters", "Learned weights"])
-with tab_layers:
-    figure = charts.layer_adapter_heatmap(
-        comparison.layer_weights,
-        comparison.active_adapters,
-        "Mean fusion weight per layer and adapter (over the tokens of this input)",
-        zoom=zoom,
-    )
-    st.plotly_chart(figure)
-with tab_tokens:
-    layer_options = [None, *range(info.num_layers)]
-    layer = st.select_slider(
-        "Layer",
-        options=layer_options,
-        format_func=lambda i: "mean over layers" if i is None else f"layer {i + 1}",
-    )
-    where = "averaged over layers" if layer is None else f"in layer {layer + 1}"
-    figure = charts.token_adapter_heatmap(
-        comparison.tokens,
-        comparison.weights_at(layer),
-        comparison.active_adapters,
-        f"Fusion weight of each adapter for every token, {where}",
-        zoom=zoom,
-    )
-    st.plotly_chart(figure)
-with tab_learned:
-    figure = charts.learned_weights_chart(comparison.learned_weights, comparison.active_adapters)
-    if figure is None:
-        st.info(
-            f"{info.method.capitalize()} fusion has no per-layer learned weights: its weights depend on each "
-            "token (see the other tabs). Weighted fusion learns one weight per adapter and layer."
+
+def verdict_panel(info: FusionInfo, comparison: Comparison) -> None:
+    """The two answers, one above the other: the target's own adapter alone, then the fusion."""
+    if comparison.truncated:
+        st.warning(
+            f"The input has {comparison.original_tokens} tokens; only the first {comparison.kept_tokens} "
+            "(the fusion's max_length) were used."
         )
+    if comparison.single is not None:
+        verdict(f"{md(info.target)} adapter alone", comparison.single)
     else:
+        st.info(f"The target task {md(info.target)} has no adapter of its own in this fusion.")
+    count = len(comparison.active_adapters)
+    verdict(f"Fusion over {count} adapter{'s' if count > 1 else ''}", comparison.fused)
+    if count == 1:
+        st.info(
+            f"With one adapter switched on, every fusion weight is 1, yet the fusion need not agree with "
+            f"{md(comparison.active_adapters[0])} alone: the fusion passes the adapter's output through its own "
+            "trained layers (attention fusion's value projection) and classifies with its own head, trained on the "
+            "mix of all its adapters. The difference is that head and projection, not a choice among adapters."
+        )
+
+
+@st.fragment
+def explore(fusion: str, predictor: Predictor, other: Predictor | None) -> None:
+    """Inputs, toggles, both predictions and the weights: an interaction reruns this part, not the page.
+
+    Only the open tab's chart is built and sent (the tabs track which one is open), so a browser draws two
+    charts per answer rather than four; a classroom's thirty browsers notice (bench/classroom_load.py).
+    """
+    info = predictor.info
+    inputs, verdicts = st.columns([3, 2], gap="large")  # side by side: both answers above the fold at 1280×720
+    with inputs:
+        text, pair, active = input_panel(fusion, info)
+    try:
+        comparison = predictor.compare(text, pair, active)
+    except DashboardError as err:
+        verdicts.error(md(err))
+        return
+    with verdicts:
+        verdict_panel(info, comparison)
+    st.plotly_chart(charts.probability_chart(comparison))
+
+    zoom = st.toggle(
+        "Zoom the colours to the weights shown",
+        value=False,
+        **urlstate.bound(urlstate.ZOOM),
+        help="Weights are probabilities (0–1), shown on that scale by default. A briefly trained fusion stays close "
+        "to the even share 1/N; zooming stretches the colours to the range shown so its small preferences become "
+        "visible. The colour bar then says 'zoomed' and gives the range; hover a cell for its distance from 1/N.",
+    )
+    if other is not None:
+        compare_panel(comparison, other.compare(text, pair), zoom)
+    tab_layers, tab_tokens, tab_learned, tab_drop = st.tabs(
+        urlstate.WEIGHT_VIEWS, on_change="rerun", **urlstate.bound(urlstate.VIEW)
+    )
+    if tab_layers.open:
+        figure = charts.layer_adapter_heatmap(
+            comparison.layer_weights,
+            comparison.active_adapters,
+            "Mean fusion weight per layer and adapter (over the tokens of this input)",
+            zoom=zoom,
+        )
         st.plotly_chart(figure)
+    if tab_tokens.open:
+        layer_options = [None, *range(info.num_layers)]
+        layer = st.select_slider(
+            "Layer",
+            options=layer_options,
+            format_func=lambda i: "mean over layers" if i is None else f"layer {i + 1}",
+        )
+        where = "averaged over layers" if layer is None else f"in layer {layer + 1}"
+        figure = charts.token_adapter_heatmap(
+            comparison.tokens,
+            comparison.weights_at(layer),
+            comparison.active_adapters,
+            f"Fusion weight of each adapter for every token, {where}",
+            zoom=zoom,
+        )
+        st.plotly_chart(figure)
+        active = comparison.active_adapters
+        if len(active) > 1:
+            furthest = "; ".join(d.describe() for d in comparison.departures(layer))
+            st.caption(
+                f"Furthest from the even share 1/{len(active)} = {1 / len(active):.2f} ({where}): {md(furthest)}."
+            )
+    if tab_learned.open:
+        figure = charts.learned_weights_chart(comparison.learned_weights, comparison.active_adapters)
+        if figure is None:
+            st.info(
+                f"{info.method.capitalize()} fusion has no per-layer learned weights: its weights depend on each "
+                "token (see the other tabs). Weighted fusion learns one weight per adapter and layer."
+            )
+        else:
+            st.plotly_chart(figure)
+
+    if tab_drop.open:
+        try:
+            result = predictor.leave_one_out(text, pair, active)
+        except DashboardError as err:
+            st.info(md(err))
+        else:
+            st.plotly_chart(charts.leave_one_out_chart(result))
+            st.caption(
+                "Each bar is the fusion run again with that one adapter switched off (the others renormalised): "
+                "how much its confidence in its answer moves. Below zero, the adapter was pulling towards the "
+                "answer; a label on a bar means the answer flips without it."
+            )
+
+    dev_set_browser(fusion)
+
+
+def load_dev_example(shown: list[DevExample]) -> None:
+    """Table selection callback: the chosen dev example goes into the text box(es), and so into the URL."""
+    rows = st.session_state["dev_table"].selection.rows
+    if rows:
+        example = shown[rows[0]]
+        st.session_state[urlstate.TEXT] = example.text
+        st.session_state[urlstate.PAIR] = example.pair or ""
+
+
+def dev_set_browser(fusion: str) -> None:
+    """Where the fusion wins and loses against its target's adapter alone; a click loads an example above."""
+    browser = st.expander(
+        "Dev-set browser: where the fusion wins and loses", icon=":material/table_rows:", on_change="rerun", key="dev"
+    )
+    if not browser.open:
+        return
+    with browser:
+        try:
+            examples = cached_dev_examples(workspace, fusion, session_settings().data_dir_str)
+        except DashboardError as err:
+            st.info(md(err))
+            return
+        counts = dev_browser.outcome_counts(examples)
+        for column, (outcome, count) in zip(st.columns(len(counts)), counts.items()):
+            column.metric(outcome, count)
+        gold_col, outcome_col = st.columns(2)
+        golds = sorted({e.gold for e in examples})
+        gold = gold_col.selectbox("Gold label", [None, *golds], format_func=lambda g: g or "any", key="dev_gold")
+        outcome = outcome_col.selectbox(
+            "Outcome", [None, *dev_browser.OUTCOMES], format_func=lambda o: o or "any", key="dev_outcome"
+        )
+        shown = dev_browser.filter_examples(examples, gold, outcome)
+        st.caption(
+            f"{len(shown)} of the first {len(examples)} dev examples (the task's fixed dev subset). "
+            "Click a row to load it into the text box above."
+        )
+        st.dataframe(
+            [e.as_row() for e in shown],
+            hide_index=True,
+            on_select=lambda: load_dev_example(shown),
+            selection_mode="single-row",
+            key="dev_table",
+            column_config={"fusion confidence": st.column_config.NumberColumn(format="%.2f")},
+        )
+
+
+explore(fusion, predictor, other)

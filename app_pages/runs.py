@@ -17,6 +17,8 @@ from fusionlab.dashboard.run_charts import (
     confusion_chart,
     curves_chart,
     fusion_heatmap,
+    fusion_weight_bars,
+    trajectory_chart,
 )
 from fusionlab.dashboard.runs_view import (
     FAILED,
@@ -35,11 +37,15 @@ from fusionlab.dashboard.runs_view import (
     fusion_stats,
     highlight_differences,
     history_frame,
+    metric_label,
     metric_names,
     requested_index,
     run_label,
+    run_ref,
     run_result,
     run_task,
+    weight_trajectory,
+    weights_frame,
 )
 from fusionlab.dashboard.usage_chart import EXPLANATION, adapter_usage, adapter_usage_heatmap
 from fusionlab.dashboard.widgets import open_run_store, session_settings
@@ -82,6 +88,11 @@ def label(run_id: int) -> str:
     return run_label(by_id[run_id])
 
 
+def ref(run_id: int) -> str:
+    """The pickers kept in the link name runs by id and name (their status changes)."""
+    return run_ref(by_id[run_id])
+
+
 # -- history -----------------------------------------------------------------------------------------------
 st.header("History")
 history = history_frame(runs)
@@ -118,9 +129,10 @@ else:
         f"Runs to overlay (up to {MAX_OVERLAID_RUNS})",
         with_metrics,
         default=default_overlay(runs),
-        format_func=label,
+        format_func=ref,
         max_selections=MAX_OVERLAID_RUNS,
         key="runs_overlaid",
+        bind="query-params",
     )
     dev_metrics = dev_metric_names(metric_names(store, overlaid))
     loss_col, dev_col = st.columns(2)
@@ -134,7 +146,9 @@ else:
         if not dev_metrics:
             st.info("None of the chosen runs has been evaluated on its dev set yet.")
         else:
-            dev_metric = st.selectbox("Dev metric", dev_metrics, key="runs_dev_metric")
+            dev_metric = st.selectbox(
+                "Dev metric", dev_metrics, format_func=metric_label, key="runs_dev_metric", bind="query-params"
+            )
             chart = curves_chart(curves(store, overlaid, dev_metric), dev_metric)
             if chart is not None:
                 st.plotly_chart(chart, key="runs_dev")
@@ -145,11 +159,11 @@ if len(runs) < 2:
     st.info("Queue a second run to compare configs.")
 else:
     a_col, b_col = st.columns(2)
-    run_a = a_col.selectbox("Run A", list(by_id), index=1, format_func=label, key="runs_diff_a")
-    run_b = b_col.selectbox("Run B", list(by_id), index=0, format_func=label, key="runs_diff_b")
+    run_a = a_col.selectbox("Run A", list(by_id), index=1, format_func=ref, key="runs_diff_a", bind="query-params")
+    run_b = b_col.selectbox("Run B", list(by_id), index=0, format_func=ref, key="runs_diff_b", bind="query-params")
     diff = config_diff(by_id[run_a], by_id[run_b])
     differing = int(diff["differs"].sum())
-    only = st.toggle("Only the differences", key="runs_diff_only")
+    only = st.toggle("Only the differences", key="runs_diff_only", bind="query-params")
     st.caption(f"{differing} of {len(diff)} settings differ (highlighted).")
     st.dataframe(
         highlight_differences(diff[diff["differs"]] if only else diff),
@@ -188,7 +202,7 @@ if result is not None:
     for column, (metric, value) in zip(columns, result.metrics.items()):
         delta = value - baseline[metric] if metric in baseline else None
         column.metric(
-            f"dev {md(metric)}",
+            f"dev {md(metric_label(metric))}",
             f"{value:.3f}",
             delta=f"{delta:+.3f} vs majority class" if delta is not None else None,
             delta_color="off" if delta is not None and round(delta, 3) == 0 else "normal",
@@ -213,12 +227,29 @@ if matrix is not None or stats is not None:
             else:
                 st.plotly_chart(chart, key="runs_stats")
 
+trajectory = weight_trajectory(store, run.id)
+chart = trajectory_chart(trajectory, f"How {run.name}'s fusion weights moved while it trained")
+if chart is not None:
+    trajectory_col, replay_col = st.columns(2)
+    trajectory_col.plotly_chart(chart, key="runs_trajectory")
+    with replay_col:
+        snapshots = {snap.step: snap for snap in store.snapshots(run.id)}
+        step = st.select_slider("Replay: weights at step", list(snapshots), value=max(snapshots), key="runs_replay")
+        payload = snapshots[step].payload
+        bars = fusion_weight_bars(
+            weights_frame(payload["layers"], payload["adapter_names"]), f"Fusion weights at step {step}"
+        )
+        if bars is not None:
+            st.plotly_chart(bars, key="runs_replay_bars")
+
 problem = checkpoint_problem(run)
 if problem:
     st.error(f"Cannot download this run: {md(problem)}.")
 else:
     st.download_button(
-        "Download run (zip: checkpoint + run.json)" if run.artifacts else "Download run (zip: run.json)",
+        "Download run (zip: run.json + the checkpoint and every adapter it needs, loadable on its own)"
+        if run.artifacts
+        else "Download run (zip: run.json)",
         data=lambda: artifact_zip(store, run),
         file_name=f"{archive_name(run)}.zip",
         mime="application/zip",

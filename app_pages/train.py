@@ -16,6 +16,7 @@ from fusionlab.dashboard.runs_view import (
     error_first_line,
     main_metric,
     main_score,
+    metric_label,
     run_curve,
     run_label,
     weights_frame,
@@ -327,7 +328,7 @@ def live_section() -> None:
         else:
             score = main_score(ended)
             st.success(
-                f"{md(run_label(ended))}: dev {md(main_metric(ended))} {score:.3f}"
+                f"{md(run_label(ended))}: dev {md(metric_label(main_metric(ended)))} {score:.3f}"
                 if score is not None
                 else md(run_label(ended))
             )

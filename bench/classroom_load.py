@@ -1,18 +1,25 @@
-"""A classroom on one dashboard: many browsers acting like students, measured in the browser.
+"""A classroom on one dashboard: thirty students on the Playground, measured as the students see it.
 
-Starts ``streamlit run app.py -- --classroom`` on localhost over a fresh workspace holding the pretrained pack,
-opens ``--visitors`` browser contexts in Debian's chromium (each one student, with its own cookie), and has
-each one open the Playground and then, every ~``--pace`` seconds (jittered), either type a new sentence or
-click an example. At mid-time ``--queuers`` of them press "Queue adapter runs" on the Train page at the same
-moment (a barrier), once. The whole profile runs twice: idle, then with a training run going in the worker.
+Starts ``streamlit run app.py -- --classroom`` on localhost over a fresh workspace holding the pretrained pack.
+``--visitors`` students arrive spread over ``--arrival`` seconds (a class does not press Enter in the same
+second; 0 = all at once), each opens the Playground and then, every ~``--pace`` seconds (jittered), either
+types a new sentence or clicks an example. At mid-time ``--queuers`` more students press "Queue adapter runs"
+on the Train page at the same moment (a barrier), once, in browsers of their own. The whole profile runs twice:
+idle, then with a training run going in the worker.
 
-Measured: page load (navigation → both predictions shown), interaction (the action → the new answer rendered:
-the text is in the URL and the script run has finished), errors (a timeout of 60 s, an exception box, a page
-that never gave a text box), runs recorded per click. Browsers run on the same machine as the server, so on
-a small machine the numbers include the browsers' own CPU. Prints a table and writes JSON.
+Who renders. ``--browsers`` of the students use real Chromium tabs (measured: navigation → both predictions
+shown; an action → the new answer rendered). The others speak the browser's websocket protocol to the server
+without rendering (:mod:`bench.streamlit_client`): the server does the same work for them (script run, model
+calls, charts serialised and sent), but their pages are not drawn, because thirty Chromium renderers on the
+server's own two cores would measure Chromium, not the server (``--browsers 30`` does exactly that; the README
+gives both). Measured for them: request → "script finished". The browsers run at a lower CPU priority
+(``--browser-nice``) for the same reason; the server's CPU time per phase is reported too.
 
-Usage: ``python bench/classroom_load.py [--visitors 30] [--seconds 120] [--pace 10] [--queuers 10]
-[--out bench/results/classroom_load.json]``
+Errors: a timeout of 60 s, an exception box, a page without both predictions. Runs recorded per click.
+Prints a table and writes JSON.
+
+Usage: ``python bench/classroom_load.py [--visitors 30] [--browsers 3] [--seconds 120] [--pace 10]
+[--queuers 10] [--arrival 60] [--browser-nice 10] [--out bench/results/classroom_load.json]``
 """
 
 from __future__ import annotations
@@ -23,9 +30,7 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +41,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from playground_latency import CHROMIUM_FLAGS, free_port  # noqa: E402  (one definition for the benches)
+from dashboard_server import pack_dashboard, training_run_going  # noqa: E402  (one definition for the benches)
+from playground_latency import CHROMIUM_FLAGS  # noqa: E402
+from streamlit_client import StreamlitSession, click, text_value  # noqa: E402
 
 TIMEOUT_MS = 60_000
 
@@ -44,11 +51,20 @@ TIMEOUT_MS = 60_000
 @dataclass
 class Phase:
     name: str
-    page_loads: list[float] = field(default_factory=list)
+    page_loads: list[float] = field(default_factory=list)  # real browsers
     interactions: list[float] = field(default_factory=list)
+    session_loads: list[float] = field(default_factory=list)  # protocol sessions (nothing rendered)
+    session_interactions: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     clicks: int = 0
     runs_recorded: int = 0
+    seconds: float = 0.0
+    server_cpu_s: float = 0.0
+    server_peak_rss_mb: float = 0.0
+
+    @property
+    def actions(self) -> int:
+        return len(self.page_loads) + len(self.interactions) + len(self.session_loads) + len(self.session_interactions)
 
     def summary(self) -> dict:
         def pct(values: list[float], q: float) -> float | None:
@@ -63,30 +79,20 @@ class Phase:
             "interaction_p50_s": pct(self.interactions, 50),
             "interaction_p95_s": pct(self.interactions, 95),
             "interactions": len(self.interactions),
+            "session_load_p50_s": pct(self.session_loads, 50),
+            "session_load_p95_s": pct(self.session_loads, 95),
+            "session_interaction_p50_s": pct(self.session_interactions, 50),
+            "session_interaction_p95_s": pct(self.session_interactions, 95),
+            "session_interactions": len(self.session_interactions),
             "errors": len(self.errors),
             "error_samples": self.errors[:5],
             "queue_clicks": self.clicks,
             "runs_recorded": self.runs_recorded,
+            "server_cpu_s": self.server_cpu_s,
+            "server_peak_rss_mb": self.server_peak_rss_mb,
+            "server_cores_busy": self.server_cpu_s / self.seconds if self.seconds else None,
+            "server_cpu_ms_per_action": 1000 * self.server_cpu_s / max(1, self.actions),
         }
-
-
-def start_server(home: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "FUSIONLAB_HOME": str(home), "HF_HUB_OFFLINE": "1", "FUSIONLAB_MAX_QUEUED": "3"}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-               "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType",
-               "none", "--", "--classroom"]  # fmt: skip
-    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                return server, url
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {log}") from None
-            time.sleep(0.3)
 
 
 async def settled(page) -> None:
@@ -137,7 +143,18 @@ async def interact(page, student: int, step: int, phase: Phase) -> None:
     phase.interactions.append(time.perf_counter() - start)
 
 
-async def queue_a_run(context, url: str, barrier: asyncio.Barrier, phase: Phase) -> None:
+async def at_barrier(barrier: asyncio.Barrier, phase: Phase) -> None:
+    """Wait for the other queuers, but not forever: one whose setup failed must not hold the others back."""
+    try:
+        await asyncio.wait_for(barrier.wait(), TIMEOUT_MS / 1000)
+    except (TimeoutError, asyncio.BrokenBarrierError):
+        phase.errors.append("queue barrier: not every queuer got its Train page ready in time")
+
+
+async def queue_a_run(browser, url: str, queue_at: float, barrier: asyncio.Barrier, phase: Phase) -> None:
+    """One student's click on "Queue adapter runs", at the same moment as the others' (their own browser)."""
+    await asyncio.sleep(max(0.0, queue_at - time.monotonic()))
+    context = await browser.new_context(viewport={"width": 1280, "height": 720})
     page = await context.new_page()
     try:
         await page.goto(f"{url}/train", timeout=TIMEOUT_MS)
@@ -153,9 +170,10 @@ async def queue_a_run(context, url: str, barrier: asyncio.Barrier, phase: Phase)
         await settled(page)
     except Exception as err:
         phase.errors.append(f"queue setup: {type(err).__name__}: {str(err)[:120]}")
-        await barrier.wait()
+        await at_barrier(barrier, phase)
+        await context.close()
         return
-    await barrier.wait()
+    await at_barrier(barrier, phase)
     phase.clicks += 1
     try:
         await page.get_by_role("button", name="Queue adapter runs").click()
@@ -165,24 +183,26 @@ async def queue_a_run(context, url: str, barrier: asyncio.Barrier, phase: Phase)
     except Exception as err:
         phase.errors.append(f"queue click: {type(err).__name__}: {str(err)[:120]}")
     finally:
-        await page.close()
+        await context.close()
 
 
-async def student(browser, url: str, index: int, deadline: float, pace: float, queue_at: float | None,
-                  barrier: asyncio.Barrier | None, phase: Phase) -> None:  # fmt: skip
+async def student(browser, url: str, index: int, arrive_at: float, deadline: float, pace: float,
+                  phase: Phase) -> None:  # fmt: skip
+    """Open the Playground (reloading, as a student would, if it does not come), then act every ~pace s."""
+    await asyncio.sleep(max(0.0, arrive_at - time.monotonic()))
     context = await browser.new_context(viewport={"width": 1280, "height": 720})
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     try:
-        if not await open_playground(page, url, phase):
+        for _attempt in range(2):
+            if await open_playground(page, url, phase):
+                break
+        else:
             return
         step = 0
         rng = random.Random(index)
         while time.monotonic() < deadline:
             await asyncio.sleep(pace * rng.uniform(0.5, 1.5))
-            if queue_at is not None and barrier is not None and time.monotonic() >= queue_at:
-                await queue_a_run(context, url, barrier, phase)
-                queue_at = None
             if time.monotonic() >= deadline:
                 break
             await interact(page, index, step, phase)
@@ -191,25 +211,105 @@ async def student(browser, url: str, index: int, deadline: float, pace: float, q
         await context.close()
 
 
-async def run_phase(url: str, args, phase: Phase, store_path: Path) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def session_student(url: str, index: int, arrive_at: float, deadline: float, pace: float,
+                          phase: Phase) -> None:  # fmt: skip
+    """A student whose tab is not drawn: the same requests over the websocket, timed to "script finished"."""
+    await asyncio.sleep(max(0.0, arrive_at - time.monotonic()))
+    session = StreamlitSession(url, "playground")
+    try:
+        first = await asyncio.wait_for(session.open(), TIMEOUT_MS / 1000)
+        if not _answered(first, phase, "page load"):
+            return
+        phase.session_loads.append(first.seconds)
+        text_id = next(t.id for t in first.of_kind("text_area") if t.label == "Text")
+        examples = [b.id for b in first.of_kind("button") if "example_" in b.id]
+        rng, step = random.Random(index), 0
+        while time.monotonic() < deadline:
+            await asyncio.sleep(pace * rng.uniform(0.5, 1.5))
+            if time.monotonic() >= deadline:
+                break
+            if step % 2 == 0:
+                widget = text_value(text_id, f"Student {index} thinks take {step} of this film was wonderful.")
+            else:
+                widget = click(examples[(index + step) % len(examples)])
+            rerun = session.rerun([widget], first.fragment_of(widget.id))  # as a browser: only that fragment
+            answer = await asyncio.wait_for(rerun, TIMEOUT_MS / 1000)
+            if _answered(answer, phase, "type" if step % 2 == 0 else "example"):
+                phase.session_interactions.append(answer.seconds)
+            step += 1
+    except Exception as err:  # a timeout or a dropped connection: the student got nothing
+        phase.errors.append(f"session: {type(err).__name__}: {str(err)[:120]}")
+    finally:
+        await session.close()
+
+
+def _answered(run, phase: Phase, action: str) -> bool:
+    """Whether a script run showed both predictions and no exception (else an error is recorded)."""
+    problem = run.exception() or (None if len(run.of_kind("metric")) == 2 else "not both predictions")
+    if problem:
+        phase.errors.append(f"{action}: {problem[:120]}")
+    return problem is None
+
+
+async def first_session(url: str) -> float:
+    session = StreamlitSession(url, "playground")
+    try:
+        return (await session.open()).seconds
+    finally:
+        await session.close()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The most memory the process has held so far (``VmHWM``): does skipping Streamlit's GC let it grow?"""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def niced_chromium(folder: Path, niceness: int) -> str:
+    """Chromium's path, or a wrapper that starts it at a lower CPU priority (children inherit it)."""
+    chromium = shutil.which("chromium")
+    if niceness <= 0:
+        return chromium
+    wrapper = folder / "chromium-niced"
+    wrapper.write_text(f'#!/bin/sh\nexec nice -n {niceness} {chromium} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+async def run_phase(url: str, args, phase: Phase, store_path: Path, chromium: str, server_pid: int) -> None:
     from playwright.async_api import async_playwright
 
     from fusionlab.runstore import RunStore
 
     before = len(RunStore(store_path).list_runs(kind="train_adapter"))
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
+        browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         start = time.monotonic()
-        deadline = start + args.seconds
+        cpu_before = cpu_seconds(server_pid)
+        deadline = start + args.arrival + args.seconds
+        queue_at = start + args.arrival + args.seconds / 2
         queuers = args.queuers if phase.name == "idle" else 0
         barrier = asyncio.Barrier(queuers) if queuers else None
+        arrivals = [start + i * args.arrival / args.visitors for i in range(args.visitors)]
+        in_browser = set(range(0, args.visitors, max(1, args.visitors // max(1, args.browsers)))[: args.browsers])
         tasks = [
-            student(
-                browser, url, i, deadline, args.pace, start + args.seconds / 2 if i < queuers else None, barrier, phase
-            )
-            for i in range(args.visitors)
-        ]
+            (student(browser, url, i, at, deadline, args.pace, phase) if i in in_browser
+             else session_student(url, i, at, deadline, args.pace, phase))
+            for i, at in enumerate(arrivals)
+        ]  # fmt: skip
+        tasks += [queue_a_run(browser, url, queue_at, barrier, phase) for _ in range(queuers)]
         await asyncio.gather(*tasks)
+        phase.server_cpu_s = cpu_seconds(server_pid) - cpu_before
+        phase.server_peak_rss_mb = peak_rss_mb(server_pid)
+        phase.seconds = time.monotonic() - start
         await browser.close()
     phase.runs_recorded = len(RunStore(store_path).list_runs(kind="train_adapter")) - before
 
@@ -217,61 +317,54 @@ async def run_phase(url: str, args, phase: Phase, store_path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--visitors", type=int, default=30)
+    parser.add_argument("--browsers", type=int, default=3, help="how many of the students use real Chromium tabs")
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--pace", type=float, default=10)
     parser.add_argument("--queuers", type=int, default=10)
+    parser.add_argument("--arrival", type=float, default=60, help="students arrive spread over this many seconds")
+    parser.add_argument("--browser-nice", type=int, default=10, help="the browsers' niceness (0: the server's)")
     parser.add_argument("--out", default="bench/results/classroom_load.json")
     args = parser.parse_args()
     if shutil.which("chromium") is None:
         raise SystemExit("Debian's chromium is needed (scripts/setup.sh installs it)")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from fusionlab.pack import PACK_DIR
-    from fusionlab.pack.store import install_pack
     from fusionlab.runstore import RunStore
-    from fusionlab.worker import ensure_worker, worker_pid
-    from fusionlab.workspace import Workspace
 
-    with tempfile.TemporaryDirectory(prefix="fusionlab-classroom-") as name:
-        tmp = Path(name)
-        workspace = Workspace(tmp / "ws").ensure()
-        install_pack(workspace, PACK_DIR)
-        server, url = start_server(workspace.root, tmp / "streamlit.log")
-        phases = [Phase("idle"), Phase("training run going")]
-        try:
-            asyncio.run(run_phase(url, args, phases[0], workspace.runs_db))
-            store = RunStore(workspace.runs_db)
-            for run in store.list_runs(status=("queued", "running")):  # the rush's runs: out of the way
-                store.request_cancel(run.id)
-            long_run = {"task": "sst2", "training_config": {"max_steps": 100000, "max_train_samples": 20000}}
-            run_id = store.enqueue("train_adapter", "load-background", long_run)
-            ensure_worker(workspace)
-            deadline = time.monotonic() + 120
-            while store.get(run_id).status != "running" and time.monotonic() < deadline:
-                time.sleep(0.5)
-            asyncio.run(run_phase(url, args, phases[1], workspace.runs_db))
-            store.request_cancel(run_id)
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
-            pid = worker_pid(workspace)
-            if pid:
-                os.kill(pid, signal.SIGTERM)
+    phases = [Phase("idle"), Phase("training run going")]
+    with pack_dashboard() as (workspace, server, url), tempfile.TemporaryDirectory() as tmp:
+        chromium = niced_chromium(Path(tmp), args.browser_nice)
+        warm = asyncio.run(first_session(url))  # the server loads the fusion once, for everyone
+        print(f"first page after the server started (loads the fusion): {warm:.1f} s")
+        asyncio.run(run_phase(url, args, phases[0], workspace.runs_db, chromium, server.pid))
+        store = RunStore(workspace.runs_db)
+        for run in store.list_runs(status=("queued", "running")):  # the rush's runs: out of the way
+            store.request_cancel(run.id)
+        with training_run_going(workspace):
+            asyncio.run(run_phase(url, args, phases[1], workspace.runs_db, chromium, server.pid))
     rows = [phase.summary() for phase in phases]
-    print(f"{args.visitors} visitors, {args.seconds:.0f} s per phase, an action every ~{args.pace:g} s each")
     print(
-        "| phase | page load p50 / p95 (s) | interaction p50 / p95 (s) | interactions | errors | queue clicks → runs |"
+        f"{args.visitors} visitors arriving over {args.arrival:g} s, then {args.seconds:.0f} s per phase, an action "
+        f"every ~{args.pace:g} s each; browsers at niceness {args.browser_nice}"
     )
-    print("|---|---|---|---|---|---|")
+    print(
+        f"| phase | browsers ({args.browsers}): page load p50 / p95 (s) | browsers: interaction p50 / p95 (s) "
+        f"| sessions ({args.visitors - args.browsers}): first run p50 / p95 (s) | sessions: interaction p50 / p95 (s) "
+        "| interactions | errors | queue clicks → runs | server: cores busy, CPU per action, peak memory |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
     for r in rows:
         print(
             f"| {r['phase']} | {fmt(r['page_load_p50_s'])} / {fmt(r['page_load_p95_s'])} | "
-            f"{fmt(r['interaction_p50_s'])} / {fmt(r['interaction_p95_s'])} | {r['interactions']} | {r['errors']} | "
-            f"{r['queue_clicks']} → {r['runs_recorded']} |"
+            f"{fmt(r['interaction_p50_s'])} / {fmt(r['interaction_p95_s'])} | "
+            f"{fmt(r['session_load_p50_s'])} / {fmt(r['session_load_p95_s'])} | "
+            f"{fmt(r['session_interaction_p50_s'])} / {fmt(r['session_interaction_p95_s'])} | "
+            f"{r['interactions'] + r['session_interactions']} | {r['errors']} | "
+            f"{r['queue_clicks']} → {r['runs_recorded']} | {fmt(r['server_cores_busy'])}, "
+            f"{r['server_cpu_ms_per_action']:.0f} ms, {r['server_peak_rss_mb']:.0f} MB |"
         )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "phases": rows}, indent=2) + "\n")
+    out.write_text(json.dumps({"args": vars(args), "first_page_s": warm, "phases": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

@@ -290,9 +290,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for key, value in result.metrics.items():
         print(f"  {key}: {value:.4f}")
     print("  confusion matrix (rows: gold, columns: predicted):")
-    width = max(len(n) for n in result.label_names)
-    for label, row in zip(result.label_names, result.confusion_matrix):
-        print(f"    {label:>{width}}  " + " ".join(f"{c:6d}" for c in row))
+    for line in result.confusion_table().splitlines():
+        print(f"    {line}")
     if result.fusion_stats:
         print("  mean fusion weight per layer: " + " | ".join(result.fusion_stats.adapter_names))
         for i, row in enumerate(result.fusion_stats.mean, 1):
@@ -352,8 +351,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from fusionlab.worker import run_worker
+    from fusionlab.worker import lower_priority, run_worker
 
+    lower_priority(args.nice)
     place_process(args.device)
     done = run_worker(Workspace(args.home), device=args.device, once=args.once, idle_exit_seconds=args.idle_exit)
     if done is None:
@@ -470,6 +470,23 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_delete(args: argparse.Namespace) -> int:
+    from fusionlab.housekeeping import delete_artifact, prune_versions
+
+    workspace = Workspace(args.home).ensure()
+    if args.kind == "versions":
+        removed = prune_versions(workspace)
+    else:
+        if not args.name:
+            raise ValueError(f"`fusionlab delete {args.kind}` needs the {args.kind}'s name")
+        removed = [delete_artifact(workspace, args.kind, args.name)]
+    for removal in removed:
+        print(f"deleted {removal.description}")
+    if not removed:
+        print("no earlier adapter version is unused; nothing deleted")
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fusionlab", description="Adapter Fusion on transformer encoders.")
@@ -533,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--once", action="store_true", help="execute at most one run")
     p.add_argument("--idle-exit", type=float, default=60.0, help="exit after this many idle seconds")
+    p.add_argument("--nice", type=int, default=10, help="lower the worker's CPU priority, 0-19 (default: %(default)s)")
     _add_common(p)
     p.set_defaults(func=cmd_worker)
 
@@ -550,6 +568,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="build: retrain artifacts that are up to date")
     _add_common(p)
     p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser(
+        "delete",
+        help="delete an adapter or a fusion (refused if anything still needs it), or the unused adapter versions",
+    )
+    p.add_argument("kind", choices=["adapter", "fusion", "versions"])
+    p.add_argument("name", nargs="?", help="the adapter's or fusion's name (not for `versions`)")
+    _add_common(p)
+    p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser(
         "usage",

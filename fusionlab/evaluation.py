@@ -43,6 +43,19 @@ class EvaluationResult:
             "num_examples": self.num_examples,
         }
 
+    def confusion_table(self) -> str:
+        """The confusion matrix as text, labelled on both axes (rows: gold, columns: predicted)."""
+        names = self.label_names
+        corner = "gold \\ predicted"
+        gold_width = max(len(corner), *(len(n) for n in names))
+        widths = [max(6, len(n)) for n in names]
+        header = f"{corner:>{gold_width}}  " + " ".join(f"{n:>{w}}" for n, w in zip(names, widths))
+        rows = [
+            f"{gold:>{gold_width}}  " + " ".join(f"{c:>{w}d}" for c, w in zip(row, widths))
+            for gold, row in zip(names, self.confusion_matrix)
+        ]
+        return "\n".join([header, *rows])
+
 
 class _WeightAccumulator:
     """Sums of per-token fusion weights per layer and adapter, overall and per gold class."""

@@ -115,6 +115,25 @@ METRICS: dict[str, Callable[[ArrayLike, ArrayLike], float]] = {
 }
 """Metric name → function; the names a :class:`~fusionlab.data.tasks.TaskSpec` may list."""
 
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "f1": "F1",
+    "macro_f1": "macro F1",
+    "matthews_corrcoef": "Matthews correlation (MCC)",
+}
+"""How people write each metric; every page and chart names metrics through :func:`metric_label`."""
+
+
+def metric_label(name: str) -> str:
+    """A metric's name as people write it: ``eval_matthews_corrcoef`` → ``dev Matthews correlation (MCC)``.
+
+    The trainer logs dev metrics as ``eval_<name>``; an unknown name is shown with spaces for underscores.
+    """
+    prefix, base = ("dev ", name.removeprefix("eval_")) if name.startswith("eval_") else ("", name)
+    if prefix and base == "loss":
+        return "dev loss"
+    return prefix + METRIC_LABELS.get(base, base.replace("_", " "))
+
 
 def _class_ids(predictions: ArrayLike) -> np.ndarray:
     """Accept class ids or a ``(n, num_labels)`` array of logits/probabilities (what a Trainer hands over)."""

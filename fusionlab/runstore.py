@@ -354,9 +354,14 @@ class RunStore:
             return Run._from_row(self._require(conn, run_id))
 
     def list_runs(
-        self, status: str | Iterable[str] | None = None, kind: str | None = None, limit: int | None = None
+        self,
+        status: str | Iterable[str] | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+        by_end: bool = False,
     ) -> list[Run]:
-        """Runs, newest first, optionally only those with the given status(es) and/or kind."""
+        """Runs, newest first (or, with ``by_end``, the most recently ended first: a long run queued early may
+        end after a short one queued later), optionally only those with the given status(es) and/or kind."""
         clauses: list[str] = []
         params: list[Any] = []
         if status is not None:
@@ -372,7 +377,7 @@ class RunStore:
         sql = "SELECT * FROM runs"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY id DESC"
+        sql += " ORDER BY ended_at DESC, id DESC" if by_end else " ORDER BY id DESC"
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
                 raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")

@@ -46,6 +46,10 @@ BUILTIN_EXECUTORS = {
     "train_fusion": "fusionlab.training.jobs:run_training_job",
 }
 DEFAULT_IDLE_EXIT_SECONDS = 60.0
+DEFAULT_NICENESS = 10
+"""The worker trains at a lower CPU priority than the processes that answer people: a dashboard on the same
+machine (the Playground's answers, thirty students' pages) gets the cores first and training takes the rest;
+with the CPU otherwise idle the training is as fast as before (bench/classroom_load.py). ``--nice 0`` opts out."""
 POLL_INTERVAL_S = 0.5
 
 log = logging.getLogger(__name__)
@@ -295,6 +299,14 @@ def ensure_worker(
     return True
 
 
+def lower_priority(niceness: int) -> None:
+    """Add ``niceness`` to this process's (inherited by its children); 0 leaves it as it is."""
+    if niceness < 0 or niceness > 19:
+        raise ValueError(f"niceness must be between 0 and 19, got {niceness}")
+    if niceness:
+        os.nice(niceness)
+
+
 def _stop_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -319,7 +331,15 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_IDLE_EXIT_SECONDS,
         help="exit after the queue has been empty this long (default: %(default)s)",
     )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=DEFAULT_NICENESS,
+        help="lower the worker's CPU priority by this much, 0-19, so a dashboard on the machine answers first "
+        "(default: %(default)s)",
+    )
     args = parser.parse_args(argv)
+    lower_priority(args.nice)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [worker %(process)d] %(message)s")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # so a run killed by SIGTERM is recorded as stopped
     place_process(args.device)  # before any run imports torch: this process sees only its device

@@ -14,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fusionlab.dashboard import workspace_view
+from fusionlab.dashboard.dev_browser import OUTCOMES
 from fusionlab.dashboard.examples import examples_for
 from fusionlab.dashboard.settings import HOME_KEY
 from fusionlab.pack import PACK_DIR
@@ -127,11 +128,31 @@ def test_playground_compares_single_and_fused_predictions(tiny_workspace):
     titles = chart_titles(at)
     assert any(t.startswith("Prediction for rte") for t in titles)
     assert any("per layer and adapter" in t for t in titles)
-    assert any("for every token" in t for t in titles)
+    assert not any("for every token" in t for t in titles)  # only the open tab's chart is built and sent
+
+    at.session_state["view"] = "Tokens × adapters"  # what clicking the tab does (it is kept in the link)
+    at.run()
+    assert any("for every token" in t for t in chart_titles(at))
+    assert not any("per layer and adapter" in t for t in chart_titles(at))
+    assert any(c.value.startswith("Furthest from the even share 1/4 = 0.25") for c in at.caption)
+    at.session_state["view"] = "Drop each adapter"
+    at.run()
+    assert any(t.startswith("Drop each adapter: the fusion's confidence in") for t in chart_titles(at))
+    assert not at.dataframe  # the dev-set browser scores nothing until it is opened
+    at.session_state["dev"] = True
+    at.run()
+    assert not at.exception
+    assert [m.label for m in at.metric][2:] == list(OUTCOMES) and sum(int(m.value) for m in at.metric[2:]) > 0
+    assert {"gold", "adapter alone", "fusion", "outcome"} <= set(at.dataframe[0].value.columns)
 
     at.toggle(key="adapter_on_rte-attention_sst2").set_value(False).run()
     assert not at.exception
     assert metric_labels(at)[1] == "Fusion over 3 adapters"
+    for name in ("boolq", "mnli"):
+        at.toggle(key=f"adapter_on_rte-attention_{name}").set_value(False)
+    at.run()
+    assert metric_labels(at)[1] == "Fusion over 1 adapter"
+    assert "every fusion weight is 1" in at.info[0].value  # why it still differs from rte alone
 
 
 def test_playground_reports_mistakes_without_a_traceback(tiny_workspace):
@@ -159,13 +180,27 @@ def test_playground_example_buttons_fill_the_inputs(tiny_workspace):
 
 
 def test_playground_restores_the_view_from_the_url(tiny_workspace):
-    query = {"fusion": "rte-weighted", "text": "The cafe opens at seven.", "pair": "The cafe opens early."}
+    query = {
+        "fusion": "rte-weighted",
+        "text": "The cafe opens at seven.",
+        "pair": "The cafe opens early.",
+        "view": "Learned weights",  # the open tab
+        "adapter_on_rte-weighted_sst2": "false",  # an adapter switched off
+    }
     at = open_page("playground.py", tiny_workspace.root, query)
     assert not at.exception and not at.error
     assert at.selectbox(key="fusion").value == "rte-weighted"
     assert at.text_area(key="text").value == query["text"]
     assert at.text_area(key="pair").value == query["pair"]
-    assert any(t.startswith("Weighted fusion: learned weight") for t in chart_titles(at))
+    assert next(t for t in chart_titles(at) if "weight" in t).startswith("Weighted fusion: learned weight")
+    assert metric_labels(at)[1] == "Fusion over 3 adapters"
+
+
+def test_a_link_to_a_fusion_that_is_not_there_says_so(tiny_workspace):
+    at = open_page("playground.py", tiny_workspace.root, {"fusion": "gone-fusion"})
+    assert not at.exception
+    assert "asked for fusion `gone-fusion`, which this workspace does not have" in at.warning[0].value
+    assert len(at.metric) == 2  # and it shows the fusion it names instead
 
 
 # -- Efficiency -----------------------------------------------------------------------------------------------
@@ -190,7 +225,18 @@ def test_mechanics_temperature_and_real_outputs(tiny_workspace):
     assert any("temperature 0.2" in t for t in chart_titles(at))
 
     at.radio(key="method").set_value("weighted").run()
-    at.radio(key="mechanics_source").set_value("a real sentence").run()
+    at.radio(key="source").set_value("a real sentence").run()
     assert not at.exception and not at.error
     assert "real adapters of fusion 'rte-attention'" in at.caption[0].value
     assert len(at.get("plotly_chart")) == 3 and len(at.dataframe) == 1
+
+
+def test_compare_mode_puts_two_fusions_side_by_side(tiny_workspace):
+    at = open_page("playground.py", tiny_workspace.root, {"fusion": "rte-attention", "compare": "rte-weighted"})
+    assert not at.exception and not at.error
+    assert at.selectbox(key="compare").options == ["(none)", "rte-weighted"]  # only fusions of the same task
+    titles = chart_titles(at)
+    assert "rte-attention: mean fusion weight per layer and adapter" in titles
+    assert "rte-weighted: mean fusion weight per layer and adapter" in titles
+    assert [h.value for h in at.subheader][:2] == ["rte-attention (attention)", "rte-weighted (weighted)"]
+    assert len(at.metric) == 4  # the two verdicts above, and one per compared fusion

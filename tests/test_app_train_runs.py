@@ -221,9 +221,11 @@ def test_runs_page_lists_compares_and_diffs_runs(runs_store: RunStore, executed:
     at.text_input(key="runs_text").input("nothing like this").run()
     assert at.dataframe[0].value.empty and texts(at.caption)[0] == "0 of 4 runs"
 
-    assert at.multiselect(key="runs_overlaid").value == [executed.fusion_id, executed.adapter_id]
+    assert at.multiselect(key="runs_overlaid").value == [executed.fusion_id]  # one task on the dev axis
+    at.multiselect(key="runs_overlaid").set_value([executed.fusion_id, executed.adapter_id]).run()
     titles = chart_titles(at)
     assert titles[:2] == ["Training loss", "Dev accuracy by training step"]
+    assert at.selectbox(key="runs_dev_metric").format_func("eval_accuracy") == "dev accuracy"
 
     at.selectbox(key="runs_diff_a").set_value(executed.adapter_id).run()
     at.selectbox(key="runs_diff_b").set_value(executed.fusion_id).run()
@@ -247,12 +249,14 @@ def test_runs_page_shows_a_finished_fusion(runs_store: RunStore, executed: Execu
     titles = chart_titles(at)
     assert "Dev confusion matrix of rte-attention" in titles
     assert "Mean fusion weight on the dev set" in titles
+    assert "How rte-attention's fusion weights moved while it trained" in titles  # the trajectory, one click
+    assert any(t.startswith("Fusion weights at step") for t in titles)  # and its replay
     classes = at.selectbox(key="runs_stats_class").options
     assert classes[0] == "all dev examples" and len(classes) >= 2
     at.selectbox(key="runs_stats_class").set_value(classes[1]).run()
     assert f"Mean fusion weight on the dev set, gold class {classes[1]}" in chart_titles(at)
     (download,) = at.get("download_button")
-    assert download.label == "Download run (zip: checkpoint + run.json)"
+    assert download.label.startswith("Download run (zip: run.json + the checkpoint and every adapter it needs")
 
 
 @pytest.mark.slow

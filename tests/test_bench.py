@@ -49,3 +49,25 @@ def test_grad_checkpointing_bench_reports_both_modes(tmp_path):
     assert [row["checkpointing"] for row in report["results"]] == [False, True]
     assert all(row["median_step_s"] > 0 for row in report["results"])
     assert "| activation checkpointing | peak memory (MiB) | median step (s) |" in proc.stdout
+
+
+@pytest.mark.slow
+def test_classroom_load_bench_runs_a_small_class(tmp_path):
+    """A small class through the real server: one Chromium tab and two protocol sessions, two simultaneous
+    queue clicks. Every action is answered (no error) and each click records exactly one run."""
+    import shutil
+
+    if shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed")
+    out = tmp_path / "classroom.json"
+    command = [sys.executable, str(REPO / "bench" / "classroom_load.py"), "--visitors", "3", "--browsers", "1"]
+    command += ["--arrival", "1", "--seconds", "6", "--pace", "3", "--queuers", "2", "--out", str(out)]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    idle, training = json.loads(out.read_text())["phases"]
+    for phase in (idle, training):
+        assert phase["errors"] == 0, phase["error_samples"]
+        assert phase["page_load_p50_s"] is not None and phase["session_load_p50_s"] is not None
+        assert phase["session_interactions"] >= 1 and phase["server_cpu_s"] > 0
+    assert idle["queue_clicks"] == idle["runs_recorded"] == 2
+    assert "| idle |" in proc.stdout and "| training run going |" in proc.stdout

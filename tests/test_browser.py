@@ -153,13 +153,17 @@ def test_every_page_renders_without_exceptions(app, page):
         page.goto(f"{url}/{path}")
         wait_for_app(page)
         assert_no_exception(page)
-        assert page.get_by_test_id("stSidebarNav").get_by_text("Playground").count() == 1  # framed by app.py
+        assert page.get_by_test_id("stTopNavLink").get_by_text("Playground").count() == 1  # framed by app.py
         if name in charts_expected:
             page.locator(".js-plotly-plot .main-svg").first.wait_for(state="visible")  # a chart was drawn
         shoot(page, name)
     page.goto(url)
     wait_for_app(page)
     assert page.locator("img").count() >= 1  # the adapter-fusion diagram
+    page.goto(f"{url}/home")  # a natural link to type: the Home page, not a "Page not found" dialog
+    wait_for_app(page)
+    assert page.get_by_text("Page not found").count() == 0
+    assert page.get_by_role("heading", name="fusionlab: adapter fusion, seen from inside").count() == 1
 
 
 def test_playground_shows_both_predictions_and_the_heatmap(app, page):
@@ -225,3 +229,22 @@ def test_queue_a_tiny_training_run_and_watch_it_finish(app, page):
     assert store.get(run.id).status == "finished", store.get(run.id).error
     assert page.get_by_text("dev accuracy").count() >= 1
     shoot(page, "train-finished")
+
+
+def test_the_chosen_theme_stays_on_every_page_after_a_reload(app, page):
+    """Streamlit saves the theme for the page first loaded only; the app saves it for every page."""
+    url, _ = app
+    page.goto(f"{url}/playground")
+    wait_for_app(page)
+    page.evaluate("localStorage.clear()")
+    light = page.evaluate("getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor")
+    page.get_by_test_id("stMainMenu").click()
+    page.get_by_text("Settings", exact=True).click()
+    page.get_by_test_id("stDialog").get_by_role("combobox").click()
+    page.get_by_role("option", name="Dark").click()
+    page.keyboard.press("Escape")
+    page.goto(f"{url}/runs")  # another page, loaded afresh
+    wait_for_app(page)
+    dark = page.evaluate("getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor")
+    assert dark != light, (light, dark)
+    page.evaluate("localStorage.clear()")

@@ -161,3 +161,38 @@ def test_classroom_train_page_cancels_only_your_own_runs(
     at.button(key="queue_adapters").click().run()  # a second one: past this visitor's quota of 1
     assert "the most this server allows each visitor (1)" in at.error[0].value.replace("\\", "")  # shown escaped
     assert len(store.list_runs()) == 2
+
+
+@pytest.mark.slow
+def test_only_the_teacher_deletes_and_nothing_still_needed_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_workspace: Workspace
+) -> None:
+    import shutil
+
+    from fusionlab.dashboard.widgets import _TEACHER_KEY
+
+    home = Path(shutil.copytree(tiny_workspace.root, tmp_path / "ws"))
+    workspace = Workspace(home)
+    monkeypatch.setenv("FUSIONLAB_HOME", str(home))
+    monkeypatch.setenv("FUSIONLAB_CLASSROOM", "1")
+    monkeypatch.setenv("FUSIONLAB_TEACHER_PASSPHRASE", PASSPHRASE)
+    student = _page("home.py").run()
+    assert not student.exception
+    assert not [b for b in student.button if b.key in ("delete_artifact", "prune_versions")]
+
+    teacher = _page("home.py")
+    teacher.session_state[_TEACHER_KEY] = True
+    teacher.run()
+    assert teacher.selectbox(key="delete_choice").options[:2] == ["fusion rte-attention", "fusion rte-weighted"]
+    teacher.selectbox(key="delete_choice").set_value(("adapter", "rte")).run()
+    teacher.button(key="delete_artifact").click().run()
+    assert "fused by rte-attention, rte-weighted: delete those fusions first" in teacher.error[0].value
+    assert "rte" in workspace.list_adapters()
+
+    teacher.selectbox(key="delete_choice").set_value(("fusion", "rte-weighted")).run()
+    teacher.button(key="delete_artifact").click().run()
+    assert not teacher.exception and "Deleted fusion rte-weighted" in teacher.success[0].value
+    assert workspace.list_fusions() == ["rte-attention"]
+    assert "rte-weighted" not in json.dumps(
+        [d.value for d in teacher.dataframe], default=str
+    )  # tables already without it

@@ -51,6 +51,7 @@ def test_cli_end_to_end(home, shared_data_dir):
     done = fusionlab(home, "evaluate", "fz", "--max-samples", "16", *data)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "accuracy:" in done.stdout and "layer 6:" in done.stdout and "confusion matrix" in done.stdout
+    assert "gold \\ predicted  entailment not_entailment" in done.stdout  # the predicted columns are named
     done = fusionlab(home, "predict", "fz", "A man is sleeping.", "Nobody is asleep.", "--adapters", "rte")
     assert done.returncode == 0 and "prediction:" in done.stdout and "(adapters: rte)" in done.stdout
 

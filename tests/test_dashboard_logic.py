@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fusionlab.dashboard import charts, efficiency, mechanics, workspace_view
 from fusionlab.dashboard.errors import DashboardError
@@ -269,8 +270,13 @@ def test_real_outputs_reproduce_the_models_fusion_weights(attention):
     assert "trained" in result.layer_source
     np.testing.assert_allclose(result.per_token, comparison.token_weights[layer], atol=1e-5)
     rows = mechanics.stats_rows(result)
-    assert [r["output"] for r in rows] == ["adapter rte", "adapter boolq", "adapter mnli", "adapter sst2", "fused"]
-    assert all(-1.0 <= r["cosine to fused"] <= 1.0 + 1e-6 for r in rows[:-1])
+    assert [r["adapter"] for r in rows] == ["rte", "boolq", "mnli", "sst2"]
+    assert all(value is not None for row in rows for value in row.values())
+    # what the adapters change, not hidden state + change: the outputs themselves are all ~0.998 alike
+    assert result.compared == "change to the hidden state"
+    whole = [F.cosine_similarity(outputs.outputs[:, 0], outputs.outputs[:, i], dim=-1).mean() for i in range(4)]
+    assert min(whole) > 0.99 > float(np.ptp(result.cosine)) > 0.01  # the changes tell the adapters apart
+    assert mechanics.fused_summary(result).startswith("Fused change to the hidden state: mean")
 
 
 def test_mechanics_rejects_bad_settings(attention):
@@ -375,3 +381,56 @@ def test_efficiency_and_mechanics_charts(tiny_workspace, attention, latency):
     weights = _check(charts.mechanics_weights_chart(result))
     assert len(weights.data) == 4 and list(weights.data[0].x) == ["head 1", "head 2"]
     _check(charts.mechanics_similarity_chart(result))
+
+
+def test_departures_name_the_tokens_furthest_from_the_even_share(attention):
+    comparison = attention.compare(PREMISE, HYPOTHESIS)
+    weights = comparison.weights_at(2)
+    even = 1 / weights.shape[1]
+    found = comparison.departures(2, count=3)
+    assert len(found) == 3 and abs(found[0].from_even) == pytest.approx(np.abs(weights - even).max(), abs=1e-6)
+    assert [abs(d.from_even) for d in found] == sorted((abs(d.from_even) for d in found), reverse=True)
+    first = found[0]
+    t, a = first.position, comparison.active_adapters.index(first.adapter)
+    assert comparison.tokens[t] == first.token
+    assert weights[t, a] == pytest.approx(first.weight) and first.weight - even == pytest.approx(first.from_even)
+    assert first.describe().startswith(f"{first.token} → {first.adapter} ")
+
+
+def test_leave_one_out_reruns_the_fusion_without_each_adapter(attention):
+    full = attention.compare(PREMISE, HYPOTHESIS)
+    result = attention.leave_one_out(PREMISE, HYPOTHESIS)
+    answer = full.fused.labels.index(full.fused.label)
+    assert (result.label, result.confidence) == (full.fused.label, full.fused.confidence)
+    assert [d.adapter for d in result.drops] == list(full.active_adapters)
+    for drop in result.drops:
+        without = attention.compare(PREMISE, HYPOTHESIS, [a for a in full.active_adapters if a != drop.adapter])
+        assert drop.probability == pytest.approx(float(without.fused.probabilities[answer]))
+        assert drop.label == without.fused.label
+        assert result.change(drop) == pytest.approx(drop.probability - full.fused.confidence)
+    chart = charts.leave_one_out_chart(result)
+    assert chart.layout.title.text.startswith(f"Drop each adapter: the fusion's confidence in '{result.label}'")
+    assert len(chart.data[0].y) == len(full.active_adapters)
+    with pytest.raises(DashboardError, match="at least two adapters"):
+        attention.leave_one_out(PREMISE, HYPOTHESIS, ["rte"])
+
+
+def test_the_dev_browser_scores_each_example_both_ways(attention, shared_data_dir, tmp_path, monkeypatch):
+    from fusionlab.dashboard import dev_browser
+
+    examples = dev_browser.dev_examples(attention, str(shared_data_dir), limit=24)
+    assert len(examples) == 24 and {e.gold for e in examples} <= set(attention.info.label_names)
+    assert sum(dev_browser.outcome_counts(examples).values()) == 24
+    # the batched dev scoring and the Playground's one-input path give the same answers
+    for example in [e for e in examples if e.fused_confidence > 0.55][:4]:
+        answer = attention.compare(example.text, example.pair)
+        assert (answer.fused.label, answer.single.label) == (example.fused, example.single)
+    wins = dev_browser.filter_examples(examples, outcome=dev_browser.FUSION_WINS)
+    assert all(e.fused == e.gold != e.single for e in wins)
+    gold = examples[0].gold
+    assert all(e.gold == gold for e in dev_browser.filter_examples(examples, gold=gold))
+    assert set(examples[0].as_row()) >= {"text", "second text", "gold", "adapter alone", "fusion", "outcome"}
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DashboardError, match="needs the task's dev split: rte validation: not in the data directory"):
+        dev_browser.dev_examples(attention, str(tmp_path))

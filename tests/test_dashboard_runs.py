@@ -20,10 +20,18 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from fusionlab.config import AdapterConfig, ModelConfig, TrainingConfig
 from fusionlab.dashboard.colors import adapter_color
-from fusionlab.dashboard.run_charts import confusion_chart, curves_chart, fusion_heatmap, fusion_weight_bars
+from fusionlab.dashboard.run_charts import (
+    confusion_chart,
+    curves_chart,
+    fusion_heatmap,
+    fusion_weight_bars,
+    step_axis,
+    trajectory_chart,
+)
 from fusionlab.dashboard.runs_view import (
     ABSENT,
     DIFF_HIGHLIGHT,
@@ -43,6 +51,7 @@ from fusionlab.dashboard.runs_view import (
     history_frame,
     metric_names,
     requested_index,
+    weight_trajectory,
     weights_frame,
 )
 from fusionlab.dashboard.train_view import (
@@ -396,7 +405,8 @@ def test_curves_of_several_runs(executed: ExecutedRuns) -> None:
     dev = curves(store, [*ids, executed.failed_id], "eval_accuracy")
     assert set(dev["run_id"]) == set(ids), "a run that logged nothing adds no rows"
     assert curves(store, ids, "no_such_metric").empty
-    assert default_overlay(store.list_runs()) == [executed.fusion_id, executed.adapter_id]
+    # by default one task's runs only: the cb adapter's dev accuracy would share an axis with rte's
+    assert default_overlay(store.list_runs()) == [executed.fusion_id]
 
 
 @pytest.mark.slow
@@ -444,7 +454,7 @@ def test_fusion_stats_and_confusion_of_a_finished_fusion(executed: ExecutedRuns)
 
 
 @pytest.mark.slow
-def test_artifact_zip_holds_the_checkpoint_and_the_run_record(executed: ExecutedRuns) -> None:
+def test_artifact_zip_holds_the_checkpoint_and_the_run_record(executed: ExecutedRuns, tmp_path: Path) -> None:
     store = executed.store
     fusion = store.get(executed.fusion_id)
     top = archive_name(fusion)
@@ -453,7 +463,23 @@ def test_artifact_zip_holds_the_checkpoint_and_the_run_record(executed: Executed
         names = set(archive.namelist())
         record = json.loads(archive.read(f"{top}/run.json"))
     assert top == f"run-{fusion.id}-rte-attention"
-    assert {f"{top}/checkpoint/{CHECKPOINT_MARKER}", f"{top}/checkpoint/fusion.safetensors"} <= names
+    assert {
+        f"{top}/fusions/rte-attention/{CHECKPOINT_MARKER}",
+        f"{top}/fusions/rte-attention/fusion.safetensors",
+    } <= names
+    assert {f"{top}/adapters/rte/adapter.safetensors", f"{top}/adapters/cb/adapter.safetensors"} <= names
+    # the zip works on its own: the fusion loads from it alone and predicts what it predicts in the workspace
+    with zipfile.ZipFile(io.BytesIO(artifact_zip(store, fusion))) as archive:
+        archive.extractall(tmp_path)
+    from fusionlab import FusionModel
+    from tests.test_model import batch
+
+    ids, mask = batch()
+    unzipped = FusionModel.from_pretrained(tmp_path / top / "fusions" / "rte-attention").eval()
+    original = FusionModel.from_pretrained(executed.root / "fusions" / "rte-attention").eval()
+    with torch.no_grad():
+        expected = original(input_ids=ids, attention_mask=mask).logits
+        torch.testing.assert_close(unzipped(input_ids=ids, attention_mask=mask).logits, expected, rtol=0, atol=0)
     assert record["config"] == fusion.config
     assert record["final_metrics"] == fusion.final_metrics
     assert {row["name"] for row in record["history"]} >= {"loss", "eval_accuracy"}
@@ -498,6 +524,8 @@ def test_run_charts_are_titled_and_never_empty(executed: ExecutedRuns) -> None:
     assert loss.layout.showlegend
     dev = curves_chart(curves(store, ids, "eval_accuracy"), "eval_accuracy", "Dev accuracy")
     assert _titles(dev) == ("Dev accuracy", "step", "dev accuracy")
+    # whole training steps from 0, even when a curve has a single point
+    assert (dev.layout.xaxis.range[0], dev.layout.xaxis.dtick, dev.layout.xaxis.tickformat) == (0, 1, "d")
 
     stats = fusion_stats(store.get(executed.fusion_id))
     heatmap = fusion_heatmap(stats.frame(), "Mean fusion weight")
@@ -546,3 +574,32 @@ def test_a_run_claimed_while_the_queue_is_read_is_shown_once(
     view = QueueView.load(store, Workspace(tmp_path / "ws"))
     assert view.active is not None and view.active.id == ids[0]
     assert [(item.run.id, item.position) for item in view.queued] == [(ids[1], 1)]
+
+
+def test_step_ticks_are_whole_nice_numbers() -> None:
+    assert [step_axis(n)["dtick"] for n in (1, 5, 7, 40, 100, 1000)] == [1, 1, 2, 10, 20, 200]
+    assert step_axis(0)["range"][1] > 0  # a run at step 0 still gets an axis
+
+
+def test_metric_names_read_as_people_write_them() -> None:
+    from fusionlab.metrics import metric_label
+
+    assert metric_label("eval_matthews_corrcoef") == "dev Matthews correlation (MCC)"
+    assert metric_label("eval_accuracy") == "dev accuracy" and metric_label("macro_f1") == "macro F1"
+    assert metric_label("eval_loss") == "dev loss" and metric_label("grad_norm") == "grad norm"
+
+
+@pytest.mark.slow
+def test_the_weight_trajectory_follows_the_snapshots(executed: ExecutedRuns) -> None:
+    store = executed.store
+    trajectory = weight_trajectory(store, executed.fusion_id)
+    steps = sorted({snap.step for snap in store.snapshots(executed.fusion_id)})
+    assert steps[0] == 0  # the weights before the first step are recorded too
+    assert sorted(trajectory["step"].unique()) == steps
+    assert set(trajectory["adapter"]) == {"rte", "cb"}
+    for _, rows in trajectory.groupby("step"):  # each snapshot's mean weights still sum to one
+        assert rows["weight"].sum() == pytest.approx(1.0, abs=1e-4)
+    chart = trajectory_chart(trajectory, "Moved")
+    assert [trace.name for trace in chart.data] == ["rte", "cb"]
+    assert chart.layout.xaxis.tickformat == "d"
+    assert trajectory_chart(weight_trajectory(store, executed.adapter_id), "none") is None  # an adapter run

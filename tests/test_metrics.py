@@ -99,3 +99,13 @@ def test_agrees_with_sklearn_on_random_inputs():
         )
         if num_labels == 2:
             assert f1(preds, labels) == pytest.approx(sk.f1_score(labels, preds, zero_division=0))
+
+
+def test_the_confusion_table_labels_both_axes():
+    from fusionlab.evaluation import EvaluationResult
+
+    result = EvaluationResult("rte", ["rte"], {}, [[10, 2], [3, 140]], ["entailment", "not_entailment"])
+    header, first, second = result.confusion_table().splitlines()
+    assert header.split() == ["gold", "\\", "predicted", "entailment", "not_entailment"]
+    assert first.split() == ["entailment", "10", "2"] and second.split() == ["not_entailment", "3", "140"]
+    assert len({len(header), len(first), len(second)}) == 1  # the columns line up under their labels

@@ -123,6 +123,17 @@ def test_list_runs_is_newest_first_and_filters(store: RunStore) -> None:
         store.list_runs(status="done")
 
 
+def test_the_last_ended_run_is_the_one_that_ended_last_not_the_newest(store: RunStore) -> None:
+    """Two workers (cpu and a GPU): a long run queued first ends after a short one queued later."""
+    long_run, short_run = store.enqueue("demo", "long", {}), store.enqueue("demo", "short", {})
+    store.claim_next(worker_pid=1, device="cpu")
+    store.claim_next(worker_pid=2, device="cuda:0")
+    store.finish(short_run, {}, {})
+    store.fail(long_run, "ended later")
+    assert [r.id for r in store.list_runs(status=(FINISHED, FAILED))] == [short_run, long_run]
+    assert [r.id for r in store.list_runs(status=(FINISHED, FAILED), by_end=True)] == [long_run, short_run]
+
+
 def test_run_life_cycle(store: RunStore, tmp_path: Path) -> None:
     first = store.enqueue("train_fusion", "fusion", {"adapter_names": ["a", "b"]})
     second = store.enqueue("demo", "demo", {})

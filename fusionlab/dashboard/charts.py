@@ -19,7 +19,7 @@ from fusionlab.dashboard.colors import adapter_color
 
 if TYPE_CHECKING:
     from fusionlab.dashboard.efficiency import CheckpointSize, LatencyReport, ParameterReport
-    from fusionlab.dashboard.inference import Comparison
+    from fusionlab.dashboard.inference import Comparison, LeaveOneOut
     from fusionlab.dashboard.mechanics import MechanicsResult
 
 GRID = "rgba(128, 128, 128, 0.25)"
@@ -77,6 +77,30 @@ def probability_chart(comparison: Comparison) -> go.Figure:
     fig.update_yaxes(range=[0, 1.15], tickformat=".0%")
     title = f"Prediction for {comparison.fusion.target}: single-task adapter vs fusion"
     return style_figure(fig, title, "class", "probability")
+
+
+def leave_one_out_chart(result: LeaveOneOut) -> go.Figure:
+    """One bar per adapter: how the fusion's confidence in its answer changes when that adapter is switched off
+    (in points of probability; below zero, the adapter was helping). A flipped answer is written on its bar."""
+    names = [d.adapter for d in result.drops]
+    changes = [result.change(d) for d in result.drops]
+    fig = go.Figure(
+        go.Bar(
+            x=[adapter_tick(n) for n in names],
+            y=changes,
+            marker_color=[adapter_color(n) for n in names],
+            text=[
+                f"{c:+.1%}" + ("" if d.label == result.label else f" → {d.label}")
+                for c, d in zip(changes, result.drops)
+            ],
+            textposition="outside",
+            hovertemplate="without %{x}: %{y:+.1%}<extra></extra>",
+        )
+    )
+    reach = max(0.05, max(abs(c) for c in changes) * 1.3)
+    fig.update_yaxes(range=[-reach, reach], tickformat="+.0%", zeroline=True, zerolinewidth=2)
+    title = f"Drop each adapter: the fusion's confidence in '{result.label}' ({result.confidence:.0%}) without it"
+    return style_figure(fig, title, "adapter switched off", "change in probability")
 
 
 def weight_colors(weights: np.ndarray, zoom: bool = False, even_share: float | None = None) -> dict[str, object]:
@@ -335,7 +359,8 @@ def mechanics_weights_chart(result: MechanicsResult) -> go.Figure | None:
 
 
 def mechanics_similarity_chart(result: MechanicsResult) -> go.Figure | None:
-    """Cosine similarity of the fused output to each adapter's output (mean over tokens)."""
+    """Cosine similarity of the fused output to each adapter's output, or for a real sentence of the fused
+    change to each adapter's change (mean over tokens): see :attr:`MechanicsResult.compared`."""
     if not result.names:
         return None
     fig = go.Figure(
@@ -349,4 +374,6 @@ def mechanics_similarity_chart(result: MechanicsResult) -> go.Figure | None:
     )
     low = float(min(0.0, result.cosine.min()))
     fig.update_yaxes(range=[low, 1.1])
-    return style_figure(fig, "How close the fused output is to each adapter's output", "adapter", "cosine similarity")
+    what = "output" if result.compared == "output" else "change to the hidden state"
+    title = f"How close the fused {what} is to each adapter's"
+    return style_figure(fig, title, "adapter", "cosine similarity (mean over tokens)")

@@ -83,6 +83,58 @@ class Comparison:
         """``[tokens, active adapters]`` weights of one layer (0-based), or the mean over layers for None."""
         return self.token_weights.mean(axis=0) if layer is None else self.token_weights[layer]
 
+    def departures(self, layer: int | None, count: int = 5) -> list[Departure]:
+        """The ``count`` (token, adapter) weights furthest from the even share 1/N, furthest first.
+
+        Attention fusion's weights often move at a few tokens only ([CLS], a negation...); this names them,
+        with how far they are from 1/N, rather than leaving the reader to find them in a heatmap.
+        """
+        weights = self.weights_at(layer)
+        even = 1.0 / weights.shape[1]
+        order = np.argsort(-np.abs(weights - even), axis=None, kind="stable")[:count]
+        return [
+            Departure(
+                int(t), self.tokens[t], self.active_adapters[a], float(weights[t, a]), float(weights[t, a] - even)
+            )
+            for t, a in (np.unravel_index(i, weights.shape) for i in order)
+        ]
+
+
+@dataclass(frozen=True)
+class AdapterDrop:
+    """The fusion with one adapter switched off: its probability for the full fusion's answer, its own answer."""
+
+    adapter: str
+    probability: float
+    label: str
+
+
+@dataclass(frozen=True)
+class LeaveOneOut:
+    """The full fusion's answer and confidence, and what each adapter's absence does to it."""
+
+    label: str
+    confidence: float
+    drops: tuple[AdapterDrop, ...]
+
+    def change(self, drop: AdapterDrop) -> float:
+        """How much the answer's probability moves when ``drop.adapter`` is off (negative: the adapter helped)."""
+        return drop.probability - self.confidence
+
+
+@dataclass(frozen=True)
+class Departure:
+    """One token's weight on one adapter, and its distance from the even share 1/N."""
+
+    position: int
+    token: str
+    adapter: str
+    weight: float
+    from_even: float
+
+    def describe(self) -> str:
+        return f"{self.token} → {self.adapter} {self.weight:.2f} ({self.from_even:+.2f})"
+
 
 def _task_spec(meta: dict, target: str) -> TaskSpec:
     """The task a fusion predicts: recorded in the checkpoint (custom tasks included), else the registry's."""
@@ -192,6 +244,25 @@ class Predictor:
                 self._answers.popitem(last=False)
             return comparison
 
+    def leave_one_out(
+        self, text: str | None, text_pair: str | None = None, active_adapters: list[str] | None = None
+    ) -> LeaveOneOut:
+        """What the fusion's answer loses (or gains) when each active adapter is switched off in turn.
+
+        For every adapter, the probability the fusion gives its own answer (over all ``active_adapters``) once
+        that adapter is off, and whether the answer flips. N extra answers, each from the answer cache when a
+        student has already tried that subset.
+        """
+        full = self.compare(text, text_pair, active_adapters)
+        if len(full.active_adapters) < 2:
+            raise DashboardError("Switch on at least two adapters: dropping the only one leaves no fusion.")
+        answer = full.fused.labels.index(full.fused.label)
+        drops = []
+        for name in full.active_adapters:
+            without = self.compare(text, text_pair, [a for a in full.active_adapters if a != name]).fused
+            drops.append(AdapterDrop(name, float(without.probabilities[answer]), without.label))
+        return LeaveOneOut(full.fused.label, full.fused.confidence, tuple(drops))
+
     def _compare(self, text: str, text_pair: str | None, active: tuple[str, ...]) -> Comparison:
         """One model call for a checked input (see :meth:`compare`); call under ``lock``."""
         info = self.info
@@ -241,6 +312,20 @@ SENTIMENT_TARGETS = ("imdb", "sst2")
 ANSWER_CACHE_SIZE = 256
 """Answers a Predictor remembers (inputs × adapter selections): the model of a Predictor never changes (a
 retrained checkpoint gets a new Predictor), so an answer stays right for as long as the Predictor lives."""
+
+
+def comparable_fusions(workspace: Workspace, fusion: str) -> list[str]:
+    """The other fusions that answer the same task as ``fusion`` (so one input means the same to both): what
+    the Playground's compare mode offers. Unreadable fusions are left out."""
+    target = fusion_info(workspace, fusion).task.name
+    found = []
+    for name in workspace.list_fusions():
+        if name == fusion:
+            continue
+        with contextlib.suppress(DashboardError):
+            if fusion_info(workspace, name).task.name == target:
+                found.append(name)
+    return found
 
 
 def preferred_fusion(workspace: Workspace, fusions: Sequence[str]) -> str:

@@ -111,10 +111,14 @@ class MechanicsResult:
     weights: np.ndarray  # [T, heads, N] softmax weights
     fused: OutputStats
     adapters: tuple[OutputStats, ...]
-    cosine: np.ndarray  # [N] mean over tokens of cos(fused, adapter output)
+    cosine: np.ndarray  # [N] mean over tokens of cos(fused, adapter output), or of their changes (see compared)
     num_parameters: int
     layer_source: str
     output_source: str
+    compared: str = "output"
+    """What the statistics and similarities describe: the outputs themselves (random outputs), or for a real
+    sentence each output's *change* to the hidden state. Real outputs are hidden state + a small adapter change,
+    so the outputs themselves are all ~0.998 alike and say nothing; their changes differ."""
 
     @property
     def num_heads(self) -> int:
@@ -175,10 +179,10 @@ def fuse(
     layer, layer_source = _fusion_layer(outputs, method, temperature, num_heads, seed)
     with torch.inference_mode():
         result = layer.fuse(outputs.outputs, query=outputs.query)
-        fused = result.hidden_states  # [T, H]
-        cosine = torch.stack(
-            [F.cosine_similarity(fused, outputs.outputs[:, i], dim=-1).mean() for i in range(len(outputs.names))]
-        )
+        fused, each = result.hidden_states, outputs.outputs  # [T, H], [T, N, H]
+        if outputs.query is not None:  # a real sentence: compare what the adapters and the fusion change
+            fused, each = fused - outputs.query, each - outputs.query.unsqueeze(1)
+        cosine = torch.stack([F.cosine_similarity(fused, each[:, i], dim=-1).mean() for i in range(len(outputs.names))])
     return MechanicsResult(
         method=method,
         temperature=float(temperature),
@@ -186,19 +190,21 @@ def fuse(
         tokens=outputs.tokens,
         weights=result.weights.float().numpy(),
         fused=_stats(fused),
-        adapters=tuple(_stats(outputs.outputs[:, i]) for i in range(len(outputs.names))),
+        adapters=tuple(_stats(each[:, i]) for i in range(len(outputs.names))),
         cosine=cosine.numpy(),
         num_parameters=sum(p.numel() for p in layer.parameters()) + sum(b.numel() for b in layer.buffers()),
         layer_source=layer_source,
         output_source=outputs.source,
+        compared="output" if outputs.query is None else "change to the hidden state",
     )
 
 
 def stats_rows(result: MechanicsResult) -> list[dict[str, object]]:
-    """One table row per adapter output and one for the fused output (what the notebook printed)."""
-    rows: list[dict[str, object]] = [
+    """One table row per adapter (what the notebook printed): its output's (or change's) statistics, how close
+    the fused one is to it, and its mean weight; the fused output has its own line (:func:`fused_summary`)."""
+    return [
         {
-            "output": f"adapter {name}",
+            "adapter": name,
             "mean": s.mean,
             "std": s.std,
             "L2 norm per token": s.norm,
@@ -207,14 +213,9 @@ def stats_rows(result: MechanicsResult) -> list[dict[str, object]]:
         }
         for name, s, c, w in zip(result.names, result.adapters, result.cosine, result.per_adapter)
     ]
-    rows.append(
-        {
-            "output": "fused",
-            "mean": result.fused.mean,
-            "std": result.fused.std,
-            "L2 norm per token": result.fused.norm,
-            "cosine to fused": None,
-            "mean weight": None,
-        }
-    )
-    return rows
+
+
+def fused_summary(result: MechanicsResult) -> str:
+    """The fused output's (or change's) statistics, in words."""
+    f = result.fused
+    return f"Fused {result.compared}: mean {f.mean:.4f}, std {f.std:.4f}, L2 norm per token {f.norm:.3f}."

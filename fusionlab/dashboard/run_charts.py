@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 
 from fusionlab.dashboard.charts import adapter_tick, style_figure, weight_heatmap, weight_hover
 from fusionlab.dashboard.colors import adapter_color
+from fusionlab.metrics import metric_label
 
 COUNT_SCALE = "Blues"
 RUN_COLORS = (
@@ -34,10 +35,32 @@ MAX_OVERLAID_RUNS = len(RUN_COLORS)
 
 
 def metric_title(metric: str) -> str:
-    """A metric's axis title: the trainer logs dev metrics as ``eval_<name>``, shown as ``dev <name>``."""
-    if metric.startswith("eval_"):
-        return "dev " + metric.removeprefix("eval_").replace("_", " ")
-    return metric.replace("_", " ")
+    """A metric's axis title (:func:`fusionlab.metrics.metric_label`)."""
+    return metric_label(metric)
+
+
+def step_axis(last_step: int, ticks: int = 6) -> dict:
+    """An x axis of training steps: from 0, whole-number ticks only (a run with one logged point would
+    otherwise get ticks at 4.5, 5, 5.5), spaced 1, 2 or 5 × 10^k for at most about ``ticks`` ticks."""
+    last = max(1, last_step)
+    spacing = 1
+    while last / spacing > ticks:
+        spacing = _next_nice(spacing)
+    return {"range": [0, last * 1.04], "tick0": 0, "dtick": spacing, "tickformat": "d"}
+
+
+def _next_nice(value: int) -> int:
+    """The next of 1, 2, 5, 10, 20, 50, ... after ``value``."""
+    magnitude = 10 ** (len(str(value)) - 1)
+    for nice in (1, 2, 5, 10):
+        if nice * magnitude > value:
+            return nice * magnitude
+    return 10 * magnitude
+
+
+def _sentence_case(text: str) -> str:
+    """The first letter upper-cased, the rest as written (``str.capitalize`` would turn MCC into mcc)."""
+    return text[:1].upper() + text[1:]
 
 
 def curves_chart(curves: pd.DataFrame, metric: str, title: str | None = None) -> go.Figure | None:
@@ -60,8 +83,9 @@ def curves_chart(curves: pd.DataFrame, metric: str, title: str | None = None) ->
             hovertemplate=f"{run}<br>step %{{x}}: %{{y:.4g}}<extra></extra>",
         )
     fig = style_figure(
-        fig, title or f"{metric_title(metric).capitalize()} by training step", "step", metric_title(metric)
+        fig, title or f"{_sentence_case(metric_title(metric))} by training step", "step", metric_title(metric)
     )
+    fig.update_xaxes(step_axis(int(curves["step"].max())))
     # Below the plot: run labels are long, and a legend beside the title would cover it once it wraps.
     fig.update_layout(
         showlegend=True, legend={"orientation": "h", "yanchor": "top", "y": -0.25, "xanchor": "left", "x": 0}
@@ -110,6 +134,29 @@ def fusion_weight_bars(weights: pd.DataFrame, title: str) -> go.Figure | None:
     fig.update_layout(barmode="stack", showlegend=True)
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
     return style_figure(fig, title, "transformer layer", "mean softmax weight")
+
+
+def trajectory_chart(trajectory: pd.DataFrame, title: str) -> go.Figure | None:
+    """One line per adapter: its fusion weight (mean over layers) at each snapshot, with the even share 1/N
+    dashed, so a reader sees which adapters the fusion moved towards while it trained, and when."""
+    if trajectory.empty or trajectory["step"].nunique() < 2:
+        return None
+    fig = go.Figure()
+    names = list(dict.fromkeys(trajectory["adapter"]))
+    for name in names:
+        rows = trajectory[trajectory["adapter"] == name]
+        fig.add_scatter(
+            name=name,
+            x=rows["step"].tolist(),
+            y=rows["weight"].tolist(),
+            mode="lines+markers",
+            line={"color": adapter_color(name), "width": 2},
+            hovertemplate=f"{name}<br>step %{{x}}: %{{y:.3f}}<extra></extra>",
+        )
+    fig.add_hline(y=1 / len(names), line_dash="dash", line_color="gray", annotation_text=f"1/{len(names)}")
+    fig.update_xaxes(step_axis(int(trajectory["step"].max())))
+    fig.update_layout(showlegend=True)
+    return style_figure(fig, title, "step", "mean fusion weight (over layers)")
 
 
 def confusion_chart(matrix: list[list[int]], labels: list[str], title: str) -> go.Figure | None:

@@ -18,7 +18,9 @@ from typing import Any
 import pandas as pd
 from pandas.io.formats.style import Styler
 
+from fusionlab.checkpoint import pinned_adapter_dir, read_meta
 from fusionlab.data.tasks import TASKS
+from fusionlab.metrics import metric_label
 from fusionlab.runspec import FusionStats, layers_frame, run_result
 
 __all__ = ["FAILED", "FINISHED", "STATUSES", "run_result"]  # for the Runs page, with the functions below
@@ -56,6 +58,12 @@ class ArtifactsUnavailableError(FileNotFoundError):
 def run_task(run: Run) -> str | None:
     """The task a run trains for: ``task`` of an adapter run, ``target_task`` of a fusion run."""
     return stored_run_task(run.kind, run.config)
+
+
+def run_ref(run: Run) -> str:
+    """A run as a link names it, e.g. ``#7 rte-attention``: id and name never change (the status does), so a
+    copied link keeps selecting the same runs."""
+    return f"#{run.id} {run.name}"
 
 
 def run_label(run: Run) -> str:
@@ -103,7 +111,7 @@ def history_frame(runs: list[Run]) -> pd.DataFrame:
                 "started": run.started_at,
                 "ended": run.ended_at,
                 "duration_s": end - run.started_at if run.started_at is not None else None,
-                "metric": main_metric(run),
+                "metric": metric_label(main_metric(run)) if main_metric(run) else None,
                 "score": main_score(run),
                 "error": error_first_line(run),
             }
@@ -152,11 +160,14 @@ def requested_index(runs: list[Run], requested: str | None) -> int:
 
 
 def default_overlay(runs: list[Run], count: int = 3) -> list[int]:
-    """The runs whose curves are overlaid before the user picks: the newest finished ones, else the newest
-    that have started (only a started run has curves)."""
-    finished = [run.id for run in runs if run.status == FINISHED]
-    started = [run.id for run in runs if run.started_at is not None]
-    return (finished or started)[:count]
+    """The runs whose curves are overlaid before the user picks: the newest finished ones (else the newest that
+    have started: only a started run has curves) of one task, the newest one's, so that one dev-metric axis
+    holds one task's scores (RTE accuracy next to SST-2 accuracy would compare nothing)."""
+    candidates = [run for run in runs if run.status == FINISHED] or [run for run in runs if run.started_at]
+    if not candidates:
+        return []
+    task = run_task(candidates[0])
+    return [run.id for run in candidates if run_task(run) == task][:count]
 
 
 def error_first_line(run: Run) -> str | None:
@@ -257,6 +268,18 @@ def weights_frame(layers: list[list[float]], adapter_names: list[str]) -> pd.Dat
     return layers_frame(layers, list(adapter_names))
 
 
+def weight_trajectory(store: RunStore, run_id: int) -> pd.DataFrame:
+    """Each adapter's fusion weight (mean over layers) at every snapshot of a fusion run: columns ``step``,
+    ``adapter``, ``weight``. Empty for a run without snapshots."""
+    rows = []
+    last_per_step = {snapshot.step: snapshot for snapshot in store.snapshots(run_id)}  # the end may repeat a step
+    for snapshot in last_per_step.values():
+        frame = weights_frame(snapshot.payload.get("layers") or [], snapshot.payload.get("adapter_names") or [])
+        for adapter, weight in frame.mean(axis=0).items():
+            rows.append({"step": snapshot.step, "adapter": adapter, "weight": float(weight)})
+    return pd.DataFrame(rows, columns=["step", "adapter", "weight"])
+
+
 def fusion_stats(run: Run) -> FusionStats | None:
     """The dev-set fusion statistics of a finished fusion run; ``None`` for other runs or an empty record."""
     result = run_result(run)
@@ -329,12 +352,14 @@ def archive_name(run: Run) -> str:
 
 
 def artifact_zip(store: RunStore, run: Run) -> bytes:
-    """A zip of the run: ``<archive_name>/run.json`` (:func:`run_record`) and, if the run recorded a
-    checkpoint, the checkpoint directory under ``<archive_name>/checkpoint/``.
+    """A zip of the run that works on its own: ``<archive_name>/run.json`` (:func:`run_record`) and, if the run
+    recorded a checkpoint, a small workspace beside it: an adapter under ``adapters/<name>/``; a fusion under
+    ``fusions/<name>/`` with every adapter it fuses, in the exact version it was trained on, under
+    ``adapters/``. ``FusionModel.from_pretrained("<archive>/fusions/<name>")`` then loads without anything else
+    (a fusion looks for its adapters beside its own folder), and so does ``FUSIONLAB_HOME=<archive>``.
 
-    Raises :class:`ArtifactsUnavailableError` when the recorded checkpoint is gone or was overwritten (see
-    :func:`checkpoint_problem`) rather than silently leaving it out. A fusion checkpoint does not contain
-    its adapters (they live in their own checkpoints); ``run.json`` lists them in the config.
+    Raises :class:`ArtifactsUnavailableError` when the recorded checkpoint (or an adapter a fusion needs) is
+    gone or was overwritten (see :func:`checkpoint_problem`) rather than silently leaving it out.
     """
     problem = checkpoint_problem(run)
     if problem:
@@ -343,8 +368,28 @@ def artifact_zip(store: RunStore, run: Run) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(f"{top}/run.json", json.dumps(run_record(store, run), indent=2, sort_keys=True) + "\n")
-        path = checkpoint_path(run)
-        if path is not None:
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                archive.write(file, f"{top}/checkpoint/{file.relative_to(path).as_posix()}")
+        for folder, path in _checkpoint_folders(run):
+            for file in sorted(p for p in path.iterdir() if p.is_file()):
+                archive.write(file, f"{top}/{folder}/{file.name}")
     return buffer.getvalue()
+
+
+def _checkpoint_folders(run: Run) -> list[tuple[str, Path]]:
+    """``(folder in the zip, directory on disk)`` for the run's checkpoint and, for a fusion, its adapters."""
+    path = checkpoint_path(run)
+    if path is None:
+        return []
+    meta = read_meta(path)
+    if meta["kind"] == "adapter":
+        return [(f"adapters/{path.name}", path)]
+    folders = [(f"fusions/{path.name}", path)]
+    adapters_dir = path.parent.parent / "adapters"
+    for entry in meta["adapters"]:
+        pinned = pinned_adapter_dir(adapters_dir / entry["name"], entry["content_hash"])
+        if pinned is None:
+            raise ArtifactsUnavailableError(
+                f"adapter {entry['name']!r}, which fusion {path.name!r} was trained on, is no longer in "
+                f"{adapters_dir} in that version"
+            )
+        folders.append((f"adapters/{entry['name']}", pinned))
+    return folders

@@ -367,7 +367,7 @@ class QueueView:
         queued = [QueuedRun(run, position) for position, run in enumerate(queued_runs, start=1)]
         metrics = store.metrics(active.id) if active else pd.DataFrame(columns=METRIC_COLUMNS)
         snapshots = store.snapshots(active.id) if active else []
-        ended = store.list_runs(status=TERMINAL_STATUSES, limit=1)
+        ended = store.list_runs(status=TERMINAL_STATUSES, limit=1, by_end=True)
         running = worker_running(workspace, device)
         return cls(queued, active, metrics, snapshots, ended[0] if ended else None, running)
 

@@ -12,6 +12,7 @@ Bound parameters can only be changed through ``st.session_state`` (Streamlit own
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import streamlit as st
@@ -23,6 +24,14 @@ TEXT = "text"
 PAIR = "pair"
 METHOD = "method"
 TEMPERATURE = "temperature"
+VIEW = "view"
+ZOOM = "zoom"
+SOURCE = "source"
+LAYER = "layer"
+COMPARE = "compare"
+
+WEIGHT_VIEWS = ("Layers × adapters", "Tokens × adapters", "Learned weights", "Drop each adapter")
+"""The Playground's weight tabs; a tab's label is its value in the URL (``view=``), so renaming one breaks links."""
 
 TEXT_MAX_CHARS = 1000
 """Longer texts would make unwieldy links; the models truncate far earlier anyway (``max_length`` tokens)."""
@@ -31,6 +40,16 @@ TEXT_MAX_CHARS = 1000
 def bound(key: str) -> dict[str, str]:
     """Keyword arguments that keep a widget's value in the URL under ``key``: ``st.text_area(..., **bound(TEXT))``."""
     return {"key": key, "bind": "query-params"}
+
+
+def unknown_choice(key: str, options: Sequence[str]) -> str | None:
+    """The value a link gave ``key`` if it is not among ``options`` (call before the bound widget is drawn).
+
+    Streamlit drops an invalid bound value silently and shows the default; a page that calls this first can
+    say that the link asked for something this workspace does not have instead of pretending it was shown.
+    """
+    asked = st.query_params.get(key)
+    return asked if asked is not None and asked not in options else None
 
 
 def set_default(key: str, value: Any) -> None:

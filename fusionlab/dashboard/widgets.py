@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote
 import streamlit as st
 
 from fusionlab.dashboard import urlstate
+from fusionlab.dashboard.dev_browser import DevExample, dev_examples
 from fusionlab.dashboard.efficiency import DEFAULT_REPEATS, LatencyReport, measure_latency
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.inference import Predictor, checkpoint_signature, preferred_fusion
@@ -124,7 +125,12 @@ def choose_fusion() -> tuple[Workspace, str, Predictor]:
         st.info("This workspace has no fusion yet: prepare the demo on the Home page, or train one on the Train page.")
         st.stop()
     urlstate.set_default(urlstate.FUSION, preferred_fusion(workspace, fusions))
+    asked = urlstate.unknown_choice(urlstate.FUSION, fusions)
     fusion = st.selectbox("Fusion", fusions, **urlstate.bound(urlstate.FUSION))
+    if asked is not None:
+        st.warning(
+            f"The link asked for fusion {code(asked)}, which this workspace does not have; showing {code(fusion)}."
+        )
     try:
         predictor = load_predictor(workspace, fusion)
     except DashboardError as err:
@@ -142,6 +148,44 @@ def cached_latency(workspace: Workspace, fusion: str, repeats: int = DEFAULT_REP
     """:func:`~fusionlab.dashboard.efficiency.measure_latency`, remembered per fusion and checkpoint version
     (a measurement takes seconds)."""
     return _cached_latency(str(workspace.root), fusion, checkpoint_signature(workspace, fusion), repeats)
+
+
+@st.cache_data(max_entries=8, show_spinner="Scoring the dev examples with the fusion and with its adapter alone…")
+def _cached_dev_examples(
+    root: str, fusion: str, signature: tuple[tuple[str, int], ...], data_dir: str | None
+) -> list[DevExample]:
+    return dev_examples(load_predictor(Workspace(root), fusion), data_dir)
+
+
+def cached_dev_examples(workspace: Workspace, fusion: str, data_dir: str | None) -> list[DevExample]:
+    """:func:`~fusionlab.dashboard.dev_browser.dev_examples`, remembered per fusion, checkpoint version and data
+    directory (scoring a few hundred examples twice takes seconds; every student then browses the same list)."""
+    return _cached_dev_examples(str(workspace.root), fusion, checkpoint_signature(workspace, fusion), data_dir)
+
+
+# -- the browser's theme -----------------------------------------------------------------------------------
+_THEME_SYNC = """<script>
+(() => {
+  // Streamlit keeps the chosen theme under a key named after the page the browser first loaded
+  // (stActiveTheme-/playground-v2), so a reload on another page forgets it. Whenever the theme is saved,
+  // save it for every page of this app too.
+  if (window.__fusionlabThemeSync) return;
+  window.__fusionlabThemeSync = true;
+  const pages = %s;
+  const base = window.location.pathname.replace(/[^/]*$/, "");
+  const setItem = Storage.prototype.setItem;
+  Storage.prototype.setItem = function (key, value) {
+    setItem.call(this, key, value);
+    const found = /^stActiveTheme-.*-v(\\d+)$/.exec(key);
+    if (found) for (const page of pages) setItem.call(this, `stActiveTheme-${base}${page}-v${found[1]}`, value);
+  };
+})();
+</script>"""
+
+
+def keep_theme_across_pages(url_paths: list[str]) -> None:
+    """Make the theme a visitor chose stick on every page (and across reloads), not only on the first one."""
+    st.html(_THEME_SYNC % json.dumps(["", *url_paths]), unsafe_allow_javascript=True)
 
 
 # -- who is at this browser ------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from fusionlab.checkpoint import CheckpointError, adapter_mismatches, pinned_ada
 from fusionlab.config import ModelConfig
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.demo import demo_runs, enqueue_demo, missing_adapters, missing_data
+from fusionlab.housekeeping import ADAPTER, FUSION, RemovalRefused, delete_artifact, prune_versions, unused_versions
+from fusionlab.metrics import metric_label
 from fusionlab.pack.card import ArtifactCard
 from fusionlab.pack.store import is_pack_artifact, read_card
 from fusionlab.processes import pid_alive
@@ -57,7 +59,7 @@ class CheckpointRow:
         row: dict[str, Any] = {"name": self.name, "task": self.task}
         if self.kind == "fusion":
             row |= {"method": self.method, "adapters": ", ".join(self.adapters)}
-        row |= {"dev metric": self.metric, "score": self.score}
+        row |= {"dev metric": metric_label(self.metric) if self.metric else None, "score": self.score}
         if self.kind == "fusion":
             row["its adapter alone"] = self.own_adapter_score
         row["majority baseline"] = self.baseline
@@ -167,7 +169,8 @@ def device_description() -> str:
 
     if torch.cuda.is_available():
         return f"GPU: {torch.cuda.get_device_name(0)}"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU, {threads} thread{'s' if threads != 1 else ''} per answer (the dashboard leaves the other cores to training)"
 
 
 def run_status(workspace: Workspace) -> tuple[Run | None, int]:
@@ -271,3 +274,35 @@ def prepare_demo(workspace: Workspace, data_dir: str | None) -> DemoOutcome:
             )
         run_ids = enqueue_demo(store, DEMO_PROFILE, data_dir)
     return DemoOutcome(tuple(run_ids), ensure_worker(workspace))
+
+
+# -- housekeeping (the teacher's delete) ------------------------------------------------------------------
+def removable(workspace: Workspace) -> list[tuple[str, str]]:
+    """``(kind, name)`` of the artifacts one may try to delete: fusions first, then adapters; never the pack's."""
+    fusions = [(FUSION, n) for n in workspace.list_fusions() if not is_pack_artifact(workspace.fusion_dir(n))]
+    adapters = [(ADAPTER, n) for n in workspace.list_adapters() if not is_pack_artifact(workspace.adapter_dir(n))]
+    return fusions + adapters
+
+
+def remove(workspace: Workspace, kind: str, name: str) -> str:
+    """Delete one artifact and say so, or raise :class:`DashboardError` saying why it must stay."""
+    try:
+        removal = delete_artifact(workspace, kind, name)
+    except RemovalRefused as err:
+        raise DashboardError(f"Nothing was deleted: {err}.") from err
+    return f"Deleted {removal.description}."
+
+
+def unused_version_count(workspace: Workspace) -> tuple[int, float]:
+    """How many earlier adapter versions no fusion uses, and their size in MB."""
+    versions = unused_versions(workspace)
+    return len(versions), sum(v.size_bytes for v in versions) / 1e6
+
+
+def prune(workspace: Workspace) -> str:
+    """Remove the unused earlier adapter versions and say how many, or raise :class:`DashboardError`."""
+    try:
+        removed = prune_versions(workspace)
+    except RemovalRefused as err:
+        raise DashboardError(f"Nothing was deleted: {err}.") from err
+    return f"Deleted {len(removed)} unused adapter version{'s' if len(removed) != 1 else ''}."

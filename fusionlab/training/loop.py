@@ -88,6 +88,12 @@ class _FusionlabCallback(TrainerCallback):
             self.history.append({"step": state.global_step, **values})
             self.reporter.on_log(state.global_step, values)
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        # The weights before any step (near the even share): the live view has them from the first second,
+        # and a replay starts where the fusion started.
+        if self.hooks.snapshot and self.config.snapshot_steps and state.global_step == 0:
+            self.reporter.on_snapshot(0, self.hooks.snapshot())
+
     def on_step_end(self, args, state, control, **kwargs):
         step = state.global_step
         self.reporter.on_progress(step, state.max_steps)

@@ -1,0 +1,105 @@
+"""The dev-set browser: where the fusion wins and loses against its target task's own adapter, example by example.
+
+A dev score says how often; a learner also wants to see *which* examples fusion gets right that the single
+adapter gets wrong (and the reverse), and to load one into the Playground to see which adapters the fusion
+leaned on there. The examples are a fixed subset of the task's dev split (:data:`DEV_SAMPLE` rows, the subset
+``max_samples`` draws for every run of the task, whatever its seed), scored by both paths through the same
+batched evaluation the training uses.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from fusionlab.dashboard.errors import DashboardError
+from fusionlab.dashboard.inference import Predictor
+from fusionlab.data.loading import load_split, split_unreachable
+from fusionlab.data.tokenization import make_collator, tokenize_dataset
+from fusionlab.evaluation import evaluate_model
+
+DEV_SAMPLE = 200
+FUSION_WINS = "fusion right, adapter wrong"
+ADAPTER_WINS = "adapter right, fusion wrong"
+BOTH_RIGHT = "both right"
+BOTH_WRONG = "both wrong"
+OUTCOMES = (FUSION_WINS, ADAPTER_WINS, BOTH_RIGHT, BOTH_WRONG)
+
+
+@dataclass(frozen=True)
+class DevExample:
+    """One dev example with the gold label and both answers."""
+
+    row: int
+    text: str
+    pair: str | None
+    gold: str
+    fused: str
+    fused_confidence: float
+    single: str | None  # None when the target task has no adapter among the fused ones
+
+    @property
+    def outcome(self) -> str:
+        fusion_right = self.fused == self.gold
+        if self.single is None:
+            return BOTH_RIGHT if fusion_right else BOTH_WRONG
+        adapter_right = self.single == self.gold
+        if fusion_right != adapter_right:
+            return FUSION_WINS if fusion_right else ADAPTER_WINS
+        return BOTH_RIGHT if fusion_right else BOTH_WRONG
+
+    def as_row(self) -> dict[str, object]:
+        row: dict[str, object] = {"row": self.row, "text": self.text}
+        if self.pair is not None:
+            row["second text"] = self.pair
+        return row | {
+            "gold": self.gold,
+            "adapter alone": self.single or "",
+            "fusion": self.fused,
+            "fusion confidence": self.fused_confidence,
+            "outcome": self.outcome,
+        }
+
+
+def dev_examples(predictor: Predictor, data_dir: str | None, limit: int = DEV_SAMPLE) -> list[DevExample]:
+    """The first ``limit`` examples of the fixed dev subset, each scored by the fusion and by the target's own
+    adapter; a :class:`DashboardError` says why when the dev split cannot be read here."""
+    info = predictor.info
+    reason = split_unreachable(info.task, "validation", data_dir)
+    if reason:
+        raise DashboardError(f"The dev-set browser needs the task's dev split: {reason}")
+    dev = load_split(info.task, "validation", data_dir, max_samples=limit)
+    tokenized = tokenize_dataset(dev, info.task, predictor.tokenizer, info.max_length)
+    collator = make_collator(predictor.tokenizer)
+    with predictor.lock:
+        fused = evaluate_model(predictor.model, tokenized, info.task, collator, list(info.adapters)).predictions
+        single = None
+        if info.has_target_adapter:
+            single = evaluate_model(predictor.model, tokenized, info.task, collator, [info.target]).predictions
+    labels = info.label_names
+    fields = info.task.text_fields
+    return [
+        DevExample(
+            row=i,
+            text=record[fields[0]],
+            pair=record[fields[1]] if len(fields) > 1 else None,
+            gold=labels[answer["label"]],
+            fused=labels[answer["prediction"]],
+            fused_confidence=max(answer["probabilities"]),
+            single=labels[single[i]["prediction"]] if single is not None else None,
+        )
+        for i, (record, answer) in enumerate(zip(dev, fused))
+    ]
+
+
+def outcome_counts(examples: list[DevExample]) -> dict[str, int]:
+    """How many examples fall in each outcome, in :data:`OUTCOMES` order."""
+    counts = Counter(example.outcome for example in examples)
+    return {outcome: counts.get(outcome, 0) for outcome in OUTCOMES}
+
+
+def filter_examples(
+    examples: list[DevExample], gold: str | None = None, outcome: str | None = None
+) -> list[DevExample]:
+    """The examples with that gold label and/or that outcome (None: any)."""
+    return [e for e in examples if (gold is None or e.gold == gold) and (outcome is None or e.outcome == outcome)]
