@@ -239,10 +239,9 @@ def test_the_chosen_theme_stays_on_every_page_after_a_reload(app, page):
     page.evaluate("localStorage.clear()")
     light = page.evaluate("getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor")
     page.get_by_test_id("stMainMenu").click()
-    page.get_by_text("Settings", exact=True).click()
-    page.get_by_test_id("stDialog").get_by_role("combobox").click()
-    page.get_by_role("option", name="Dark").click()
-    page.keyboard.press("Escape")
+    dark_choice = page.get_by_role("radio", name="Dark").or_(page.get_by_role("menuitemradio", name="Dark"))
+    dark_choice.or_(page.get_by_role("button", name="Dark")).first.click()  # the menu's theme choice
+    page.wait_for_function("Object.keys(localStorage).some(k => k.startsWith('stActiveTheme-/runs'))")
     page.goto(f"{url}/runs")  # another page, loaded afresh
     wait_for_app(page)
     dark = page.evaluate("getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor")
