@@ -27,6 +27,10 @@ torch.set_num_threads(1)
 # 1280×720 or a small laptop the page itself gets the width; the sidebar is one click away.
 st.set_page_config(page_title="fusionlab", layout="wide", initial_sidebar_state="collapsed")
 
+# Less empty space above each page's title (Streamlit leaves room for a header the top navigation already fills):
+# on a projector at 1280×720 that space is what keeps the Playground's answers above the fold.
+st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 3.5rem; }</style>")
+
 # The server's own settings (file, environment, flags after `--`); visitors choose among what exists, never a path.
 widgets.set_server_argv(sys.argv[1:])
 config = widgets.server_config()

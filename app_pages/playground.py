@@ -16,16 +16,14 @@ st.markdown(
     "alone; the **fusion** mixes every adapter you leave switched on (the weights are renormalised over them)."
 )
 
-workspace, fusion, predictor = choose_fusion()
+pick_column, compare_column = st.columns(2)  # one row: the input and both answers stay above the fold
+with pick_column:
+    workspace, fusion, predictor = choose_fusion()
 info = predictor.info
-st.caption(
-    f"{md(info.method.capitalize())} fusion for **{md(info.target)}** ({md(info.task.description or 'custom task')}) "
-    f"over {md(', '.join(info.adapters))}; inputs are cut to {info.max_length} tokens."
-)
 other = None
 partners = comparable_fusions(workspace, fusion)
 if partners:
-    compare_with = st.selectbox(
+    compare_with = compare_column.selectbox(
         "Compare with another fusion on the same input",
         [None, *partners],
         format_func=lambda name: "(none)" if name is None else name,
@@ -36,6 +34,10 @@ if partners:
             other = load_predictor(workspace, compare_with)
         except DashboardError as err:
             st.error(md(err))
+st.caption(
+    f"{md(info.method.capitalize())} fusion for **{md(info.target)}** ({md(info.task.description or 'custom task')}) "
+    f"over {md(', '.join(info.adapters))}; inputs are cut to {info.max_length} tokens."
+)
 
 
 def input_panel(fusion: str, info: FusionInfo) -> tuple[str, str | None, list[str]]:

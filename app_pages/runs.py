@@ -99,7 +99,7 @@ history = history_frame(runs)
 kind_col, status_col, task_col, text_col = st.columns(4)
 kinds = kind_col.multiselect("Kind", sorted(history["kind"].unique()), key="runs_kinds")
 statuses = status_col.multiselect("Status", list(STATUSES), key="runs_statuses")
-tasks = task_col.multiselect("Task", sorted(history["task"].dropna().unique()), key="runs_tasks")
+tasks = task_col.multiselect("Task", sorted(t for t in history["task"].unique() if t), key="runs_tasks")
 text = text_col.text_input("Name contains", key="runs_text")
 shown = filter_history(history, kinds, statuses, tasks, text)
 st.dataframe(

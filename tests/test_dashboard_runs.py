@@ -383,6 +383,7 @@ def test_history_frame_and_filters(executed: ExecutedRuns) -> None:
         "ValueError: TrainingConfig.learning_rate: must be a number in (0, 1], got -1"
     )
     assert frame["started"].isna().sum() >= 1, "the cancelled run never started"
+    assert rows.loc[executed.fusion_id, "error"] == "", "an empty cell, never the word None"
 
     assert filter_history(frame, kinds=[TRAIN_FUSION])["id"].tolist() == [executed.fusion_id]
     assert filter_history(frame, statuses=[FAILED])["id"].tolist() == [executed.failed_id]

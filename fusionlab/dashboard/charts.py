@@ -373,7 +373,7 @@ def mechanics_similarity_chart(result: MechanicsResult) -> go.Figure | None:
         )
     )
     low = float(min(0.0, result.cosine.min()))
-    fig.update_yaxes(range=[low, 1.1])
+    fig.update_yaxes(range=[low - 0.12 if low < 0 else 0.0, 1.1])  # room for a negative bar's label below it
     what = "output" if result.compared == "output" else "change to the hidden state"
     title = f"How close the fused {what} is to each adapter's"
     return style_figure(fig, title, "adapter", "cosine similarity (mean over tokens)")

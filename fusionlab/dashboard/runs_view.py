@@ -117,6 +117,8 @@ def history_frame(runs: list[Run]) -> pd.DataFrame:
             }
         )
     frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    for column in ("task", "metric", "error"):  # an empty cell, not the word "None"
+        frame[column] = frame[column].fillna("")
     for column in ("created", "started", "ended"):
         frame[column] = _local_time(frame[column])
     return frame.astype({"id": "int64", "duration_s": "float64", "score": "float64"})
@@ -232,9 +234,13 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+NOT_SET = "not set"
+
+
 def _shown(value: Any) -> str:
-    """A config value as text: JSON for everything, so ``null``, ``1`` and ``"1"`` stay distinguishable."""
-    return json.dumps(value, sort_keys=True)
+    """A config value as text: JSON, so ``1`` and ``"1"`` stay distinguishable; an unset value (None) reads
+    :data:`NOT_SET` (a string value "not set" would show in quotes)."""
+    return NOT_SET if value is None else json.dumps(value, sort_keys=True)
 
 
 def config_diff(run_a: Run, run_b: Run) -> pd.DataFrame:
