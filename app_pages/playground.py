@@ -8,7 +8,13 @@ from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.examples import examples_for
 from fusionlab.dashboard.inference import Comparison, FusionInfo, Prediction, Predictor, comparable_fusions
 from fusionlab.dashboard.markdown import md
-from fusionlab.dashboard.widgets import cached_dev_examples, choose_fusion, load_predictor, session_settings
+from fusionlab.dashboard.widgets import (
+    cached_dev_drops,
+    cached_dev_examples,
+    choose_fusion,
+    load_predictor,
+    session_settings,
+)
 
 st.title("Playground")
 st.markdown(
@@ -20,20 +26,24 @@ pick_column, compare_column = st.columns(2)  # one row: the input and both answe
 with pick_column:
     workspace, fusion, predictor = choose_fusion()
 info = predictor.info
-other = None
-partners = comparable_fusions(workspace, fusion)
-if partners:
-    compare_with = compare_column.selectbox(
-        "Compare with another fusion on the same input",
-        [None, *partners],
-        format_func=lambda name: "(none)" if name is None else name,
-        **urlstate.bound(urlstate.COMPARE),
-    )
-    if compare_with is not None:
-        try:
-            other = load_predictor(workspace, compare_with)
-        except DashboardError as err:
-            st.error(md(err))
+SUBSET = "this fusion, other adapters"
+second: tuple[Predictor, list[str] | None] | None = None  # what the compare mode puts beside the fusion
+compare_with = compare_column.selectbox(
+    "Compare side by side with",
+    [None, SUBSET, *comparable_fusions(workspace, fusion)],
+    format_func=lambda name: "(nothing)" if name is None else name,
+    **urlstate.bound(urlstate.COMPARE),
+)
+if compare_with == SUBSET:
+    subset_key = f"subset_{fusion}"
+    urlstate.set_default(subset_key, list(info.adapters[:-1]))
+    chosen = compare_column.multiselect("Adapters of the second view", info.adapters, **urlstate.bound(subset_key))
+    second = (predictor, chosen)
+elif compare_with is not None:
+    try:
+        second = (load_predictor(workspace, compare_with), None)
+    except DashboardError as err:
+        st.error(md(err))
 st.caption(
     f"{md(info.method.capitalize())} fusion for **{md(info.target)}** ({md(info.task.description or 'custom task')}) "
     f"over {md(', '.join(info.adapters))}; inputs are cut to {info.max_length} tokens."
@@ -74,12 +84,14 @@ def verdict(title: str, prediction: Prediction) -> None:
 
 
 def compare_panel(first: Comparison, second: Comparison, zoom: bool) -> None:
-    """Two fusions of the same task on the same input, side by side: each one's answer and its weights per layer
-    (the second with all its adapters on). Kept in the link (``compare=``)."""
-    for column, comparison in zip(st.columns(2, gap="large"), (first, second)):
+    """Two views of the same input side by side — two fusions of the same task, or one fusion over two adapter
+    subsets: each one's answer and its weights per layer. Kept in the link (``compare=``, ``subset_<fusion>=``)."""
+    same_fusion = first.fusion.name == second.fusion.name
+    for i, (column, comparison) in enumerate(zip(st.columns(2, gap="large"), (first, second))):
         info = comparison.fusion
         with column:
-            st.subheader(f"{md(info.name)} ({md(info.method)})")
+            what = f"over {', '.join(comparison.active_adapters)}" if same_fusion else f"({info.method})"
+            st.subheader(f"{md(info.name)} {md(what)}")
             count = len(comparison.active_adapters)
             verdict(f"Fusion over {count} adapter{'s' if count > 1 else ''}", comparison.fused)
             title = f"{info.name}: mean fusion weight per layer and adapter"
@@ -89,7 +101,7 @@ def compare_panel(first: Comparison, second: Comparison, zoom: bool) -> None:
             if figure is None:
                 st.info(f"{md(info.method.capitalize())} fusion gives every adapter the same weight.")
             else:
-                st.plotly_chart(figure, key=f"compare_{info.name}")
+                st.plotly_chart(figure, key=f"compare_{i}")
 
 
 def verdict_panel(info: FusionInfo, comparison: Comparison) -> None:
@@ -115,7 +127,7 @@ def verdict_panel(info: FusionInfo, comparison: Comparison) -> None:
 
 
 @st.fragment
-def explore(fusion: str, predictor: Predictor, other: Predictor | None) -> None:
+def explore(fusion: str, predictor: Predictor, second: tuple[Predictor, list[str] | None] | None) -> None:
     """Inputs, toggles, both predictions and the weights: an interaction reruns this part, not the page.
 
     Only the open tab's chart is built and sent (the tabs track which one is open), so a browser draws two
@@ -142,8 +154,12 @@ def explore(fusion: str, predictor: Predictor, other: Predictor | None) -> None:
         "to the even share 1/N; zooming stretches the colours to the range shown so its small preferences become "
         "visible. The colour bar then says 'zoomed' and gives the range; hover a cell for its distance from 1/N.",
     )
-    if other is not None:
-        compare_panel(comparison, other.compare(text, pair), zoom)
+    if second is not None:
+        other, adapters = second
+        try:
+            compare_panel(comparison, other.compare(text, pair, adapters), zoom)
+        except DashboardError as err:
+            st.info(f"The second view: {md(err)}")
     tab_layers, tab_tokens, tab_learned, tab_drop = st.tabs(
         urlstate.WEIGHT_VIEWS, on_change="rerun", **urlstate.bound(urlstate.VIEW)
     )
@@ -199,6 +215,13 @@ def explore(fusion: str, predictor: Predictor, other: Predictor | None) -> None:
                 "how much its confidence in its answer moves. Below zero, the adapter was pulling towards the "
                 "answer; a label on a bar means the answer flips without it."
             )
+        if len(info.adapters) >= 3 and st.toggle("Average over the dev set", key="dev_drops", bind="query-params"):
+            try:
+                drops = cached_dev_drops(workspace, fusion, session_settings().data_dir_str)
+            except DashboardError as err:
+                st.info(md(err))
+            else:
+                st.plotly_chart(charts.dev_drop_chart(drops))
 
     dev_set_browser(fusion)
 
@@ -249,4 +272,4 @@ def dev_set_browser(fusion: str) -> None:
         )
 
 
-explore(fusion, predictor, other)
+explore(fusion, predictor, second)

@@ -1,11 +1,10 @@
 """Playground interactions in a real browser: from the action to the updated answer rendered, warm.
 
 Starts ``streamlit run app.py`` over a fresh workspace holding the pretrained pack, opens the Playground in
-Debian's Chromium at 1280×720 and, after a warm-up, repeats four interactions a student makes: switch an
-adapter off and on (toggle), click an example, type a sentence (Ctrl+Enter), switch the weights tab. Each is
-timed from the action to its visible outcome (the fusion's label says how many adapters it uses; the text box
-holds the example; the URL holds the typed text; the other tab's chart is drawn) and the page's script run
-finished. Twice: idle, then with a training run going in the worker. Targets (issue "Teaching views"): p95 ≤ 0.4 s
+Debian's Chromium at 1280×720 and, after a warm-up, repeats three interactions a student makes: switch an
+adapter off and on (toggle), click an example, type a sentence (Ctrl+Enter). Each is timed from the action to
+its visible outcome (the fusion's label says how many adapters it uses; the text box holds the example; the URL
+holds the typed text) and the page's script run finished. Twice: idle, then with a training run going in the worker. Targets (issue "Teaching views"): p95 ≤ 0.4 s
 idle, ≤ 1 s with a training run, on 2 cores. Prints a table and writes JSON.
 
 Usage: ``python bench/ui_latency.py [--repeats 12] [--out bench/results/ui_latency.json]``
@@ -29,7 +28,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from dashboard_server import pack_dashboard, training_run_going  # noqa: E402  (one way for the benches)
 from playground_latency import CHROMIUM_FLAGS  # noqa: E402
 
-ACTIONS = ("toggle", "example", "type", "tab")
+ACTIONS = ("toggle", "example", "type")
 
 
 def settled(page) -> None:
@@ -62,11 +61,6 @@ def act(page, action: str, step: int) -> float:
         box.fill(text)
         box.press("Control+Enter")
         page.wait_for_url(re.compile(f"Take\\+{step}\\+of"))
-    else:
-        name = "Tokens × adapters" if step % 2 == 0 else "Layers × adapters"
-        page.get_by_role("tab", name=name).click()
-        title = "for every token" if step % 2 == 0 else "per layer and adapter"
-        page.locator(".js-plotly-plot .gtitle").filter(has_text=title).first.wait_for()
     settled(page)
     return time.perf_counter() - start
 

@@ -138,6 +138,9 @@ def test_playground_compares_single_and_fused_predictions(tiny_workspace):
     at.session_state["view"] = "Drop each adapter"
     at.run()
     assert any(t.startswith("Drop each adapter: the fusion's confidence in") for t in chart_titles(at))
+    at.session_state["dev_drops"] = True
+    at.run()
+    assert any(t.startswith("Over 200 dev examples: accuracy without each adapter") for t in chart_titles(at))
     assert not at.dataframe  # the dev-set browser scores nothing until it is opened
     at.session_state["dev"] = True
     at.run()
@@ -234,9 +237,25 @@ def test_mechanics_temperature_and_real_outputs(tiny_workspace):
 def test_compare_mode_puts_two_fusions_side_by_side(tiny_workspace):
     at = open_page("playground.py", tiny_workspace.root, {"fusion": "rte-attention", "compare": "rte-weighted"})
     assert not at.exception and not at.error
-    assert at.selectbox(key="compare").options == ["(none)", "rte-weighted"]  # only fusions of the same task
+    # the same fusion over other adapters, or another fusion of the same task
+    assert at.selectbox(key="compare").options == ["(nothing)", "this fusion, other adapters", "rte-weighted"]
     titles = chart_titles(at)
     assert "rte-attention: mean fusion weight per layer and adapter" in titles
     assert "rte-weighted: mean fusion weight per layer and adapter" in titles
     assert [h.value for h in at.subheader][:2] == ["rte-attention (attention)", "rte-weighted (weighted)"]
     assert len(at.metric) == 4  # the two verdicts above, and one per compared fusion
+
+
+def test_compare_mode_puts_two_adapter_subsets_side_by_side(tiny_workspace):
+    query = {
+        "fusion": "rte-attention",
+        "compare": "this fusion, other adapters",
+        "subset_rte-attention": ["rte", "sst2"],
+    }
+    at = open_page("playground.py", tiny_workspace.root, query)
+    assert not at.exception and not at.error
+    assert [h.value for h in at.subheader][:2] == [
+        "rte-attention over rte, boolq, mnli, sst2",
+        "rte-attention over rte, sst2",
+    ]
+    assert [m.label for m in at.metric][2:] == ["Fusion over 4 adapters", "Fusion over 2 adapters"]

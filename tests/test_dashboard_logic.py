@@ -434,3 +434,19 @@ def test_the_dev_browser_scores_each_example_both_ways(attention, shared_data_di
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DashboardError, match="needs the task's dev split: rte validation: not in the data directory"):
         dev_browser.dev_examples(attention, str(tmp_path))
+
+
+def test_leave_one_out_over_the_dev_set(attention, shared_data_dir):
+    from fusionlab.dashboard import dev_browser
+
+    drops = dev_browser.dev_leave_one_out(attention, str(shared_data_dir), limit=24)
+    examples = dev_browser.dev_examples(attention, str(shared_data_dir), limit=24)
+    assert drops.metric == "accuracy" and drops.examples == 24
+    # the same examples, the same fusion: its accuracy is the browser's share of right answers
+    assert drops.with_all == pytest.approx(sum(e.fused == e.gold for e in examples) / 24)
+    assert list(drops.without) == list(attention.info.adapters)
+    assert all(0.0 <= v <= 1.0 for v in drops.without.values())
+    assert drops.change("rte") == pytest.approx(drops.without["rte"] - drops.with_all)
+    chart = charts.dev_drop_chart(drops)
+    assert chart.layout.title.text.startswith("Over 24 dev examples: accuracy without each adapter")
+    assert len(chart.data[0].y) == len(attention.info.adapters)

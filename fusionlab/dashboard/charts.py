@@ -16,8 +16,10 @@ import numpy as np
 import plotly.graph_objects as go
 
 from fusionlab.dashboard.colors import adapter_color
+from fusionlab.metrics import metric_label
 
 if TYPE_CHECKING:
+    from fusionlab.dashboard.dev_browser import DevDrops
     from fusionlab.dashboard.efficiency import CheckpointSize, LatencyReport, ParameterReport
     from fusionlab.dashboard.inference import Comparison, LeaveOneOut
     from fusionlab.dashboard.mechanics import MechanicsResult
@@ -101,6 +103,27 @@ def leave_one_out_chart(result: LeaveOneOut) -> go.Figure:
     fig.update_yaxes(range=[-reach, reach], tickformat="+.0%", zeroline=True, zerolinewidth=2)
     title = f"Drop each adapter: the fusion's confidence in '{result.label}' ({result.confidence:.0%}) without it"
     return style_figure(fig, title, "adapter switched off", "change in probability")
+
+
+def dev_drop_chart(drops: DevDrops) -> go.Figure:
+    """One bar per adapter: the fusion's dev metric without that adapter, minus its metric with all of them."""
+    names = list(drops.without)
+    changes = [drops.change(n) for n in names]
+    fig = go.Figure(
+        go.Bar(
+            x=[adapter_tick(n) for n in names],
+            y=changes,
+            marker_color=[adapter_color(n) for n in names],
+            text=[f"{c:+.3f}" for c in changes],
+            textposition="outside",
+            hovertemplate="without %{x}: %{y:+.3f}<extra></extra>",
+        )
+    )
+    reach = max(0.02, max(abs(c) for c in changes) * 1.3)
+    fig.update_yaxes(range=[-reach, reach], zeroline=True, zerolinewidth=2)
+    metric = metric_label(drops.metric)
+    title = f"Over {drops.examples} dev examples: {metric} without each adapter (with all: {drops.with_all:.3f})"
+    return style_figure(fig, title, "adapter switched off", f"change in dev {metric}")
 
 
 def weight_colors(weights: np.ndarray, zoom: bool = False, even_share: float | None = None) -> dict[str, object]:

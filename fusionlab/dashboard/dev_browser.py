@@ -61,16 +61,25 @@ class DevExample:
         }
 
 
-def dev_examples(predictor: Predictor, data_dir: str | None, limit: int = DEV_SAMPLE) -> list[DevExample]:
-    """The first ``limit`` examples of the fixed dev subset, each scored by the fusion and by the target's own
-    adapter; a :class:`DashboardError` says why when the dev split cannot be read here."""
+def _dev_set(predictor: Predictor, data_dir: str | None, limit: int):
+    """The fixed dev subset, tokenised for the fusion, and its collator; a :class:`DashboardError` if unreadable."""
     info = predictor.info
     reason = split_unreachable(info.task, "validation", data_dir)
     if reason:
         raise DashboardError(f"The dev-set browser needs the task's dev split: {reason}")
     dev = load_split(info.task, "validation", data_dir, max_samples=limit)
-    tokenized = tokenize_dataset(dev, info.task, predictor.tokenizer, info.max_length)
-    collator = make_collator(predictor.tokenizer)
+    return (
+        dev,
+        tokenize_dataset(dev, info.task, predictor.tokenizer, info.max_length),
+        make_collator(predictor.tokenizer),
+    )
+
+
+def dev_examples(predictor: Predictor, data_dir: str | None, limit: int = DEV_SAMPLE) -> list[DevExample]:
+    """The first ``limit`` examples of the fixed dev subset, each scored by the fusion and by the target's own
+    adapter; a :class:`DashboardError` says why when the dev split cannot be read here."""
+    info = predictor.info
+    dev, tokenized, collator = _dev_set(predictor, data_dir, limit)
     with predictor.lock:
         fused = evaluate_model(predictor.model, tokenized, info.task, collator, list(info.adapters)).predictions
         single = None
@@ -90,6 +99,43 @@ def dev_examples(predictor: Predictor, data_dir: str | None, limit: int = DEV_SA
         )
         for i, (record, answer) in enumerate(zip(dev, fused))
     ]
+
+
+@dataclass(frozen=True)
+class DevDrops:
+    """The fusion's dev metric with all its adapters and with each one switched off in turn."""
+
+    metric: str
+    examples: int
+    with_all: float
+    without: dict[str, float]
+
+    def change(self, adapter: str) -> float:
+        return self.without[adapter] - self.with_all
+
+
+def dev_leave_one_out(predictor: Predictor, data_dir: str | None, limit: int = DEV_SAMPLE) -> DevDrops:
+    """Leave-one-out averaged over the fixed dev subset: the task's main metric of the fusion over all its
+    adapters, and over all but each one (the rest renormalised, as in the Playground).
+
+    Needs three adapters or more: with two, dropping one leaves a single adapter, which the model runs on its own
+    path with its own head, not through the fusion.
+    """
+    info = predictor.info
+    if len(info.adapters) < 3:
+        raise DashboardError("Averaging over the dev set needs a fusion of three adapters or more.")
+    _, tokenized, collator = _dev_set(predictor, data_dir, limit)
+    metric = info.task.main_metric
+
+    def score(names: list[str]) -> float:
+        return evaluate_model(predictor.model, tokenized, info.task, collator, names, keep_predictions=False).metrics[
+            metric
+        ]
+
+    with predictor.lock:
+        with_all = score(list(info.adapters))
+        without = {name: score([a for a in info.adapters if a != name]) for name in info.adapters}
+    return DevDrops(metric, len(tokenized), with_all, without)
 
 
 def outcome_counts(examples: list[DevExample]) -> dict[str, int]:

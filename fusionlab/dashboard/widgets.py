@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote
 import streamlit as st
 
 from fusionlab.dashboard import urlstate
-from fusionlab.dashboard.dev_browser import DevExample, dev_examples
+from fusionlab.dashboard.dev_browser import DevDrops, DevExample, dev_examples, dev_leave_one_out
 from fusionlab.dashboard.efficiency import DEFAULT_REPEATS, LatencyReport, measure_latency
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.inference import Predictor, checkpoint_signature, preferred_fusion
@@ -161,6 +161,16 @@ def cached_dev_examples(workspace: Workspace, fusion: str, data_dir: str | None)
     """:func:`~fusionlab.dashboard.dev_browser.dev_examples`, remembered per fusion, checkpoint version and data
     directory (scoring a few hundred examples twice takes seconds; every student then browses the same list)."""
     return _cached_dev_examples(str(workspace.root), fusion, checkpoint_signature(workspace, fusion), data_dir)
+
+
+@st.cache_data(max_entries=8, show_spinner="Scoring the dev examples without each adapter in turn…")
+def _cached_dev_drops(root: str, fusion: str, signature: tuple[tuple[str, int], ...], data_dir: str | None) -> DevDrops:
+    return dev_leave_one_out(load_predictor(Workspace(root), fusion), data_dir)
+
+
+def cached_dev_drops(workspace: Workspace, fusion: str, data_dir: str | None) -> DevDrops:
+    """:func:`~fusionlab.dashboard.dev_browser.dev_leave_one_out`, remembered like :func:`cached_dev_examples`."""
+    return _cached_dev_drops(str(workspace.root), fusion, checkpoint_signature(workspace, fusion), data_dir)
 
 
 # -- the browser's theme -----------------------------------------------------------------------------------
