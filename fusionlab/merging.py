@@ -1,0 +1,119 @@
+"""Parameter merging: several trained bottleneck adapters folded into one adapter (no extra inference cost).
+
+The methods a user would pick instead of fusion (issue "Composition lab"), over the same frozen adapters. An
+adapter's parameters are its own task vector: an untrained adapter is the identity (its up-projection starts at
+zero), and every method below is applied tensor by tensor to the adapters' parameters (down/up weights and
+biases of every layer), as PEFT and the merging papers do for other adapter kinds:
+
+- ``average``: the plain mean.
+- ``task_arithmetic`` (Ilharco et al., 2023): ``scale`` × the sum.
+- ``ties`` (Yadav et al., 2023): trim each adapter to its ``density`` largest-magnitude entries, elect a sign
+  per entry (the sign of the summed trimmed values), and average only the entries that agree with it.
+- ``dare`` (Yu et al., 2024): drop each entry with probability ``1 - density`` and rescale the survivors by
+  ``1 / density``, then average; seeded, so a merge is reproducible.
+
+Merging is a heuristic for non-linear bottlenecks (the ReLU between down and up does not commute with a sum);
+that is exactly what a comparison against fusion measures. Adapters of different shapes or non-linearities are
+refused: their parameters do not line up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import torch
+
+from fusionlab.adapters.manager import AdapterManager
+from fusionlab.config import AdapterConfig
+
+Merge = Callable[[list[torch.Tensor], "MergeOptions", torch.Generator], torch.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class MergeOptions:
+    """The knobs of the merging methods (each method reads the ones it has)."""
+
+    scale: float = 1.0  # task arithmetic
+    density: float = 0.2  # ties, dare: the fraction of entries kept
+    seed: int = 0  # dare
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.density <= 1.0:
+            raise ValueError(f"MergeOptions.density must be in (0, 1], got {self.density}")
+        if not -10.0 <= self.scale <= 10.0:
+            raise ValueError(f"MergeOptions.scale must be between -10 and 10, got {self.scale}")
+
+
+def _average(tensors: list[torch.Tensor], options: MergeOptions, generator: torch.Generator) -> torch.Tensor:
+    return torch.stack(tensors).mean(dim=0)
+
+
+def _task_arithmetic(tensors: list[torch.Tensor], options: MergeOptions, generator: torch.Generator) -> torch.Tensor:
+    return options.scale * torch.stack(tensors).sum(dim=0)
+
+
+def _trim(tensor: torch.Tensor, density: float) -> torch.Tensor:
+    """Keep the ``density`` fraction of entries with the largest magnitude (at least one), zero the rest."""
+    keep = max(1, round(density * tensor.numel()))
+    if keep >= tensor.numel():
+        return tensor.clone()
+    threshold = tensor.abs().flatten().kthvalue(tensor.numel() - keep + 1).values
+    return torch.where(tensor.abs() >= threshold, tensor, torch.zeros_like(tensor))
+
+
+def _ties(tensors: list[torch.Tensor], options: MergeOptions, generator: torch.Generator) -> torch.Tensor:
+    trimmed = torch.stack([_trim(t, options.density) for t in tensors])
+    sign = torch.sign(trimmed.sum(dim=0))
+    agrees = (torch.sign(trimmed) == sign) & (trimmed != 0)
+    count = agrees.sum(dim=0).clamp(min=1)
+    return (trimmed * agrees).sum(dim=0) / count
+
+
+def _dare(tensors: list[torch.Tensor], options: MergeOptions, generator: torch.Generator) -> torch.Tensor:
+    kept = []
+    for tensor in tensors:
+        mask = torch.rand(tensor.shape, generator=generator) < options.density
+        kept.append(tensor * mask / options.density)
+    return torch.stack(kept).mean(dim=0)
+
+
+MERGE_METHODS: dict[str, Merge] = {
+    "average": _average,
+    "task_arithmetic": _task_arithmetic,
+    "ties": _ties,
+    "dare": _dare,
+}
+"""Method name → how it merges one parameter tensor across adapters (the one registry of merging methods)."""
+
+
+def merge_adapters(
+    manager: AdapterManager,
+    names: Sequence[str],
+    method: str,
+    merged_name: str,
+    options: MergeOptions | None = None,
+) -> None:
+    """Add adapter ``merged_name`` to ``manager``: ``method`` applied to the parameters of the adapters ``names``.
+
+    The merged adapter takes the first adapter's config (size, non-linearity) with ``task_name`` "merged": it
+    belongs to no task until a head is trained on it.
+    """
+    if method not in MERGE_METHODS:
+        raise ValueError(f"unknown merging method {method!r}; known: {', '.join(MERGE_METHODS)}")
+    names = list(names)
+    if not names:
+        raise ValueError("name at least one adapter to merge")
+    for name in names:
+        manager.require(name)
+    configs = [manager.configs[name] for name in names]
+    shape = {(c.adapter_size, c.non_linearity) for c in configs}
+    if len(shape) > 1:
+        raise ValueError(f"adapters {names} differ in size or non-linearity ({sorted(shape)}): they cannot be merged")
+    options = options or MergeOptions()
+    generator = torch.Generator().manual_seed(options.seed)
+    states = [manager.adapters[name].state_dict() for name in names]
+    merged = {key: MERGE_METHODS[method]([s[key].float() for s in states], options, generator) for key in states[0]}
+    config: AdapterConfig = dataclasses.replace(configs[0], task_name="merged")
+    adapter = manager.add_adapter(merged_name, config)
+    adapter.load_state_dict({key: value.to(states[0][key].dtype) for key, value in merged.items()})
