@@ -31,6 +31,9 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from chromium import CHROMIUM_FLAGS  # noqa: E402  (one list of flags for the benches and the browser tests)
+
 TEXT_32_TOKENS = (
     "A man in a blue coat is walking his two small dogs along the river on a cold morning, and he stops to talk"
 )
@@ -86,18 +89,6 @@ def warm_latency(workspace_root: Path, fusion: str, repeats: int) -> dict:
         "p90_ms": sorted(times)[int(0.9 * len(times)) - 1],
         "repeats": repeats,
     }
-
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-"""How the benchmarks start Debian's chromium (``playwright install`` cannot download browsers here)."""
 
 
 def free_port() -> int:

@@ -99,7 +99,7 @@ def browser():
 
     from playwright.sync_api import sync_playwright
 
-    from tests.test_browser import CHROMIUM_FLAGS
+    from bench.chromium import CHROMIUM_FLAGS  # one list of flags for the benches and the browser tests
 
     executable = shutil.which("chromium")
     if executable is None:
