@@ -9,6 +9,7 @@ from fusionlab.dashboard.examples import examples_for
 from fusionlab.dashboard.inference import Comparison, FusionInfo, Prediction, Predictor, comparable_fusions
 from fusionlab.dashboard.markdown import md
 from fusionlab.dashboard.widgets import (
+    Workspace,
     cached_dev_drops,
     cached_dev_examples,
     choose_fusion,
@@ -77,6 +78,11 @@ def input_panel(fusion: str, info: FusionInfo) -> tuple[str, str | None, list[st
     return text, pair, active
 
 
+def fusion_title(comparison: Comparison) -> str:
+    count = len(comparison.active_adapters)
+    return f"Fusion over {count} adapter{'s' if count > 1 else ''}"
+
+
 def verdict(title: str, prediction: Prediction) -> None:
     """One answer: the label, large, and how confident the model is."""
     confidence = f"{prediction.confidence:.0%} confident"
@@ -92,8 +98,7 @@ def compare_panel(first: Comparison, second: Comparison, zoom: bool) -> None:
         with column:
             what = f"over {', '.join(comparison.active_adapters)}" if same_fusion else f"({info.method})"
             st.subheader(f"{md(info.name)} {md(what)}")
-            count = len(comparison.active_adapters)
-            verdict(f"Fusion over {count} adapter{'s' if count > 1 else ''}", comparison.fused)
+            verdict(fusion_title(comparison), comparison.fused)
             title = f"{info.name}: mean fusion weight per layer and adapter"
             figure = charts.layer_adapter_heatmap(
                 comparison.layer_weights, comparison.active_adapters, title, zoom=zoom
@@ -115,9 +120,8 @@ def verdict_panel(info: FusionInfo, comparison: Comparison) -> None:
         verdict(f"{md(info.target)} adapter alone", comparison.single)
     else:
         st.info(f"The target task {md(info.target)} has no adapter of its own in this fusion.")
-    count = len(comparison.active_adapters)
-    verdict(f"Fusion over {count} adapter{'s' if count > 1 else ''}", comparison.fused)
-    if count == 1:
+    verdict(fusion_title(comparison), comparison.fused)
+    if len(comparison.active_adapters) == 1:
         st.info(
             f"With one adapter switched on, every fusion weight is 1, yet the fusion need not agree with "
             f"{md(comparison.active_adapters[0])} alone: the fusion passes the adapter's output through its own "
@@ -127,7 +131,9 @@ def verdict_panel(info: FusionInfo, comparison: Comparison) -> None:
 
 
 @st.fragment
-def explore(fusion: str, predictor: Predictor, second: tuple[Predictor, list[str] | None] | None) -> None:
+def explore(
+    workspace: Workspace, fusion: str, predictor: Predictor, second: tuple[Predictor, list[str] | None] | None
+) -> None:
     """Inputs, toggles, both predictions and the weights: an interaction reruns this part, not the page.
 
     Only the open tab's chart is built and sent (the tabs track which one is open), so a browser draws two
@@ -187,12 +193,10 @@ def explore(fusion: str, predictor: Predictor, second: tuple[Predictor, list[str
             zoom=zoom,
         )
         st.plotly_chart(figure)
-        active = comparison.active_adapters
-        if len(active) > 1:
+        shown = len(comparison.active_adapters)
+        if shown > 1:
             furthest = "; ".join(d.describe() for d in comparison.departures(layer))
-            st.caption(
-                f"Furthest from the even share 1/{len(active)} = {1 / len(active):.2f} ({where}): {md(furthest)}."
-            )
+            st.caption(f"Furthest from the even share 1/{shown} = {1 / shown:.2f} ({where}): {md(furthest)}.")
     if tab_learned.open:
         figure = charts.learned_weights_chart(comparison.learned_weights, comparison.active_adapters)
         if figure is None:
@@ -223,7 +227,7 @@ def explore(fusion: str, predictor: Predictor, second: tuple[Predictor, list[str
             else:
                 st.plotly_chart(charts.dev_drop_chart(drops))
 
-    dev_set_browser(fusion)
+    dev_set_browser(workspace, fusion)
 
 
 def load_dev_example(shown: list[DevExample]) -> None:
@@ -235,7 +239,7 @@ def load_dev_example(shown: list[DevExample]) -> None:
         st.session_state[urlstate.PAIR] = example.pair or ""
 
 
-def dev_set_browser(fusion: str) -> None:
+def dev_set_browser(workspace: Workspace, fusion: str) -> None:
     """Where the fusion wins and loses against its target's adapter alone; a click loads an example above."""
     browser = st.expander(
         "Dev-set browser: where the fusion wins and loses", icon=":material/table_rows:", on_change="rerun", key="dev"
@@ -272,4 +276,4 @@ def dev_set_browser(fusion: str) -> None:
         )
 
 
-explore(fusion, predictor, second)
+explore(workspace, fusion, predictor, second)

@@ -44,6 +44,7 @@ from fusionlab.dashboard.runs_view import (
     run_ref,
     run_result,
     run_task,
+    snapshots_by_step,
     weight_trajectory,
     weights_frame,
 )
@@ -227,13 +228,12 @@ if matrix is not None or stats is not None:
             else:
                 st.plotly_chart(chart, key="runs_stats")
 
-trajectory = weight_trajectory(store, run.id)
-chart = trajectory_chart(trajectory, f"How {run.name}'s fusion weights moved while it trained")
+snapshots = snapshots_by_step(store, run.id)
+chart = trajectory_chart(weight_trajectory(snapshots), f"How {run.name}'s fusion weights moved while it trained")
 if chart is not None:
     trajectory_col, replay_col = st.columns(2)
     trajectory_col.plotly_chart(chart, key="runs_trajectory")
     with replay_col:
-        snapshots = {snap.step: snap for snap in store.snapshots(run.id)}
         step = st.select_slider("Replay: weights at step", list(snapshots), value=max(snapshots), key="runs_replay")
         payload = snapshots[step].payload
         bars = fusion_weight_bars(

@@ -20,6 +20,7 @@ from fusionlab.devices import AUTO, device_argument, place_process
 from fusionlab.pack.store import own_name, ready_workspace
 from fusionlab.runspec import AdapterRun, Budget, CustomData, FusionRun, fusion_name, run_result
 from fusionlab.runstore import TERMINAL_STATUSES, Run, RunStore
+from fusionlab.worker import DEFAULT_NICENESS
 from fusionlab.workspace import Workspace
 
 FOLLOW_POLL_S = 0.5
@@ -550,7 +551,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--once", action="store_true", help="execute at most one run")
     p.add_argument("--idle-exit", type=float, default=60.0, help="exit after this many idle seconds")
-    p.add_argument("--nice", type=int, default=10, help="lower the worker's CPU priority, 0-19 (default: %(default)s)")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=DEFAULT_NICENESS,
+        help="lower the worker's CPU priority, 0-19 (default: %(default)s)",
+    )
     _add_common(p)
     p.set_defaults(func=cmd_worker)
 

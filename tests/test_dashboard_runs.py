@@ -51,6 +51,7 @@ from fusionlab.dashboard.runs_view import (
     history_frame,
     metric_names,
     requested_index,
+    snapshots_by_step,
     weight_trajectory,
     weights_frame,
 )
@@ -593,7 +594,7 @@ def test_metric_names_read_as_people_write_them() -> None:
 @pytest.mark.slow
 def test_the_weight_trajectory_follows_the_snapshots(executed: ExecutedRuns) -> None:
     store = executed.store
-    trajectory = weight_trajectory(store, executed.fusion_id)
+    trajectory = weight_trajectory(snapshots_by_step(store, executed.fusion_id))
     steps = sorted({snap.step for snap in store.snapshots(executed.fusion_id)})
     assert steps[0] == 0  # the weights before the first step are recorded too
     assert sorted(trajectory["step"].unique()) == steps
@@ -603,4 +604,6 @@ def test_the_weight_trajectory_follows_the_snapshots(executed: ExecutedRuns) -> 
     chart = trajectory_chart(trajectory, "Moved")
     assert [trace.name for trace in chart.data] == ["rte", "cb"]
     assert chart.layout.xaxis.tickformat == "d"
-    assert trajectory_chart(weight_trajectory(store, executed.adapter_id), "none") is None  # an adapter run
+    assert (
+        trajectory_chart(weight_trajectory(snapshots_by_step(store, executed.adapter_id)), "none") is None
+    )  # adapter run

@@ -25,7 +25,7 @@ from fusionlab.runspec import FusionStats, layers_frame, run_result
 
 __all__ = ["FAILED", "FINISHED", "STATUSES", "run_result"]  # for the Runs page, with the functions below
 from fusionlab.runspec import run_task as stored_run_task
-from fusionlab.runstore import FAILED, FINISHED, STATUSES, Run, RunStore
+from fusionlab.runstore import FAILED, FINISHED, STATUSES, Run, RunStore, Snapshot
 from fusionlab.workspace import CHECKPOINT_MARKER
 
 HISTORY_COLUMNS = [
@@ -100,6 +100,7 @@ def history_frame(runs: list[Run]) -> pd.DataFrame:
     rows = []
     for run in runs:
         end = run.ended_at if run.ended_at is not None else now
+        metric = main_metric(run)
         rows.append(
             {
                 "id": run.id,
@@ -111,7 +112,7 @@ def history_frame(runs: list[Run]) -> pd.DataFrame:
                 "started": run.started_at,
                 "ended": run.ended_at,
                 "duration_s": end - run.started_at if run.started_at is not None else None,
-                "metric": metric_label(main_metric(run)) if main_metric(run) else None,
+                "metric": metric_label(metric) if metric else None,
                 "score": main_score(run),
                 "error": error_first_line(run),
             }
@@ -274,12 +275,16 @@ def weights_frame(layers: list[list[float]], adapter_names: list[str]) -> pd.Dat
     return layers_frame(layers, list(adapter_names))
 
 
-def weight_trajectory(store: RunStore, run_id: int) -> pd.DataFrame:
-    """Each adapter's fusion weight (mean over layers) at every snapshot of a fusion run: columns ``step``,
-    ``adapter``, ``weight``. Empty for a run without snapshots."""
+def snapshots_by_step(store: RunStore, run_id: int) -> dict[int, Snapshot]:
+    """A run's fusion-weight snapshots by training step (the last one of a step: the end may repeat a step)."""
+    return {snapshot.step: snapshot for snapshot in store.snapshots(run_id)}
+
+
+def weight_trajectory(snapshots: dict[int, Snapshot]) -> pd.DataFrame:
+    """Each adapter's fusion weight (mean over layers) at every snapshot (:func:`snapshots_by_step`): columns
+    ``step``, ``adapter``, ``weight``. Empty for a run without snapshots."""
     rows = []
-    last_per_step = {snapshot.step: snapshot for snapshot in store.snapshots(run_id)}  # the end may repeat a step
-    for snapshot in last_per_step.values():
+    for snapshot in snapshots.values():
         frame = weights_frame(snapshot.payload.get("layers") or [], snapshot.payload.get("adapter_names") or [])
         for adapter, weight in frame.mean(axis=0).items():
             rows.append({"step": snapshot.step, "adapter": adapter, "weight": float(weight)})
