@@ -169,7 +169,13 @@ else:
     st.dataframe(
         highlight_differences(diff[diff["differs"]] if only else diff),
         hide_index=True,
-        column_config={"key": "setting", "A": label(run_a), "B": label(run_b), "differs": None},
+        # the setting stays in view while a narrow screen scrolls the two runs' values sideways
+        column_config={
+            "key": st.column_config.TextColumn("setting", pinned=True),
+            "A": label(run_a),
+            "B": label(run_b),
+            "differs": None,
+        },
         key="runs_diff",
     )
 

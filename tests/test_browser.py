@@ -238,3 +238,58 @@ def test_the_chosen_theme_stays_on_every_page_after_a_reload(app, page):
     dark = page.evaluate("getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor")
     assert dark != light, (light, dark)
     page.evaluate("localStorage.clear()")
+
+
+CHART_LAYOUT_PROBLEMS = """
+() => {
+  const box = (el) => el ? el.getBoundingClientRect() : null;
+  const overlap = (a, b) => a && b && a.width > 0 && b.width > 0 &&
+    a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+  const inside = (a, outer) => a.left >= outer.left - 1 && a.right <= outer.right + 1 &&
+    a.top >= outer.top - 1 && a.bottom <= outer.bottom + 1;
+  const problems = [];
+  document.querySelectorAll('.js-plotly-plot').forEach((plot, i) => {
+    const svg = box(plot.querySelector('.main-svg'));
+    const title = plot.querySelector('.gtitle');
+    const name = title ? title.textContent : `chart ${i}`;
+    const legend = box(plot.querySelector('.legend'));
+    if (title && !inside(box(title), svg)) problems.push(`${name}: title cut`);
+    plot.querySelectorAll('.xtitle, .ytitle').forEach((axis) => {
+      if (overlap(legend, box(axis))) problems.push(`${name}: legend covers an axis title`);
+    });
+    if (title && overlap(legend, box(title))) problems.push(`${name}: legend covers the title`);
+    plot.querySelectorAll('.textpoint text, .bartext').forEach((label) => {
+      if (!inside(box(label), svg)) problems.push(`${name}: label ${label.textContent} cut`);
+    });
+  });
+  return {charts: document.querySelectorAll('.js-plotly-plot').length, problems};
+}
+"""
+
+
+@pytest.mark.parametrize("width", [800, 1280])
+def test_no_chart_title_legend_or_label_is_cut_or_covered_on_a_narrow_screen(app, browser, width):
+    """At 800 px (a laptop's half screen) and 1280 px (a projector), every chart's title, legend and value
+    labels fit in the chart and cover nothing: titles wrap, legends sit under the axis titles."""
+    url, _ = app
+    context = browser.new_context(viewport={"width": width, "height": 3000})  # tall: every chart rendered
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    charts = 0
+    try:
+        for path in ("playground", "efficiency", "mechanics", "runs"):
+            page.goto(f"{url}/{path}")
+            wait_for_app(page)
+            if path == "efficiency":
+                page.get_by_role("button", name="Measure latency").click()  # the chart with the value labels
+                page.locator(".js-plotly-plot .textpoint").first.wait_for(state="visible")
+                wait_for_app(page)
+            page.wait_for_timeout(500)  # Plotly lays labels out after the element appears
+            found = page.evaluate(CHART_LAYOUT_PROBLEMS)
+            assert found["problems"] == [], (path, found["problems"])
+            charts += found["charts"]
+            shoot(page, f"{path}-{width}px")
+        assert page.get_by_test_id("stSidebar").get_attribute("aria-expanded") != "true"  # collapsed
+    finally:
+        context.close()
+    assert charts >= 6, charts

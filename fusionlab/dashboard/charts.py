@@ -9,6 +9,7 @@ draw returns ``None`` instead of an empty figure; the page then says why there i
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -30,16 +31,33 @@ FUSION_COLOR = "#9467BD"
 WEIGHT_SCALE = "Viridis"  # perceptually uniform, dark-to-light: readable on both themes
 
 
+TITLE_WRAP = 44
+"""Characters per chart-title line: a half-width column at 800 px holds about this many at the house font size,
+and Plotly cuts a title that is too long rather than wrapping it."""
+
+LEGEND_BELOW = {"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0, "xanchor": "left", "x": 0}
+"""Every legend sits at the foot of the figure, where Plotly makes room for it under the axis title; above the plot,
+beside a title, it covered the title once a column was narrow."""
+
+
+def wrap_title(title: str, width: int = TITLE_WRAP) -> str:
+    """``title`` broken into lines of at most ``width`` characters (Plotly's ``<br>``), at spaces."""
+    return "<br>".join(textwrap.wrap(title, width)) or title
+
+
 def style_figure(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 380) -> go.Figure:
-    """The house style of every dashboard chart: left title, transparent background (both themes), light grid."""
+    """The house style of every dashboard chart: left title (wrapped, never cut), legend below the plot,
+    transparent background (both themes), light grid."""
+    wrapped = wrap_title(title)
+    extra_lines = wrapped.count("<br>")
     fig.update_layout(
-        title={"text": title, "x": 0, "xanchor": "left"},
-        height=height,
-        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        title={"text": wrapped, "x": 0, "xanchor": "left"},
+        height=height + 22 * extra_lines,
+        margin={"l": 10, "r": 10, "t": 60 + 22 * extra_lines, "b": 10},
         paper_bgcolor="rgba(0,0,0,0)",
         plot_bgcolor="rgba(0,0,0,0)",
         font={"size": 13},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
+        legend=LEGEND_BELOW,
     )
     fig.update_xaxes(title_text=x_title, gridcolor=GRID, zerolinecolor=GRID, automargin=True)
     fig.update_yaxes(title_text=y_title, gridcolor=GRID, zerolinecolor=GRID, automargin=True)
@@ -305,6 +323,7 @@ def latency_chart(report: LatencyReport) -> go.Figure:
         marker={"size": 10, "color": [adapter_color(n) for n in report.fusion_adapters]},
         text=[f"{ms:.1f} ms" for ms in report.fusion_ms],
         textposition="top center",
+        cliponaxis=False,
         customdata=added,
         hovertemplate="%{x} adapters (%{customdata}): %{y:.1f} ms<extra></extra>",
     )
@@ -323,7 +342,9 @@ def latency_chart(report: LatencyReport) -> go.Figure:
         line={"color": adapter_color(report.single_adapter), "dash": "dash"},
     )
     fig.update_xaxes(
-        tickvals=counts, ticktext=[f"{k}<br>{adapter_tick(n)}" for k, n in zip(counts, report.fusion_adapters)]
+        tickvals=counts,
+        ticktext=[f"{k}<br>{adapter_tick(n)}" for k, n in zip(counts, report.fusion_adapters)],
+        range=[0.5, len(counts) + 0.5],  # room for the first and last point's label
     )
     fig.update_yaxes(rangemode="tozero")
     title = f"Latency vs number of fused adapters ({report.tokens} tokens, median of {report.repeats} runs)"

@@ -86,10 +86,7 @@ def curves_chart(curves: pd.DataFrame, metric: str, title: str | None = None) ->
         fig, title or f"{_sentence_case(metric_title(metric))} by training step", "step", metric_title(metric)
     )
     fig.update_xaxes(step_axis(int(curves["step"].max())))
-    # Below the plot: run labels are long, and a legend beside the title would cover it once it wraps.
-    fig.update_layout(
-        showlegend=True, legend={"orientation": "h", "yanchor": "top", "y": -0.25, "xanchor": "left", "x": 0}
-    )
+    fig.update_layout(showlegend=True)
     return fig
 
 
