@@ -488,6 +488,44 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Every composition method over the same adapters, trained in this process, then one table."""
+    from fusionlab.composition.compare import RESULT_FILE, compare_methods, format_table
+    from fusionlab.composition.results import CompareOptions
+    from fusionlab.composition.session import comparison_dir
+
+    workspace = ready_workspace(args.home)
+    options = CompareOptions(
+        target=args.target,
+        adapters=[a.strip() for a in args.adapters.split(",") if a.strip()],
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else [],
+        seed=args.seed,
+        max_steps=args.max_steps,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples,
+        finetune=args.finetune,
+        search_evaluations=args.search_evaluations,
+        curves=not args.no_curves,
+    )
+    comparison = compare_methods(options, workspace, args.data_dir, args.model, progress=lambda m: print(m, flush=True))
+    print()
+    print(
+        f"{options.target}: dev {comparison.results[0].main_metric if comparison.results else 'metric'} on "
+        f"{comparison.dev_examples} examples (majority class {comparison.majority_baseline:.4f}); latency: one "
+        f"batch of {options.latency_batch} dev inputs, relative to the encoder alone ({comparison.base_latency_ms:.1f} ms)"
+    )
+    print(format_table(comparison))
+    for title, points in (("AdapterDrop", comparison.adapter_drop), ("pruning", comparison.pruning)):
+        if points:
+            cells = ", ".join(f"{p.label} {p.metric:.4f} @ {comparison.latency_ratio(p):.2f}x" for p in points)
+            print(f"{title} (attention fusion): {cells}")
+    print(f"saved: {comparison_dir(workspace, options) / RESULT_FILE}")
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fusionlab", description="Adapter Fusion on transformer encoders.")
@@ -591,6 +629,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the matrix as JSON instead of a table")
     _add_common(p)
     p.set_defaults(func=cmd_usage)
+
+    p = sub.add_parser(
+        "compare",
+        help="fusion against merging, a gradient-free search, AdapterDrop and pruning, on the same adapters",
+        description="Runs in this process (minutes to hours on a CPU); results go to "
+        "<workspace>/comparisons/TARGET-sSEED/comparison.json.",
+    )
+    p.add_argument("target", help="target task, e.g. rte")
+    p.add_argument("--adapters", required=True, help="comma-separated source adapters, e.g. rte,mnli,qnli,sst2,boolq")
+    p.add_argument("--methods", help="comma-separated subset, e.g. fusion:attention,merge:ties,lorahub (default: all)")
+    p.add_argument("--max-steps", type=int, default=200, help="training steps of every trained method")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--max-train-samples", type=int, default=None)
+    p.add_argument("--max-eval-samples", type=int, default=None, help="the task's fixed dev subset of this size")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--finetune", action="store_true", help="also fine-tune each merged adapter (rows …+ft)")
+    p.add_argument("--search-evaluations", type=int, default=40, help="candidates the LoraHub search scores")
+    p.add_argument("--no-curves", action="store_true", help="skip the AdapterDrop and pruning curves")
+    p.add_argument("--model", default=None, help="base model (default: bundled all-MiniLM-L6-v2)")
+    _add_common(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("tasks", help="list the built-in tasks")
     _add_common(p)

@@ -71,3 +71,12 @@ def require_device(device: str) -> None:
             f"this worker serves {device}, but torch sees no GPU here ({VISIBLE_DEVICES_ENV}={visible!r}); "
             "start the worker with --device cpu or auto, or on a machine with that GPU"
         )
+
+
+def describe_device() -> str:
+    """Where this process computes, as results record it: the GPU's name, else the CPU and its thread count."""
+    import torch  # here, not at the top: a worker places its process (CUDA_VISIBLE_DEVICES) before torch loads
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"cpu ({torch.get_num_threads()} threads)"

@@ -101,14 +101,20 @@ def evaluate_model(
     batch_size: int = 64,
     device: torch.device | str | None = None,
     keep_predictions: bool = True,
+    force_fusion: bool = False,
+    drop_first_layers: int = 0,
 ) -> EvaluationResult:
-    """Evaluate ``model`` with ``adapter_names`` on a tokenised dataset (columns from ``tokenize_dataset``)."""
+    """Evaluate ``model`` with ``adapter_names`` on a tokenised dataset (columns from ``tokenize_dataset``).
+
+    ``force_fusion`` and ``drop_first_layers`` are passed to the model (a fusion over one adapter; AdapterDrop);
+    fusion statistics are gathered only over the full depth, where every layer has weights.
+    """
     names, fusion_indices = model.resolve_adapters(adapter_names)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    fused = fusion_indices is not None
-    accumulator = _WeightAccumulator(task.num_labels) if fused else None
+    fused = fusion_indices is not None or force_fusion
+    accumulator = _WeightAccumulator(task.num_labels) if fused and not drop_first_layers else None
     all_preds, all_labels, all_probs = [], [], []
     order = _by_length(dataset)
     loader = DataLoader(dataset.select(order), batch_size=batch_size, shuffle=False, collate_fn=collator)
@@ -116,7 +122,13 @@ def evaluate_model(
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items()}
             labels = batch.pop("labels")
-            out = model(**batch, adapter_names=names, output_fusion_weights=fused)
+            out = model(
+                **batch,
+                adapter_names=names,
+                output_fusion_weights=accumulator is not None,
+                force_fusion=force_fusion,
+                drop_first_layers=drop_first_layers,
+            )
             probs = torch.softmax(out.logits.float(), dim=-1)
             all_probs.append(probs.cpu())
             all_preds.append(probs.argmax(-1).cpu())

@@ -57,6 +57,8 @@ class _ForwardContext:
     fusion_indices: list[int] | None
     collect_weights: bool
     collect_inputs: bool = False
+    skip_below: int = 0
+    """AdapterDrop: layers below this index run as the plain encoder (no adapters, no fusion)."""
     weights: list[torch.Tensor] = field(default_factory=list)
     inputs: list[torch.Tensor] = field(default_factory=list)
 
@@ -165,11 +167,24 @@ class FusionModel(nn.Module):
         self.heads[name] = self._new_head(name)
         _outside_inference_mode(self)
 
+    def remove_adapter(self, name: str) -> None:
+        """Remove adapter ``name`` and its head (refused for an adapter the fusion fuses)."""
+        if self.fusion_config is not None and name in self.fusion_config.adapter_names:
+            raise ValueError(f"adapter {name!r} is fused by this model's fusion; it cannot be removed")
+        self.adapter_manager.remove_adapter(name)
+        del self.heads[name]
+
     # -- trainable parameters for the two training stages -------------------------------------------------
     def train_adapter_only(self, name: str) -> None:
         """Stage 1: only adapter ``name`` and its head learn; base, other adapters and fusion stay frozen."""
         self.requires_grad_(False)
         self.adapter_manager.freeze([name], frozen=False)
+        self.heads[name].requires_grad_(True)
+
+    def train_head_only(self, name: str) -> None:
+        """Only adapter ``name``'s head learns; everything else stays frozen (a head on a merged adapter)."""
+        self.adapter_manager.require(name)
+        self.requires_grad_(False)
         self.heads[name].requires_grad_(True)
 
     def train_fusion_only(self) -> None:
@@ -255,8 +270,8 @@ class FusionModel(nn.Module):
     def _make_hook(self, layer: int):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
             context = getattr(_ACTIVE, "contexts", {}).get(id(self))
-            if context is None:
-                return None  # plain base-model call: leave the layer untouched
+            if context is None or layer < context.skip_below:
+                return None  # plain base-model call, or a dropped layer: leave the layer untouched
             return self._adapt_layer(layer, output, context)
 
         return hook
@@ -322,6 +337,7 @@ class FusionModel(nn.Module):
         output_fusion_weights: bool = False,
         force_fusion: bool = False,
         output_adapter_inputs: bool = False,
+        drop_first_layers: int = 0,
         **encoder_kwargs,
     ) -> FusionModelOutput:
         """Run the encoder with the named adapters (see the module docstring for which path is taken).
@@ -330,6 +346,10 @@ class FusionModel(nn.Module):
         the fusion layers and the fusion's head instead (fusion over a subset of one: an ablation, or the
         fusion layer's own cost). ``output_fusion_weights`` returns the fusion path's softmax weights,
         ``output_adapter_inputs`` the hidden state every layer's adapters read (for Mechanics).
+
+        ``drop_first_layers=k`` is AdapterDrop (Rücklé et al., 2021) at inference: the first ``k`` layers run
+        without adapters and fusion, saving their cost; ``0`` is the full model, exactly. The weights and inputs
+        returned then cover the remaining layers only.
         """
         if getattr(self, "_is_replica", False):
             raise RuntimeError(
@@ -346,10 +366,12 @@ class FusionModel(nn.Module):
                     f"force_fusion=True needs a fusion over {names[0]!r}; this model's fusion is over {trained}"
                 )
             fusion_indices = [trained.index(names[0])]
+        if not 0 <= drop_first_layers <= self.num_layers:
+            raise ValueError(f"drop_first_layers must be between 0 and {self.num_layers}, got {drop_first_layers}")
         if token_type_ids is not None and self._accepts_token_type_ids:
             encoder_kwargs["token_type_ids"] = token_type_ids
         collect_weights = output_fusion_weights and fusion_indices is not None
-        context = _ForwardContext(names, fusion_indices, collect_weights, output_adapter_inputs)
+        context = _ForwardContext(names, fusion_indices, collect_weights, output_adapter_inputs, drop_first_layers)
         contexts = _ACTIVE.__dict__.setdefault("contexts", {})
         contexts[id(self)] = context
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fusionlab.merging import MERGE_METHODS, MergeOptions, _ties, merge_adapters
+from fusionlab.composition.merging import MERGE_METHODS, MergeOptions, _ties, merge_adapters
 from tests.conftest import tiny_encoder
 from tests.test_model import build, perturb_adapters
 
@@ -88,4 +88,22 @@ def test_adapters_that_do_not_line_up_are_refused():
         merge_adapters(manager, ["a", "c"], "mean", "bad")
     with pytest.raises(ValueError, match="density must be in"):
         MergeOptions(density=0)
-    assert set(MERGE_METHODS) == {"average", "task_arithmetic", "ties", "dare"}
+    assert set(MERGE_METHODS) == {"average", "task_arithmetic", "ties", "dare", "linear"}
+
+
+def test_the_linear_merge_needs_one_coefficient_per_adapter():
+    manager = trained_manager().adapter_manager
+    with pytest.raises(ValueError, match="one coefficient per adapter"):
+        merge_adapters(manager, ["a", "c"], "linear", "lin", MergeOptions(coefficients=(1.0,)))
+    with pytest.raises(ValueError, match="finite"):
+        MergeOptions(coefficients=(float("nan"), 1.0))
+    merge_adapters(manager, ["a", "c"], "linear", "halves", MergeOptions(coefficients=(0.5, 0.5)))
+    merge_adapters(manager, ["a", "c"], "average", "avg")
+    for key, value in state(manager, "halves").items():
+        torch.testing.assert_close(value, state(manager, "avg")[key])  # 1/N each is the plain average
+
+
+def test_an_adapter_cannot_take_the_name_of_a_torch_module_method():
+    manager = trained_manager().adapter_manager
+    with pytest.raises(ValueError, match="'half' cannot name an adapter"):
+        manager.add_adapter("half", manager.configs["a"])

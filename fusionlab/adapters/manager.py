@@ -68,6 +68,8 @@ class AdapterManager(nn.Module):
             raise ValueError(f"adapter name must be a non-empty string without '.', got {name!r}")
         if name in self.adapters:
             raise ValueError(f"an adapter named {name!r} already exists")
+        if hasattr(self.adapters, name):  # torch keeps modules as attributes: "half" or "train" would shadow a method
+            raise ValueError(f"{name!r} cannot name an adapter: it is the name of a torch module method")
         adapter = TaskAdapter(self.hidden_size, config, self.num_layers)
         adapter.requires_grad_(not self.freeze_adapters)
         self.adapters[name] = adapter

@@ -22,6 +22,7 @@ import fusionlab
 from fusionlab.checkpoint import read_meta
 from fusionlab.data import resolve_data_dir, split_note
 from fusionlab.data.tasks import TaskSpec, get_task
+from fusionlab.devices import describe_device
 from fusionlab.metrics import majority_baseline
 from fusionlab.pack.card import CARD_FILE, ArtifactCard, DataRecord, DevScore
 from fusionlab.pack.recipe import ADAPTERS, FUSIONS, AdapterRecipe, FusionRecipe
@@ -180,7 +181,7 @@ def build_pack(
         if unknown:
             raise ValueError(f"the pack has no artifact {unknown}; it has {', '.join(r.name for r in recipes)}")
     workspace = Workspace(out)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    device = describe_device()
     trainer = FusionTrainer(workspace=workspace, data_dir=root)
     for recipe in recipes:
         if only and recipe.name not in only:

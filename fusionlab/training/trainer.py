@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -101,6 +102,11 @@ class TrainResult:
             confusion_matrix=evaluation.confusion_matrix,
             label_names=list(evaluation.label_names),
         )
+
+
+Compose = Callable[[FusionModel, str, AdapterConfig], None]
+"""Adds one adapter, named by its second argument, to a model holding the source adapters (see
+:meth:`FusionTrainer.train_composed`); the third argument describes the target task's labels."""
 
 
 class _Fit(NamedTuple):
@@ -278,6 +284,52 @@ class FusionTrainer:
         extra["own_adapter_metrics"] = self._own_adapter_metrics(model, spec, fit, list(adapters))
         path = model.save_pretrained(self.workspace.fusion_dir(name), extra=extra)
         return TrainResult.of("fusion", name, spec, Path(path), fit)
+
+    # -- composition: one adapter built out of several (issue "Composition lab") --------------------------------
+    def train_composed(
+        self,
+        target_task: str | TaskSpec,
+        adapters: list[str],
+        compose: Compose,
+        name: str,
+        finetune: bool = False,
+        training_config: TrainingConfig | None = None,
+    ) -> TrainResult:
+        """Build one adapter out of the frozen ``adapters`` and train a ``target_task`` head on it; save it.
+
+        ``compose(model, name, task_config)`` adds the new adapter to a model holding ``adapters`` (a merge, a
+        searched combination). Then only its head learns or, with ``finetune``, the adapter as well. The result is
+        an ordinary adapter checkpoint (with its head), usable on its own like any trained adapter.
+        """
+        spec = target_task if isinstance(target_task, TaskSpec) else get_task(target_task)
+        config = training_config or self.training_config
+        task_config = AdapterConfig(
+            task_name=spec.name,
+            task_type=spec.task_type,
+            num_labels=spec.num_labels,
+            label_names=list(spec.label_names),
+        )
+        self._refuse_pack_artifact(self.workspace.adapter_dir(name))
+        set_seed(config.seed)
+        model = self.load_adapters(list(adapters))
+        compose(model, name, task_config)
+        for source in adapters:  # the sources are folded into the new adapter: it is what trains and is saved
+            model.remove_adapter(source)
+        if finetune:
+            model.train_adapter_only(name)
+        else:
+            model.train_head_only(name)
+        fit = self._fit(model, spec, config, [name], snapshots=False)
+        extra = self._extra(spec, config, fit.evaluation, fit.baseline, fit.loop.steps)
+        extra["composed_from"] = list(adapters)
+        path = model.save_pretrained(self.workspace.adapter_dir(name), adapter_name=name, extra=extra)
+        return TrainResult.of("adapter", name, spec, Path(path), fit)
+
+    def tokenized_split(self, task: str | TaskSpec, split: str, max_samples: int | None, seed: int):
+        """A split of ``task`` tokenised at the model config's max length (``max_samples`` drawn with ``seed``)."""
+        spec = task if isinstance(task, TaskSpec) else get_task(task)
+        rows = self._split(spec, split, max_samples, seed)
+        return tokenize_dataset(rows, spec, self.tokenizer, self.model_config.max_length)
 
     @staticmethod
     def _refuse_pack_artifact(directory: Path) -> None:

@@ -1,0 +1,162 @@
+"""Composition methods side by side: fusion, merging, a gradient-free search, AdapterDrop and pruning.
+
+For each target task and seed, ``fusionlab.composition.compare_methods`` over the pack's adapters (the target's
+own and four sources, as the pack's fusions use): every method gets the same training budget and is scored,
+from its saved checkpoint loaded afresh, on the task's fixed dev subset; latencies are timed round-robin in one
+process, relative to the plain encoder. Each (task, seed) is saved as soon as it finishes
+(``<workspace>/comparisons/<task>-s<seed>/comparison.json``), and a rerun skips those already there, so a long
+run can be stopped and resumed. Prints a Markdown table (mean ± std over seeds) and writes JSON.
+
+Usage: ``python bench/compare_methods.py [--tasks rte,cb] [--seeds 1,2,3] [--steps 100] [--workspace DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from fusionlab.composition.compare import RESULT_FILE, compare_methods  # noqa: E402
+from fusionlab.composition.results import CompareOptions, Comparison  # noqa: E402
+from fusionlab.composition.session import comparison_dir  # noqa: E402
+from fusionlab.workspace import Workspace  # noqa: E402
+
+SOURCES = {
+    "rte": ["rte", "mnli", "qnli", "sst2", "boolq"],
+    "cb": ["cb", "mnli", "qnli", "sst2", "boolq"],
+}
+"""The pack's adapters each target is composed from (its own first), as in the pack's fusions."""
+
+PAPER = {"rte": "71.0 → 76.8", "cb": "86.1 → 92.1"}
+"""AdapterFusion paper, Table 1 (BERT-base, full training): single-task adapter → attention fusion (accuracy)."""
+
+
+def options_for(task: str, seed: int, args: argparse.Namespace) -> CompareOptions:
+    return CompareOptions(
+        target=task,
+        adapters=SOURCES[task],
+        seed=seed,
+        max_steps=args.steps,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_eval_samples=args.max_eval_samples,
+        search_evaluations=args.search_evaluations,
+        latency_repeats=args.latency_repeats,
+    )
+
+
+def run_or_load(workspace: Workspace, options: CompareOptions, data_dir: str | None) -> Comparison:
+    saved = comparison_dir(workspace, options) / RESULT_FILE
+    if saved.is_file():
+        comparison = Comparison.load(saved)
+        if comparison.options == options:
+            print(f"{options.slug}: already measured ({saved})", flush=True)
+            return comparison
+    start = time.perf_counter()
+    comparison = compare_methods(options, workspace, data_dir, progress=lambda m: print(f"  {m}", flush=True))
+    print(f"{options.slug}: {time.perf_counter() - start:.0f} s", flush=True)
+    return comparison
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
+def summarise(comparisons: dict[str, list[Comparison]]) -> dict:
+    """Per task and method: the dev metric per seed, its mean, latency ratios and parameters."""
+    summary: dict = {}
+    for task, runs in comparisons.items():
+        methods = [r.method for r in runs[0].results]
+        rows = {}
+        for method in methods:
+            results = [(c, c.result(method)) for c in runs if c.result(method) is not None]
+            rows[method] = {
+                "family": results[0][1].family,
+                "values": [r.value for _, r in results],
+                "latency_ratio": statistics.median(c.latency_ratio(r) for c, r in results),
+                "inference_params": results[0][1].inference_params,
+                "trained_params": results[0][1].trained_params,
+                "train_seconds": statistics.mean(r.train_seconds for _, r in results),
+                "fresh_equals_in_training": all(r.agrees_with_training for _, r in results),
+            }
+        drop = [[(p.dropped_layers, p.metric, c.latency_ratio(p)) for p in c.adapter_drop] for c in runs]
+        prune = [[(len(p.adapters), p.metric, c.latency_ratio(p)) for p in c.pruning] for c in runs]
+        summary[task] = {
+            "seeds": [c.options.seed for c in runs],
+            "dev_examples": runs[0].dev_examples,
+            "main_metric": runs[0].results[0].main_metric,
+            "majority_baseline": runs[0].majority_baseline,
+            "methods": rows,
+            "adapter_drop": drop,
+            "pruning": prune,
+        }
+    return summary
+
+
+def print_tables(summary: dict) -> None:
+    for task, data in summary.items():
+        seeds = ", ".join(str(s) for s in data["seeds"])
+        print(
+            f"\n{task}: dev {data['main_metric']} on {data['dev_examples']} examples, seeds {seeds}; "
+            f"majority class {100 * data['majority_baseline']:.1f}; paper (BERT-base) {PAPER.get(task, '–')}"
+        )
+        print(
+            "| method | dev (mean ± std) | latency vs encoder | params at inference | trained params | training (s) |"
+        )
+        print("|---|---|---|---|---|---|")
+        for method, row in data["methods"].items():
+            print(
+                f"| {method} | {mean_std(row['values'])} | {row['latency_ratio']:.2f}× | "
+                f"{row['inference_params']:,} | {row['trained_params']:,} | {row['train_seconds']:.0f} |"
+            )
+        for name, curve in (("AdapterDrop (k layers dropped)", "adapter_drop"), ("pruning (adapters left)", "pruning")):
+            points = list(zip(*data[curve]))  # per point, one tuple per seed
+            cells = [
+                f"{p[0][0]}: {mean_std([s[1] for s in p])} @ {statistics.median(s[2] for s in p):.2f}×" for p in points
+            ]
+            print(f"{name}: " + "; ".join(cells))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="rte,cb")
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--max-eval-samples", type=int, default=None)
+    parser.add_argument("--search-evaluations", type=int, default=40)
+    parser.add_argument("--latency-repeats", type=int, default=9)
+    parser.add_argument("--workspace", default=os.environ.get("FUSIONLAB_HOME", "bench/results/compare-workspace"))
+    parser.add_argument("--data-dir", default=os.environ.get("FUSIONLAB_DATA_DIR"))
+    parser.add_argument("--out", default="bench/results/compare_methods.json")
+    args = parser.parse_args()
+    workspace = Workspace(args.workspace).ensure()
+    tasks = args.tasks.split(",")
+    comparisons: dict[str, list[Comparison]] = {task: [] for task in tasks}
+    for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: a stopped run has every task's first seeds
+        for task in tasks:
+            comparisons[task].append(run_or_load(workspace, options_for(task, seed, args), args.data_dir))
+    summary = summarise(comparisons)
+    print_tables(summary)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    out.write_text(json.dumps({"machine": machine, "args": vars(args), "summary": summary}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Run the composition methods side by side over the same adapters, and score them the same way.
+
+:func:`compare_methods` gives each method of :data:`~fusionlab.composition.methods.METHODS` the same training
+budget, then loads every checkpoint it saved afresh and scores it on the target's fixed dev subset (the one every
+fusionlab run of that task is scored on, whatever the seed), times a forward pass over one fixed batch of dev
+inputs beside the plain encoder's, and counts parameters. On the attention fusion it also measures the
+AdapterDrop and pruning curves. Everything is written to ``<workspace>/comparisons/<target>-s<seed>/``: a
+workspace of its own (the source adapters copied in, so the comparison keeps the exact versions it used; the
+checkpoints it trained) and ``comparison.json``.
+
+The training loop evaluates only once, at its last step, so no method picks its weights on the dev set it is
+scored on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from fusionlab.composition import dropping
+from fusionlab.composition.methods import FINETUNED, METHODS, Method, MethodNotApplicable, Trained
+from fusionlab.composition.results import CompareOptions, Comparison, MethodResult
+from fusionlab.composition.session import COMPARISONS_DIR, Session
+from fusionlab.config import ModelConfig
+from fusionlab.devices import describe_device
+from fusionlab.evaluation import evaluate_model
+from fusionlab.metrics import majority_baseline
+from fusionlab.model import FusionModel
+from fusionlab.workspace import Workspace
+
+RESULT_FILE = "comparison.json"
+Progress = Callable[[str], None]
+
+
+def saved_comparisons(workspace: Workspace) -> list[Comparison]:
+    """Every comparison saved in ``workspace``, newest first (files that do not read are skipped)."""
+    found = []
+    for path in sorted((workspace.root / COMPARISONS_DIR).glob(f"*/{RESULT_FILE}"), key=lambda p: -p.stat().st_mtime):
+        try:
+            found.append(Comparison.load(path))
+        except (OSError, ValueError, TypeError):
+            continue
+    return found
+
+
+def chosen_methods(options: CompareOptions) -> list[Method]:
+    """The methods ``options`` names (all by default), with the fine-tuned merges when asked for."""
+    known = METHODS | FINETUNED
+    names = options.methods or list(METHODS) + ([*FINETUNED] if options.finetune else [])
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[n] for n in names]
+
+
+def score(session: Session, method: Method, trained: Trained) -> tuple[MethodResult, FusionModel]:
+    """A fresh load of the saved checkpoint, scored on the dev subset; with the model, to time it later."""
+    model = session.load(trained.path)
+    evaluation = evaluate_model(
+        model, session.dev, session.spec, session.collator, trained.adapters, keep_predictions=False
+    )
+    used = sum(model.adapter_manager.num_parameters(n) for n in trained.adapters)
+    head = model.fusion_head if trained.kind == "fusion" else model.heads[trained.adapters[0]]
+    head_params = sum(p.numel() for p in head.parameters())
+    fusion_params = sum(p.numel() for p in model.get_fusion_parameters())
+    if trained.kind == "fusion":
+        trainable = fusion_params + head_params
+    elif method.family == "single":
+        trainable = 0
+    else:
+        trainable = head_params + (used if method.name.endswith("+ft") else 0)
+    result = MethodResult(
+        method=method.name,
+        family=method.family,
+        main_metric=session.spec.main_metric,
+        value=float(evaluation.metrics[session.spec.main_metric]),
+        metrics={k: float(v) for k, v in evaluation.metrics.items()},
+        in_training_value=trained.in_training_value,
+        inference_params=used + fusion_params + head_params,
+        trained_params=trainable,
+        latency_ms=0.0,  # timed with every other configuration at the end (see compare_methods)
+        train_seconds=trained.seconds,
+        checkpoint=str(trained.path.relative_to(session.root)),
+        details=dict(trained.details),
+    )
+    return result, model
+
+
+def compare_methods(
+    options: CompareOptions,
+    workspace: Workspace,
+    data_dir: str | None = None,
+    model_name: str | None = None,
+    progress: Progress | None = None,
+) -> Comparison:
+    """Run every chosen method for ``options.target`` over ``options.adapters``; save and return the comparison.
+
+    Methods are trained and scored one after the other; then every configuration (each method, each point of the
+    curves, the plain encoder) is timed round-robin on the same batch, so the latency ratios come from one run.
+    """
+    say = progress or (lambda message: None)
+    model_name = model_name or ModelConfig().model_name_or_path
+    methods = chosen_methods(options)
+    session = Session(options, workspace, data_dir, model_name)
+    comparison = Comparison(
+        options=options,
+        model_name_or_path=model_name,
+        dev_examples=len(session.dev),
+        majority_baseline=majority_baseline(session.dev["labels"], session.spec)[session.spec.main_metric],
+        base_latency_ms=1.0,  # replaced once timed
+        device=describe_device(),
+    )
+    calls: dict[str, dropping.Call] = {}
+    for method in methods:
+        say(f"{method.name}: {method.description}")
+        try:
+            trained = method.run(session)
+        except MethodNotApplicable as err:
+            say(f"{method.name}: skipped ({err})")
+            continue
+        result, model = score(session, method, trained)
+        comparison.results.append(result)
+        calls[method.name] = dropping.model_call(model, session.latency_batch, adapter_names=trained.adapters)
+        if "base" not in calls:
+            calls["base"] = dropping.base_call(model, session.latency_batch)
+        say(f"{method.name}: dev {result.main_metric} {result.value:.4f}")
+        if method.name == "fusion:attention" and options.curves:
+            say("AdapterDrop and pruning curves on the attention fusion")
+            probe = session.trainer.tokenized_split(session.spec, "train", options.search_examples, options.seed)
+            args = (session.spec, session.collator, session.latency_batch)
+            comparison.adapter_drop, drop_calls = dropping.adapter_drop_curve(model, session.dev, *args)
+            comparison.pruning, prune_calls = dropping.pruning_curve(model, session.dev, probe, *args)
+            calls |= drop_calls | prune_calls
+    if calls:
+        say(f"timing {len(calls)} configurations round-robin, {options.latency_repeats} rounds")
+        _fill_latencies(comparison, dropping.time_interleaved(calls, options.latency_repeats))
+    comparison.save(session.root / RESULT_FILE)
+    return comparison
+
+
+def _fill_latencies(comparison: Comparison, timed: dict[str, float]) -> None:
+    comparison.base_latency_ms = timed["base"]
+    for result in comparison.results:
+        result.latency_ms = timed[result.method]
+    for k, point in enumerate(comparison.adapter_drop):
+        point.latency_ms = timed[f"drop:{k}"]
+    for removed, point in enumerate(comparison.pruning):
+        point.latency_ms = timed[f"prune:{removed}"]
+
+
+def format_table(comparison: Comparison, columns: Sequence[str] | None = None) -> str:
+    """The comparison as a plain-text table (the CLI's output)."""
+    rows = comparison.table()
+    if not rows:
+        return "(no results)"
+    columns = list(columns or rows[0])
+    cells = [[_cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)

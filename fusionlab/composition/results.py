@@ -1,0 +1,162 @@
+"""What a comparison of composition methods records: typed, validated, and a JSON file round trip.
+
+:class:`CompareOptions` says what to compare and with which budget; :class:`MethodResult` is one method's row of
+the table; :class:`Comparison` is the whole run (rows, the AdapterDrop and pruning curves, the base encoder's
+latency), written to ``comparison.json`` beside the checkpoints it trained, and read back by the CLI, the
+dashboard and ``bench/compare_methods.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from fusionlab.composition.dropping import CurvePoint
+from fusionlab.config import MAX_NAME_LENGTH, JsonConfig, check_name
+
+MAX_COMPARE_STEPS = 20_000
+MAX_SEARCH_EVALUATIONS = 500
+
+
+@dataclass
+class CompareOptions(JsonConfig):
+    """A comparison: the target task, the frozen source adapters, the methods, and the training budget every
+    trained method gets (the same steps, batch size and learning rate, on the same examples)."""
+
+    target: str
+    adapters: list[str]
+    methods: list[str] = field(default_factory=list)
+    """Names from :data:`fusionlab.composition.methods.METHODS`; empty means all of them."""
+    seed: int = 42
+    max_steps: int = 200
+    learning_rate: float = 1e-3
+    batch_size: int = 16
+    max_length: int = 128
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    finetune: bool = False
+    """Also fine-tune each merged adapter (with its head) for the same steps, as separate rows ``…+ft``."""
+    scale: float = 0.3  # task arithmetic
+    density: float = 0.2  # TIES
+    dare_density: float = 0.5  # DARE
+    search_evaluations: int = 40
+    search_examples: int = 32
+    latency_batch: int = 16
+    latency_repeats: int = 7
+    curves: bool = True
+    """Measure the AdapterDrop and pruning curves on the attention fusion."""
+
+    def validate(self) -> None:
+        check_name(self.target, "CompareOptions.target")
+        self._artifact_names("adapters")
+        if len(self.adapters) < 2:
+            raise ValueError("CompareOptions.adapters: name at least two adapters to compose")
+        if not isinstance(self.methods, list) or not all(isinstance(m, str) for m in self.methods):
+            raise ValueError(f"CompareOptions.methods must be a list of method names, got {self.methods!r}")
+        self._bounded_int("max_steps", MAX_COMPARE_STEPS)
+        self._bounded_number("learning_rate", 0.0, 1.0)
+        self._bounded_int("batch_size", 1024)
+        self._bounded_int("max_length", 512)
+        self._bounded_int("max_train_samples", 10_000_000, allow_none=True)
+        self._bounded_int("max_eval_samples", 10_000_000, allow_none=True)
+        self._bounded_number("scale", 0.0, 10.0)
+        self._bounded_number("density", 0.0, 1.0)
+        self._bounded_number("dare_density", 0.0, 1.0)
+        self._bounded_int("search_evaluations", MAX_SEARCH_EVALUATIONS)
+        self._bounded_int("search_examples", 4096)
+        if self.search_examples < 4:
+            raise ValueError("CompareOptions.search_examples must be at least 4 (two per fold)")
+        self._bounded_int("latency_batch", 512)
+        self._bounded_int("latency_repeats", 100)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"CompareOptions.seed must be an integer in [0, 2**32), got {self.seed!r}")
+        for name in ("finetune", "curves"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"CompareOptions.{name} must be true or false")
+
+    @property
+    def slug(self) -> str:
+        """The directory name of this comparison: target and seed (one comparison per pair)."""
+        return check_name(f"{self.target}-s{self.seed}"[:MAX_NAME_LENGTH], "comparison")
+
+
+@dataclass
+class MethodResult(JsonConfig):
+    """One method's row: its dev score from a fresh evaluation of the saved weights, its costs, and details."""
+
+    method: str
+    family: str
+    main_metric: str
+    value: float
+    """The main metric on the fixed dev subset, from the saved checkpoint loaded afresh."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    in_training_value: float | None = None
+    """The same metric as the training loop's final evaluation saw it (None for untrained rows)."""
+    inference_params: int = 0
+    """Parameters a forward pass adds to the frozen encoder: adapters, fusion layers and head."""
+    trained_params: int = 0
+    """Parameters this method trained for the target (0 when it trained nothing)."""
+    latency_ms: float = 0.0
+    train_seconds: float = 0.0
+    checkpoint: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        for name in ("value", "latency_ms", "train_seconds"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"MethodResult.{name} must be a finite number, got {value!r}")
+
+    @property
+    def agrees_with_training(self) -> bool:
+        """Whether the fresh evaluation reproduces the training loop's last score (it must: same weights, data)."""
+        return self.in_training_value is None or abs(self.in_training_value - self.value) < 1e-6
+
+
+@dataclass
+class Comparison(JsonConfig):
+    """A whole comparison, as ``comparison.json`` holds it."""
+
+    options: CompareOptions
+    model_name_or_path: str
+    dev_examples: int
+    majority_baseline: float
+    base_latency_ms: float
+    results: list[MethodResult] = field(default_factory=list)
+    adapter_drop: list[CurvePoint] = field(default_factory=list)
+    pruning: list[CurvePoint] = field(default_factory=list)
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        if isinstance(self.options, dict):
+            self.options = CompareOptions.from_dict(self.options)
+        self.results = [MethodResult.from_dict(r) if isinstance(r, dict) else r for r in self.results]
+        self.adapter_drop = [CurvePoint.from_dict(p) if isinstance(p, dict) else p for p in self.adapter_drop]
+        self.pruning = [CurvePoint.from_dict(p) if isinstance(p, dict) else p for p in self.pruning]
+        if not self.base_latency_ms > 0:
+            raise ValueError(f"Comparison.base_latency_ms must be positive, got {self.base_latency_ms!r}")
+
+    def result(self, method: str) -> MethodResult | None:
+        return next((r for r in self.results if r.method == method), None)
+
+    def latency_ratio(self, result: MethodResult | CurvePoint) -> float:
+        """A latency relative to the plain encoder's on the same batch (1.0: no extra cost)."""
+        return result.latency_ms / self.base_latency_ms
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per method, as the CLI prints it and the dashboard shows it."""
+        rows = []
+        for r in self.results:
+            rows.append(
+                {
+                    "method": r.method,
+                    "family": r.family,
+                    f"dev {r.main_metric}": round(r.value, 4),
+                    "params at inference": r.inference_params,
+                    "trained params": r.trained_params,
+                    "latency vs encoder": round(self.latency_ratio(r), 2),
+                    "training (s)": round(r.train_seconds, 1),
+                }
+            )
+        return rows

@@ -1,0 +1,105 @@
+"""What every method of one comparison shares: the options, a trainer over the comparison's own workspace, the
+target task, its fixed dev subset, the batch latencies are timed on, and how a saved checkpoint is scored."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+from fusionlab.checkpoint import read_meta
+from fusionlab.composition.merging import MergeOptions
+from fusionlab.composition.results import CompareOptions
+from fusionlab.config import ModelConfig, TrainingConfig
+from fusionlab.data import DEV_SUBSET_SEED, get_task, make_collator
+from fusionlab.model import FusionModel
+from fusionlab.pack.store import install_pack
+from fusionlab.training.trainer import FusionTrainer, TrainResult
+from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
+
+COMPARISONS_DIR = "comparisons"
+T = TypeVar("T")
+
+
+def comparison_dir(workspace: Workspace, options: CompareOptions) -> Path:
+    return workspace.root / COMPARISONS_DIR / options.slug
+
+
+class Session:
+    """What every method of one comparison shares: options, trainer, the target, the dev subset and batches."""
+
+    def __init__(self, options: CompareOptions, source: Workspace, data_dir: str | None, model_name: str) -> None:
+        self.options = options
+        self.spec = get_task(options.target)
+        self.root = comparison_dir(source, options)
+        self.workspace = Workspace(self.root).ensure()
+        self._copy_adapters(source)
+        model_config = ModelConfig(model_name_or_path=model_name, max_length=options.max_length)
+        self.trainer = FusionTrainer(model_config, self.training_config(), self.workspace, data_dir)
+        self.collator = make_collator(self.trainer.tokenizer)
+        self.dev = self.trainer.tokenized_split(self.spec, "validation", options.max_eval_samples, DEV_SUBSET_SEED)
+        self.latency_batch = self.collator([self.dev[i] for i in range(min(options.latency_batch, len(self.dev)))])
+
+    def training_config(self) -> TrainingConfig:
+        o = self.options
+        return TrainingConfig(
+            learning_rate=o.learning_rate,
+            max_steps=o.max_steps,
+            per_device_train_batch_size=o.batch_size,
+            eval_steps=o.max_steps,  # one evaluation, at the end: nothing is selected on the dev set
+            logging_steps=max(1, o.max_steps // 10),
+            max_train_samples=o.max_train_samples,
+            max_eval_samples=o.max_eval_samples,
+            warmup_ratio=0.06,
+            seed=o.seed,
+        )
+
+    def _copy_adapters(self, source: Workspace) -> None:
+        for name in self.options.adapters:
+            origin, copy = source.adapter_dir(name), self.workspace.adapter_dir(name)
+            if not (origin / CHECKPOINT_MARKER).is_file():
+                install_pack(source.ensure())  # the pack's adapters, as a training run would get them
+            if not (origin / CHECKPOINT_MARKER).is_file():
+                raise FileNotFoundError(f"no adapter {name!r} in {source.adapters_dir}")
+            if copy.exists():
+                shutil.rmtree(copy)
+            shutil.copytree(origin, copy)
+
+    # -- helpers the methods use --------------------------------------------------------------------------
+    def artifact(self, what: str) -> str:
+        return f"{self.spec.name}-{what}".replace("_", "-")
+
+    def own_adapter(self) -> str | None:
+        """The source adapter trained on the target task, if one is (its checkpoint's recorded task)."""
+        for name in self.options.adapters:
+            if read_meta(self.workspace.adapter_dir(name))["adapter_config"].get("task_name") == self.spec.name:
+                return name
+        return None
+
+    def main(self, result: TrainResult) -> float:
+        return float(result.evaluation.metrics[self.spec.main_metric])
+
+    def merge_options(self, method: str) -> MergeOptions:
+        o = self.options
+        density = o.dare_density if method == "dare" else o.density
+        return MergeOptions(scale=o.scale, density=density, seed=o.seed)
+
+    def few_shot_batch(self) -> dict[str, torch.Tensor]:
+        """``search_examples`` target training examples, collated (the few-shot set of the LoraHub search)."""
+        rows = self.trainer.tokenized_split(self.spec, "train", self.options.search_examples, self.options.seed)
+        return self.collator([rows[i] for i in range(len(rows))])
+
+    @staticmethod
+    def timed(run: Callable[[], T]) -> tuple[T, float]:
+        start = time.perf_counter()
+        value = run()
+        return value, time.perf_counter() - start
+
+    # -- scoring ------------------------------------------------------------------------------------------
+    def load(self, path: Path) -> FusionModel:
+        """A checkpoint this comparison saved, loaded afresh (its adapters from the comparison's workspace)."""
+        return FusionModel.from_pretrained(path, adapters_dir=self.workspace.adapters_dir).eval()

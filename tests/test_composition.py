@@ -1,0 +1,176 @@
+"""The composition lab: AdapterDrop, the coefficient search, interleaved timing, the comparison's records, and
+one real comparison of every method over pack adapters on real CB data (tiny budget)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fusionlab.composition import dropping
+from fusionlab.composition.merging import MergeOptions, add_merged_adapter
+from fusionlab.composition.results import CompareOptions, Comparison
+from fusionlab.composition.search import SCRATCH, SearchOptions, evolve, probe_loss, search_coefficients
+from fusionlab.config import AdapterConfig
+from tests.conftest import tiny_encoder
+from tests.test_model import batch, build, perturb_adapters
+
+
+def trained_fusion(method="attention"):
+    model = build(tiny_encoder("bert"), method).eval()
+    perturb_adapters(model)
+    with torch.no_grad():
+        for layer in model.fusion_layers:
+            for p in layer.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("method", ["attention", "weighted", "average"])
+def test_adapter_drop_of_zero_layers_is_the_full_fusion_exactly(method):
+    model = trained_fusion(method)
+    ids, mask = batch()
+    full = model(input_ids=ids, attention_mask=mask, output_fusion_weights=True)
+    none_dropped = model(input_ids=ids, attention_mask=mask, output_fusion_weights=True, drop_first_layers=0)
+    torch.testing.assert_close(none_dropped.logits, full.logits, rtol=0, atol=0)
+    one = model(input_ids=ids, attention_mask=mask, output_fusion_weights=True, drop_first_layers=1)
+    assert not torch.allclose(one.logits, full.logits)
+    assert len(one.fusion_weights) == model.num_layers - 1  # only the layers that still fuse
+    every = model(input_ids=ids, attention_mask=mask, drop_first_layers=model.num_layers)
+    plain = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(every.last_hidden_state, plain, rtol=0, atol=0)  # all dropped: the plain encoder
+
+
+def test_adapter_drop_out_of_range_names_the_limit():
+    model = trained_fusion()
+    ids, mask = batch()
+    with pytest.raises(ValueError, match="drop_first_layers must be between 0 and 2, got 3"):
+        model(input_ids=ids, attention_mask=mask, drop_first_layers=3)
+
+
+def test_a_merged_adapter_gets_a_head_for_the_target_and_runs_alone():
+    model = trained_fusion()
+    target = AdapterConfig(task_name="target", num_labels=3, label_names=["x", "y", "z"])
+    add_merged_adapter(model, ["a", "c"], "average", "merged", target)
+    assert model.adapter_manager.configs["merged"].adapter_size == 8  # the sources' size, the target's labels
+    assert model.label_names(["merged"]) == ["x", "y", "z"]
+    ids, mask = batch()
+    assert model(input_ids=ids, attention_mask=mask, adapter_names=["merged"]).logits.shape == (2, 3)
+    with pytest.raises(ValueError, match="differ in size"):
+        add_merged_adapter(model, ["a", "b"], "average", "mixed", target)  # sizes 8 and 16 do not line up
+
+
+def test_probe_loss_ranks_separable_features_below_noise():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % 2
+    noise = torch.randn(40, 16, generator=generator)
+    separable = noise.clone()
+    separable[:, 0] += 4.0 * (2 * labels - 1)
+    assert probe_loss(separable, labels, 2) < 0.3 < probe_loss(noise, labels, 2)
+
+
+def test_the_evolution_strategy_finds_a_quadratics_minimum_and_is_seeded():
+    target = torch.tensor([0.8, -0.4, 0.2])
+
+    def score(c):
+        return float(((c - target) ** 2).sum())
+
+    options = SearchOptions(evaluations=120, population=10, seed=1)
+    tried = evolve(score, torch.zeros(3), options)
+    assert len(tried) == 120
+    best = min(tried, key=lambda pair: pair[1])
+    assert best[1] < 0.02 < tried[0][1]
+    assert [s for _, s in evolve(score, torch.zeros(3), options)] == [s for _, s in tried]
+
+
+def test_the_coefficient_search_scores_real_candidates_and_cleans_up():
+    model = trained_fusion()
+    ids, mask = batch(lengths=(7, 4, 6, 5, 7, 3, 6, 4))
+    few_shot = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1] * 4)}
+    result = search_coefficients(model, ["a", "c"], few_shot, 2, SearchOptions(evaluations=9, population=4))
+    assert result.adapters == ("a", "c") and len(result.coefficients) == 2
+    assert result.scores[0] == result.start_score and len(result.scores) == 9
+    assert result.score == min(result.scores) <= result.start_score
+    assert SCRATCH not in model.adapter_manager.names and SCRATCH not in model.heads
+    add_merged_adapter(
+        model,
+        ["a", "c"],
+        "linear",
+        "hub",
+        AdapterConfig(task_name="t", num_labels=2),
+        MergeOptions(coefficients=result.coefficients),
+    )
+    weights = dict(model.adapter_manager.adapters["hub"].state_dict())
+    a, c = (model.adapter_manager.adapters[n].state_dict() for n in ("a", "c"))
+    w = result.coefficients
+    torch.testing.assert_close(
+        weights["layers.0.up.weight"], w[0] * a["layers.0.up.weight"] + w[1] * c["layers.0.up.weight"]
+    )
+
+
+def test_interleaved_timing_calls_each_configuration_once_per_round_after_a_warm_up():
+    calls = {"a": 0, "b": 0}
+
+    def count(name):
+        def call():
+            calls[name] += 1
+
+        return call
+
+    timed = dropping.time_interleaved({"a": count("a"), "b": count("b")}, repeats=5)
+    assert calls == {"a": 6, "b": 6} and set(timed) == {"a", "b"} and all(v >= 0 for v in timed.values())
+
+
+def test_compare_options_name_the_bad_field():
+    with pytest.raises(ValueError, match="at least two adapters"):
+        CompareOptions(target="rte", adapters=["rte"])
+    with pytest.raises(ValueError, match="max_steps"):
+        CompareOptions(target="rte", adapters=["rte", "mnli"], max_steps=10**9)
+    with pytest.raises(ValueError, match="target"):
+        CompareOptions(target="../etc", adapters=["rte", "mnli"])
+    with pytest.raises(ValueError, match="unknown field"):
+        CompareOptions.from_dict({"target": "rte", "adapters": ["rte", "mnli"], "steps": 3})
+
+
+@pytest.mark.slow
+def test_every_method_over_pack_adapters_on_real_cb_data(tmp_path, shared_data_dir, capsys, monkeypatch):
+    """The whole comparison on real code paths: pack adapters, real CB examples, the CLI's table; every score from
+    a fresh load of the saved weights equals the training loop's own, and AdapterDrop at k = 0 and the unpruned
+    fusion reproduce the attention fusion's score."""
+    from fusionlab.cli import main
+    from fusionlab.model import FusionModel
+    from fusionlab.pack.store import PACK_DIR
+
+    monkeypatch.setenv("FUSIONLAB_PACK", str(PACK_DIR))  # the pack's adapters, as a fresh workspace has them
+
+    home = tmp_path / "ws"
+    code = main(
+        ["compare", "cb", "--adapters", "cb,mnli,rte", "--max-steps", "3", "--batch-size", "8", "--max-length", "64",
+         "--max-eval-samples", "24", "--search-evaluations", "5", "--home", str(home), "--data-dir",
+         str(shared_data_dir)]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    saved = home / "comparisons" / "cb-s42" / "comparison.json"
+    comparison = Comparison.load(saved)
+    assert Comparison.from_json(comparison.to_json()) == comparison  # the JSON round trip is lossless
+    methods = [r.method for r in comparison.results]
+    assert methods == ["adapter", "fusion:attention", "fusion:weighted", "fusion:average", "merge:average",
+                       "merge:task_arithmetic", "merge:ties", "merge:dare", "lorahub"]  # fmt: skip
+    for method in methods:
+        assert method in out
+    for result in comparison.results:
+        assert result.agrees_with_training, result
+        assert result.latency_ms > 0 and 0 <= result.value <= 1
+    attention = comparison.result("fusion:attention")
+    assert comparison.adapter_drop[0].metric == attention.value  # k = 0 is the full fusion
+    assert [p.dropped_layers for p in comparison.adapter_drop] == list(range(7))
+    assert comparison.pruning[0].metric == attention.value and len(comparison.pruning[-1].adapters) == 1
+    assert comparison.result("adapter").trained_params == 0
+    assert comparison.result("merge:ties").inference_params < attention.inference_params
+    hub = comparison.result("lorahub").details
+    assert set(hub["coefficients"]) == {"cb", "mnli", "rte"} and hub["search_score"] <= hub["start_score"]
+    merged = FusionModel.from_pretrained(saved.parent / comparison.result("merge:ties").checkpoint)
+    assert merged.adapter_manager.names == ["cb-merge-ties"]  # a standalone adapter checkpoint, sources folded in
+    assert json.loads(saved.read_text())["options"]["adapters"] == ["cb", "mnli", "rte"]
