@@ -14,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fusionlab.dashboard import workspace_view
+from fusionlab.dashboard.charts import title_of
 from fusionlab.dashboard.dev_browser import OUTCOMES
 from fusionlab.dashboard.examples import examples_for
 from fusionlab.dashboard.settings import HOME_KEY
@@ -34,7 +35,7 @@ def open_page(name: str, home: Path | str, query: dict[str, str] | None = None) 
 
 
 def chart_titles(at: AppTest) -> list[str]:
-    return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
+    return [title_of(json.loads(chart.proto.spec)) for chart in at.get("plotly_chart")]
 
 
 def button(at: AppTest, label: str):

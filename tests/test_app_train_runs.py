@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from test_dashboard_runs import TINY, ExecutedRuns, executed_runs
 
 from fusionlab import worker
+from fusionlab.dashboard.charts import title_of
 from fusionlab.dashboard.train_view import fusion_run_config, queue_fusion_run
 from fusionlab.runstore import CANCELLED, QUEUED, RunStore
 from fusionlab.workspace import Workspace
@@ -79,7 +80,7 @@ def texts(elements) -> list[str]:
 
 
 def chart_titles(at: AppTest) -> list[str]:
-    return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
+    return [title_of(json.loads(chart.proto.spec)) for chart in at.get("plotly_chart")]
 
 
 # -- Train -------------------------------------------------------------------------------------------------

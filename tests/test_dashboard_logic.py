@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from fusionlab.dashboard import charts, efficiency, mechanics, workspace_view
+from fusionlab.dashboard.charts import title_of
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.examples import examples_for
 from fusionlab.dashboard.inference import Predictor
@@ -409,7 +410,7 @@ def test_leave_one_out_reruns_the_fusion_without_each_adapter(attention):
         assert drop.label == without.fused.label
         assert result.change(drop) == pytest.approx(drop.probability - full.fused.confidence)
     chart = charts.leave_one_out_chart(result)
-    assert chart.layout.title.text.startswith(f"Drop each adapter: the fusion's confidence in '{result.label}'")
+    assert title_of(chart).startswith(f"Drop each adapter: the fusion's confidence in '{result.label}'")
     assert len(chart.data[0].y) == len(full.active_adapters)
     with pytest.raises(DashboardError, match="at least two adapters"):
         attention.leave_one_out(PREMISE, HYPOTHESIS, ["rte"])
@@ -448,5 +449,5 @@ def test_leave_one_out_over_the_dev_set(attention, shared_data_dir):
     assert all(0.0 <= v <= 1.0 for v in drops.without.values())
     assert drops.change("rte") == pytest.approx(drops.without["rte"] - drops.with_all)
     chart = charts.dev_drop_chart(drops)
-    assert chart.layout.title.text.startswith("Over 24 dev examples: accuracy without each adapter")
+    assert title_of(chart).startswith("Over 24 dev examples: accuracy without each adapter")
     assert len(chart.data[0].y) == len(attention.info.adapters)

@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from fusionlab.config import AdapterConfig, ModelConfig, TrainingConfig
+from fusionlab.dashboard.charts import title_of
 from fusionlab.dashboard.colors import adapter_color
 from fusionlab.dashboard.run_charts import (
     confusion_chart,
@@ -512,7 +513,7 @@ def test_artifact_zip_refuses_a_checkpoint_that_is_gone_or_replaced(executed: Ex
 
 # -- charts ------------------------------------------------------------------------------------------------
 def _titles(fig) -> tuple[str, str, str]:
-    return fig.layout.title.text, fig.layout.xaxis.title.text, fig.layout.yaxis.title.text
+    return title_of(fig), fig.layout.xaxis.title.text, fig.layout.yaxis.title.text
 
 
 @pytest.mark.slow

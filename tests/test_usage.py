@@ -21,6 +21,7 @@ from test_app_train_runs import PAGES, TIMEOUT_S, use_workspace
 
 from fusionlab.checkpoint import CheckpointError, read_meta
 from fusionlab.cli import main
+from fusionlab.dashboard.charts import title_of
 from fusionlab.dashboard.usage_chart import TITLE, adapter_usage_heatmap
 from fusionlab.usage import LABEL_HEADER, UsageMatrix, UsageRow, adapter_usage, layer_mean, usage_row
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
@@ -207,7 +208,7 @@ def test_heatmap_shows_the_matrix_on_a_fixed_scale(copy: Workspace) -> None:
     assert list(heat.y) == [row.label for row in usage.rows]
     assert fig.layout.yaxis.autorange == "reversed"  # first row at the top, as in the table
     assert [t.split("</span> ")[1] for t in fig.layout.xaxis.ticktext] == list(usage.adapters)
-    assert fig.layout.title.text == TITLE
+    assert title_of(fig) == TITLE
     assert fig.layout.xaxis.title.text == "source adapter" and fig.layout.yaxis.title.text
     pair = usage.rows[0]
     sst2, mnli = usage.adapters.index("sst2"), usage.adapters.index("mnli")
@@ -234,7 +235,7 @@ def test_runs_page_shows_the_usage_section(
     assert not at.exception, at.exception
     assert "Which adapters each fusion uses" in [h.value for h in at.header]
     specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-    (usage,) = [spec for spec in specs if spec["layout"]["title"]["text"] == TITLE]
+    (usage,) = [spec for spec in specs if title_of(spec) == TITLE]
     heat = usage["data"][0]
     assert heat["type"] == "heatmap" and heat["zmin"] == 0 and heat["zmax"] == 1
     assert heat["y"] == [row.label for row in adapter_usage(copy).rows]

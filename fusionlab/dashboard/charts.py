@@ -45,6 +45,12 @@ def wrap_title(title: str, width: int = TITLE_WRAP) -> str:
     return "<br>".join(textwrap.wrap(title, width)) or title
 
 
+def title_of(fig: go.Figure | dict) -> str:
+    """A figure's title as one line of text (the ``<br>`` that :func:`wrap_title` put in, read as spaces)."""
+    layout = fig["layout"] if isinstance(fig, dict) else fig.layout.to_plotly_json()
+    return str(layout.get("title", {}).get("text", "")).replace("<br>", " ")
+
+
 def style_figure(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 380) -> go.Figure:
     """The house style of every dashboard chart: left title (wrapped, never cut), legend below the plot,
     transparent background (both themes), light grid."""
