@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fusionlab.checkpoint import CheckpointError, read_meta
+from fusionlab.text_table import align_columns
 from fusionlab.workspace import Workspace
 
 UNKNOWN_TARGET = "unknown target"
@@ -242,11 +243,4 @@ def _table_lines(matrix: UsageMatrix) -> list[str]:
         ]
         for row in matrix.rows
     ]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:]))
-        return "  ".join([first, *rest]).rstrip()
-
-    return [line(header), *(line(cells) for cells in body)]
+    return align_columns(header, body)

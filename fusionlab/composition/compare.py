@@ -14,32 +14,22 @@ scored on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from fusionlab.composition import dropping
 from fusionlab.composition.methods import FINETUNED, METHODS, Method, MethodNotApplicable, Trained
 from fusionlab.composition.results import CompareOptions, Comparison, MethodResult
-from fusionlab.composition.session import COMPARISONS_DIR, Session
+from fusionlab.composition.session import Session
 from fusionlab.config import ModelConfig
 from fusionlab.devices import describe_device
 from fusionlab.evaluation import evaluate_model
 from fusionlab.metrics import majority_baseline
 from fusionlab.model import FusionModel
+from fusionlab.text_table import align_columns
 from fusionlab.workspace import Workspace
 
 RESULT_FILE = "comparison.json"
 Progress = Callable[[str], None]
-
-
-def saved_comparisons(workspace: Workspace) -> list[Comparison]:
-    """Every comparison saved in ``workspace``, newest first (files that do not read are skipped)."""
-    found = []
-    for path in sorted((workspace.root / COMPARISONS_DIR).glob(f"*/{RESULT_FILE}"), key=lambda p: -p.stat().st_mtime):
-        try:
-            found.append(Comparison.load(path))
-        except (OSError, ValueError, TypeError):
-            continue
-    return found
 
 
 def chosen_methods(options: CompareOptions) -> list[Method]:
@@ -62,12 +52,8 @@ def score(session: Session, method: Method, trained: Trained) -> tuple[MethodRes
     head = model.fusion_head if trained.kind == "fusion" else model.heads[trained.adapters[0]]
     head_params = sum(p.numel() for p in head.parameters())
     fusion_params = sum(p.numel() for p in model.get_fusion_parameters())
-    if trained.kind == "fusion":
-        trainable = fusion_params + head_params
-    elif method.family == "single":
-        trainable = 0
-    else:
-        trainable = head_params + (used if method.name.endswith("+ft") else 0)
+    sizes = {"adapter": used, "fusion": fusion_params, "head": head_params}
+    trainable = sum(sizes[part] for part in trained.trained_parts)
     result = MethodResult(
         method=method.name,
         family=method.family,
@@ -125,10 +111,9 @@ def compare_methods(
         say(f"{method.name}: dev {result.main_metric} {result.value:.4f}")
         if method.name == "fusion:attention" and options.curves:
             say("AdapterDrop and pruning curves on the attention fusion")
-            probe = session.trainer.tokenized_split(session.spec, "train", options.search_examples, options.seed)
             args = (session.spec, session.collator, session.latency_batch)
             comparison.adapter_drop, drop_calls = dropping.adapter_drop_curve(model, session.dev, *args)
-            comparison.pruning, prune_calls = dropping.pruning_curve(model, session.dev, probe, *args)
+            comparison.pruning, prune_calls = dropping.pruning_curve(model, session.dev, session.few_shot, *args)
             calls |= drop_calls | prune_calls
     if calls:
         say(f"timing {len(calls)} configurations round-robin, {options.latency_repeats} rounds")
@@ -147,18 +132,13 @@ def _fill_latencies(comparison: Comparison, timed: dict[str, float]) -> None:
         point.latency_ms = timed[f"prune:{removed}"]
 
 
-def format_table(comparison: Comparison, columns: Sequence[str] | None = None) -> str:
+def format_table(comparison: Comparison) -> str:
     """The comparison as a plain-text table (the CLI's output)."""
     rows = comparison.table()
     if not rows:
         return "(no results)"
-    columns = list(columns or rows[0])
-    cells = [[_cell(row[c]) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in cells]
-    return "\n".join(lines)
+    header = list(rows[0])
+    return "\n".join(align_columns(header, [[_cell(row[c]) for c in header] for row in rows], rule=True))
 
 
 def _cell(value: object) -> str:

@@ -99,9 +99,7 @@ def adapter_drop_curve(
 
 def mean_adapter_weights(model: FusionModel, probe, task: TaskSpec, collator, names: list[str]) -> dict[str, float]:
     """Each adapter's fusion weight on ``probe``, averaged over layers, tokens and examples."""
-    stats = evaluate_model(
-        model, probe, task, collator, names, keep_predictions=False, force_fusion=len(names) == 1
-    ).fusion_stats
+    stats = evaluate_model(model, probe, task, collator, names, keep_predictions=False).fusion_stats
     if stats is None:
         raise ValueError("the fusion returned no weights to rank the adapters by")
     layers = torch.tensor(stats.mean)  # [layer, adapter]

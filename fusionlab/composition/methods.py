@@ -39,6 +39,7 @@ class Trained:
     adapters: list[str]  # the adapters a forward pass uses
     in_training_value: float | None
     seconds: float
+    trained_parts: tuple[str, ...]  # what learned for the target: of "adapter", "fusion", "head"
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -56,7 +57,7 @@ def _own_adapter(session: Session) -> Trained:
     own = session.own_adapter()
     if own is None:
         raise MethodNotApplicable(f"none of the adapters was trained on {session.spec.name}")
-    return Trained("adapter", session.workspace.adapter_dir(own), [own], None, 0.0, {"adapter": own})
+    return Trained("adapter", session.workspace.adapter_dir(own), [own], None, 0.0, (), {"adapter": own})
 
 
 def _fusion(method: str) -> Callable[[Session], Trained]:
@@ -67,7 +68,8 @@ def _fusion(method: str) -> Callable[[Session], Trained]:
                 session.spec, session.options.adapters, fusion_config=config, name=session.artifact(f"fusion-{method}")
             )
         )
-        return Trained("fusion", result.path, list(session.options.adapters), session.main(result), seconds)
+        adapters = list(session.options.adapters)
+        return Trained("fusion", result.path, adapters, session.main(result), seconds, ("fusion", "head"))
 
     return run
 
@@ -84,7 +86,8 @@ def _merge(method: str, finetune: bool) -> Callable[[Session], Trained]:
             lambda: session.trainer.train_composed(session.spec, session.options.adapters, compose, name, finetune)
         )
         details = {k: v for k, v in dataclasses.asdict(options).items() if k != "coefficients"}
-        return Trained("adapter", result.path, [name], session.main(result), seconds, details)
+        parts = ("adapter", "head") if finetune else ("head",)
+        return Trained("adapter", result.path, [name], session.main(result), seconds, parts, details)
 
     return run
 
@@ -112,14 +115,17 @@ def _lorahub(session: Session) -> Trained:
     result, seconds = session.timed(
         lambda: session.trainer.train_composed(session.spec, options.adapters, compose, name)
     )
-    return Trained("adapter", result.path, [name], session.main(result), seconds, found)
+    return Trained("adapter", result.path, [name], session.main(result), seconds, ("head",), found)
+
+
+MERGES = ("average", "task_arithmetic", "ties", "dare")
 
 
 def _registry() -> dict[str, Method]:
     methods = [Method("adapter", "single", "the target's own adapter alone, as trained", _own_adapter)]
     for fusion in ("attention", "weighted", "average"):
         methods.append(Method(f"fusion:{fusion}", "fusion", f"{fusion} fusion over the adapters", _fusion(fusion)))
-    for merge in ("average", "task_arithmetic", "ties", "dare"):
+    for merge in MERGES:
         methods.append(Method(f"merge:{merge}", "merging", f"{merge} merge, head trained", _merge(merge, False)))
     methods.append(Method("lorahub", "search", "gradient-free coefficients (LoraHub), head trained", _lorahub))
     return {m.name: m for m in methods}
@@ -129,8 +135,9 @@ METHODS: dict[str, Method] = _registry()
 """Every method a comparison can run, by name (the one registry)."""
 
 FINETUNED: dict[str, Method] = {
-    f"{name}+ft": Method(f"{name}+ft", "merging", f"{m.description}, adapter fine-tuned", _merge(name[6:], True))
-    for name, m in METHODS.items()
-    if m.family == "merging"
+    f"merge:{merge}+ft": Method(
+        f"merge:{merge}+ft", "merging", f"{merge} merge, head trained, adapter fine-tuned", _merge(merge, True)
+    )
+    for merge in MERGES
 }
 """The fine-tuned variants of the merges (``CompareOptions.finetune``)."""

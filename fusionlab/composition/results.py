@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fusionlab.composition.dropping import CurvePoint
+from fusionlab.composition.search import MAX_EVALUATIONS
 from fusionlab.config import MAX_NAME_LENGTH, JsonConfig, check_name
 
 MAX_COMPARE_STEPS = 20_000
-MAX_SEARCH_EVALUATIONS = 500
 
 
 @dataclass
@@ -63,7 +63,7 @@ class CompareOptions(JsonConfig):
         self._bounded_number("scale", 0.0, 10.0)
         self._bounded_number("density", 0.0, 1.0)
         self._bounded_number("dare_density", 0.0, 1.0)
-        self._bounded_int("search_evaluations", MAX_SEARCH_EVALUATIONS)
+        self._bounded_int("search_evaluations", MAX_EVALUATIONS)
         self._bounded_int("search_examples", 4096)
         if self.search_examples < 4:
             raise ValueError("CompareOptions.search_examples must be at least 4 (two per fold)")

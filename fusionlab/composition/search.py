@@ -26,6 +26,9 @@ from fusionlab.composition.merging import MergeOptions, merged_state
 from fusionlab.heads import pool
 from fusionlab.model import FusionModel
 
+MAX_EVALUATIONS = 500
+"""The most candidates one search may score (each costs a forward pass over the few-shot examples)."""
+
 SCRATCH = "lorahub-candidate"
 """The adapter slot each candidate is loaded into while it is scored."""
 
@@ -43,8 +46,10 @@ class SearchOptions:
     probe_steps: int = 60
 
     def __post_init__(self) -> None:
-        if not 1 <= self.evaluations <= 2000:
-            raise ValueError(f"SearchOptions.evaluations must be between 1 and 2000, got {self.evaluations}")
+        if not 1 <= self.evaluations <= MAX_EVALUATIONS:
+            raise ValueError(
+                f"SearchOptions.evaluations must be between 1 and {MAX_EVALUATIONS}, got {self.evaluations}"
+            )
         if not 2 <= self.population <= 200:
             raise ValueError(f"SearchOptions.population must be between 2 and 200, got {self.population}")
         for name in ("step_size", "bound"):

@@ -3,6 +3,7 @@ target task, its fixed dev subset, the batch latencies are timed on, and how a s
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from collections.abc import Callable
@@ -88,10 +89,15 @@ class Session:
         density = o.dare_density if method == "dare" else o.density
         return MergeOptions(scale=o.scale, density=density, seed=o.seed)
 
+    @functools.cached_property
+    def few_shot(self):
+        """``search_examples`` target training examples, tokenised: the LoraHub search's few-shot set, and the
+        examples pruning ranks adapters on (training data, so the dev set only scores)."""
+        return self.trainer.tokenized_split(self.spec, "train", self.options.search_examples, self.options.seed)
+
     def few_shot_batch(self) -> dict[str, torch.Tensor]:
-        """``search_examples`` target training examples, collated (the few-shot set of the LoraHub search)."""
-        rows = self.trainer.tokenized_split(self.spec, "train", self.options.search_examples, self.options.seed)
-        return self.collator([rows[i] for i in range(len(rows))])
+        """:attr:`few_shot`, collated into one batch."""
+        return self.collator([self.few_shot[i] for i in range(len(self.few_shot))])
 
     @staticmethod
     def timed(run: Callable[[], T]) -> tuple[T, float]:

@@ -104,6 +104,17 @@ class TrainResult:
         )
 
 
+def for_task(config: AdapterConfig, spec: TaskSpec) -> AdapterConfig:
+    """``config`` describing ``spec``'s task: its name, type, number of labels and label names."""
+    return dataclasses.replace(
+        config,
+        task_name=spec.name,
+        task_type=spec.task_type,
+        num_labels=spec.num_labels,
+        label_names=list(spec.label_names),
+    )
+
+
 Compose = Callable[[FusionModel, str, AdapterConfig], None]
 """Adds one adapter, named by its second argument, to a model holding the source adapters (see
 :meth:`FusionTrainer.train_composed`); the third argument describes the target task's labels."""
@@ -218,13 +229,7 @@ class FusionTrainer:
         spec = task if isinstance(task, TaskSpec) else get_task(task)
         config = training_config or self.training_config
         name = name or spec.name
-        adapter_config = dataclasses.replace(
-            adapter_config or AdapterConfig(),
-            task_name=spec.name,
-            task_type=spec.task_type,
-            num_labels=spec.num_labels,
-            label_names=list(spec.label_names),
-        )
+        adapter_config = for_task(adapter_config or AdapterConfig(), spec)
         self._refuse_pack_artifact(self.workspace.adapter_dir(name))
         set_seed(config.seed)
         encoder = self._fresh_encoder()
@@ -303,12 +308,7 @@ class FusionTrainer:
         """
         spec = target_task if isinstance(target_task, TaskSpec) else get_task(target_task)
         config = training_config or self.training_config
-        task_config = AdapterConfig(
-            task_name=spec.name,
-            task_type=spec.task_type,
-            num_labels=spec.num_labels,
-            label_names=list(spec.label_names),
-        )
+        task_config = for_task(AdapterConfig(), spec)
         self._refuse_pack_artifact(self.workspace.adapter_dir(name))
         set_seed(config.seed)
         model = self.load_adapters(list(adapters))
