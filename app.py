@@ -40,6 +40,7 @@ pages = [
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page("app_pages/playground.py", title="Playground", icon=":material/science:", url_path="playground"),
     st.Page("app_pages/efficiency.py", title="Efficiency", icon=":material/speed:", url_path="efficiency"),
+    st.Page("app_pages/compare.py", title="Compare methods", icon=":material/compare:", url_path="compare"),
     st.Page("app_pages/runs.py", title="Runs", icon=":material/history:", url_path="runs"),
     st.Page("app_pages/mechanics.py", title="Mechanics", icon=":material/tune:", url_path="mechanics"),
     # The default page is served at "/" (its url_path only names it), so "/home", a natural link to type or

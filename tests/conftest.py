@@ -92,6 +92,30 @@ def tiny_workspace(tmp_path_factory, shared_data_dir):
     return workspace
 
 
+@pytest.fixture(scope="session")
+def cb_comparison(tmp_path_factory, shared_data_dir):
+    """One real ``fusionlab compare cb --adapters cb,mnli,rte`` over the pack's adapters on real CB data, every
+    method at a tiny budget (3 steps, 24 dev examples; about a minute on 2 cores): ``(workspace root, its
+    printed output)``. The composition tests and the Compare methods page's tests read the same comparison."""
+    import contextlib
+    import io
+
+    from fusionlab.cli import main
+    from fusionlab.pack.store import PACK_DIR
+
+    home = tmp_path_factory.mktemp("compare") / "ws"
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.setenv("FUSIONLAB_PACK", str(PACK_DIR))  # the pack's adapters, as a fresh workspace has them
+        code = main(
+            ["compare", "cb", "--adapters", "cb,mnli,rte", "--max-steps", "3", "--batch-size", "8", "--max-length",
+             "64", "--max-eval-samples", "24", "--search-evaluations", "5", "--home", str(home), "--data-dir",
+             str(shared_data_dir)]
+        )  # fmt: skip
+    assert code == 0, out.getvalue()
+    return home, out.getvalue()
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Debian's chromium driven by Playwright (``playwright install`` cannot download browsers here)."""

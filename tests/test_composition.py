@@ -134,24 +134,13 @@ def test_compare_options_name_the_bad_field():
 
 
 @pytest.mark.slow
-def test_every_method_over_pack_adapters_on_real_cb_data(tmp_path, shared_data_dir, capsys, monkeypatch):
+def test_every_method_over_pack_adapters_on_real_cb_data(cb_comparison):
     """The whole comparison on real code paths: pack adapters, real CB examples, the CLI's table; every score from
     a fresh load of the saved weights equals the training loop's own, and AdapterDrop at k = 0 and the unpruned
     fusion reproduce the attention fusion's score."""
-    from fusionlab.cli import main
     from fusionlab.model import FusionModel
-    from fusionlab.pack.store import PACK_DIR
 
-    monkeypatch.setenv("FUSIONLAB_PACK", str(PACK_DIR))  # the pack's adapters, as a fresh workspace has them
-
-    home = tmp_path / "ws"
-    code = main(
-        ["compare", "cb", "--adapters", "cb,mnli,rte", "--max-steps", "3", "--batch-size", "8", "--max-length", "64",
-         "--max-eval-samples", "24", "--search-evaluations", "5", "--home", str(home), "--data-dir",
-         str(shared_data_dir)]
-    )  # fmt: skip
-    assert code == 0
-    out = capsys.readouterr().out
+    home, out = cb_comparison
     saved = home / "comparisons" / "cb-s42" / "comparison.json"
     comparison = Comparison.load(saved)
     assert Comparison.from_json(comparison.to_json()) == comparison  # the JSON round trip is lossless

@@ -29,6 +29,7 @@ ZOOM = "zoom"
 SOURCE = "source"
 LAYER = "layer"
 COMPARE = "compare"
+COMPARISON = "comparison"
 
 WEIGHT_VIEWS = ("Layers × adapters", "Tokens × adapters", "Learned weights", "Drop each adapter")
 """The Playground's weight tabs; a tab's label is its value in the URL (``view=``), so renaming one breaks links."""

@@ -1,0 +1,88 @@
+"""Compare methods: fusion against merging, a gradient-free search and the single adapter, on the same adapters."""
+
+import streamlit as st
+
+from fusionlab.dashboard import compare_charts, compare_view, urlstate
+from fusionlab.dashboard.markdown import code, md
+from fusionlab.dashboard.widgets import settings_or_stop
+
+st.title("Compare methods")
+st.markdown(
+    "Adapter Fusion is one way to combine task adapters. Merging them into one adapter costs nothing at inference; "
+    "a gradient-free search picks one coefficient per adapter; AdapterDrop and pruning make a fusion cheaper. "
+    "Each comparison here trained every method over the **same frozen adapters** with the **same budget** and "
+    "scored it on the **same dev examples**."
+)
+
+workspace = settings_or_stop().workspace
+saved = compare_view.saved_comparisons(workspace)
+if not saved:
+    st.info(
+        "This workspace has no comparison yet. Run one from a terminal on the server, e.g. "
+        f"{code('fusionlab compare cb --adapters cb,mnli,rte')} (a few minutes on a CPU at 200 steps), "
+        "then reload this page."
+    )
+    st.stop()
+
+slugs = [s.slug for s in saved]
+readable = [s.slug for s in saved if s.comparison is not None]
+asked = urlstate.unknown_choice(urlstate.COMPARISON, slugs)
+if st.query_params.get(urlstate.COMPARISON) not in slugs:  # no link to one: the newest that can be read
+    urlstate.set_default(urlstate.COMPARISON, readable[0] if readable else slugs[0])
+slug = st.selectbox("Comparison", slugs, **urlstate.bound(urlstate.COMPARISON))
+if asked is not None:
+    st.warning(
+        f"The link asked for comparison {code(asked)}, which this workspace does not have; showing {code(slug)}."
+    )
+chosen = next(s for s in saved if s.slug == slug)
+if chosen.comparison is None:
+    st.error(md(chosen.error))
+    st.stop()
+comparison = chosen.comparison
+st.caption(md(compare_view.describe(comparison)))
+
+mismatches = compare_view.fresh_mismatches(comparison)
+if mismatches:
+    st.warning(
+        f"The fresh evaluation of {md(', '.join(mismatches))} differs from the training loop's last score: "
+        "the saved checkpoint is not what was trained. Rerun the comparison."
+    )
+
+rows = compare_view.table_rows(comparison)
+score_column = compare_view.score_label(comparison)
+st.dataframe(
+    rows,
+    hide_index=True,
+    column_config={
+        score_column: st.column_config.NumberColumn(format="%.3f"),
+        "vs adapter alone": st.column_config.NumberColumn(format="%+.3f", help="minus the target adapter's score"),
+        "latency vs encoder": st.column_config.NumberColumn(format="%.2f×"),
+        "params at inference": st.column_config.NumberColumn(format="localized", help="beyond the frozen encoder"),
+        "trained params": st.column_config.NumberColumn(
+            format="localized", help="trained for the target in this comparison (the adapters were trained before)"
+        ),
+    },
+)
+
+left, right = st.columns(2)
+left.plotly_chart(compare_charts.accuracy_latency_chart(comparison))
+figure = compare_charts.accuracy_parameters_chart(comparison)
+if figure is not None:
+    right.plotly_chart(figure)
+
+figure = compare_charts.cut_down_chart(comparison)
+if figure is None:
+    st.info("This comparison did not measure the AdapterDrop and pruning curves (it ran without the attention fusion).")
+else:
+    st.plotly_chart(figure)
+    st.caption(
+        "AdapterDrop (k): the first k layers run as the plain encoder, without adapters or fusion; the last layers "
+        "keep them. Pruning (n): the adapter with the lowest mean fusion weight on a few training examples is "
+        "removed, one at a time, n adapters left. Both are the same trained fusion, measured on the same dev "
+        "examples and timed in the same round-robin as the methods above."
+    )
+
+details = compare_view.method_details(comparison)
+if details:
+    with st.expander("What each method chose (merge options, the search's coefficients)"):
+        st.dataframe(details, hide_index=True)

@@ -1,0 +1,203 @@
+"""Charts of a saved comparison: dev score against latency, against trained parameters, and the fusion cut down.
+
+Every chart shares two reference lines, so its vertical scale cannot exaggerate: the majority class (what
+predicting the most frequent label scores) and the target's own adapter alone. The score axis spans from below
+the lower of them to above the best method, never beyond 0–1. Methods keep one colour and marker per method on
+every chart (fusions in purples, merges in greens, the search in orange, the adapter in the task's colour).
+"""
+
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+
+from fusionlab.composition.results import Comparison, MethodResult
+from fusionlab.dashboard.charts import FUSION_COLOR, NEUTRAL, style_figure
+from fusionlab.dashboard.colors import adapter_color
+from fusionlab.metrics import metric_label
+
+METHOD_COLORS = {
+    "fusion:attention": FUSION_COLOR,
+    "fusion:weighted": "#C5A3E0",
+    "fusion:average": "#6A3D9A",
+    "merge:average": "#1B9E77",
+    "merge:task_arithmetic": "#66C2A5",
+    "merge:ties": "#2E7D32",
+    "merge:dare": "#A6D854",
+    "lorahub": "#E6851E",
+}
+FAMILY_SYMBOLS = {"single": "star", "fusion": "circle", "merging": "diamond", "search": "square"}
+DROP_COLOR, PRUNE_COLOR = FUSION_COLOR, "#E6851E"
+
+
+def method_color(result: MethodResult, target: str) -> str:
+    if result.family == "single":
+        return adapter_color(target)
+    return METHOD_COLORS.get(result.method.removesuffix("+ft"), NEUTRAL)
+
+
+def score_range(comparison: Comparison, values: list[float]) -> list[float]:
+    """From a little below the lower of the majority class and the worst score, to a little above the best."""
+    low = min([comparison.majority_baseline, *values])
+    high = max([comparison.majority_baseline, *values])
+    pad = max(0.03, 0.08 * (high - low))
+    return [max(0.0, low - pad), min(1.0, high + pad) + (0.02 if high + pad >= 1.0 else 0.0)]
+
+
+def _reference_lines(fig: go.Figure, comparison: Comparison, skip_adapter_line: bool = False) -> None:
+    """The majority class (dotted) and, unless it is a point of the chart, the adapter alone (dashed)."""
+    fig.add_hline(
+        y=comparison.majority_baseline,
+        line={"color": NEUTRAL, "dash": "dot"},
+        annotation_text=f"majority class {comparison.majority_baseline:.3f}",
+        annotation_position="bottom right",
+    )
+    alone = comparison.result("adapter")
+    if alone is not None and not skip_adapter_line:
+        fig.add_hline(
+            y=alone.value,
+            line={"color": adapter_color(comparison.options.target), "dash": "dash"},
+            annotation_text=f"{comparison.options.target} adapter alone {alone.value:.3f}",
+            annotation_position="top left",
+        )
+
+
+def _encoder_line(fig: go.Figure) -> None:
+    """The plain encoder's latency (1×), labelled at the foot of the plot, clear of the points' labels."""
+    fig.add_vline(
+        x=1.0,
+        line={"color": NEUTRAL, "dash": "dot"},
+        annotation_text="plain encoder",
+        annotation_position="bottom right",
+    )
+
+
+def _score_title(comparison: Comparison) -> str:
+    main = comparison.results[0].main_metric
+    return f"{metric_label(main)} ({comparison.dev_examples} dev examples)"
+
+
+def labelled_points(
+    xs: list[float],
+    ys: list[float],
+    x_range: list[float],
+    y_range: list[float],
+    gap: tuple[float, float] = (0.12, 0.08),
+) -> list[bool]:
+    """Which points get a text label: the first of any cluster (points closer than ``gap``, as fractions of the
+    axes' spans); the others are named by the legend and on hover, so no two labels print over each other."""
+    span_x = (x_range[1] - x_range[0]) or 1.0
+    span_y = (y_range[1] - y_range[0]) or 1.0
+    placed: list[tuple[float, float]] = []
+    shown = []
+    for x, y in zip(xs, ys):
+        point = (x / span_x, y / span_y)
+        free = all(abs(point[0] - p[0]) > gap[0] or abs(point[1] - p[1]) > gap[1] for p in placed)
+        if free:
+            placed.append(point)
+        shown.append(free)
+    return shown
+
+
+def _method_point(
+    fig: go.Figure, comparison: Comparison, result: MethodResult, x: float, hover_x: str, label: bool
+) -> None:
+    fig.add_scatter(
+        name=result.method,
+        x=[x],
+        y=[result.value],
+        mode="markers+text",
+        marker={
+            "size": 14 if result.family == "single" else 11,
+            "color": method_color(result, comparison.options.target),
+            "symbol": FAMILY_SYMBOLS.get(result.family, "circle"),
+            "line": {"width": 1, "color": "rgba(128,128,128,0.8)"},
+        },
+        text=[result.method.split(":")[-1] if label else ""],
+        textposition="top center",
+        cliponaxis=False,
+        hovertemplate=f"{result.method}<br>{hover_x}<br>score %{{y:.3f}}<extra></extra>",
+    )
+
+
+def accuracy_latency_chart(comparison: Comparison) -> go.Figure | None:
+    """Each method's dev score against its latency relative to the plain encoder (1×: no extra cost)."""
+    results = comparison.results
+    if not results:
+        return None
+    fig = go.Figure()
+    ratios = [comparison.latency_ratio(r) for r in results]
+    x_range = [0.9, max(ratios) * 1.08 + 0.05]
+    y_range = score_range(comparison, [r.value for r in results])
+    labels = labelled_points(ratios, [r.value for r in results], x_range, y_range)
+    for result, ratio, label in zip(results, ratios, labels):
+        _method_point(fig, comparison, result, ratio, f"{ratio:.2f}× the encoder's latency", label)
+    _encoder_line(fig)
+    _reference_lines(fig, comparison, skip_adapter_line=True)
+    fig.update_xaxes(range=x_range, ticksuffix="×")
+    fig.update_yaxes(range=y_range)
+    title = f"{comparison.options.target}: dev score vs inference latency"
+    return style_figure(fig, title, "latency relative to the plain encoder", _score_title(comparison), height=440)
+
+
+def accuracy_parameters_chart(comparison: Comparison) -> go.Figure | None:
+    """Each method's dev score against the parameters it trained for the target (log scale); the adapter alone,
+    which trained nothing in the comparison, is the dashed line."""
+    trained = [r for r in comparison.results if r.trained_params > 0]
+    if not trained:
+        return None
+    fig = go.Figure()
+    counts = [r.trained_params for r in trained]
+    x_range = [math.log10(min(counts)) - 0.5, math.log10(max(counts)) + 0.5]
+    y_range = score_range(comparison, [r.value for r in comparison.results])
+    labels = labelled_points([math.log10(n) for n in counts], [r.value for r in trained], x_range, y_range)
+    for result, label in zip(trained, labels):
+        hover = f"{result.trained_params:,} trained parameters"
+        _method_point(fig, comparison, result, result.trained_params, hover, label)
+    _reference_lines(fig, comparison)
+    # Powers of ten only: the minor ticks' digits crowded the axis.
+    fig.update_xaxes(type="log", dtick=1, range=x_range)
+    fig.update_yaxes(range=y_range)
+    title = f"{comparison.options.target}: dev score vs parameters trained for it"
+    return style_figure(fig, title, "parameters trained for the target (log scale)", _score_title(comparison), 440)
+
+
+def cut_down_chart(comparison: Comparison) -> go.Figure | None:
+    """The attention fusion cut down two ways: AdapterDrop (the first k layers run without adapters and fusion)
+    and pruning (the adapter with the lowest mean weight removed, one by one); score against latency."""
+    if not comparison.adapter_drop and not comparison.pruning:
+        return None
+    fig = go.Figure()
+    curves = (
+        ("AdapterDrop: first k layers without adapters", comparison.adapter_drop, DROP_COLOR, "k"),
+        ("pruning: adapters left in the fusion", comparison.pruning, PRUNE_COLOR, "n"),
+    )
+    values = []
+    for name, points, color, kind in curves:
+        if not points:
+            continue
+        ratios = [comparison.latency_ratio(p) for p in points]
+        values += [p.metric for p in points]
+        text = [f"k={p.dropped_layers}" if kind == "k" else f"n={len(p.adapters)}" for p in points]
+        fig.add_scatter(
+            name=name,
+            x=ratios,
+            y=[p.metric for p in points],
+            mode="lines+markers+text",
+            line={"color": color, "width": 2},
+            marker={"size": 9, "color": color},
+            text=text,
+            textposition="top center" if kind == "k" else "bottom center",
+            cliponaxis=False,
+            customdata=[[p.label, ", ".join(p.adapters)] for p in points],
+            hovertemplate="%{customdata[0]}<br>adapters: %{customdata[1]}<br>%{x:.2f}× · score %{y:.3f}<extra></extra>",
+        )
+    _reference_lines(fig, comparison)
+    _encoder_line(fig)
+    all_ratios = [comparison.latency_ratio(p) for p in [*comparison.adapter_drop, *comparison.pruning]]
+    fig.update_xaxes(range=[0.9, max(all_ratios) * 1.08 + 0.05], ticksuffix="×")
+    alone = comparison.result("adapter")
+    fig.update_yaxes(range=score_range(comparison, values + ([alone.value] if alone else [])))
+    title = f"{comparison.options.target}: the attention fusion cut down, score vs latency"
+    return style_figure(fig, title, "latency relative to the plain encoder", _score_title(comparison), height=440)

@@ -1,0 +1,130 @@
+"""The "Compare methods" page's logic: the comparisons saved in a workspace, read and summarised (no Streamlit).
+
+``fusionlab compare`` (or ``bench/compare_methods.py``) writes each comparison to
+``<workspace>/comparisons/<target>-s<seed>/comparison.json``; this module lists them, reads each one through
+:class:`~fusionlab.composition.results.Comparison` (a broken file is reported by name, never shown half-read),
+and turns one into the rows and the caption the page shows. The charts are in
+:mod:`fusionlab.dashboard.compare_charts`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fusionlab.composition.compare import RESULT_FILE
+from fusionlab.composition.results import Comparison, MethodResult
+from fusionlab.composition.session import COMPARISONS_DIR
+from fusionlab.metrics import metric_label
+from fusionlab.workspace import Workspace
+
+MAX_LISTED = 200
+"""At most this many comparisons are listed (newest first): a page never reads an unbounded directory."""
+
+
+@dataclass(frozen=True)
+class SavedComparison:
+    """One ``comparison.json``: its directory name, and either the comparison or why it cannot be read."""
+
+    slug: str
+    path: Path
+    comparison: Comparison | None
+    error: str | None = None
+
+
+def comparisons_root(workspace: Workspace) -> Path:
+    return workspace.root / COMPARISONS_DIR
+
+
+def saved_comparisons(workspace: Workspace) -> list[SavedComparison]:
+    """Every finished comparison of ``workspace``, newest first; unreadable files come back with the reason."""
+    root = comparisons_root(workspace)
+    if not root.is_dir():
+        return []
+    files = [d / RESULT_FILE for d in root.iterdir() if d.is_dir() and (d / RESULT_FILE).is_file()]
+    files.sort(key=lambda f: f.stat().st_mtime, reverse=True)
+    return [_read(f) for f in files[:MAX_LISTED]]
+
+
+def _read(path: Path) -> SavedComparison:
+    slug = path.parent.name
+    try:
+        return SavedComparison(slug, path, Comparison.load(path))
+    except (OSError, ValueError, TypeError, KeyError) as err:  # json.JSONDecodeError is a ValueError
+        kind = "is not valid JSON" if isinstance(err, json.JSONDecodeError) else "cannot be read"
+        return SavedComparison(slug, path, None, f"{path.parent.name}/{path.name} {kind}: {err}")
+
+
+def seconds_label(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def describe(comparison: Comparison) -> str:
+    """Plain text (the page escapes it) under the page's title: what was compared, on what, with which budget, on which machine."""
+    o = comparison.options
+    main = comparison.results[0].main_metric if comparison.results else "accuracy"
+    return (
+        f"Target {o.target}, over the adapters {', '.join(o.adapters)}; seed {o.seed}. Every trained method got "
+        f"{o.max_steps} steps of batch {o.batch_size} at learning rate {o.learning_rate:g} (inputs cut to "
+        f"{o.max_length} tokens). Scores: {metric_label(main)} on {comparison.dev_examples} dev examples (the "
+        f"task's fixed dev subset), each from its saved checkpoint loaded afresh; the majority class scores "
+        f"{comparison.majority_baseline:.3f}. Latency: one batch of {o.latency_batch} dev inputs, median of "
+        f"{o.latency_repeats} round-robin rounds on {comparison.device}, relative to the plain encoder "
+        f"({comparison.base_latency_ms:.1f} ms)."
+    )
+
+
+def score_label(comparison: Comparison) -> str:
+    """The score column's name: the task's main metric on the dev set, e.g. ``dev accuracy``."""
+    main = comparison.results[0].main_metric if comparison.results else "accuracy"
+    return f"dev {metric_label(main)}"
+
+
+def table_rows(comparison: Comparison) -> list[dict[str, Any]]:
+    """The table the page shows: one row per method, best dev score first (ties keep the run's order)."""
+    score = score_label(comparison)
+    rows = []
+    for r in sorted(comparison.results, key=lambda r: -r.value):
+        rows.append(
+            {
+                "method": r.method,
+                "family": r.family,
+                score: r.value,
+                "vs adapter alone": _versus_adapter(comparison, r),
+                "latency vs encoder": comparison.latency_ratio(r),
+                "params at inference": r.inference_params,
+                "trained params": r.trained_params,
+                "training": seconds_label(r.train_seconds) if r.train_seconds else "–",
+            }
+        )
+    return rows
+
+
+def _versus_adapter(comparison: Comparison, result: MethodResult) -> float | None:
+    alone = comparison.result("adapter")
+    return None if alone is None else result.value - alone.value
+
+
+def fresh_mismatches(comparison: Comparison) -> list[str]:
+    """Methods whose fresh evaluation of the saved checkpoint differs from the training loop's last score."""
+    return [r.method for r in comparison.results if not r.agrees_with_training]
+
+
+def method_details(comparison: Comparison) -> list[dict[str, Any]]:
+    """What each method recorded beside its score (merge options, LoraHub's coefficients...), one row each."""
+    rows = []
+    for r in comparison.results:
+        if r.details:
+            shown = ", ".join(f"{k}={_short(v)}" for k, v in sorted(r.details.items()))
+            rows.append({"method": r.method, "details": shown, "checkpoint": r.checkpoint})
+    return rows
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
+    return str(value)

@@ -1,0 +1,112 @@
+"""The Compare methods page and its logic, on one real comparison (every method over pack adapters on real CB
+data, tiny budget: the ``cb_comparison`` fixture), plus a broken ``comparison.json`` and an empty workspace."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fusionlab.composition.results import Comparison
+from fusionlab.dashboard import compare_charts, compare_view
+from fusionlab.dashboard.charts import title_of
+from fusionlab.dashboard.settings import HOME_KEY
+from fusionlab.workspace import Workspace
+from tests.test_app_pages import PAGES
+
+pytestmark = pytest.mark.slow  # the fixture trains every method (about a minute)
+
+
+def open_compare(home, query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=120)
+    at.session_state[HOME_KEY] = str(home)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    return at.run()
+
+
+@pytest.fixture(scope="module")
+def comparison(cb_comparison) -> Comparison:
+    (saved,) = compare_view.saved_comparisons(Workspace(cb_comparison[0]))
+    assert saved.slug == "cb-s42" and saved.error is None
+    return saved.comparison
+
+
+def test_the_table_ranks_methods_and_measures_them_against_the_adapter(comparison):
+    rows = compare_view.table_rows(comparison)
+    score = compare_view.score_label(comparison)
+    assert score == "dev accuracy"
+    assert len(rows) == len(comparison.results) == 9
+    assert [r[score] for r in rows] == sorted((r.value for r in comparison.results), reverse=True)
+    alone = comparison.result("adapter").value
+    for row in rows:
+        assert row["vs adapter alone"] == pytest.approx(row[score] - alone)
+        assert row["latency vs encoder"] == pytest.approx(comparison.latency_ratio(comparison.result(row["method"])))
+    text = compare_view.describe(comparison)
+    assert "3 steps of batch 8" in text and "24 dev examples" in text and "cb, mnli, rte" in text
+    assert compare_view.fresh_mismatches(comparison) == []
+    lorahub = next(d for d in compare_view.method_details(comparison) if d["method"] == "lorahub")
+    assert "coefficients={cb:" in lorahub["details"]
+
+
+def test_the_charts_plot_every_method_on_honest_axes(comparison):
+    latency = compare_charts.accuracy_latency_chart(comparison)
+    points = {t.name: (t.x[0], t.y[0]) for t in latency.data}
+    assert set(points) == {r.method for r in comparison.results}
+    for result in comparison.results:
+        assert points[result.method] == pytest.approx((comparison.latency_ratio(result), result.value))
+    low, high = latency.layout.yaxis.range
+    assert 0 <= low <= min(comparison.majority_baseline, *(r.value for r in comparison.results))
+    assert max(r.value for r in comparison.results) <= high <= 1.02
+    assert any("majority class" in a.text for a in latency.layout.annotations)
+
+    params = compare_charts.accuracy_parameters_chart(comparison)
+    assert "adapter" not in {t.name for t in params.data}  # it trained nothing here: the dashed line instead
+    assert any("cb adapter alone" in a.text for a in params.layout.annotations)
+    assert params.layout.xaxis.type == "log"
+
+    cut = compare_charts.cut_down_chart(comparison)
+    drop, prune = cut.data
+    assert list(drop.text) == [f"k={k}" for k in range(7)] and len(prune.x) == 3
+    assert drop.y[0] == comparison.result("fusion:attention").value  # k = 0: the full fusion's own score
+    for figure in (latency, params, cut):
+        assert title_of(figure).startswith("cb: ")
+
+
+def test_labels_of_crowded_points_are_left_to_the_legend():
+    shown = compare_charts.labelled_points([1.0, 1.001, 1.3], [0.70, 0.701, 0.70], [0.9, 1.4], [0.5, 0.8])
+    assert shown == [True, False, True]
+
+
+def test_the_page_shows_the_table_and_three_charts(cb_comparison):
+    at = open_compare(cb_comparison[0])
+    assert not at.exception and not at.error
+    assert at.title[0].value == "Compare methods"
+    assert len(at.dataframe[0].value) == 9
+    titles = [title_of(json.loads(chart.proto.spec)) for chart in at.get("plotly_chart")]
+    assert titles == [
+        "cb: dev score vs inference latency",
+        "cb: dev score vs parameters trained for it",
+        "cb: the attention fusion cut down, score vs latency",
+    ]
+
+
+def test_a_broken_comparison_is_named_and_a_missing_one_is_said(cb_comparison, tmp_path):
+    home = tmp_path / "ws"
+    shutil.copytree(cb_comparison[0] / "comparisons", home / "comparisons")
+    broken = home / "comparisons" / "rte-s1"
+    broken.mkdir()
+    (broken / "comparison.json").write_text('{"options": {"target": "rte"')
+    at = open_compare(home, {"comparison": "rte-s1"})
+    assert any("rte-s1/comparison.json is not valid JSON" in e.value for e in at.error)
+    at = open_compare(home, {"comparison": "no-such"})
+    assert any("no-such" in w.value for w in at.warning)
+    assert not at.error and len(at.get("plotly_chart")) == 3
+
+
+def test_an_empty_workspace_says_how_to_make_a_comparison(tmp_path):
+    at = open_compare(tmp_path / "empty")
+    assert not at.exception
+    assert any("fusionlab compare" in i.value for i in at.info)
