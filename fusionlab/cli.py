@@ -526,6 +526,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_adapterhub(args: argparse.Namespace) -> int:
+    """An AdapterHub ``adapters`` bottleneck adapter folder into the workspace, as a fusionlab adapter."""
+    from fusionlab.interop.transfer import import_adapter
+
+    workspace = Workspace(args.home).ensure()
+    path = import_adapter(args.directory, workspace, args.name, args.task, args.model)
+    print(f"imported {args.directory} as adapter {path.name} ({path}); its head is untrained")
+    return 0
+
+
+def cmd_export_adapterhub(args: argparse.Namespace) -> int:
+    """A workspace adapter out to AdapterHub's format (``model.load_adapter(dir, use_safetensors=True)``)."""
+    from fusionlab.interop.transfer import export_adapter
+
+    path = export_adapter(Workspace(args.home).ensure(), args.name, args.directory)
+    print(f"exported adapter {args.name} to {path} (adapter_config.json, adapter.safetensors; no head)")
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fusionlab", description="Adapter Fusion on transformer encoders.")
@@ -656,6 +675,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tasks", help="list the built-in tasks")
     _add_common(p)
     p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser(
+        "import-adapterhub",
+        help="import an AdapterHub `adapters` bottleneck adapter (seq_bn) folder as a workspace adapter",
+        description="Reads adapter_config.json and adapter.safetensors (or pytorch_adapter.bin, tensors only) "
+        "written by AdapterHub's save_adapter. Adapters placed elsewhere than after the feed-forward block are "
+        "refused, naming the option. The head is not imported: the adapter gets an untrained head.",
+    )
+    p.add_argument("directory", help="the folder save_adapter wrote")
+    p.add_argument("--name", default=None, help="the adapter's name in the workspace (default: its own)")
+    p.add_argument("--task", default=None, help="registered task its head is for (labels), e.g. rte")
+    p.add_argument("--model", default=None, help="base model (default: the one adapter_config.json names)")
+    _add_common(p)
+    p.set_defaults(func=cmd_import_adapterhub)
+
+    p = sub.add_parser("export-adapterhub", help="write a workspace adapter in AdapterHub's format (no head)")
+    p.add_argument("name", help="the workspace adapter")
+    p.add_argument("directory", help="folder to write adapter_config.json and adapter.safetensors to")
+    _add_common(p)
+    p.set_defaults(func=cmd_export_adapterhub)
     return parser
 
 

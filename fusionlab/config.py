@@ -21,6 +21,13 @@ C = TypeVar("C", bound="JsonConfig")
 FUSION_METHODS = ("attention", "weighted", "average")
 TASK_TYPES = ("classification", "pair_classification", "question_answering")
 NON_LINEARITIES = ("relu", "gelu", "swish", "tanh")
+PLACEMENTS = ("ffn_output", "pfeiffer")
+"""Where an adapter reads the feed-forward block, with ``h`` its output (after dropout), ``x`` the block's input
+and ``LN`` its LayerNorm; the block returns ``LN(h + A + x)`` either way:
+
+- ``ffn_output`` (fusionlab's own): ``A = adapter(h)``; AdapterHub's ``seq_bn`` with ``original_ln_before=False``;
+- ``pfeiffer``: ``A = adapter(LN(h + x))``, the block's LayerNorm applied twice; AdapterHub's ``seq_bn`` default
+  (the Pfeiffer configuration), kept so adapters imported from it compute what they computed there."""
 POOLING_MODES = ("mean", "cls")
 WEIGHT_INITIALIZATIONS = ("uniform", "normal", "target")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
@@ -201,9 +208,12 @@ class AdapterConfig(JsonConfig):
     num_labels: int | None = None
     label_names: list[str] | None = None
     init_std: float = 0.02
+    placement: str = "ffn_output"
+    """Where the adapter reads the feed-forward block (:data:`PLACEMENTS`); adapters fused together share one."""
 
     def validate(self) -> None:
         self._bounded_int("adapter_size", MAX_ADAPTER_SIZE)
+        self._choice("placement", PLACEMENTS)
         if not isinstance(self.task_name, str) or not self.task_name.strip():
             _fail("AdapterConfig", "task_name", f"must be a non-empty string, got {self.task_name!r}")
         self._choice("task_type", TASK_TYPES)

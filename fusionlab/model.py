@@ -28,7 +28,7 @@ from transformers.utils import ModelOutput
 
 from fusionlab import checkpoint
 from fusionlab.adapters.manager import AdapterManager
-from fusionlab.base_model import ffn_output_modules, load_encoder
+from fusionlab.base_model import ffn_blocks, ffn_output_modules, load_encoder
 from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig
 from fusionlab.fusion.registry import build_fusion
 from fusionlab.heads import ClassificationHead, pool
@@ -59,6 +59,10 @@ class _ForwardContext:
     collect_inputs: bool = False
     skip_below: int = 0
     """AdapterDrop: layers below this index run as the plain encoder (no adapters, no fusion)."""
+    placement: str = "ffn_output"
+    """Where the active adapters read the feed-forward block (see :data:`fusionlab.config.PLACEMENTS`)."""
+    block_inputs: dict[int, torch.Tensor] = field(default_factory=dict)
+    """``pfeiffer`` placement: each layer's feed-forward block input ``x``, kept by the block's pre-hook."""
     weights: list[torch.Tensor] = field(default_factory=list)
     inputs: list[torch.Tensor] = field(default_factory=list)
 
@@ -106,6 +110,10 @@ class FusionModel(nn.Module):
 
         self._accepts_token_type_ids = "token_type_ids" in inspect.signature(self.base_model.forward).parameters
         self._hook_handles = [module.register_forward_hook(self._make_hook(i)) for i, module in enumerate(hook_points)]
+        blocks = ffn_blocks(self.base_model)
+        self._ffn_norms = [norm for _, norm in blocks] if blocks else None  # a plain list: not our parameters
+        for i, (block, _) in enumerate(blocks or []):
+            self._hook_handles.append(block.register_forward_pre_hook(self._make_block_hook(i), with_kwargs=True))
         _outside_inference_mode(self)
 
     def remove_hooks(self) -> None:
@@ -145,13 +153,11 @@ class FusionModel(nn.Module):
                 f"FusionConfig.adapter_names names adapters the manager does not have: {missing} "
                 f"(it has {self.adapter_manager.names})"
             )
-        activations = {name: self.adapter_manager.configs[name].non_linearity for name in config.adapter_names}
-        if len(set(activations.values())) > 1:
-            used = ", ".join(f"{name} uses {activation}" for name, activation in activations.items())
-            raise ValueError(
-                f"adapters fused together must share one non-linearity (a layer runs them as one batched "
-                f"module), but {used}"
-            )
+        for setting in ("non_linearity", "placement"):  # a layer runs the fused adapters as one batched module
+            values = {name: getattr(self.adapter_manager.configs[name], setting) for name in config.adapter_names}
+            if len(set(values.values())) > 1:
+                used = ", ".join(f"{name} uses {value}" for name, value in values.items())
+                raise ValueError(f"adapters fused together must share one {setting.replace('_', '-')}, but {used}")
         self.fusion_layers = nn.ModuleList(build_fusion(config, self.hidden_size) for _ in range(self.num_layers))
         self.fusion_head = ClassificationHead(
             self.hidden_size, self._num_labels(config.target), self.model_config.head_dropout
@@ -276,24 +282,43 @@ class FusionModel(nn.Module):
 
         return hook
 
+    def _make_block_hook(self, layer: int):
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            context = getattr(_ACTIVE, "contexts", {}).get(id(self))
+            if context is not None and context.placement == "pfeiffer":
+                context.block_inputs[layer] = args[1] if len(args) > 1 else kwargs["input_tensor"]
+
+        return hook
+
+    def _adapter_source(self, layer: int, output: torch.Tensor, context: _ForwardContext) -> torch.Tensor:
+        """What the adapters read: the feed-forward output ``h``, or ``LayerNorm(h + x)`` for ``pfeiffer``."""
+        if context.placement != "pfeiffer":
+            return output
+        assert self._ffn_norms is not None  # checked in forward
+        return self._ffn_norms[layer](output + context.block_inputs.pop(layer))
+
     def _adapt_layer(self, layer: int, output: torch.Tensor, context: _ForwardContext) -> torch.Tensor:
         """Run the active adapters (batched) on one layer's feed-forward output, then fuse them.
 
-        Fusion layers that accept them get the deltas factored (bottleneck activations, see
-        :class:`~fusionlab.adapters.layer.FactoredDeltas`); no ``[tokens, N, hidden]`` tensor is built then.
+        The adapters' changes are added to the feed-forward output ``h``, whatever they read (see
+        :meth:`_adapter_source`). Fusion layers that accept them get the deltas factored (bottleneck
+        activations, see :class:`~fusionlab.adapters.layer.FactoredDeltas`); no ``[tokens, N, hidden]`` tensor
+        is built then.
         """
         shape = output.shape
+        source = self._adapter_source(layer, output, context)
         if context.collect_inputs:
-            context.inputs.append(output.detach())
+            context.inputs.append(source.detach())
         hidden = output.reshape(-1, shape[-1])
+        read = source.reshape(-1, shape[-1])
         if context.fusion_indices is None:
-            deltas = self.adapter_manager.layer_deltas(hidden, context.names, layer)  # [M, 1, H]
+            deltas = self.adapter_manager.layer_deltas(read, context.names, layer)  # [M, 1, H]
             return (hidden + deltas[:, 0]).view(shape)
         assert self.fusion_layers is not None
         fusion = self.fusion_layers[layer]
         factored = getattr(fusion, "accepts_factored_deltas", False)
-        deltas = self.adapter_manager.layer_deltas(hidden, context.names, layer, factored=factored)
-        fused, weights = fusion.fuse_deltas(hidden, deltas, hidden, context.fusion_indices)
+        deltas = self.adapter_manager.layer_deltas(read, context.names, layer, factored=factored)
+        fused, weights = fusion.fuse_deltas(read, deltas, hidden, context.fusion_indices)
         if context.collect_weights:
             context.weights.append(weights.view(*shape[:-1], *weights.shape[-2:]))
         return fused.view(shape)
@@ -371,7 +396,9 @@ class FusionModel(nn.Module):
         if token_type_ids is not None and self._accepts_token_type_ids:
             encoder_kwargs["token_type_ids"] = token_type_ids
         collect_weights = output_fusion_weights and fusion_indices is not None
-        context = _ForwardContext(names, fusion_indices, collect_weights, output_adapter_inputs, drop_first_layers)
+        context = _ForwardContext(
+            names, fusion_indices, collect_weights, output_adapter_inputs, drop_first_layers, self._placement(names)
+        )
         contexts = _ACTIVE.__dict__.setdefault("contexts", {})
         contexts[id(self)] = context
         try:
@@ -397,6 +424,20 @@ class FusionModel(nn.Module):
             last_hidden_state=encoded.last_hidden_state,
             adapter_inputs=tuple(context.inputs) if output_adapter_inputs else None,
         )
+
+    def _placement(self, names: Sequence[str]) -> str:
+        """The one placement the adapters of a forward pass share (they run as one batched module)."""
+        placements = {name: self.adapter_manager.configs[name].placement for name in names}
+        if len(set(placements.values())) > 1:
+            used = ", ".join(f"{name} reads {placement}" for name, placement in placements.items())
+            raise ValueError(f"adapters run together must share one placement, but {used}")
+        placement = next(iter(placements.values()))
+        if placement == "pfeiffer" and self._ffn_norms is None:
+            raise ValueError(
+                f"the 'pfeiffer' placement needs the feed-forward block's LayerNorm, which fusionlab does not know "
+                f"for a '{self.base_model.config.model_type}' model; it works with bert, roberta and electra models"
+            )
+        return placement
 
     def value_regularization_loss(self) -> torch.Tensor:
         """``lambda * sum_layers ||I - V||^2`` (zero unless ``FusionConfig.value_regularization`` > 0)."""

@@ -1,0 +1,1 @@
+"""Adapters in and out of other libraries' formats (AdapterHub's ``adapters``)."""
