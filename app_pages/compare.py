@@ -82,6 +82,13 @@ else:
         "examples and timed in the same round-robin as the methods above."
     )
 
+query = compare_view.playground_query(slug, comparison)
+if query is not None:
+    st.markdown(
+        f"Every model of this comparison answers your own inputs in the [Playground](playground?{query}): its "
+        'fusions are in the Fusion list, its merged adapters under "Compare side by side with".'
+    )
+
 details = compare_view.method_details(comparison)
 if details:
     with st.expander("What each method chose (merge options, the search's coefficients)"):

@@ -9,10 +9,13 @@ from fusionlab.dashboard.examples import examples_for
 from fusionlab.dashboard.inference import Comparison, FusionInfo, Prediction, Predictor, comparable_fusions
 from fusionlab.dashboard.markdown import md
 from fusionlab.dashboard.widgets import (
+    AdapterPredictor,
     Workspace,
     cached_dev_drops,
     cached_dev_examples,
     choose_fusion,
+    composed_choices,
+    load_adapter_predictor,
     load_predictor,
     session_settings,
 )
@@ -28,11 +31,14 @@ with pick_column:
     workspace, fusion, predictor = choose_fusion()
 info = predictor.info
 SUBSET = "this fusion, other adapters"
-second: tuple[Predictor, list[str] | None] | None = None  # what the compare mode puts beside the fusion
+# What the compare mode puts beside the fusion: a fusion (over some adapters), or a comparison's merged adapter.
+second: tuple[Predictor, list[str] | None] | AdapterPredictor | None = None
+composed = composed_choices(workspace, fusion, info.task.name)  # what the workspace's comparisons trained
+others = comparable_fusions(workspace, fusion) if not any(m.root == workspace.root for m in composed.values()) else []
 compare_with = compare_column.selectbox(
     "Compare side by side with",
-    [None, SUBSET, *comparable_fusions(workspace, fusion)],
-    format_func=lambda name: "(nothing)" if name is None else name,
+    [None, SUBSET, *others, *composed],
+    format_func=lambda name: "(nothing)" if name is None else name,  # what it shows is what the link holds
     **urlstate.bound(urlstate.COMPARE),
 )
 if compare_with == SUBSET:
@@ -42,7 +48,13 @@ if compare_with == SUBSET:
     second = (predictor, chosen)
 elif compare_with is not None:
     try:
-        second = (load_predictor(workspace, compare_with), None)
+        model = composed.get(compare_with)
+        if model is None:
+            second = (load_predictor(workspace, compare_with), None)
+        elif model.kind == "fusion":
+            second = (load_predictor(model.workspace, model.name), None)
+        else:
+            second = load_adapter_predictor(model)
     except DashboardError as err:
         st.error(md(err))
 st.caption(
@@ -109,6 +121,22 @@ def compare_panel(first: Comparison, second: Comparison, zoom: bool) -> None:
                 st.plotly_chart(figure, key=f"compare_{i}")
 
 
+def composed_panel(first: Comparison, other: AdapterPredictor, text: str, pair: str | None) -> None:
+    """The fusion beside one adapter that a comparison merged (or searched) from the same adapters."""
+    composed = other.composed
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.subheader(f"{md(first.fusion.name)} ({md(first.fusion.method)})")
+        verdict(fusion_title(first), first.fused)
+    with right:
+        st.subheader(md(composed.method))
+        verdict(f"One adapter: {md(composed.method)}", other.predict(text.strip(), (pair or "").strip() or None))
+        st.caption(
+            f"{md(composed.describe())} A merged adapter is one adapter with its own head: it costs what a single "
+            "adapter costs and has no fusion weights to show."
+        )
+
+
 def verdict_panel(info: FusionInfo, comparison: Comparison) -> None:
     """The two answers, one above the other: the target's own adapter alone, then the fusion."""
     if comparison.truncated:
@@ -132,7 +160,10 @@ def verdict_panel(info: FusionInfo, comparison: Comparison) -> None:
 
 @st.fragment
 def explore(
-    workspace: Workspace, fusion: str, predictor: Predictor, second: tuple[Predictor, list[str] | None] | None
+    workspace: Workspace,
+    fusion: str,
+    predictor: Predictor,
+    second: tuple[Predictor, list[str] | None] | AdapterPredictor | None,
 ) -> None:
     """Inputs, toggles, both predictions and the weights: an interaction reruns this part, not the page.
 
@@ -160,7 +191,9 @@ def explore(
         "to the even share 1/N; zooming stretches the colours to the range shown so its small preferences become "
         "visible. The colour bar then says 'zoomed' and gives the range; hover a cell for its distance from 1/N.",
     )
-    if second is not None:
+    if isinstance(second, AdapterPredictor):
+        composed_panel(comparison, second, text, pair if info.task.is_pair else None)
+    elif second is not None:
         other, adapters = second
         try:
             compare_panel(comparison, other.compare(text, pair, adapters), zoom)

@@ -110,3 +110,38 @@ def test_an_empty_workspace_says_how_to_make_a_comparison(tmp_path):
     at = open_compare(tmp_path / "empty")
     assert not at.exception
     assert any("fusionlab compare" in i.value for i in at.info)
+
+
+def test_the_comparisons_models_are_offered_and_answer(cb_comparison):
+    from fusionlab.dashboard.composed import AdapterPredictor, composed_models, find_composed
+
+    workspace = Workspace(cb_comparison[0])
+    models = {m.key: m for m in composed_models(workspace, "cb")}
+    assert "cb-s42/adapter" not in models  # the workspace has its own adapter already
+    assert models["cb-s42/fusion:weighted"].kind == "fusion"
+    assert models["cb-s42/merge:ties"].kind == "adapter" and models["cb-s42/lorahub"].kind == "adapter"
+    assert composed_models(workspace, "rte") == []
+    assert find_composed(workspace, "../../etc/passwd") is None and find_composed(workspace, "cb-s42/nope") is None
+    answer = AdapterPredictor(models["cb-s42/merge:ties"]).predict("I doubt it will rain.", "It will rain.")
+    assert answer.labels == ("entailment", "contradiction", "neutral")
+    assert abs(float(answer.probabilities.sum()) - 1) < 1e-5
+
+
+def test_the_playground_puts_a_merged_adapter_beside_a_comparisons_fusion(cb_comparison):
+    from tests.test_app_pages import open_page
+
+    at = open_page(
+        "playground.py", cb_comparison[0], {"fusion": "cb-s42/fusion:attention", "compare": "cb-s42/merge:ties"}
+    )
+    assert not at.exception and not at.error
+    assert at.selectbox[0].value == "cb-s42/fusion:attention"
+    labels = [m.label.replace("\\", "") for m in at.metric]  # as rendered: md() escapes the ':'
+    assert labels[:2] == ["cb adapter alone", "Fusion over 3 adapters"]
+    assert "One adapter: merge:ties" in labels
+    captions = [c.value.replace("\\", "") for c in at.caption]
+    assert any("merge:ties over cb, mnli, rte, trained by comparison cb-s42" in c for c in captions)
+
+
+def test_the_compare_page_links_to_the_playground(comparison):
+    query = compare_view.playground_query("cb-s42", comparison)
+    assert query.startswith("fusion=cb-s42%2Ffusion%3Aattention&compare=cb-s42%2F")

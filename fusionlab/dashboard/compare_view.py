@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fusionlab.composition.compare import RESULT_FILE
 from fusionlab.composition.results import Comparison, MethodResult
@@ -128,3 +129,15 @@ def _short(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
     return str(value)
+
+
+def playground_query(slug: str, comparison: Comparison) -> str | None:
+    """The Playground's query string that opens this comparison's attention fusion beside its best merged (or
+    searched) adapter, or None when it trained no attention fusion. Keys only: the Playground checks them."""
+    if comparison.result("fusion:attention") is None:
+        return None
+    params = {"fusion": f"{slug}/fusion:attention"}
+    single = [r for r in comparison.results if r.family in ("merging", "search")]
+    if single:
+        params["compare"] = f"{slug}/{max(single, key=lambda r: r.value).method}"
+    return urlencode(params)

@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote
 import streamlit as st
 
 from fusionlab.dashboard import urlstate
+from fusionlab.dashboard.composed import AdapterPredictor, ComposedModel, composed_models, find_composed
 from fusionlab.dashboard.dev_browser import DevDrops, DevExample, dev_examples, dev_leave_one_out
 from fusionlab.dashboard.efficiency import DEFAULT_REPEATS, LatencyReport, measure_latency
 from fusionlab.dashboard.errors import DashboardError
@@ -116,27 +117,64 @@ def load_predictor(workspace: Workspace, fusion: str) -> Predictor:
 def choose_fusion() -> tuple[Workspace, str, Predictor]:
     """The fusion picker shared by the Playground and Efficiency pages: workspace, chosen fusion, its predictor.
 
-    Stops the page with a readable message when the workspace cannot be read, holds no fusion yet, or the chosen
-    fusion cannot be loaded.
+    It offers the workspace's fusions and those its comparisons trained (``cb-s42/fusion:weighted``); for one of
+    those, the workspace returned is the comparison's own (where that fusion and its adapters are). Stops the page
+    with a readable message when the workspace cannot be read, holds no fusion yet, or the chosen fusion cannot
+    be loaded.
     """
     workspace = settings_or_stop().workspace
     fusions = workspace.list_fusions()
-    if not fusions:
+    composed = {m.key: m for m in composed_models(workspace) if m.kind == "fusion"}
+    options = [*fusions, *composed]
+    if not options:
         st.info("This workspace has no fusion yet: prepare the demo on the Home page, or train one on the Train page.")
         st.stop()
-    urlstate.set_default(urlstate.FUSION, preferred_fusion(workspace, fusions))
-    asked = urlstate.unknown_choice(urlstate.FUSION, fusions)
-    fusion = st.selectbox("Fusion", fusions, **urlstate.bound(urlstate.FUSION))
+    urlstate.set_default(urlstate.FUSION, preferred_fusion(workspace, fusions) if fusions else options[0])
+    asked = urlstate.unknown_choice(urlstate.FUSION, options)
+    # Shown as their keys: a bound selectbox writes the shown text into the link, and a key reads back.
+    choice = st.selectbox(
+        "Fusion",
+        options,
+        help="The workspace's fusions, then those its comparisons trained (<comparison>/<method>).",
+        **urlstate.bound(urlstate.FUSION),
+    )
     if asked is not None:
         st.warning(
-            f"The link asked for fusion {code(asked)}, which this workspace does not have; showing {code(fusion)}."
+            f"The link asked for fusion {code(asked)}, which this workspace does not have; showing {code(choice)}."
         )
+    home, fusion = (composed[choice].workspace, composed[choice].name) if choice in composed else (workspace, choice)
     try:
-        predictor = load_predictor(workspace, fusion)
+        predictor = load_predictor(home, fusion)
     except DashboardError as err:
         st.error(md(err))
         st.stop()
-    return workspace, fusion, predictor
+    return home, fusion, predictor
+
+
+def composed_choices(shown: Workspace, fusion: str, task: str) -> dict[str, ComposedModel]:
+    """The models the workspace's comparisons trained for ``task``, by key, for the Playground's compare mode
+    (the fusion already shown left out)."""
+    home = settings_or_stop().workspace
+    return {
+        m.key: m
+        for m in composed_models(home, task)
+        if not (m.kind == "fusion" and m.root == shown.root and m.name == fusion)
+    }
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the merged adapter…")
+def _cached_adapter_predictor(root: str, key: str, mtime: int) -> AdapterPredictor:
+    model = find_composed(Workspace(root), key)
+    if model is None:
+        raise DashboardError(f"The workspace has no composed model {key!r}.")
+    return AdapterPredictor(model)
+
+
+def load_adapter_predictor(model: ComposedModel) -> AdapterPredictor:
+    """The server-wide :class:`AdapterPredictor` of a comparison's adapter, reloaded when its checkpoint changes."""
+    marker = model.workspace.adapter_dir(model.name) / "fusionlab.json"
+    mtime = marker.stat().st_mtime_ns if marker.is_file() else -1
+    return _cached_adapter_predictor(str(model.root.parent.parent), model.key, mtime)
 
 
 @st.cache_data(max_entries=16, show_spinner="Timing the encoder, one adapter and fusion…")

@@ -1,0 +1,124 @@
+"""The models a comparison trained (fusions, merged adapters, the searched combination), offered to the Playground.
+
+A comparison keeps its checkpoints in a workspace of its own (``<workspace>/comparisons/<target>-s<seed>/``), so
+its fusions open with the ordinary :class:`~fusionlab.dashboard.inference.Predictor` over that workspace, and
+its merged adapters, standalone adapters with their own head, with :class:`AdapterPredictor`. Each model has a
+key, ``<comparison>/<method>`` (``cb-s42/merge:ties``), which is what a link carries: the Playground only accepts
+keys this module lists, so nothing in a URL becomes a path.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from fusionlab.base_model import load_tokenizer
+from fusionlab.checkpoint import CheckpointError, read_meta
+from fusionlab.dashboard.compare_view import saved_comparisons
+from fusionlab.dashboard.errors import DashboardError
+from fusionlab.model import FusionModel
+from fusionlab.prediction import Prediction, encode_input, predict
+from fusionlab.workspace import Workspace
+
+ANSWER_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class ComposedModel:
+    """One model a comparison trained: where it is, what it is, and how it scored there."""
+
+    comparison: str
+    method: str
+    kind: str  # "fusion" or "adapter"
+    root: Path  # the comparison's own workspace
+    name: str  # the checkpoint's name in that workspace
+    target: str
+    adapters: tuple[str, ...]
+    main_metric: str
+    value: float
+    dev_examples: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.comparison}/{self.method}"
+
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(self.root)
+
+    def label(self) -> str:
+        return f"{self.method} (comparison {self.comparison})"
+
+    def describe(self) -> str:
+        return (
+            f"{self.method} over {', '.join(self.adapters)}, trained by comparison {self.comparison}: dev "
+            f"{self.main_metric} {self.value:.3f} on {self.dev_examples} examples there."
+        )
+
+
+def composed_models(workspace: Workspace, task: str | None = None) -> list[ComposedModel]:
+    """Every model the workspace's readable comparisons trained (all but the plain adapter, which the workspace
+    has already), for ``task`` only when given; newest comparison first."""
+    found = []
+    for saved in saved_comparisons(workspace):
+        comparison = saved.comparison
+        if comparison is None or (task is not None and comparison.options.target != task):
+            continue
+        for result in comparison.results:
+            kind, _, name = result.checkpoint.partition("/")
+            if result.family == "single" or kind not in ("fusions", "adapters") or not name:
+                continue
+            found.append(
+                ComposedModel(
+                    comparison=saved.slug,
+                    method=result.method,
+                    kind="fusion" if kind == "fusions" else "adapter",
+                    root=saved.path.parent,
+                    name=name,
+                    target=comparison.options.target,
+                    adapters=tuple(comparison.options.adapters),
+                    main_metric=result.main_metric,
+                    value=result.value,
+                    dev_examples=comparison.dev_examples,
+                )
+            )
+    return found
+
+
+def find_composed(workspace: Workspace, key: str) -> ComposedModel | None:
+    """The composed model a key names, if the workspace has it (a key is never read as a path)."""
+    return next((m for m in composed_models(workspace) if m.key == key), None)
+
+
+class AdapterPredictor:
+    """A merged (or searched) adapter with its own head, loaded once and shared by every session, like
+    :class:`~fusionlab.dashboard.inference.Predictor`: one lock around the model and its tokenizer."""
+
+    def __init__(self, model: ComposedModel) -> None:
+        self.composed = model
+        path = model.workspace.adapter_dir(model.name)
+        try:
+            meta = read_meta(path)
+            self.model = FusionModel.from_pretrained(path).eval()
+        except (CheckpointError, ValueError) as err:
+            raise DashboardError(f"{model.label()} cannot be loaded: {err}") from err
+        self.max_length = int(meta["model_config"].get("max_length", 128))
+        self.tokenizer = load_tokenizer(meta["model_config"]["model_name_or_path"])
+        self.lock = threading.Lock()
+        self._answers: OrderedDict[tuple, Prediction] = OrderedDict()
+
+    def predict(self, text: str, text_pair: str | None) -> Prediction:
+        """The adapter's answer for an input the page has already checked."""
+        key = (text, text_pair)
+        with self.lock:
+            if key in self._answers:
+                self._answers.move_to_end(key)
+                return self._answers[key]
+            encoded = encode_input(self.tokenizer, text, text_pair, self.max_length)
+            answer = predict(self.model, encoded, [self.composed.name])[0]
+            self._answers[key] = answer
+            if len(self._answers) > ANSWER_CACHE_SIZE:
+                self._answers.popitem(last=False)
+            return answer
