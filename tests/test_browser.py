@@ -37,6 +37,7 @@ PAGES = {
     "train": "train",
     "playground": "playground",
     "efficiency": "efficiency",
+    "compare": "compare",
     "runs": "runs",
     "mechanics": "mechanics",
 }
@@ -181,6 +182,38 @@ def test_playground_shows_both_predictions_and_the_heatmap(app, page):
     wait_for_app(page)
     expect(page.get_by_test_id("stAlertContentError").first).to_be_visible()
     assert_no_exception(page)
+
+
+def test_a_dev_example_clicked_in_the_browser_loads_into_the_text_boxes(app, page, shared_data_dir):
+    """The dev-set browser's table is a canvas (glide-data-grid): click the first row's selection cell, as a user
+    would, and the example must land in both text boxes and in the link."""
+    import json
+    from urllib.parse import parse_qs, urlparse
+
+    from playwright.sync_api import expect
+
+    url, _ = app
+    page.goto(f"{url}/playground")
+    wait_for_app(page)
+    first, second = page.get_by_label("Sentence 1"), page.get_by_label("Sentence 2")
+    before = first.input_value()
+    page.get_by_text("Dev-set browser: where the fusion wins and loses").click()
+    wait_for_app(page)
+    grid = page.get_by_test_id("stDataFrame")
+    grid.wait_for(state="visible")
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()  # in the viewport now: a mouse click lands only on what is on screen
+    page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # the row-selection column of the first row (35 px rows)
+    wait_for_app(page)
+    shoot(page, "playground-dev-example-clicked")
+    expect(first).not_to_have_value(before)
+    rows = [json.loads(line) for line in (shared_data_dir / "rte" / "validation.jsonl").open()]
+    pairs = {(r["sentence1"], r["sentence2"]) for r in rows}
+    assert (first.input_value(), second.input_value()) in pairs  # a real dev example, both halves
+    query = parse_qs(urlparse(page.url).query)
+    assert query["text"] == [first.input_value()] and query["pair"] == [second.input_value()]
+    assert_no_exception(page)
+    shoot(page, "playground-dev-example-loaded")
 
 
 def test_queue_a_tiny_training_run_and_watch_it_finish(app, page):
