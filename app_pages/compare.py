@@ -39,6 +39,9 @@ if chosen.comparison is None:
     st.error(md(chosen.error))
     st.stop()
 comparison = chosen.comparison
+if not comparison.results:
+    st.info(f"Comparison {code(slug)} scored no method (each was skipped); rerun it with adapters that apply.")
+    st.stop()
 st.caption(md(compare_view.describe(comparison)))
 
 mismatches = compare_view.fresh_mismatches(comparison)

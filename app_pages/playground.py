@@ -34,7 +34,8 @@ SUBSET = "this fusion, other adapters"
 # What the compare mode puts beside the fusion: a fusion (over some adapters), or a comparison's merged adapter.
 second: tuple[Predictor, list[str] | None] | AdapterPredictor | None = None
 composed = composed_choices(workspace, fusion, info.task.name)  # what the workspace's comparisons trained
-others = comparable_fusions(workspace, fusion) if not any(m.root == workspace.root for m in composed.values()) else []
+# A comparison's own fusions are among `composed` already; the workspace's other fusions only beside one of its own.
+others = comparable_fusions(workspace, fusion) if workspace.root == session_settings().workspace.root else []
 compare_with = compare_column.selectbox(
     "Compare side by side with",
     [None, SUBSET, *others, *composed],
@@ -104,7 +105,7 @@ def verdict(title: str, prediction: Prediction) -> None:
 def compare_panel(first: Comparison, second: Comparison, zoom: bool) -> None:
     """Two views of the same input side by side — two fusions of the same task, or one fusion over two adapter
     subsets: each one's answer and its weights per layer. Kept in the link (``compare=``, ``subset_<fusion>=``)."""
-    same_fusion = first.fusion.name == second.fusion.name
+    same_fusion = first.fusion is second.fusion  # one predictor (a subset), not two fusions that share a name
     for i, (column, comparison) in enumerate(zip(st.columns(2, gap="large"), (first, second))):
         info = comparison.fusion
         with column:

@@ -61,13 +61,19 @@ def options_for(task: str, seed: int, args: argparse.Namespace) -> CompareOption
     )
 
 
-def run_or_load(workspace: Workspace, options: CompareOptions, data_dir: str | None) -> Comparison:
+def run_or_load(
+    workspace: Workspace, options: CompareOptions, data_dir: str | None, report_only: bool = False
+) -> Comparison | None:
+    """The saved comparison for ``options`` if one with exactly these options exists, else a new run (or None
+    with ``report_only``: a report of what a still-running bench has finished)."""
     saved = comparison_dir(workspace, options) / RESULT_FILE
     if saved.is_file():
         comparison = Comparison.load(saved)
         if comparison.options == options:
             print(f"{options.slug}: already measured ({saved})", flush=True)
             return comparison
+    if report_only:
+        return None
     start = time.perf_counter()
     comparison = compare_methods(options, workspace, data_dir, progress=lambda m: print(f"  {m}", flush=True))
     print(f"{options.slug}: {time.perf_counter() - start:.0f} s", flush=True)
@@ -152,14 +158,17 @@ def main() -> None:
     parser.add_argument("--workspace", default=os.environ.get("FUSIONLAB_HOME", "bench/results/compare-workspace"))
     parser.add_argument("--data-dir", default=os.environ.get("FUSIONLAB_DATA_DIR"))
     parser.add_argument("--out", default="bench/results/compare_methods.json")
+    parser.add_argument("--report-only", action="store_true", help="summarise what is saved; run nothing")
     args = parser.parse_args()
     workspace = Workspace(args.workspace).ensure()
     tasks = args.tasks.split(",")
     comparisons: dict[str, list[Comparison]] = {task: [] for task in tasks}
     for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: a stopped run has every task's first seeds
         for task in tasks:
-            comparisons[task].append(run_or_load(workspace, options_for(task, seed, args), args.data_dir))
-    summary = summarise(comparisons)
+            found = run_or_load(workspace, options_for(task, seed, args), args.data_dir, args.report_only)
+            if found is not None:
+                comparisons[task].append(found)
+    summary = summarise({task: runs for task, runs in comparisons.items() if runs})
     print_tables(summary)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fusionlab.adapters.manager import AdapterManager
+from fusionlab.adapters.manager import AdapterManager, tensors_hash
 from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig
 from fusionlab.workspace import CHECKPOINT_MARKER as META_FILE
 from fusionlab.workspace import atomic_directory
@@ -245,6 +245,12 @@ def read_adapter_tensors(directory: str | os.PathLike) -> tuple[dict, dict[str, 
     if meta["kind"] != "adapter":
         raise CheckpointError(f"{path} holds a {meta['kind']}, not an adapter")
     adapter_state, head_state = _adapter_tensors(path, meta)
+    # The hash is of the weights as a model holds them (float32); a pack stores them in float16.
+    if tensors_hash({k: v.float() for k, v in adapter_state.items()}) != meta["content_hash"]:
+        raise CheckpointError(
+            f"{path}: the adapter's weights do not match the content hash recorded when it was saved "
+            f"({meta['content_hash'][:12]}…): the file was changed or is corrupt"
+        )
     return meta, adapter_state, head_state
 
 

@@ -250,7 +250,9 @@ class FusionModel(nn.Module):
         context = contexts.get(id(self))
         replay = None
         if context is not None:
-            replay = dataclasses.replace(context, collect_weights=False, collect_inputs=False, weights=[], inputs=[])
+            replay = dataclasses.replace(
+                context, collect_weights=False, collect_inputs=False, weights=[], inputs=[], block_inputs={}
+            )
         calls = 0
 
         def run(*inner):
@@ -285,7 +287,7 @@ class FusionModel(nn.Module):
     def _make_block_hook(self, layer: int):
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
             context = getattr(_ACTIVE, "contexts", {}).get(id(self))
-            if context is not None and context.placement == "pfeiffer":
+            if context is not None and context.placement == "pfeiffer" and layer >= context.skip_below:
                 context.block_inputs[layer] = args[1] if len(args) > 1 else kwargs["input_tensor"]
 
         return hook

@@ -31,6 +31,16 @@ SENTENCES = ("single", "pair")
 TOLERANCE = 1e-4  # observed: 3e-6, the encoder's own eager-vs-sdpa difference
 
 
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """As ``check_export.py`` hashes the exported tensors (names, dtypes, shapes, bytes; not the file layout)."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        tensor = tensors[key].contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def inputs(sentence: str) -> dict[str, torch.Tensor]:
     return {k: REFERENCE[f"{k}/{sentence}"] for k in ("input_ids", "token_type_ids", "attention_mask")}
 
@@ -75,6 +85,24 @@ def test_the_placement_is_what_makes_the_numbers_agree(workspace):
     model = FusionModel.from_pretrained(path).eval()
     model.adapter_manager.configs["hub"].placement = "ffn_output"
     assert (hidden_states(model, "hub", "pair") - REFERENCE["pfeiffer/pair"]).abs().max() > 1e-2
+
+
+def test_adapter_drop_and_fusion_work_with_the_pfeiffer_placement(workspace):
+    """Dropping every layer gives the plain encoder exactly; dropping none, the adapter's own states; a fusion
+    over two Pfeiffer adapters runs and its weights are probabilities."""
+    path = import_adapter(FIXTURE / "pfeiffer", workspace, name="pf")
+    import_adapter(FIXTURE / "pfeiffer", workspace, name="pf2")
+    model = FusionModel.from_pretrained(path).eval()
+    with torch.no_grad():
+        none = model(**inputs("pair"), adapter_names=["pf"], drop_first_layers=0).last_hidden_state
+        every = model(**inputs("pair"), adapter_names=["pf"], drop_first_layers=model.num_layers).last_hidden_state
+    assert torch.allclose(none, REFERENCE["pfeiffer/pair"], atol=TOLERANCE, rtol=0)
+    assert torch.allclose(every, REFERENCE["base/pair"], atol=TOLERANCE, rtol=0)
+    load_adapter_into(model, workspace.adapter_dir("pf2"))
+    model.add_fusion(FusionConfig(adapter_names=["pf", "pf2"]))
+    with torch.no_grad():
+        out = model(**inputs("single"), adapter_names=["pf", "pf2"], output_fusion_weights=True)
+    assert torch.allclose(out.fusion_weights[0].sum(-1), torch.ones(()), atol=1e-5)
 
 
 def test_adapters_of_two_placements_cannot_be_fused(workspace):
@@ -128,6 +156,7 @@ def test_a_numeric_scaling_is_folded_into_the_up_projection(tmp_path):
     plain = read_adapterhub(FIXTURE / "seqbn_noln")
     scaled = read_adapterhub(edited_copy(tmp_path, {"scaling": 0.5}))
     assert torch.equal(scaled.state["layers.3.up.weight"], 0.5 * plain.state["layers.3.up.weight"])
+    assert torch.equal(scaled.state["layers.3.up.bias"], 0.5 * plain.state["layers.3.up.bias"])
     assert torch.equal(scaled.state["layers.3.down.weight"], plain.state["layers.3.down.weight"])
 
 
@@ -176,10 +205,11 @@ def test_an_exported_adapter_computes_in_the_library_what_it_computes_in_fusionl
     library = load_file(str(FIXTURE / "export_reference.safetensors"))
     for name in ("cb", "rte"):
         folder = export_adapter(pack_workspace, name, tmp_path / "out" / name)
-        sha = hashlib.sha256((folder / "adapter.safetensors").read_bytes()).hexdigest()
-        assert sha == recorded[name]["weights_sha256"], (
+        exported = load_file(str(folder / "adapter.safetensors"))
+        assert tensors_sha256(exported) == recorded[name]["tensors_sha256"], (
             f"the exported {name} adapter is not the one check_export.py measured: rerun it (see its docstring)"
         )
+        assert json.loads((folder / "adapter_config.json").read_text())["config"] == recorded[name]["config"]
         model = FusionModel.from_pretrained(pack_workspace.adapter_dir(name)).eval()
         for sentence in SENTENCES:
             ours = hidden_states(model, name, sentence)
@@ -209,3 +239,10 @@ def test_the_cli_imports_and_exports_and_keeps_an_existing_adapter(pack_workspac
     exported = json.loads((tmp_path / "hub-out" / "adapter_config.json").read_text())
     assert exported["config"]["original_ln_before"] is True  # a Pfeiffer adapter goes back as one
     assert exported["config"]["reduction_factor"] == 24
+
+
+@pytest.mark.parametrize("size", [13, 16, 64, 100, 383])
+def test_every_bottleneck_size_gets_a_reduction_factor_adapterhub_turns_back_into_it(size):
+    from fusionlab.interop.adapterhub import reduction_factor
+
+    assert int(384 // reduction_factor(384, size)) == size

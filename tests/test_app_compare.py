@@ -127,21 +127,20 @@ def test_the_comparisons_models_are_offered_and_answer(cb_comparison):
     assert abs(float(answer.probabilities.sum()) - 1) < 1e-5
 
 
-def test_the_playground_puts_a_merged_adapter_beside_a_comparisons_fusion(cb_comparison):
+def test_the_compare_pages_link_opens_the_fusion_beside_its_best_merged_adapter(cb_comparison, comparison):
+    """The link the Compare methods page gives, followed: the Playground shows that fusion and that adapter."""
+    from urllib.parse import parse_qsl
+
     from tests.test_app_pages import open_page
 
-    at = open_page(
-        "playground.py", cb_comparison[0], {"fusion": "cb-s42/fusion:attention", "compare": "cb-s42/merge:ties"}
-    )
+    query = dict(parse_qsl(compare_view.playground_query("cb-s42", comparison)))
+    best = max((r for r in comparison.results if r.family in ("merging", "search")), key=lambda r: r.value)
+    assert query == {"fusion": "cb-s42/fusion:attention", "compare": f"cb-s42/{best.method}"}
+    at = open_page("playground.py", cb_comparison[0], query)
     assert not at.exception and not at.error
     assert at.selectbox[0].value == "cb-s42/fusion:attention"
     labels = [m.label.replace("\\", "") for m in at.metric]  # as rendered: md() escapes the ':'
     assert labels[:2] == ["cb adapter alone", "Fusion over 3 adapters"]
-    assert "One adapter: merge:ties" in labels
+    assert f"One adapter: {best.method}" in labels
     captions = [c.value.replace("\\", "") for c in at.caption]
-    assert any("merge:ties over cb, mnli, rte, trained by comparison cb-s42" in c for c in captions)
-
-
-def test_the_compare_page_links_to_the_playground(comparison):
-    query = compare_view.playground_query("cb-s42", comparison)
-    assert query.startswith("fusion=cb-s42%2Ffusion%3Aattention&compare=cb-s42%2F")
+    assert any(f"{best.method} over cb, mnli, rte, trained by comparison cb-s42" in c for c in captions)

@@ -207,6 +207,7 @@ def test_a_dev_example_clicked_in_the_browser_loads_into_the_text_boxes(app, pag
     wait_for_app(page)
     shoot(page, "playground-dev-example-clicked")
     expect(first).not_to_have_value(before)
+    expect(page).to_have_url(re.compile(r"[?&]pair="))  # the link follows (it is written after the rerun)
     rows = [json.loads(line) for line in (shared_data_dir / "rte" / "validation.jsonl").open()]
     pairs = {(r["sentence1"], r["sentence2"]) for r in rows}
     assert (first.input_value(), second.input_value()) in pairs  # a real dev example, both halves

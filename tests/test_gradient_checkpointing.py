@@ -13,8 +13,12 @@ from fusionlab.training.loop import LoopHooks, run_training
 from tests.ddp_fusion_step import batch, build
 
 
-def _gradients(checkpointing: bool) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, ...]]:
+def _gradients(
+    checkpointing: bool, placement: str = "ffn_output"
+) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, ...]]:
     model = build()
+    for config in model.adapter_manager.configs.values():
+        config.placement = placement  # pfeiffer: the recomputed layers need the block's input again
     if checkpointing:
         model.gradient_checkpointing_enable()
     assert model.is_gradient_checkpointing is checkpointing
@@ -24,9 +28,10 @@ def _gradients(checkpointing: bool) -> tuple[dict[str, torch.Tensor], tuple[torc
     return grads, out.fusion_weights
 
 
-def test_checkpointed_gradients_equal_the_plain_ones() -> None:
-    plain, plain_weights = _gradients(False)
-    checkpointed, weights = _gradients(True)
+@pytest.mark.parametrize("placement", ["ffn_output", "pfeiffer"])
+def test_checkpointed_gradients_equal_the_plain_ones(placement) -> None:
+    plain, plain_weights = _gradients(False, placement)
+    checkpointed, weights = _gradients(True, placement)
     assert plain.keys() == checkpointed.keys() and any("fusion_layers" in n for n in plain)
     for name, grad in plain.items():
         assert grad.abs().sum() > 0, f"{name} got no gradient"

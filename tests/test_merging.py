@@ -82,10 +82,13 @@ def test_ties_trims_elects_a_sign_and_averages_the_agreeing_entries():
 
 def test_adapters_that_do_not_line_up_are_refused():
     manager = trained_manager().adapter_manager
-    with pytest.raises(ValueError, match="differ in size or non-linearity"):
+    with pytest.raises(ValueError, match="differ in size, non-linearity or placement"):
         merge_adapters(manager, ["a", "b"], "average", "bad")
     with pytest.raises(ValueError, match="unknown merging method 'mean'"):
         merge_adapters(manager, ["a", "c"], "mean", "bad")
+    manager.configs["c"].placement = "pfeiffer"  # same shape, but it reads LayerNorm(h + x): not the same function
+    with pytest.raises(ValueError, match="placement"):
+        merge_adapters(manager, ["a", "c"], "average", "bad")
     with pytest.raises(ValueError, match="density must be in"):
         MergeOptions(density=0)
     assert set(MERGE_METHODS) == {"average", "task_arithmetic", "ties", "dare", "linear"}

@@ -124,9 +124,11 @@ def merged_state(
     for name in names:
         manager.require(name)
     configs = [manager.configs[name] for name in names]
-    shape = {(c.adapter_size, c.non_linearity) for c in configs}
+    shape = {(c.adapter_size, c.non_linearity, c.placement) for c in configs}
     if len(shape) > 1:
-        raise ValueError(f"adapters {names} differ in size or non-linearity ({sorted(shape)}): they cannot be merged")
+        raise ValueError(
+            f"adapters {names} differ in size, non-linearity or placement ({sorted(shape)}): they cannot be merged"
+        )
     options = options or MergeOptions()
     generator = torch.Generator().manual_seed(options.seed)
     states = [manager.adapters[name].state_dict() for name in names]

@@ -37,12 +37,18 @@ def method_color(result: MethodResult, target: str) -> str:
     return METHOD_COLORS.get(result.method.removesuffix("+ft"), NEUTRAL)
 
 
+SIGNED_METRICS = ("matthews_corrcoef",)
+"""Metrics that go below zero (MCC spans -1 to 1); every other main metric spans 0 to 1."""
+
+
 def score_range(comparison: Comparison, values: list[float]) -> list[float]:
-    """From a little below the lower of the majority class and the worst score, to a little above the best."""
+    """From a little below the lower of the majority class and the worst score, to a little above the best,
+    within the metric's own range (a little room above a perfect score for its marker)."""
+    floor = -1.0 if comparison.results and comparison.results[0].main_metric in SIGNED_METRICS else 0.0
     low = min([comparison.majority_baseline, *values])
     high = max([comparison.majority_baseline, *values])
     pad = max(0.03, 0.08 * (high - low))
-    return [max(0.0, low - pad), min(1.0, high + pad) + (0.02 if high + pad >= 1.0 else 0.0)]
+    return [max(floor, low - pad), min(1.0, high + pad) + (0.02 if high + pad >= 1.0 else 0.0)]
 
 
 def _reference_lines(fig: go.Figure, comparison: Comparison, skip_adapter_line: bool = False) -> None:
@@ -117,7 +123,8 @@ def _method_point(
         text=[result.method.split(":")[-1] if label else ""],
         textposition="top center",
         cliponaxis=False,
-        hovertemplate=f"{result.method}<br>{hover_x}<br>score %{{y:.3f}}<extra></extra>",
+        customdata=[[result.method, hover_x]],  # data, not template: a name cannot break the hover
+        hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>score %{y:.3f}<extra></extra>",
     )
 
 
@@ -125,10 +132,10 @@ def accuracy_latency_chart(comparison: Comparison) -> go.Figure | None:
     """Each method's dev score against its latency relative to the plain encoder (1×: no extra cost)."""
     results = comparison.results
     if not results:
-        return None
+        return None  # nothing was scored (every method skipped)
     fig = go.Figure()
     ratios = [comparison.latency_ratio(r) for r in results]
-    x_range = [0.9, max(ratios) * 1.08 + 0.05]
+    x_range = [min(0.9, min(ratios) - 0.05), max(ratios) * 1.08 + 0.05]
     y_range = score_range(comparison, [r.value for r in results])
     labels = labelled_points(ratios, [r.value for r in results], x_range, y_range)
     for result, ratio, label in zip(results, ratios, labels):
@@ -196,7 +203,7 @@ def cut_down_chart(comparison: Comparison) -> go.Figure | None:
     _reference_lines(fig, comparison)
     _encoder_line(fig)
     all_ratios = [comparison.latency_ratio(p) for p in [*comparison.adapter_drop, *comparison.pruning]]
-    fig.update_xaxes(range=[0.9, max(all_ratios) * 1.08 + 0.05], ticksuffix="×")
+    fig.update_xaxes(range=[min(0.9, min(all_ratios) - 0.05), max(all_ratios) * 1.08 + 0.05], ticksuffix="×")
     alone = comparison.result("adapter")
     fig.update_yaxes(range=score_range(comparison, values + ([alone.value] if alone else [])))
     title = f"{comparison.options.target}: the attention fusion cut down, score vs latency"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fusionlab.base_model import load_tokenizer
 from fusionlab.checkpoint import CheckpointError, read_meta
+from fusionlab.config import check_name
 from fusionlab.dashboard.compare_view import saved_comparisons
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.model import FusionModel
@@ -68,8 +69,8 @@ def composed_models(workspace: Workspace, task: str | None = None) -> list[Compo
             continue
         for result in comparison.results:
             kind, _, name = result.checkpoint.partition("/")
-            if result.family == "single" or kind not in ("fusions", "adapters") or not name:
-                continue
+            if result.family == "single" or kind not in ("fusions", "adapters") or not _valid_name(name):
+                continue  # the plain adapter, or a record that names no checkpoint of this comparison
             found.append(
                 ComposedModel(
                     comparison=saved.slug,
@@ -85,6 +86,14 @@ def composed_models(workspace: Workspace, task: str | None = None) -> list[Compo
                 )
             )
     return found
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        check_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 def find_composed(workspace: Workspace, key: str) -> ComposedModel | None:

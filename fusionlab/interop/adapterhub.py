@@ -39,8 +39,15 @@ MAX_FILE_BYTES = 512 * 1024**2
 """Adapter files larger than this are refused before reading (a bottleneck adapter of BERT-large is ~25 MB)."""
 LIBRARY_VERSION = "adapters.1.3.0"
 """The version an export claims: the one whose saved files and numbers ``tests/fixtures/adapterhub`` holds."""
-MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
-"""Architectures whose feed-forward block fusionlab and AdapterHub both wrap the same way."""
+MODEL_CLASSES = {
+    "bert": ("bert", "BertAdapterModel"),
+    "roberta": ("roberta", "RobertaAdapterModel"),
+    "xlm-roberta": ("roberta", "XLMRobertaAdapterModel"),
+    "electra": ("electra", "ElectraAdapterModel"),
+}
+"""Architectures whose feed-forward block fusionlab and AdapterHub both wrap the same way: the prefix of their
+weights in AdapterHub's flex-head model, and that model's class (what ``save_adapter`` records)."""
+MODEL_TYPES = tuple(MODEL_CLASSES)
 
 REQUIRED = {
     "mh_adapter": False,
@@ -136,7 +143,11 @@ def read_adapterhub(directory: str | Path) -> HubAdapter:
     non_linearity = _non_linearity(options, "version" in outer, folder / CONFIG_FILE)
     weights_path, tensors = _read_weights(folder)
     name, layers = _layers(tensors, weights_path)
-    hidden = int(outer.get("hidden_size") or layers[0]["down.weight"].shape[1])
+    hidden = int(layers[0]["down.weight"].shape[1])
+    if outer.get("hidden_size") not in (None, hidden):
+        raise AdapterHubError(
+            f"{weights_path}: hidden_size is {outer['hidden_size']!r} but the weights are {hidden} wide"
+        )
     size = _bottleneck(layers, hidden, options, weights_path)
     scale = float(options.get("scaling", 1.0))
     state = {}
@@ -255,7 +266,10 @@ def _layers(tensors: dict[str, torch.Tensor], path: Path) -> tuple[str, list[dic
             )
         names.add(match["name"])
         part = f"{_PARTS[match['part']]}.{match['kind']}"
-        found.setdefault(int(match["layer"]), {})[part] = tensor.float()
+        layer = found.setdefault(int(match["layer"]), {})
+        if part in layer:
+            raise AdapterHubError(f"{path}: layer {match['layer']}'s {part} is saved twice (under two prefixes)")
+        layer[part] = tensor.float()
     if len(names) != 1:
         raise AdapterHubError(f"{path}: expected the weights of one adapter, found {sorted(names) or 'none'}")
     count = max(found) + 1
@@ -276,6 +290,8 @@ def _bottleneck(layers: list[dict[str, torch.Tensor]], hidden: int, options: dic
         if width != hidden or shapes != [(size,), (hidden, size), (hidden,)]:
             raise AdapterHubError(f"{path}: layer {i}'s shapes do not fit hidden size {hidden} and bottleneck {size}")
     factor = options.get("reduction_factor")
+    if isinstance(factor, (int, float)) and not isinstance(factor, bool) and factor <= 0:
+        raise AdapterHubError(f"{path}: reduction_factor must be positive, got {factor}")
     if isinstance(factor, (int, float)) and not isinstance(factor, bool) and int(hidden // factor) != size:
         raise AdapterHubError(
             f"{path}: reduction_factor {factor} means a bottleneck of {int(hidden // factor)}, not {size}"
@@ -284,6 +300,15 @@ def _bottleneck(layers: list[dict[str, torch.Tensor]], hidden: int, options: dic
 
 
 # -- writing ----------------------------------------------------------------------------------------------------
+def reduction_factor(hidden_size: int, size: int) -> float:
+    """The factor AdapterHub turns back into this bottleneck (``int(hidden // factor) == size``): exact when the
+    size divides the width, else one half-step up (``hidden / size`` itself can round to ``size - 1``)."""
+    factor = hidden_size / size if hidden_size % size == 0 else hidden_size / (size + 0.5)
+    if int(hidden_size // factor) != size:
+        raise AdapterHubError(f"no reduction factor gives a bottleneck of {size} at hidden size {hidden_size}")
+    return factor
+
+
 def export_adapterhub(
     name: str,
     config: AdapterConfig,
@@ -296,22 +321,17 @@ def export_adapterhub(
     """Write a fusionlab adapter as AdapterHub's ``save_adapter`` would: ``adapter_config.json`` and
     ``adapter.safetensors`` (load it with ``model.load_adapter(dir, use_safetensors=True)``)."""
     check_name(name, "adapter name")
-    if model_type not in MODEL_TYPES:
+    if model_type not in MODEL_CLASSES:
         raise AdapterHubError(
             f"AdapterHub's BERT-like adapters need a {', '.join(MODEL_TYPES)} model, not {model_type}"
         )
-    factor = hidden_size / config.adapter_size
-    if int(hidden_size // factor) != config.adapter_size:
-        raise AdapterHubError(
-            f"a bottleneck of {config.adapter_size} is not hidden_size // reduction_factor for any factor "
-            f"(hidden size {hidden_size}); AdapterHub could not rebuild it"
-        )
+    factor = reduction_factor(hidden_size, config.adapter_size)
     options = EXPORT_DEFAULTS | {
         "non_linearity": config.non_linearity,
         "original_ln_before": config.placement == "pfeiffer",
         "reduction_factor": int(factor) if factor == int(factor) else factor,
     }
-    prefix = {"xlm-roberta": "roberta", "camembert": "roberta"}.get(model_type, model_type)
+    prefix, model_class = MODEL_CLASSES[model_type]
     tensors = {}
     for key, tensor in state.items():
         match = re.fullmatch(r"layers\.(\d+)\.(down|up)\.(weight|bias)", key)
@@ -322,7 +342,7 @@ def export_adapterhub(
     outer = {
         "config": options,
         "hidden_size": hidden_size,
-        "model_class": f"{'Roberta' if prefix == 'roberta' else model_type.capitalize()}AdapterModel",
+        "model_class": model_class,
         "model_name": model_name,
         "model_type": model_type,
         "name": name,
