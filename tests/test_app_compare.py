@@ -113,7 +113,7 @@ def test_an_empty_workspace_says_how_to_make_a_comparison(tmp_path):
 
 
 def test_the_comparisons_models_are_offered_and_answer(cb_comparison):
-    from fusionlab.dashboard.composed import AdapterPredictor, composed_models, find_composed
+    from fusionlab.dashboard.composed import AdapterPredictor, composed_models
 
     workspace = Workspace(cb_comparison[0])
     models = {m.key: m for m in composed_models(workspace, "cb")}
@@ -121,7 +121,7 @@ def test_the_comparisons_models_are_offered_and_answer(cb_comparison):
     assert models["cb-s42/fusion:weighted"].kind == "fusion"
     assert models["cb-s42/merge:ties"].kind == "adapter" and models["cb-s42/lorahub"].kind == "adapter"
     assert composed_models(workspace, "rte") == []
-    assert find_composed(workspace, "../../etc/passwd") is None and find_composed(workspace, "cb-s42/nope") is None
+    assert all(key.startswith("cb-s42/") and ".." not in key for key in models)  # what a link may name
     answer = AdapterPredictor(models["cb-s42/merge:ties"]).predict("I doubt it will rain.", "It will rain.")
     assert answer.labels == ("entailment", "contradiction", "neutral")
     assert abs(float(answer.probabilities.sum()) - 1) < 1e-5

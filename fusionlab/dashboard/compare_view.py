@@ -49,6 +49,15 @@ def saved_comparisons(workspace: Workspace) -> list[SavedComparison]:
     return [_read(f) for f in files[:MAX_LISTED]]
 
 
+def comparisons_signature(workspace: Workspace) -> tuple[tuple[str, int], ...]:
+    """Each ``comparison.json`` and its modification time: what a cache of the comparisons is keyed on."""
+    root = comparisons_root(workspace)
+    if not root.is_dir():
+        return ()
+    files = (d / RESULT_FILE for d in root.iterdir() if d.is_dir())
+    return tuple(sorted((f.parent.name, f.stat().st_mtime_ns) for f in files if f.is_file()))
+
+
 def _read(path: Path) -> SavedComparison:
     slug = path.parent.name
     try:

@@ -4,26 +4,23 @@ A comparison keeps its checkpoints in a workspace of its own (``<workspace>/comp
 its fusions open with the ordinary :class:`~fusionlab.dashboard.inference.Predictor` over that workspace, and
 its merged adapters, standalone adapters with their own head, with :class:`AdapterPredictor`. Each model has a
 key, ``<comparison>/<method>`` (``cb-s42/merge:ties``), which is what a link carries: the Playground only accepts
-keys this module lists, so nothing in a URL becomes a path.
+keys :func:`composed_models` lists, so nothing in a URL becomes a path.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from fusionlab.base_model import load_tokenizer
 from fusionlab.checkpoint import CheckpointError, read_meta
 from fusionlab.config import check_name
+from fusionlab.dashboard.answers import AnswerCache
 from fusionlab.dashboard.compare_view import saved_comparisons
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.model import FusionModel
 from fusionlab.prediction import Prediction, encode_input, predict
 from fusionlab.workspace import Workspace
-
-ANSWER_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -96,14 +93,9 @@ def _valid_name(name: str) -> bool:
     return True
 
 
-def find_composed(workspace: Workspace, key: str) -> ComposedModel | None:
-    """The composed model a key names, if the workspace has it (a key is never read as a path)."""
-    return next((m for m in composed_models(workspace) if m.key == key), None)
-
-
 class AdapterPredictor:
     """A merged (or searched) adapter with its own head, loaded once and shared by every session, like
-    :class:`~fusionlab.dashboard.inference.Predictor`: one lock around the model and its tokenizer."""
+    :class:`~fusionlab.dashboard.inference.Predictor` (its answers remembered, its calls under one lock)."""
 
     def __init__(self, model: ComposedModel) -> None:
         self.composed = model
@@ -115,19 +107,12 @@ class AdapterPredictor:
             raise DashboardError(f"{model.label()} cannot be loaded: {err}") from err
         self.max_length = int(meta["model_config"].get("max_length", 128))
         self.tokenizer = load_tokenizer(meta["model_config"]["model_name_or_path"])
-        self.lock = threading.Lock()
-        self._answers: OrderedDict[tuple, Prediction] = OrderedDict()
+        self._answers: AnswerCache[Prediction] = AnswerCache()
 
     def predict(self, text: str, text_pair: str | None) -> Prediction:
         """The adapter's answer for an input the page has already checked."""
-        key = (text, text_pair)
-        with self.lock:
-            if key in self._answers:
-                self._answers.move_to_end(key)
-                return self._answers[key]
-            encoded = encode_input(self.tokenizer, text, text_pair, self.max_length)
-            answer = predict(self.model, encoded, [self.composed.name])[0]
-            self._answers[key] = answer
-            if len(self._answers) > ANSWER_CACHE_SIZE:
-                self._answers.popitem(last=False)
-            return answer
+        return self._answers.get((text, text_pair), lambda: self._predict(text, text_pair))
+
+    def _predict(self, text: str, text_pair: str | None) -> Prediction:
+        encoded = encode_input(self.tokenizer, text, text_pair, self.max_length)
+        return predict(self.model, encoded, [self.composed.name])[0]

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ import torch
 from fusionlab import fusion_weights
 from fusionlab.base_model import load_tokenizer
 from fusionlab.checkpoint import CheckpointError, read_meta
+from fusionlab.dashboard.answers import AnswerCache
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.data import TaskSpec, get_task
 from fusionlab.model import FusionModel
@@ -185,8 +184,8 @@ class Predictor:
             ) from err
         self.model = model.eval()
         self.tokenizer = load_tokenizer(self.info.model_name)
-        self.lock = threading.Lock()
-        self._answers: OrderedDict[tuple, Comparison] = OrderedDict()
+        self._answers: AnswerCache[Comparison] = AnswerCache()
+        self.lock = self._answers.lock  # also taken by whoever else runs this model (Efficiency, the dev set)
         self.model_calls = 0
         """How many inputs were run through the model (answers served from the cache are not counted)."""
 
@@ -232,17 +231,7 @@ class Predictor:
         """
         text, text_pair = self.check_input(text, text_pair)
         active = self.check_adapters(active_adapters)
-        key = (text, text_pair, active)
-        with self.lock:  # thirty students clicking the same example cost one model call, not thirty
-            cached = self._answers.get(key)
-            if cached is not None:
-                self._answers.move_to_end(key)
-                return cached
-            comparison = self._compare(text, text_pair, active)
-            self._answers[key] = comparison
-            if len(self._answers) > ANSWER_CACHE_SIZE:
-                self._answers.popitem(last=False)
-            return comparison
+        return self._answers.get((text, text_pair, active), lambda: self._compare(text, text_pair, active))
 
     def leave_one_out(
         self, text: str | None, text_pair: str | None = None, active_adapters: list[str] | None = None
@@ -309,9 +298,6 @@ def checkpoint_signature(workspace: Workspace, fusion: str) -> tuple[tuple[str, 
 
 
 SENTIMENT_TARGETS = ("imdb", "sst2")
-ANSWER_CACHE_SIZE = 256
-"""Answers a Predictor remembers (inputs × adapter selections): the model of a Predictor never changes (a
-retrained checkpoint gets a new Predictor), so an answer stays right for as long as the Predictor lives."""
 
 
 def comparable_fusions(workspace: Workspace, fusion: str) -> list[str]:

@@ -17,7 +17,8 @@ from urllib.parse import quote, unquote
 import streamlit as st
 
 from fusionlab.dashboard import urlstate
-from fusionlab.dashboard.composed import AdapterPredictor, ComposedModel, composed_models, find_composed
+from fusionlab.dashboard.compare_view import comparisons_signature
+from fusionlab.dashboard.composed import AdapterPredictor, ComposedModel, composed_models
 from fusionlab.dashboard.dev_browser import DevDrops, DevExample, dev_examples, dev_leave_one_out
 from fusionlab.dashboard.efficiency import DEFAULT_REPEATS, LatencyReport, measure_latency
 from fusionlab.dashboard.errors import DashboardError
@@ -28,7 +29,7 @@ from fusionlab.dashboard.settings import DATA_KEY, HOME_KEY, WORKSPACE_KEY, Sett
 from fusionlab.dashboard.visitors import Visitor, check_visitor_name, generated_name, new_token, valid_token
 from fusionlab.pack.store import PackError
 from fusionlab.runstore import RunStore
-from fusionlab.workspace import Workspace
+from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
 
 _SERVER_ARGV: list[str] = []
 VISITOR_COOKIE = "fusionlab_visitor"
@@ -124,7 +125,7 @@ def choose_fusion() -> tuple[Workspace, str, Predictor]:
     """
     workspace = settings_or_stop().workspace
     fusions = workspace.list_fusions()
-    composed = {m.key: m for m in composed_models(workspace) if m.kind == "fusion"}
+    composed = {m.key: m for m in workspace_composed(workspace) if m.kind == "fusion"}
     options = [*fusions, *composed]
     if not options:
         st.info("This workspace has no fusion yet: prepare the demo on the Home page, or train one on the Train page.")
@@ -157,24 +158,31 @@ def composed_choices(shown: Workspace, fusion: str, task: str) -> dict[str, Comp
     home = settings_or_stop().workspace
     return {
         m.key: m
-        for m in composed_models(home, task)
-        if not (m.kind == "fusion" and m.root == shown.root and m.name == fusion)
+        for m in workspace_composed(home)
+        if m.target == task and not (m.kind == "fusion" and m.root == shown.root and m.name == fusion)
     }
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _cached_composed(root: str, signature: tuple[tuple[str, int], ...]) -> list[ComposedModel]:
+    return composed_models(Workspace(root))
+
+
+def workspace_composed(workspace: Workspace) -> list[ComposedModel]:
+    """:func:`~fusionlab.dashboard.composed.composed_models`, read again only when a comparison.json changes (the
+    Playground asks on every rerun)."""
+    return _cached_composed(str(workspace.root), comparisons_signature(workspace))
+
+
 @st.cache_resource(max_entries=4, show_spinner="Loading the merged adapter…")
-def _cached_adapter_predictor(root: str, key: str, mtime: int) -> AdapterPredictor:
-    model = find_composed(Workspace(root), key)
-    if model is None:
-        raise DashboardError(f"The workspace has no composed model {key!r}.")
+def _cached_adapter_predictor(model: ComposedModel, mtime: int) -> AdapterPredictor:
     return AdapterPredictor(model)
 
 
 def load_adapter_predictor(model: ComposedModel) -> AdapterPredictor:
     """The server-wide :class:`AdapterPredictor` of a comparison's adapter, reloaded when its checkpoint changes."""
-    marker = model.workspace.adapter_dir(model.name) / "fusionlab.json"
-    mtime = marker.stat().st_mtime_ns if marker.is_file() else -1
-    return _cached_adapter_predictor(str(model.root.parent.parent), model.key, mtime)
+    marker = model.workspace.adapter_dir(model.name) / CHECKPOINT_MARKER
+    return _cached_adapter_predictor(model, marker.stat().st_mtime_ns if marker.is_file() else -1)
 
 
 @st.cache_data(max_entries=16, show_spinner="Timing the encoder, one adapter and fusion…")
