@@ -7,6 +7,9 @@ process, relative to the plain encoder. Each (task, seed) is saved as soon as it
 (``<workspace>/comparisons/<task>-s<seed>/comparison.json``), and a rerun skips those already there, so a long
 run can be stopped and resumed. Prints a Markdown table (mean ± std over seeds) and writes JSON.
 
+``--retime`` times the saved comparisons again from their checkpoints (scores untouched): latencies measured
+while other work shared the machine are not worth reporting. ``--report-only`` prints what is saved so far.
+
 The training budget (steps, sequence length, batch size) is by default the pack recipe's for the target's own
 adapter (RTE 240 steps at 192 tokens, CB 120 at 256), so that every method gets what the adapter it is compared
 with got; ``--steps`` etc. override it for every task.
@@ -28,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fusionlab.composition.compare import RESULT_FILE, compare_methods  # noqa: E402
+from fusionlab.composition.compare import RESULT_FILE, compare_methods, retime  # noqa: E402
 from fusionlab.composition.results import CompareOptions, Comparison  # noqa: E402
 from fusionlab.composition.session import comparison_dir  # noqa: E402
 from fusionlab.pack.recipe import adapter_recipe  # noqa: E402
@@ -159,13 +162,20 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("FUSIONLAB_DATA_DIR"))
     parser.add_argument("--out", default="bench/results/compare_methods.json")
     parser.add_argument("--report-only", action="store_true", help="summarise what is saved; run nothing")
+    parser.add_argument(
+        "--retime", action="store_true", help="time the saved comparisons again (on a quiet machine); scores kept"
+    )
     args = parser.parse_args()
     workspace = Workspace(args.workspace).ensure()
     tasks = args.tasks.split(",")
     comparisons: dict[str, list[Comparison]] = {task: [] for task in tasks}
     for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: a stopped run has every task's first seeds
         for task in tasks:
-            found = run_or_load(workspace, options_for(task, seed, args), args.data_dir, args.report_only)
+            options = options_for(task, seed, args)
+            found = run_or_load(workspace, options, args.data_dir, args.report_only or args.retime)
+            if found is not None and args.retime:
+                print(f"{options.slug}: timing again", flush=True)
+                found = retime(workspace, options, args.data_dir)
             if found is not None:
                 comparisons[task].append(found)
     summary = summarise({task: runs for task, runs in comparisons.items() if runs})

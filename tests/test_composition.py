@@ -163,3 +163,24 @@ def test_every_method_over_pack_adapters_on_real_cb_data(cb_comparison):
     merged = FusionModel.from_pretrained(saved.parent / comparison.result("merge:ties").checkpoint)
     assert merged.adapter_manager.names == ["cb-merge-ties"]  # a standalone adapter checkpoint, sources folded in
     assert json.loads(saved.read_text())["options"]["adapters"] == ["cb", "mnli", "rte"]
+
+
+@pytest.mark.slow
+def test_a_finished_comparison_can_be_timed_again_with_its_scores_kept(cb_comparison, tmp_path, shared_data_dir):
+    import shutil
+
+    from fusionlab.composition.compare import retime
+    from fusionlab.workspace import Workspace
+
+    home = tmp_path / "ws"
+    shutil.copytree(cb_comparison[0], home)
+    saved = home / "comparisons" / "cb-s42" / "comparison.json"
+    before = Comparison.load(saved)
+    saved.write_text(saved.read_text().replace('"latency_ms": ', '"latency_ms": 9000000'))  # stale: >= 9e6 ms
+    after = retime(Workspace(home), before.options, str(shared_data_dir), repeats=2)
+    assert Comparison.load(saved) == after
+    assert [r.value for r in after.results] == [r.value for r in before.results]  # the scores stay
+    assert [p.metric for p in after.adapter_drop] == [p.metric for p in before.adapter_drop]
+    for point in [*after.results, *after.adapter_drop, *after.pruning]:
+        assert 0 < point.latency_ms < 9e6  # every timing replaced (a real one is well under 9e6 ms, even loaded)
+    assert after.base_latency_ms > 0

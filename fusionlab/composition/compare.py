@@ -19,7 +19,7 @@ from collections.abc import Callable
 from fusionlab.composition import dropping
 from fusionlab.composition.methods import FINETUNED, METHODS, Method, MethodNotApplicable, Trained
 from fusionlab.composition.results import CompareOptions, Comparison, MethodResult
-from fusionlab.composition.session import Session
+from fusionlab.composition.session import Session, comparison_dir
 from fusionlab.config import ModelConfig
 from fusionlab.devices import describe_device
 from fusionlab.evaluation import evaluate_model
@@ -118,6 +118,38 @@ def compare_methods(
     if calls:
         say(f"timing {len(calls)} configurations round-robin, {options.latency_repeats} rounds")
         _fill_latencies(comparison, dropping.time_interleaved(calls, options.latency_repeats))
+    comparison.save(session.root / RESULT_FILE)
+    return comparison
+
+
+def retime(
+    workspace: Workspace, options: CompareOptions, data_dir: str | None = None, repeats: int | None = None
+) -> Comparison:
+    """Time a finished comparison again, from its saved checkpoints, on the same batch, round-robin; save it.
+
+    Scores are left as they are (the checkpoints did not change); only the latencies are replaced. For a
+    comparison whose timing overlapped other work on the machine: rerun this when the machine is quiet.
+    """
+    comparison = Comparison.load(comparison_dir(workspace, options) / RESULT_FILE)
+    session = Session(comparison.options, workspace, data_dir, comparison.model_name_or_path, copy_adapters=False)
+    batch = session.latency_batch
+    calls: dict[str, dropping.Call] = {}
+    for result in comparison.results:
+        model = session.load(session.root / result.checkpoint)
+        fused = model.fusion_config.adapter_names if model.fusion_config is not None else model.adapter_manager.names
+        calls[result.method] = dropping.model_call(model, batch, adapter_names=list(fused))
+        calls.setdefault("base", dropping.base_call(model, batch))
+        if result.method == "fusion:attention":
+            for point in comparison.adapter_drop:
+                calls[f"drop:{point.dropped_layers}"] = dropping.model_call(
+                    model, batch, adapter_names=point.adapters, drop_first_layers=point.dropped_layers
+                )
+            for removed, point in enumerate(comparison.pruning):
+                single = len(point.adapters) == 1
+                calls[f"prune:{removed}"] = dropping.model_call(
+                    model, batch, adapter_names=point.adapters, force_fusion=single
+                )
+    _fill_latencies(comparison, dropping.time_interleaved(calls, repeats or comparison.options.latency_repeats))
     comparison.save(session.root / RESULT_FILE)
     return comparison
 

@@ -33,12 +33,21 @@ def comparison_dir(workspace: Workspace, options: CompareOptions) -> Path:
 class Session:
     """What every method of one comparison shares: options, trainer, the target, the dev subset and batches."""
 
-    def __init__(self, options: CompareOptions, source: Workspace, data_dir: str | None, model_name: str) -> None:
+    def __init__(
+        self,
+        options: CompareOptions,
+        source: Workspace,
+        data_dir: str | None,
+        model_name: str,
+        copy_adapters: bool = True,
+    ) -> None:
+        """``copy_adapters=False`` reopens a finished comparison over the adapter copies it already holds."""
         self.options = options
         self.spec = get_task(options.target)
         self.root = comparison_dir(source, options)
         self.workspace = Workspace(self.root).ensure()
-        self._copy_adapters(source)
+        if copy_adapters:
+            self._copy_adapters(source)
         model_config = ModelConfig(model_name_or_path=model_name, max_length=options.max_length)
         self.trainer = FusionTrainer(model_config, self.training_config(), self.workspace, data_dir)
         self.collator = make_collator(self.trainer.tokenizer)
