@@ -7,7 +7,6 @@ hidden states it computed after loading adapters that fusionlab exported (``chec
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from fusionlab.adapters.manager import tensors_hash
 from fusionlab.checkpoint import load_adapter_into, read_adapter_tensors, read_meta
 from fusionlab.cli import main
 from fusionlab.config import FusionConfig
@@ -29,16 +29,6 @@ FIXTURE = Path(__file__).parent / "fixtures" / "adapterhub"
 REFERENCE = load_file(str(FIXTURE / "reference.safetensors"))
 SENTENCES = ("single", "pair")
 TOLERANCE = 1e-4  # observed: 3e-6, the encoder's own eager-vs-sdpa difference
-
-
-def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    """As ``check_export.py`` hashes the exported tensors (names, dtypes, shapes, bytes; not the file layout)."""
-    digest = hashlib.sha256()
-    for key in sorted(tensors):
-        tensor = tensors[key].contiguous()
-        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def inputs(sentence: str) -> dict[str, torch.Tensor]:
@@ -206,7 +196,7 @@ def test_an_exported_adapter_computes_in_the_library_what_it_computes_in_fusionl
     for name in ("cb", "rte"):
         folder = export_adapter(pack_workspace, name, tmp_path / "out" / name)
         exported = load_file(str(folder / "adapter.safetensors"))
-        assert tensors_sha256(exported) == recorded[name]["tensors_sha256"], (
+        assert tensors_hash(exported) == recorded[name]["tensors_sha256"], (
             f"the exported {name} adapter is not the one check_export.py measured: rerun it (see its docstring)"
         )
         assert json.loads((folder / "adapter_config.json").read_text())["config"] == recorded[name]["config"]
