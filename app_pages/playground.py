@@ -193,7 +193,7 @@ def explore(
         "visible. The colour bar then says 'zoomed' and gives the range; hover a cell for its distance from 1/N.",
     )
     if isinstance(second, AdapterPredictor):
-        composed_panel(comparison, second, text, pair if info.task.is_pair else None)
+        composed_panel(comparison, second, text, pair)  # pair is None for a single-text task already
     elif second is not None:
         other, adapters = second
         try:
