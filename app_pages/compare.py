@@ -19,7 +19,8 @@ saved = compare_view.saved_comparisons(workspace)
 if not saved:
     st.info(
         "This workspace has no comparison yet. Run one from a terminal on the server, e.g. "
-        f"{code('fusionlab compare cb --adapters cb,mnli,rte')} (a few minutes on a CPU at 200 steps), "
+        f"{code('fusionlab compare cb --adapters cb,mnli,rte --max-steps 30')} (about 6 minutes on 2 CPU cores; "
+        "more steps for numbers worth comparing), "
         "then reload this page."
     )
     st.stop()
