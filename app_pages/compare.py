@@ -52,10 +52,9 @@ if mismatches:
         "the saved checkpoint is not what was trained. Rerun the comparison."
     )
 
-rows = compare_view.table_rows(comparison)
-score_column = compare_view.score_label(comparison)
+score_column = comparison.score_label
 st.dataframe(
-    rows,
+    comparison.table(ranked=True),
     hide_index=True,
     column_config={
         score_column: st.column_config.NumberColumn(format="%.3f"),
@@ -65,6 +64,7 @@ st.dataframe(
         "trained params": st.column_config.NumberColumn(
             format="localized", help="trained for the target in this comparison (the adapters were trained before)"
         ),
+        "training (s)": st.column_config.NumberColumn(format="%.0f", help="wall-clock, on the machine it ran on"),
     },
 )
 

@@ -35,8 +35,8 @@ def comparison(cb_comparison) -> Comparison:
 
 
 def test_the_table_ranks_methods_and_measures_them_against_the_adapter(comparison):
-    rows = compare_view.table_rows(comparison)
-    score = compare_view.score_label(comparison)
+    rows = comparison.table(ranked=True)
+    score = comparison.score_label
     assert score == "dev accuracy"
     assert len(rows) == len(comparison.results) == 9
     assert [r[score] for r in rows] == sorted((r.value for r in comparison.results), reverse=True)
@@ -44,6 +44,14 @@ def test_the_table_ranks_methods_and_measures_them_against_the_adapter(compariso
     for row in rows:
         assert row["vs adapter alone"] == pytest.approx(row[score] - alone)
         assert row["latency vs encoder"] == pytest.approx(comparison.latency_ratio(comparison.result(row["method"])))
+        assert (row["training (s)"] is None) == (row["method"] == "adapter")  # the adapter alone trained nothing
+    assert sorted(rows, key=lambda r: r["method"]) == sorted(comparison.table(), key=lambda r: r["method"])
+    from fusionlab.composition.compare import format_table
+
+    header, _rule, *lines = format_table(comparison).splitlines()  # the CLI prints the same table, as text
+    assert header.split()[:3] == ["method", "family", "dev"] and len(lines) == len(rows)
+    adapter_line = next(line for line in lines if line.startswith("adapter "))
+    assert "+0.0000" in adapter_line and adapter_line.rstrip().endswith("–")
     text = compare_view.describe(comparison)
     assert "3 steps of batch 8" in text and "24 dev examples" in text and "cb, mnli, rte" in text
     assert compare_view.fresh_mismatches(comparison) == []

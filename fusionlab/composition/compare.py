@@ -165,15 +165,23 @@ def _fill_latencies(comparison: Comparison, timed: dict[str, float]) -> None:
 
 
 def format_table(comparison: Comparison) -> str:
-    """The comparison as a plain-text table (the CLI's output)."""
+    """The comparison as a plain-text table (the CLI's output): :meth:`Comparison.table`, each cell as text."""
     rows = comparison.table()
     if not rows:
         return "(no results)"
     header = list(rows[0])
-    return "\n".join(align_columns(header, [[_cell(row[c]) for c in header] for row in rows], rule=True))
+    return "\n".join(align_columns(header, [[_cell(c, row[c]) for c in header] for row in rows], rule=True))
 
 
-def _cell(value: object) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
+CELL_FORMATS = {"vs adapter alone": "{:+.4f}", "latency vs encoder": "{:.2f}×", "training (s)": "{:.1f}"}
+"""How the CLI writes the columns that are not the score (4 decimals), counts (thousands) or names."""
+
+
+def _cell(column: str, value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, (bool, str)):
+        return str(value)
+    if isinstance(value, int):
         return f"{value:,}"
-    return str(value)
+    return CELL_FORMATS.get(column, "{:.4f}").format(value)

@@ -15,6 +15,7 @@ from typing import Any
 from fusionlab.composition.dropping import CurvePoint
 from fusionlab.composition.search import MAX_EVALUATIONS
 from fusionlab.config import MAX_NAME_LENGTH, JsonConfig, check_name
+from fusionlab.metrics import metric_label
 
 MAX_COMPARE_STEPS = 20_000
 
@@ -144,19 +145,31 @@ class Comparison(JsonConfig):
         """A latency relative to the plain encoder's on the same batch (1.0: no extra cost)."""
         return result.latency_ms / self.base_latency_ms
 
-    def table(self) -> list[dict[str, Any]]:
-        """One row per method, as the CLI prints it and the dashboard shows it."""
-        rows = []
-        for r in self.results:
-            rows.append(
-                {
-                    "method": r.method,
-                    "family": r.family,
-                    f"dev {r.main_metric}": round(r.value, 4),
-                    "params at inference": r.inference_params,
-                    "trained params": r.trained_params,
-                    "latency vs encoder": round(self.latency_ratio(r), 2),
-                    "training (s)": round(r.train_seconds, 1),
-                }
-            )
-        return rows
+    @property
+    def score_label(self) -> str:
+        """The score column's name: the task's main metric on the dev set, e.g. ``dev accuracy``."""
+        main = self.results[0].main_metric if self.results else "accuracy"
+        return f"dev {metric_label(main)}"
+
+    def gain_over_adapter(self, result: MethodResult) -> float | None:
+        """``result``'s score minus the target's own adapter's (None when the comparison has no adapter row)."""
+        alone = self.result("adapter")
+        return None if alone is None else result.value - alone.value
+
+    def table(self, ranked: bool = False) -> list[dict[str, Any]]:
+        """One row per method, values unrounded: the CLI prints it as text, the dashboard as typed columns (the
+        one table both show). ``ranked``: best score first, ties in the run's order."""
+        results = sorted(self.results, key=lambda r: -r.value) if ranked else self.results
+        return [
+            {
+                "method": r.method,
+                "family": r.family,
+                self.score_label: r.value,
+                "vs adapter alone": self.gain_over_adapter(r),
+                "latency vs encoder": self.latency_ratio(r),
+                "params at inference": r.inference_params,
+                "trained params": r.trained_params,
+                "training (s)": r.train_seconds if r.trained_params else None,  # None: it trained nothing
+            }
+            for r in results
+        ]

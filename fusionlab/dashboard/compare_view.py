@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fusionlab.composition.compare import RESULT_FILE
-from fusionlab.composition.results import Comparison, MethodResult
+from fusionlab.composition.results import Comparison
 from fusionlab.composition.session import COMPARISONS_DIR
 from fusionlab.metrics import metric_label
 from fusionlab.workspace import Workspace
@@ -67,10 +67,6 @@ def _read(path: Path) -> SavedComparison:
         return SavedComparison(slug, path, None, f"{path.parent.name}/{path.name} {kind}: {err}")
 
 
-def seconds_label(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
 def describe(comparison: Comparison) -> str:
     """Plain text (the page escapes it) under the page's title: what was compared, on what, with which budget, on which machine."""
     o = comparison.options
@@ -84,37 +80,6 @@ def describe(comparison: Comparison) -> str:
         f"{o.latency_repeats} round-robin rounds on {comparison.device}, relative to the plain encoder "
         f"({comparison.base_latency_ms:.1f} ms)."
     )
-
-
-def score_label(comparison: Comparison) -> str:
-    """The score column's name: the task's main metric on the dev set, e.g. ``dev accuracy``."""
-    main = comparison.results[0].main_metric if comparison.results else "accuracy"
-    return f"dev {metric_label(main)}"
-
-
-def table_rows(comparison: Comparison) -> list[dict[str, Any]]:
-    """The table the page shows: one row per method, best dev score first (ties keep the run's order)."""
-    score = score_label(comparison)
-    rows = []
-    for r in sorted(comparison.results, key=lambda r: -r.value):
-        rows.append(
-            {
-                "method": r.method,
-                "family": r.family,
-                score: r.value,
-                "vs adapter alone": _versus_adapter(comparison, r),
-                "latency vs encoder": comparison.latency_ratio(r),
-                "params at inference": r.inference_params,
-                "trained params": r.trained_params,
-                "training": seconds_label(r.train_seconds) if r.train_seconds else "–",
-            }
-        )
-    return rows
-
-
-def _versus_adapter(comparison: Comparison, result: MethodResult) -> float | None:
-    alone = comparison.result("adapter")
-    return None if alone is None else result.value - alone.value
 
 
 def fresh_mismatches(comparison: Comparison) -> list[str]:
