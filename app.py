@@ -29,7 +29,13 @@ st.set_page_config(page_title="fusionlab", layout="wide", initial_sidebar_state=
 
 # Less empty space above each page's title (Streamlit leaves room for a header the top navigation already fills):
 # on a projector at 1280×720 that space is what keeps the Playground's answers above the fold.
-st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 3.5rem; }</style>")
+# The Playground's two answer cards sit side by side while each gets 12rem, and stack where they would not (an
+# 800-px window), rather than cutting their titles.
+st.html(
+    "<style>[data-testid='stMainBlockContainer'] { padding-top: 3.5rem; }"
+    ".st-key-verdicts [data-testid='stHorizontalBlock'] { flex-wrap: wrap; }"
+    ".st-key-verdicts [data-testid='stColumn'] { min-width: 12rem; }</style>"
+)
 
 # The server's own settings (file, environment, flags after `--`); visitors choose among what exists, never a path.
 widgets.set_server_argv(sys.argv[1:])

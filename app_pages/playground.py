@@ -97,9 +97,14 @@ def fusion_title(comparison: Comparison) -> str:
 
 
 def verdict(title: str, prediction: Prediction) -> None:
-    """One answer: the label, large, and how confident the model is."""
-    confidence = f"{prediction.confidence:.0%} confident"
-    st.metric(title, md(prediction.label), confidence, delta_color="off", delta_arrow="off", border=True)
+    """One answer in one card: the label, large, how confident the model is, and every class's probability as a
+    bar on the full 0–100 % scale. Bars rather than a chart: a browser redraws them in a few milliseconds, where a
+    chart took ~50 ms of every interaction (bench/ui_latency.py)."""
+    with st.container(border=True):
+        confidence = f"{prediction.confidence:.0%} confident"
+        st.metric(title, md(prediction.label), confidence, delta_color="off", delta_arrow="off")
+        for label, probability in zip(prediction.labels, prediction.probabilities):
+            st.progress(float(probability), text=f"{md(label)}: {probability:.0%}")
 
 
 def compare_panel(first: Comparison, second: Comparison, zoom: bool) -> None:
@@ -139,17 +144,21 @@ def composed_panel(first: Comparison, other: AdapterPredictor, text: str, pair: 
 
 
 def verdict_panel(info: FusionInfo, comparison: Comparison) -> None:
-    """The two answers, one above the other: the target's own adapter alone, then the fusion."""
+    """The two answers side by side: the target's own adapter alone, then the fusion."""
     if comparison.truncated:
         st.warning(
             f"The input has {comparison.original_tokens} tokens; only the first {comparison.kept_tokens} "
             "(the fusion's max_length) were used."
         )
-    if comparison.single is not None:
-        verdict(f"{md(info.target)} adapter alone", comparison.single)
-    else:
-        st.info(f"The target task {md(info.target)} has no adapter of its own in this fusion.")
-    verdict(fusion_title(comparison), comparison.fused)
+    # Side by side: both cards above the fold at 1280×720, whatever the classes (app.py stacks them when narrow).
+    alone, fused = st.container(key="verdicts").columns(2)
+    with alone:
+        if comparison.single is not None:
+            verdict(f"{md(info.target)} adapter alone", comparison.single)
+        else:
+            st.info(f"The target task {md(info.target)} has no adapter of its own in this fusion.")
+    with fused:
+        verdict(fusion_title(comparison), comparison.fused)
     if len(comparison.active_adapters) == 1:
         st.info(
             f"With one adapter switched on, every fusion weight is 1, yet the fusion need not agree with "
@@ -182,8 +191,6 @@ def explore(
         return
     with verdicts:
         verdict_panel(info, comparison)
-    st.plotly_chart(charts.probability_chart(comparison))
-
     zoom = st.toggle(
         "Zoom the colours to the weights shown",
         value=False,

@@ -126,8 +126,11 @@ def test_playground_compares_single_and_fused_predictions(tiny_workspace):
     at.text_area(key="text").input("The orchestra played until midnight in the old square.")
     at.text_area(key="pair").input("There was music in the square.").run()
     assert not at.exception and not at.error
+    bars = at.get("progress")  # each card: a bar per class, on the full 0-1 scale
+    assert [b.proto.text.split(":")[0].replace("\\_", "_") for b in bars] == ["entailment", "not_entailment"] * 2
+    for card in (bars[:2], bars[2:]):
+        assert sum(b.proto.value for b in card) == pytest.approx(100, abs=2)  # percent, rounded per bar
     titles = chart_titles(at)
-    assert any(t.startswith("Prediction for rte") for t in titles)
     assert any("per layer and adapter" in t for t in titles)
     assert not any("for every token" in t for t in titles)  # only the open tab's chart is built and sent
 

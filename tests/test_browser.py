@@ -174,7 +174,9 @@ def test_playground_shows_both_predictions_and_the_heatmap(app, page):
     expect(metrics.nth(0)).to_contain_text("adapter alone")
     expect(metrics.nth(1)).to_contain_text("Fusion over")
     page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(state="visible")  # the layer x adapter heatmap
-    assert page.locator(".js-plotly-plot").count() >= 2  # and the probability bars
+    bars = page.get_by_test_id("stProgress")  # a bar per class in each card, labelled with its probability
+    expect(bars).to_have_count(4)
+    expect(bars.nth(0)).to_contain_text("%")
     expect(page).to_have_url(re.compile("newspaper"))  # the text is kept in the URL
     shoot(page, "playground-typed")
     first.fill("   ")

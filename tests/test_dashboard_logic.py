@@ -355,8 +355,6 @@ def _check(fig: go.Figure | None) -> go.Figure:
 
 def test_playground_charts(attention, weighted):
     comparison = attention.compare(PREMISE, HYPOTHESIS)
-    bars = _check(charts.probability_chart(comparison))
-    assert len(bars.data) == 2 and bars.layout.yaxis.title.text == "probability"
     heat = _check(charts.layer_adapter_heatmap(comparison.layer_weights, comparison.active_adapters, "t"))
     assert heat.layout.yaxis.title.text == "transformer layer"
     tokens = _check(charts.token_adapter_heatmap(comparison.tokens, comparison.weights_at(0), ("rte",) * 4, "t"))

@@ -22,7 +22,7 @@ from fusionlab.metrics import metric_label
 if TYPE_CHECKING:
     from fusionlab.dashboard.dev_browser import DevDrops
     from fusionlab.dashboard.efficiency import CheckpointSize, LatencyReport, ParameterReport
-    from fusionlab.dashboard.inference import Comparison, LeaveOneOut
+    from fusionlab.dashboard.inference import LeaveOneOut
     from fusionlab.dashboard.mechanics import MechanicsResult
 
 GRID = "rgba(128, 128, 128, 0.25)"
@@ -77,34 +77,6 @@ def adapter_tick(name: str) -> str:
 
 
 # -- playground ------------------------------------------------------------------------------------------
-def probability_chart(comparison: Comparison) -> go.Figure:
-    """Class probabilities of the target adapter alone and of the fusion, side by side per class."""
-    fig = go.Figure()
-    fused = comparison.fused
-    single = comparison.single
-    if single is not None:
-        fig.add_bar(
-            name=f"{single.adapters[0]} adapter alone",
-            x=list(single.labels),
-            y=single.probabilities.tolist(),
-            marker_color=adapter_color(single.adapters[0]),
-            text=[f"{p:.0%}" for p in single.probabilities],
-            textposition="outside",
-        )
-    fig.add_bar(
-        name=f"fusion over {len(fused.adapters)} adapter{'s' if len(fused.adapters) > 1 else ''}",
-        x=list(fused.labels),
-        y=fused.probabilities.tolist(),
-        marker_color=FUSION_COLOR,
-        text=[f"{p:.0%}" for p in fused.probabilities],
-        textposition="outside",
-    )
-    fig.update_layout(barmode="group")
-    fig.update_yaxes(range=[0, 1.15], tickformat=".0%")
-    title = f"Prediction for {comparison.fusion.target}: single-task adapter vs fusion"
-    return style_figure(fig, title, "class", "probability")
-
-
 def leave_one_out_chart(result: LeaveOneOut) -> go.Figure:
     """One bar per adapter: how the fusion's confidence in its answer changes when that adapter is switched off
     (in points of probability; below zero, the adapter was helping). A flipped answer is written on its bar."""
