@@ -46,7 +46,11 @@ class FusionModelOutput(ModelOutput):
     last_hidden_state: torch.Tensor | None = None
     adapter_inputs: tuple[torch.Tensor, ...] | None = None
     """With ``output_adapter_inputs=True``: per layer, the ``[batch, tokens, hidden]`` state the adapters read
-    (the feed-forward output, before adapters, fusion and the residual LayerNorm)."""
+    (the feed-forward output, before adapters, fusion and the residual LayerNorm; ``LayerNorm(h + x)`` for the
+    ``pfeiffer`` placement)."""
+    adapter_residuals: tuple[torch.Tensor, ...] | None = None
+    """With ``output_adapter_inputs=True``: per layer, the feed-forward output ``h`` the adapters' changes are
+    added to (the same tensors as ``adapter_inputs`` unless the placement is ``pfeiffer``)."""
 
 
 @dataclass
@@ -65,6 +69,7 @@ class _ForwardContext:
     """``pfeiffer`` placement: each layer's feed-forward block input ``x``, kept by the block's pre-hook."""
     weights: list[torch.Tensor] = field(default_factory=list)
     inputs: list[torch.Tensor] = field(default_factory=list)
+    residuals: list[torch.Tensor] = field(default_factory=list)
 
 
 _ACTIVE = threading.local()  # id(model) -> _ForwardContext; thread-local so a shared model serves many sessions
@@ -251,7 +256,13 @@ class FusionModel(nn.Module):
         replay = None
         if context is not None:
             replay = dataclasses.replace(
-                context, collect_weights=False, collect_inputs=False, weights=[], inputs=[], block_inputs={}
+                context,
+                collect_weights=False,
+                collect_inputs=False,
+                weights=[],
+                inputs=[],
+                residuals=[],
+                block_inputs={},
             )
         calls = 0
 
@@ -311,6 +322,7 @@ class FusionModel(nn.Module):
         source = self._adapter_source(layer, output, context)
         if context.collect_inputs:
             context.inputs.append(source.detach())
+            context.residuals.append(output.detach())
         hidden = output.reshape(-1, shape[-1])
         read = source.reshape(-1, shape[-1])
         if context.fusion_indices is None:
@@ -425,6 +437,7 @@ class FusionModel(nn.Module):
             adapter_names=names,
             last_hidden_state=encoded.last_hidden_state,
             adapter_inputs=tuple(context.inputs) if output_adapter_inputs else None,
+            adapter_residuals=tuple(context.residuals) if output_adapter_inputs else None,
         )
 
     def _placement(self, names: Sequence[str]) -> str:

@@ -95,6 +95,48 @@ def test_adapter_drop_and_fusion_work_with_the_pfeiffer_placement(workspace):
     assert torch.allclose(out.fusion_weights[0].sum(-1), torch.ones(()), atol=1e-5)
 
 
+def test_mechanics_fuses_pfeiffer_adapters_as_the_model_does(workspace):
+    """Mechanics rebuilds a layer's fusion from what the adapters read and the state their changes go to. With the
+    Pfeiffer placement these differ (LayerNorm(h + x) vs h): the fused change it shows must be the model's own."""
+    from fusionlab.base_model import ffn_output_modules
+    from fusionlab.dashboard import mechanics
+
+    path = import_adapter(FIXTURE / "pfeiffer", workspace, name="pf")
+    import_adapter(FIXTURE / "pfeiffer", workspace, name="pf2")
+    model = FusionModel.from_pretrained(path)
+    load_adapter_into(model, workspace.adapter_dir("pf2"))
+    model.add_fusion(FusionConfig(adapter_names=["pf", "pf2"]))
+    model.eval()  # the fusion's dropout off, as in a Predictor
+    torch.manual_seed(0)
+    with torch.no_grad():  # two different adapters, and a fusion layer whose value projection is not the identity
+        for param in [*model.adapter_manager.adapters["pf2"].parameters(), *model.fusion_layers.parameters()]:
+            param.add_(0.05 * torch.randn_like(param))
+    layer, seen = 3, {}
+    # Registered after the model's own hook, this one sees the layer's output with the fusion applied.
+    hook = ffn_output_modules(model.base_model)[layer].register_forward_hook(
+        lambda module, args, output: seen.setdefault("fused", output.detach()[0].float())
+    )
+    with torch.inference_mode():
+        query, residual, outputs = mechanics.layer_outputs(model, inputs("pair"), ["pf", "pf2"], layer, 10**6)
+    hook.remove()
+    assert (query - residual).abs().max() > 0.1  # the placement makes them differ
+    real_change = seen["fused"] - residual
+    state = {k: v.clone() for k, v in model.fusion_layers[layer].state_dict().items()}
+
+    def shown(outputs: torch.Tensor, base: torch.Tensor) -> mechanics.OutputStats:
+        tokens = ("t",) * len(query)
+        read = mechanics.AdapterOutputs(("pf", "pf2"), outputs, query, tokens, "test", model.fusion_config, state, base)
+        result = mechanics.fuse(read, "attention")
+        assert "trained" in result.layer_source
+        return result.fused
+
+    fused = shown(outputs, residual)
+    assert fused.norm == pytest.approx(float(real_change.norm(dim=-1).mean()), rel=1e-4)
+    assert fused.mean == pytest.approx(float(real_change.mean()), abs=1e-6)
+    naive = shown(query.unsqueeze(1) + (outputs - residual.unsqueeze(1)), query)  # "query + changes", as before
+    assert abs(naive.norm - fused.norm) > 1e-3
+
+
 def test_adapters_of_two_placements_cannot_be_fused(workspace):
     import_adapter(FIXTURE / "pfeiffer", workspace, name="pf")
     import_adapter(FIXTURE / "seqbn_noln", workspace, name="native")

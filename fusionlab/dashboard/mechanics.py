@@ -12,6 +12,7 @@ With real outputs and the fusion's own method, the trained fusion layer of that 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ from fusionlab import fusion_weights
 from fusionlab.config import FusionConfig
 from fusionlab.dashboard.inference import Predictor
 from fusionlab.fusion import LEARNED_WEIGHT_METHODS, AttentionFusion, FusionLayer, WeightedFusion, build_fusion
+from fusionlab.model import FusionModel
 
 METHODS = LEARNED_WEIGHT_METHODS
 RANDOM_ADAPTER_NAMES = ("sentiment", "nli", "qa", "paraphrase", "grammar", "topic")
@@ -39,6 +41,9 @@ class AdapterOutputs:
     source: str
     fusion_config: FusionConfig | None = None  # the real fusion's config and its layer's weights, if any
     fusion_state: dict[str, torch.Tensor] | None = None
+    residual: torch.Tensor | None = None
+    """[T, H] for real outputs: the hidden state each output is that state + an adapter's change of (the query too,
+    except for the ``pfeiffer`` placement, whose adapters read LayerNorm(h + x) and change h); None for random."""
 
 
 def random_outputs(num_adapters: int = 3, tokens: int = 10, hidden_size: int = 384, seed: int = 0) -> AdapterOutputs:
@@ -56,34 +61,47 @@ def random_outputs(num_adapters: int = 3, tokens: int = 10, hidden_size: int = 3
     )
 
 
-def real_outputs(predictor: Predictor, text: str | None, text_pair: str | None, layer: int) -> AdapterOutputs:
-    """The real adapters' outputs for a real sentence at transformer ``layer`` (0-based) of the fusion.
+def layer_outputs(
+    model: FusionModel, inputs: dict[str, torch.Tensor], names: Sequence[str], layer: int, kept: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """At ``layer`` (0-based), for the first ``kept`` tokens of the one input in ``inputs``: what the adapters read
+    (the fusion's query), the hidden state their changes are added to, and each adapter's output (that state + its
+    change) as ``[T, N, H]``; the fusion over ``names`` active in the layers below, exactly as at inference.
 
-    The hidden state is taken where the adapters read it (the feed-forward output, before the model's own
-    adapter hook), with the fusion over all its adapters active in the layers below, exactly as at inference.
+    The two states are one for fusionlab's own adapters; they differ for the ``pfeiffer`` placement (imported from
+    AdapterHub), whose adapters read ``LayerNorm(h + x)`` but change ``h``: fusing "query + changes" there would
+    not be what the model computes.
     """
+    out = model(**inputs, adapter_names=list(names), output_adapter_inputs=True)
+    query = out.adapter_inputs[layer][0, :kept].float()  # [T, H]
+    residual = out.adapter_residuals[layer][0, :kept].float()
+    deltas = model.adapter_manager.layer_deltas(query, list(names), layer)  # [T, N, H]
+    return query, residual, residual.unsqueeze(1) + deltas
+
+
+def real_outputs(predictor: Predictor, text: str | None, text_pair: str | None, layer: int) -> AdapterOutputs:
+    """The real adapters' outputs for a real sentence at transformer ``layer`` (0-based) of the fusion (see
+    :func:`layer_outputs`)."""
     info = predictor.info
     if not 0 <= layer < info.num_layers:
         raise ValueError(f"layer must be between 0 and {info.num_layers - 1}, got {layer}")
     text, text_pair = predictor.check_input(text, text_pair)
     model = predictor.model
-    names = list(info.adapters)
     with predictor.lock, torch.inference_mode():
         encoded = predictor.encode(text, text_pair)
-        out = model(**encoded.inputs, adapter_names=names, output_adapter_inputs=True)
-        hidden = out.adapter_inputs[layer][0, : encoded.kept_tokens].float()  # [T, H]
-        deltas = model.adapter_manager.layer_deltas(hidden, names, layer)  # [T, N, H]
+        query, residual, outputs = layer_outputs(model, encoded.inputs, info.adapters, layer, encoded.kept_tokens)
     state = None
     if model.fusion_layers is not None:
         state = {k: v.detach().clone() for k, v in model.fusion_layers[layer].state_dict().items()}
     return AdapterOutputs(
         names=info.adapters,
-        outputs=hidden.unsqueeze(1) + deltas,
-        query=hidden,
+        outputs=outputs,
+        query=query,
         tokens=encoded.tokens,
         source=f"real adapters of fusion {info.name!r} at layer {layer + 1} of {info.num_layers}",
         fusion_config=model.fusion_config,
         fusion_state=state,
+        residual=residual,
     )
 
 
@@ -180,8 +198,8 @@ def fuse(
     with torch.inference_mode():
         result = layer.fuse(outputs.outputs, query=outputs.query)
         fused, each = result.hidden_states, outputs.outputs  # [T, H], [T, N, H]
-        if outputs.query is not None:  # a real sentence: compare what the adapters and the fusion change
-            fused, each = fused - outputs.query, each - outputs.query.unsqueeze(1)
+        if outputs.residual is not None:  # a real sentence: compare what the adapters and the fusion change
+            fused, each = fused - outputs.residual, each - outputs.residual.unsqueeze(1)
         cosine = torch.stack([F.cosine_similarity(fused, each[:, i], dim=-1).mean() for i in range(len(outputs.names))])
     return MechanicsResult(
         method=method,
@@ -195,7 +213,7 @@ def fuse(
         num_parameters=sum(p.numel() for p in layer.parameters()) + sum(b.numel() for b in layer.buffers()),
         layer_source=layer_source,
         output_source=outputs.source,
-        compared="output" if outputs.query is None else "change to the hidden state",
+        compared="output" if outputs.residual is None else "change to the hidden state",
     )
 
 
