@@ -149,6 +149,9 @@ class FusionModel(nn.Module):
             raise ValueError("this model already has a fusion; build another FusionModel for a second one")
         self.fusion_config = config
         self._build_fusion(config)
+        self.train(
+            self.training
+        )  # new modules start in training mode: the fusion follows the model's (no dropout in eval)
         _outside_inference_mode(self)
 
     def _build_fusion(self, config: FusionConfig) -> None:
@@ -176,6 +179,7 @@ class FusionModel(nn.Module):
         """Add a new (identity-initialised) task adapter to every layer, with its own head."""
         self.adapter_manager.add_adapter(name, config)
         self.heads[name] = self._new_head(name)
+        self.train(self.training)  # as in add_fusion: a model in eval mode runs its new adapter in eval mode too
         _outside_inference_mode(self)
 
     def remove_adapter(self, name: str) -> None:

@@ -145,6 +145,23 @@ def test_adapter_name_errors_are_clear():
         FusionModel(ModelConfig(), None, AdapterManager(48, {}), encoder=tiny_encoder("bert"))
 
 
+def test_adapters_and_fusions_added_later_follow_the_models_mode():
+    """A model put in eval mode, then given an adapter and a fusion, runs them in eval mode too (no dropout): new
+    torch modules start in training mode, and a model that answered differently on every call misleads."""
+    hidden = tiny_encoder("bert").config.hidden_size
+    model = FusionModel(
+        ModelConfig(model_name_or_path="tiny"), None, AdapterManager(hidden, {}), encoder=tiny_encoder("bert")
+    )
+    model.eval()
+    for name in ("a", "b"):
+        model.add_adapter(name, AdapterConfig(adapter_size=8, task_name=name))
+    model.add_fusion(FusionConfig(adapter_names=["a", "b"], fusion_dropout=0.5))
+    assert not [n for n, m in model.named_modules() if m.training]
+    model.train()
+    model.add_adapter("c", AdapterConfig(adapter_size=8, task_name="c"))
+    assert model.adapter_manager.adapters["c"].training and model.heads["c"].training
+
+
 def test_parameter_breakdown_adds_up():
     model = build(tiny_encoder("distilbert"), "weighted")
     info = model.parameter_breakdown()
