@@ -29,12 +29,17 @@ st.set_page_config(page_title="fusionlab", layout="wide", initial_sidebar_state=
 
 # Less empty space above each page's title (Streamlit leaves room for a header the top navigation already fills):
 # on a projector at 1280×720 that space is what keeps the Playground's answers above the fold.
-# The Playground's two answer cards sit side by side while each gets 12rem, and stack where they would not (an
-# 800-px window), rather than cutting their titles.
+# Columns that must not get too narrow stack instead (an 800-px window): the Playground's two answer cards (12rem
+# each, or their titles are cut) and the Compare page's two scatter charts (26rem each, or the legend fills them).
+WRAPPING = {"verdicts": "12rem", "compare_charts": "26rem"}
 st.html(
     "<style>[data-testid='stMainBlockContainer'] { padding-top: 3.5rem; }"
-    ".st-key-verdicts [data-testid='stHorizontalBlock'] { flex-wrap: wrap; }"
-    ".st-key-verdicts [data-testid='stColumn'] { min-width: 12rem; }</style>"
+    + "".join(
+        f".st-key-{key} [data-testid='stHorizontalBlock'] {{ flex-wrap: wrap; }}"
+        f".st-key-{key} [data-testid='stColumn'] {{ min-width: {width}; }}"
+        for key, width in WRAPPING.items()
+    )
+    + "</style>"
 )
 
 # The server's own settings (file, environment, flags after `--`); visitors choose among what exists, never a path.

@@ -54,9 +54,10 @@ if mismatches:
 
 score_column = comparison.score_label
 st.dataframe(
-    comparison.table(ranked=True),
+    compare_view.display_rows(comparison),
     hide_index=True,
     column_config={
+        "method": st.column_config.TextColumn(pinned=True),  # in view while a narrow screen scrolls the numbers
         score_column: st.column_config.NumberColumn(format="%.3f"),
         "vs adapter alone": st.column_config.NumberColumn(format="%+.3f", help="minus the target adapter's score"),
         "latency vs encoder": st.column_config.NumberColumn(format="%.2f×"),
@@ -64,11 +65,11 @@ st.dataframe(
         "trained params": st.column_config.NumberColumn(
             format="localized", help="trained for the target in this comparison (the adapters were trained before)"
         ),
-        "training (s)": st.column_config.NumberColumn(format="%.0f", help="wall-clock, on the machine it ran on"),
+        "training": st.column_config.TextColumn(help="wall-clock, on the machine it ran on; – : it trained nothing"),
     },
 )
 
-left, right = st.columns(2)
+left, right = st.container(key="compare_charts").columns(2)  # stacked on a narrow screen (app.py)
 left.plotly_chart(compare_charts.accuracy_latency_chart(comparison))
 figure = compare_charts.accuracy_parameters_chart(comparison)
 if figure is not None:

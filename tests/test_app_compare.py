@@ -46,6 +46,10 @@ def test_the_table_ranks_methods_and_measures_them_against_the_adapter(compariso
         assert row["latency vs encoder"] == pytest.approx(comparison.latency_ratio(comparison.result(row["method"])))
         assert (row["training (s)"] is None) == (row["method"] == "adapter")  # the adapter alone trained nothing
     assert sorted(rows, key=lambda r: r["method"]) == sorted(comparison.table(), key=lambda r: r["method"])
+    shown = compare_view.display_rows(comparison)  # the page's rows: the same, the training time in words
+    assert [r["method"] for r in shown] == [r["method"] for r in rows]
+    assert [r["training"] for r in shown if r["method"] == "adapter"] == ["–"]
+    assert all(r["training"].endswith((" s", " min")) for r in shown if r["method"] != "adapter")
     from fusionlab.composition.compare import format_table
 
     header, _rule, *lines = format_table(comparison).splitlines()  # the CLI prints the same table, as text

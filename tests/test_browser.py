@@ -100,12 +100,13 @@ def serve(home: Path, env: dict[str, str], log_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def app(tiny_workspace, shared_data_dir, tmp_path_factory):
-    """The dashboard served on localhost over a private copy of the tiny workspace."""
+def app(tiny_workspace, cb_comparison, shared_data_dir, tmp_path_factory):
+    """The dashboard served on localhost over a private copy of the tiny workspace, with a real comparison."""
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it as root)")
     home = tmp_path_factory.mktemp("browser") / "ws"
     shutil.copytree(tiny_workspace.root, home)
+    shutil.copytree(cb_comparison[0] / "comparisons", home / "comparisons")
     env = {**os.environ, "FUSIONLAB_HOME": str(home), "FUSIONLAB_DATA_DIR": str(shared_data_dir), "HF_HUB_OFFLINE": "1"}
     with serve(home, env, tmp_path_factory.mktemp("logs")) as url:
         yield url, Workspace(home)
@@ -319,7 +320,7 @@ def test_no_chart_title_legend_or_label_is_cut_or_covered_on_a_narrow_screen(app
     page.set_default_timeout(120_000)
     charts = 0
     try:
-        for path in ("playground", "efficiency", "mechanics", "runs"):
+        for path in ("playground", "efficiency", "compare", "mechanics", "runs"):
             page.goto(f"{url}/{path}")
             wait_for_app(page)
             if path == "efficiency":
@@ -334,4 +335,4 @@ def test_no_chart_title_legend_or_label_is_cut_or_covered_on_a_narrow_screen(app
         assert page.get_by_test_id("stSidebar").get_attribute("aria-expanded") != "true"  # collapsed
     finally:
         context.close()
-    assert charts >= 6, charts
+    assert charts >= 9, charts  # Compare methods draws three

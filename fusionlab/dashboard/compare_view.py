@@ -67,6 +67,20 @@ def _read(path: Path) -> SavedComparison:
         return SavedComparison(slug, path, None, f"{path.parent.name}/{path.name} {kind}: {err}")
 
 
+def seconds_label(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def display_rows(comparison: Comparison) -> list[dict[str, Any]]:
+    """The comparison's table as the page shows it: best score first, the training time in words ("–" where the
+    method trained nothing, where a number column would print "None")."""
+    rows = comparison.table(ranked=True)
+    for row in rows:
+        seconds = row.pop("training (s)")
+        row["training"] = "–" if seconds is None else seconds_label(seconds)
+    return rows
+
+
 def describe(comparison: Comparison) -> str:
     """Plain text (the page escapes it) under the page's title: what was compared, on what, with which budget, on which machine."""
     o = comparison.options
