@@ -13,7 +13,7 @@ RANDOM, REAL = "random outputs", "a real sentence"
 st.title("Mechanics")
 st.markdown(
     "A fusion layer turns N adapter outputs into one. **Attention fusion** scores every adapter output against "
-    "a query (the layer's own hidden state) and takes a softmax per token; **weighted fusion** learns one weight "
+    "a query (the hidden state the adapters read) and takes a softmax per token; **weighted fusion** learns one weight "
     "per adapter. The **temperature** divides the scores before the softmax: below 1 it sharpens the choice, "
     "above 1 it flattens it towards a plain average."
 )

@@ -1,5 +1,7 @@
 """Playground: one input through the target task's own adapter and through the fusion, side by side."""
 
+import math
+
 import streamlit as st
 
 from fusionlab.dashboard import charts, dev_browser, urlstate
@@ -104,7 +106,8 @@ def verdict(title: str, prediction: Prediction) -> None:
         confidence = f"{prediction.confidence:.0%} confident"
         st.metric(title, md(prediction.label), confidence, delta_color="off", delta_arrow="off")
         for label, probability in zip(prediction.labels, prediction.probabilities):
-            st.progress(float(probability), text=f"{md(label)}: {probability:.0%}")
+            shown = float(probability) if math.isfinite(probability) else 0.0  # a broken model's NaN: an empty bar
+            st.progress(min(max(shown, 0.0), 1.0), text=f"{md(label)}: {probability:.0%}")
 
 
 def compare_panel(first: Comparison, second: Comparison, zoom: bool) -> None:

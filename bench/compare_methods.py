@@ -135,9 +135,10 @@ def print_tables(summary: dict) -> None:
         )
         print("|---|---|---|---|---|---|")
         for method, row in data["methods"].items():
+            seconds = f"{row['train_seconds']:.0f}" if row["trained_params"] else "–"  # trained nothing: no time
             print(
                 f"| {method} | {mean_std(row['values'])} | {row['latency_ratio']:.2f}× | "
-                f"{row['inference_params']:,} | {row['trained_params']:,} | {row['train_seconds']:.0f} |"
+                f"{row['inference_params']:,} | {row['trained_params']:,} | {seconds} |"
             )
         for name, curve in (("AdapterDrop (k layers dropped)", "adapter_drop"), ("pruning (adapters left)", "pruning")):
             points = list(zip(*data[curve]))  # per point, one tuple per seed

@@ -513,7 +513,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comparison = compare_methods(options, workspace, args.data_dir, args.model, progress=lambda m: print(m, flush=True))
     print()
     print(
-        f"{options.target}: dev {comparison.results[0].main_metric if comparison.results else 'metric'} on "
+        f"{options.target}: {comparison.score_label} on "
         f"{comparison.dev_examples} examples (majority class {comparison.majority_baseline:.4f}); latency: one "
         f"batch of {options.latency_batch} dev inputs, relative to the encoder alone ({comparison.base_latency_ms:.1f} ms)"
     )

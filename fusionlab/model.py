@@ -149,9 +149,10 @@ class FusionModel(nn.Module):
             raise ValueError("this model already has a fusion; build another FusionModel for a second one")
         self.fusion_config = config
         self._build_fusion(config)
-        self.train(
-            self.training
-        )  # new modules start in training mode: the fusion follows the model's (no dropout in eval)
+        # New modules start in training mode: the fusion follows the model's (no dropout in eval). Only the new
+        # ones: the encoder keeps its own mode (transformers loads it in eval mode).
+        self.fusion_layers.train(self.training)
+        self.fusion_head.train(self.training)
         _outside_inference_mode(self)
 
     def _build_fusion(self, config: FusionConfig) -> None:
@@ -179,7 +180,8 @@ class FusionModel(nn.Module):
         """Add a new (identity-initialised) task adapter to every layer, with its own head."""
         self.adapter_manager.add_adapter(name, config)
         self.heads[name] = self._new_head(name)
-        self.train(self.training)  # as in add_fusion: a model in eval mode runs its new adapter in eval mode too
+        self.adapter_manager.adapters[name].train(self.training)  # as in add_fusion: the new modules only
+        self.heads[name].train(self.training)
         _outside_inference_mode(self)
 
     def remove_adapter(self, name: str) -> None:
@@ -388,7 +390,8 @@ class FusionModel(nn.Module):
         One name runs that adapter alone with its own head. ``force_fusion=True`` sends even one name through
         the fusion layers and the fusion's head instead (fusion over a subset of one: an ablation, or the
         fusion layer's own cost). ``output_fusion_weights`` returns the fusion path's softmax weights,
-        ``output_adapter_inputs`` the hidden state every layer's adapters read (for Mechanics).
+        ``output_adapter_inputs`` the hidden state every layer's adapters read and the one their changes are
+        added to (``adapter_inputs``, ``adapter_residuals``: for Mechanics).
 
         ``drop_first_layers=k`` is AdapterDrop (Rücklé et al., 2021) at inference: the first ``k`` layers run
         without adapters and fusion, saving their cost; ``0`` is the full model, exactly. The weights and inputs

@@ -158,8 +158,10 @@ def test_adapters_and_fusions_added_later_follow_the_models_mode():
     model.add_fusion(FusionConfig(adapter_names=["a", "b"], fusion_dropout=0.5))
     assert not [n for n, m in model.named_modules() if m.training]
     model.train()
+    model.base_model.eval()  # as transformers loads an encoder: a new adapter must not switch its dropout on
     model.add_adapter("c", AdapterConfig(adapter_size=8, task_name="c"))
     assert model.adapter_manager.adapters["c"].training and model.heads["c"].training
+    assert not [n for n, m in model.base_model.named_modules() if m.training]
 
 
 def test_parameter_breakdown_adds_up():

@@ -42,8 +42,8 @@ class AdapterOutputs:
     fusion_config: FusionConfig | None = None  # the real fusion's config and its layer's weights, if any
     fusion_state: dict[str, torch.Tensor] | None = None
     residual: torch.Tensor | None = None
-    """[T, H] for real outputs: the hidden state each output is that state + an adapter's change of (the query too,
-    except for the ``pfeiffer`` placement, whose adapters read LayerNorm(h + x) and change h); None for random."""
+    """[T, H] for real outputs: the state ``h`` each output adds its adapter's change to; equal to ``query`` except
+    for the ``pfeiffer`` placement, whose adapters read ``LayerNorm(h + x)``. None for random outputs."""
 
 
 def random_outputs(num_adapters: int = 3, tokens: int = 10, hidden_size: int = 384, seed: int = 0) -> AdapterOutputs:
