@@ -84,6 +84,24 @@ def test_the_evolution_strategy_finds_a_quadratics_minimum_and_is_seeded():
     assert [s for _, s in evolve(score, torch.zeros(3), options)] == [s for _, s in tried]
 
 
+def test_a_candidate_is_scored_without_dropout_and_every_mode_is_restored():
+    """A model in training mode, its encoder and an adapter with dropout: the search's sentence vectors are the
+    same twice (each candidate's score is not noise), and every module's mode is what it was."""
+    from fusionlab.composition.search import sentence_vectors
+
+    model = trained_fusion().train()
+    model.adapter_manager.add_adapter("noisy", AdapterConfig(adapter_size=8, task_name="noisy", dropout=0.5))
+    model.heads["noisy"] = model._new_head("noisy")
+    perturb_adapters(model)
+    model.base_model.eval()  # as transformers loads it: the one module in eval mode
+    before = {name: module.training for name, module in model.named_modules()}
+    ids, mask = batch()
+    inputs = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1])}
+    first, second = (sentence_vectors(model, inputs, "noisy") for _ in range(2))
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    assert {name: module.training for name, module in model.named_modules()} == before
+
+
 def test_the_coefficient_search_scores_real_candidates_and_cleans_up():
     model = trained_fusion()
     ids, mask = batch(lengths=(7, 4, 6, 5, 7, 3, 6, 4))

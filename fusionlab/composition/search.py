@@ -111,10 +111,19 @@ def _held_out_loss(
 
 
 def sentence_vectors(model: FusionModel, batch: dict[str, torch.Tensor], adapter: str) -> torch.Tensor:
-    """The pooled sentence vectors of ``batch`` with ``adapter`` alone in every layer (no head)."""
+    """The pooled sentence vectors of ``batch`` with ``adapter`` alone in every layer (no head).
+
+    In eval mode (every module's mode restored after): with dropout on, each candidate would be scored on noise.
+    """
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    with torch.no_grad():
-        out = model(**inputs, adapter_names=[adapter])
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(**inputs, adapter_names=[adapter])
+    finally:
+        for module, training in modes:
+            module.training = training
     return pool(out.last_hidden_state, inputs.get("attention_mask"), model.model_config.pooling)
 
 
