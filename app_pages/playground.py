@@ -9,7 +9,7 @@ from fusionlab.dashboard.dev_browser import DevExample
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.examples import examples_for
 from fusionlab.dashboard.inference import Comparison, FusionInfo, Prediction, Predictor, comparable_fusions
-from fusionlab.dashboard.markdown import md
+from fusionlab.dashboard.markdown import breakable, md
 from fusionlab.dashboard.widgets import (
     AdapterPredictor,
     Workspace,
@@ -104,7 +104,7 @@ def verdict(title: str, prediction: Prediction) -> None:
     chart took ~50 ms of every interaction (bench/ui_latency.py)."""
     with st.container(border=True):
         confidence = f"{prediction.confidence:.0%} confident"
-        st.metric(title, md(prediction.label), confidence, delta_color="off", delta_arrow="off")
+        st.metric(title, breakable(prediction.label), confidence, delta_color="off", delta_arrow="off")
         for label, probability in zip(prediction.labels, prediction.probabilities):
             shown = float(probability) if math.isfinite(probability) else 0.0  # a broken model's NaN: an empty bar
             st.progress(min(max(shown, 0.0), 1.0), text=f"{md(label)}: {probability:.0%}")

@@ -159,6 +159,38 @@ def test_every_page_renders_without_exceptions(app, page):
     assert page.get_by_role("heading", name="fusionlab: adapter fusion, seen from inside").count() == 1
 
 
+CUT_OFF = """(root) => [root, ...root.querySelectorAll('*')].filter((e) => e.scrollWidth > e.clientWidth + 1)
+  .map((e) => e.textContent)"""
+
+
+def test_the_projector_view_shows_both_answers_whole_above_the_fold(app, browser):
+    """At 1280×720 (a projector) both answer cards, bars included, are on the first screen, and an answer is never
+    cut off: the task's longest label, as the page writes it (breakable at its underscores), wraps in its card."""
+    from playwright.sync_api import expect
+
+    url, _ = app
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    try:
+        page.goto(f"{url}/playground?fusion=rte-attention")
+        wait_for_app(page)
+        assert_no_exception(page)
+        cards = page.locator(".st-key-verdicts")
+        expect(page.get_by_test_id("stMetric")).to_have_count(2)
+        box = cards.bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 720, box
+        shoot(page, "playground-1280x720")
+        values = cards.get_by_test_id("stMetricValue")
+        for i in range(2):
+            assert values.nth(i).evaluate(CUT_OFF) == []
+            label = values.nth(i).locator("p").first  # the answer as markdown renders it
+            label.evaluate("(e) => { e.textContent = 'not_\\u200bentailment'; }")  # the longest RTE label
+            assert values.nth(i).evaluate(CUT_OFF) == [], "a long answer is cut off instead of wrapping"
+    finally:
+        context.close()
+
+
 def test_playground_shows_both_predictions_and_the_heatmap(app, page):
     from playwright.sync_api import expect
 

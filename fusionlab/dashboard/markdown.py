@@ -24,6 +24,12 @@ def md(text: object) -> str:
     return _BLOCK_START.sub(lambda m: f"{m.group(1)}{m.group(2)[:-1]}\\{m.group(2)[-1]}", flat)
 
 
+def breakable(text: object) -> str:
+    """``md(text)`` with a line-break opportunity after each underscore: a label such as ``not_entailment`` in a
+    narrow card wraps at its word boundary (where the page lets it wrap) rather than being cut off."""
+    return md(text).replace("\\_", "\\_\u200b")
+
+
 def code(text: object) -> str:
     """``text`` as inline code, safe whatever it holds (a backtick inside ends no span: the fence grows)."""
     flat = " ".join(str(text).splitlines())
