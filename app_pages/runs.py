@@ -36,6 +36,7 @@ from fusionlab.dashboard.runs_view import (
     filter_history,
     fusion_stats,
     highlight_differences,
+    history_display,
     history_frame,
     metric_label,
     metric_names,
@@ -104,16 +105,16 @@ tasks = task_col.multiselect("Task", sorted(t for t in history["task"].unique() 
 text = text_col.text_input("Name contains", key="runs_text")
 shown = filter_history(history, kinds, statuses, tasks, text)
 st.dataframe(
-    shown,
+    history_display(shown),  # as text: an empty cell where a run has no time or score yet, never "None"
     hide_index=True,
     column_config={
         "id": st.column_config.NumberColumn("run", format="#%d"),
-        "created": st.column_config.DatetimeColumn("queued at", format="YYYY-MM-DD HH:mm:ss"),
-        "started": st.column_config.DatetimeColumn("started at", format="HH:mm:ss"),
-        "ended": st.column_config.DatetimeColumn("ended at", format="HH:mm:ss"),
-        "duration_s": st.column_config.NumberColumn("duration", format="%.0f s"),
+        "created": st.column_config.TextColumn("queued at"),
+        "started": st.column_config.TextColumn("started at"),
+        "ended": st.column_config.TextColumn("ended at"),
+        "duration_s": st.column_config.TextColumn("duration", help="hours:minutes:seconds"),
         "metric": st.column_config.TextColumn("main metric"),
-        "score": st.column_config.NumberColumn("dev score", format="%.3f"),
+        "score": st.column_config.TextColumn("dev score"),
         "error": st.column_config.TextColumn("error", width="large"),
     },
     key="runs_history",

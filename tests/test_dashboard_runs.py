@@ -49,6 +49,7 @@ from fusionlab.dashboard.runs_view import (
     flatten,
     fusion_stats,
     highlight_differences,
+    history_display,
     history_frame,
     metric_names,
     requested_index,
@@ -386,6 +387,12 @@ def test_history_frame_and_filters(executed: ExecutedRuns) -> None:
     )
     assert frame["started"].isna().sum() >= 1, "the cancelled run never started"
     assert rows.loc[executed.fusion_id, "error"] == "", "an empty cell, never the word None"
+    shown = history_display(frame).set_index("id")  # what the page shows: text, empty where there is no value
+    cancelled = frame.set_index("id")["started"].isna()
+    assert (shown.loc[cancelled, ["started", "duration_s", "score"]] == "").all().all()  # (it ended: cancelled)
+    assert shown.loc[executed.fusion_id, "score"] == f"{rows.loc[executed.fusion_id, 'score']:.3f}"
+    assert re.fullmatch(r"\d+:\d\d:\d\d", shown.loc[executed.adapter_id, "duration_s"])
+    assert not shown.isna().any().any()
 
     assert filter_history(frame, kinds=[TRAIN_FUSION])["id"].tolist() == [executed.fusion_id]
     assert filter_history(frame, statuses=[FAILED])["id"].tolist() == [executed.failed_id]

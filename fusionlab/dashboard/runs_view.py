@@ -89,6 +89,28 @@ def _local_time(seconds: pd.Series) -> pd.Series:
     return pd.to_datetime(seconds.astype("float64"), unit="s", utc=True).dt.tz_convert(zone)
 
 
+def history_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`history_frame` as the page shows it: times, durations and scores as text, an empty cell where a run
+    has none yet (Streamlit's table writes "None" in any empty number or time cell, whatever the format). The text
+    still sorts right: times as ``YYYY-MM-DD HH:MM:SS`` / ``HH:MM:SS``, durations zero-padded ``H:MM:SS``."""
+    shown = frame.copy()
+    texts = {
+        "created": lambda t: t.strftime("%Y-%m-%d %H:%M:%S"),
+        "started": lambda t: t.strftime("%H:%M:%S"),
+        "ended": lambda t: t.strftime("%H:%M:%S"),
+        "duration_s": _clock,
+        "score": lambda v: f"{v:.3f}",
+    }
+    for column, text in texts.items():
+        shown[column] = [text(v) if pd.notna(v) else "" for v in frame[column]]
+    return shown
+
+
+def _clock(seconds: float) -> str:
+    whole = round(float(seconds))
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
 def history_frame(runs: list[Run]) -> pd.DataFrame:
     """One row per run (columns :data:`HISTORY_COLUMNS`), in the order given (the store lists newest first).
 
