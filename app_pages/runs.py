@@ -99,10 +99,12 @@ def ref(run_id: int) -> str:
 st.header("History")
 history = history_frame(runs)
 kind_col, status_col, task_col, text_col = st.columns(4)
-kinds = kind_col.multiselect("Kind", sorted(history["kind"].unique()), key="runs_kinds")
-statuses = status_col.multiselect("Status", list(STATUSES), key="runs_statuses")
-tasks = task_col.multiselect("Task", sorted(t for t in history["task"].unique() if t), key="runs_tasks")
-text = text_col.text_input("Name contains", key="runs_text")
+# The filters are kept in the link too, so a copied link shows the same rows.
+kinds = kind_col.multiselect("Kind", sorted(history["kind"].unique()), key="runs_kinds", bind="query-params")
+statuses = status_col.multiselect("Status", list(STATUSES), key="runs_statuses", bind="query-params")
+task_names = sorted(t for t in history["task"].unique() if t)
+tasks = task_col.multiselect("Task", task_names, key="runs_tasks", bind="query-params")
+text = text_col.text_input("Name contains", max_chars=100, key="runs_text", bind="query-params")
 shown = filter_history(history, kinds, statuses, tasks, text)
 st.dataframe(
     history_display(shown),  # as text: an empty cell where a run has no time or score yet, never "None"

@@ -221,6 +221,11 @@ def test_runs_page_lists_compares_and_diffs_runs(runs_store: RunStore, executed:
     assert at.dataframe[0].value["id"].tolist() == [executed.failed_id]
     at.text_input(key="runs_text").input("nothing like this").run()
     assert at.dataframe[0].value.empty and texts(at.caption)[0] == "0 of 4 runs"
+    linked = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=TIMEOUT_S)
+    linked.query_params["runs_statuses"] = "failed"  # a copied link with a filter shows the same rows
+    linked.run()
+    assert linked.dataframe[0].value["id"].tolist() == [executed.failed_id]
+    at.text_input(key="runs_text").input("").run()
 
     assert at.multiselect(key="runs_overlaid").value == [executed.fusion_id]  # one task on the dev axis
     at.multiselect(key="runs_overlaid").set_value([executed.fusion_id, executed.adapter_id]).run()
