@@ -548,7 +548,9 @@ def test_run_charts_are_titled_and_never_empty(executed: ExecutedRuns) -> None:
 
     snapshot = store.snapshots(executed.fusion_id)[-1]
     bars = fusion_weight_bars(weights_frame(snapshot.payload["layers"], snapshot.payload["adapter_names"]), "Now")
-    assert _titles(bars) == ("Now", "transformer layer", "mean softmax weight")
+    assert _titles(bars) == ("Now", "transformer layer", "mean softmax weight (gridlines: 1/N each)")
+    assert list(bars.layout.yaxis.tickvals) == [0, 0.5, 1] and list(bars.layout.yaxis.ticktext) == ["0", "1/2", "1"]
+    assert "vs the even share 1/N = 0.500" in bars.data[0].hovertext[0]
     assert [(trace.name, trace.marker.color) for trace in bars.data] == [
         ("rte", adapter_color("rte")),
         ("cb", adapter_color("cb")),

@@ -115,22 +115,31 @@ def fusion_weight_bars(weights: pd.DataFrame, title: str) -> go.Figure | None:
     """Fusion weights as one stacked bar per layer, a segment per adapter in its colour.
 
     The weights of a layer sum to one, so each bar shows at a glance how a layer splits its attention; the
-    live view redraws it as the run's snapshots arrive.
+    live view redraws it as the run's snapshots arrive. The gridlines are the even shares (multiples of 1/N):
+    a fusion that weighs its adapters evenly fills each band with one segment; hover a segment for its distance
+    from 1/N.
     """
     if weights.empty:
         return None
+    even = 1 / len(weights.columns)
     fig = go.Figure()
     for name in weights.columns:
+        values = weights[name].tolist()
         fig.add_bar(
             name=name,
             x=list(weights.index),
-            y=weights[name].tolist(),
+            y=values,
             marker_color=adapter_color(name),
-            hovertemplate=f"%{{x}}, {name}: %{{y:.3f}}<extra></extra>",
+            hovertext=[weight_hover(f"{layer}, {name}", v, even) for layer, v in zip(weights.index, values)],
+            hovertemplate="%{hovertext}<extra></extra>",
         )
     fig.update_layout(barmode="stack", showlegend=True)
-    fig.update_yaxes(range=[0, 1], tickformat=".0%")
-    return style_figure(fig, title, "transformer layer", "mean softmax weight")
+    n = len(weights.columns)
+    ticks = ["0", *(f"{k}/{n}" for k in range(1, n)), "1"]
+    fig.update_yaxes(range=[0, 1], tickvals=[k * even for k in range(n + 1)], ticktext=ticks)
+    for k in range(1, n):  # drawn over the bars too: a segment's edge against its even-share line
+        fig.add_hline(y=k * even, line={"color": "rgba(0, 0, 0, 0.45)", "dash": "dot", "width": 1}, layer="above")
+    return style_figure(fig, title, "transformer layer", "mean softmax weight (gridlines: 1/N each)")
 
 
 def trajectory_chart(trajectory: pd.DataFrame, title: str) -> go.Figure | None:
