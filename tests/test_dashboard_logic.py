@@ -364,6 +364,22 @@ def test_playground_charts(attention, weighted):
     _check(charts.learned_weights_chart(learned, weighted.info.adapters))
 
 
+def test_weight_colours_are_absolute_unless_zoomed_and_mark_the_even_share():
+    weights = np.array([[0.21, 0.29], [0.24, 0.26]])
+    absolute = charts.weight_colors(weights, even_share=0.25)
+    assert (absolute["zmin"], absolute["zmax"]) == (0.0, 1.0)  # a softmax's own range: 0.21 vs 0.29 looks close
+    assert absolute["colorbar"]["title"]["text"] == "fusion weight"
+    assert "1/N = 0.25" in absolute["colorbar"]["ticktext"]
+    zoomed = charts.weight_colors(weights, zoom=True, even_share=0.25)
+    assert (zoomed["zmin"], zoomed["zmax"]) == (0.21, 0.29)  # stretched to what is shown, and it says so
+    assert "zoomed" in zoomed["colorbar"]["title"]["text"]
+    assert zoomed["colorbar"]["ticktext"][0] == "0.21" and "1/N = 0.25" in zoomed["colorbar"]["ticktext"]
+    even = charts.weight_colors(np.full((2, 2), 0.25), zoom=True, even_share=0.25)
+    assert (even["zmin"], even["zmax"]) == (0.0, 1.0)  # nothing to stretch: zooming a flat map stays absolute
+    outside = charts.weight_colors(np.array([[0.6, 0.7]]), zoom=True, even_share=0.5)
+    assert not any(t.startswith("1/N") for t in outside["colorbar"]["ticktext"])  # 1/N off the zoomed bar
+
+
 def test_charts_return_none_instead_of_empty_figures():
     assert charts.layer_adapter_heatmap(np.zeros((0, 0)), [], "t") is None
     assert charts.token_adapter_heatmap([], np.zeros((0, 2)), ["a", "b"], "t") is None
