@@ -124,6 +124,15 @@ METRIC_LABELS = {
 """How people write each metric; every page and chart names metrics through :func:`metric_label`."""
 
 
+METRIC_RANGES = {"accuracy": (0.0, 1.0), "f1": (0.0, 1.0), "macro_f1": (0.0, 1.0), "matthews_corrcoef": (-1.0, 1.0)}
+"""The values each metric can take: a chart's axis spans this (or a part of it), never beyond."""
+
+
+def metric_range(name: str) -> tuple[float, float] | None:
+    """The range of a metric (``eval_`` prefix allowed); ``None`` for an unbounded one such as a loss."""
+    return METRIC_RANGES.get(name.removeprefix("eval_"))
+
+
 def metric_label(name: str) -> str:
     """A metric's name as people write it: ``eval_matthews_corrcoef`` → ``dev Matthews correlation (MCC)``.
 

@@ -536,6 +536,8 @@ def test_run_charts_are_titled_and_never_empty(executed: ExecutedRuns) -> None:
     assert _titles(dev) == ("Dev accuracy", "step", "dev accuracy")
     # whole training steps from 0, even when a curve has a single point
     assert (dev.layout.xaxis.range[0], dev.layout.xaxis.dtick, dev.layout.xaxis.tickformat) == (0, 1, "d")
+    assert dev.layout.yaxis.range[0] == 0 and 1 <= dev.layout.yaxis.range[1] <= 1.05  # accuracy on its own 0-1
+    assert loss.layout.yaxis.range is None  # a loss has no fixed range
 
     stats = fusion_stats(store.get(executed.fusion_id))
     heatmap = fusion_heatmap(stats.frame(), "Mean fusion weight")

@@ -109,3 +109,11 @@ def test_the_confusion_table_labels_both_axes():
     assert header.split() == ["gold", "\\", "predicted", "entailment", "not_entailment"]
     assert first.split() == ["entailment", "10", "2"] and second.split() == ["not_entailment", "3", "140"]
     assert len({len(header), len(first), len(second)}) == 1  # the columns line up under their labels
+
+
+def test_metric_ranges_bound_the_scores_and_not_the_loss():
+    from fusionlab.metrics import METRICS, metric_range
+
+    assert all(metric_range(name) is not None for name in METRICS)  # every score a task may use has one
+    assert metric_range("eval_accuracy") == (0.0, 1.0) and metric_range("matthews_corrcoef") == (-1.0, 1.0)
+    assert metric_range("loss") is None and metric_range("eval_loss") is None

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from fusionlab.composition.results import Comparison, MethodResult
 from fusionlab.dashboard.charts import FUSION_COLOR, NEUTRAL, style_figure
 from fusionlab.dashboard.colors import adapter_color
-from fusionlab.metrics import metric_label
+from fusionlab.metrics import metric_label, metric_range
 
 METHOD_COLORS = {
     "fusion:attention": FUSION_COLOR,
@@ -37,14 +37,11 @@ def method_color(result: MethodResult, target: str) -> str:
     return METHOD_COLORS.get(result.method.removesuffix("+ft"), NEUTRAL)
 
 
-SIGNED_METRICS = ("matthews_corrcoef",)
-"""Metrics that go below zero (MCC spans -1 to 1); every other main metric spans 0 to 1."""
-
-
 def score_range(comparison: Comparison, values: list[float]) -> list[float]:
     """From a little below the lower of the majority class and the worst score, to a little above the best,
     within the metric's own range (a little room above a perfect score for its marker)."""
-    floor = -1.0 if comparison.results and comparison.results[0].main_metric in SIGNED_METRICS else 0.0
+    main = comparison.results[0].main_metric if comparison.results else "accuracy"
+    floor = (metric_range(main) or (0.0, 1.0))[0]  # MCC goes down to -1, every other main metric to 0
     low = min([comparison.majority_baseline, *values])
     high = max([comparison.majority_baseline, *values])
     pad = max(0.03, 0.08 * (high - low))

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 
 from fusionlab.dashboard.charts import adapter_tick, style_figure, weight_heatmap, weight_hover
 from fusionlab.dashboard.colors import adapter_color
-from fusionlab.metrics import metric_label
+from fusionlab.metrics import metric_label, metric_range
 
 COUNT_SCALE = "Blues"
 RUN_COLORS = (
@@ -86,6 +86,9 @@ def curves_chart(curves: pd.DataFrame, metric: str, title: str | None = None) ->
         fig, title or f"{_sentence_case(metric_title(metric))} by training step", "step", metric_title(metric)
     )
     fig.update_xaxes(step_axis(int(curves["step"].max())))
+    bounds = metric_range(metric)
+    if bounds is not None:  # a bounded score on its own scale: one point is not drawn on an axis from -0.5 to 1.5
+        fig.update_yaxes(range=[bounds[0], bounds[1] + 0.02 * (bounds[1] - bounds[0])])
     fig.update_layout(showlegend=True)
     return fig
 
