@@ -219,6 +219,47 @@ def test_playground_shows_both_predictions_and_the_heatmap(app, page):
     assert_no_exception(page)
 
 
+def test_the_teaching_views_as_a_student_meets_them(app, page):
+    """In Chromium: the colour zoom says so on the colour bar; the token view names the tokens furthest from 1/N;
+    adapters switched off are kept in the link and a one-adapter fusion explains why it differs from the adapter
+    alone; Mechanics' real-sentence mode keeps its source in the link and compares the adapters' changes; Home
+    counts its threads in words."""
+    from playwright.sync_api import expect
+
+    url, _ = app
+    page.goto(f"{url}/playground?fusion=rte-attention")
+    wait_for_app(page)
+    colour_bar = page.locator(".js-plotly-plot .cbtitle").first
+    expect(colour_bar).not_to_contain_text("zoomed")
+    page.get_by_test_id("stCheckbox").filter(has_text="Zoom the colours").locator("label").click()
+    wait_for_app(page)
+    expect(colour_bar).to_contain_text("zoomed")
+    page.get_by_role("tab", name="Tokens × adapters").click()
+    wait_for_app(page)
+    expect(page.get_by_text(re.compile(r"^Furthest from the even share 1/4 = 0\.25"))).to_be_visible()
+    for name in ("boolq", "mnli", "sst2"):
+        page.get_by_test_id("stCheckbox").filter(has_text=re.compile(f"^{name}$")).locator("label").click()
+        wait_for_app(page)
+    expect(page.get_by_test_id("stMetric").nth(1)).to_contain_text("Fusion over 1 adapter")
+    expect(page.get_by_text("every fusion weight is 1", exact=False)).to_be_visible()
+    expect(page).to_have_url(re.compile("adapter_on_rte-attention_sst2="))
+    assert_no_exception(page)
+    shoot(page, "playground-one-adapter")
+
+    page.goto(f"{url}/mechanics")
+    wait_for_app(page)
+    page.get_by_test_id("stRadio").get_by_text("a real sentence").click()
+    wait_for_app(page)
+    expect(page).to_have_url(re.compile(r"source=a(\+|%20)real(\+|%20)sentence"))
+    expect(page.get_by_text(re.compile("^Fused change to the hidden state: mean"))).to_be_visible()
+    assert_no_exception(page)
+    shoot(page, "mechanics-real-sentence")
+
+    page.goto(url)
+    wait_for_app(page)
+    assert re.search(r"\b1 threads\b", page.get_by_test_id("stMain").inner_text()) is None
+
+
 def test_a_dev_example_clicked_in_the_browser_loads_into_the_text_boxes(app, page, shared_data_dir):
     """The dev-set browser's table is a canvas (glide-data-grid): click the first row's selection cell, as a user
     would, and the example must land in both text boxes and in the link."""
