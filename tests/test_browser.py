@@ -112,13 +112,22 @@ def app(tiny_workspace, cb_comparison, shared_data_dir, tmp_path_factory):
         yield url, Workspace(home)
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+@contextlib.contextmanager
+def sized_page(browser, width: int, height: int) -> Iterator:
+    """A fresh browser context with one page of this viewport (patient: a cold page load can take a while)."""
+    context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     page.set_default_timeout(120_000)
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser):
+    with sized_page(browser, 1400, 1000) as page:
+        yield page
 
 
 def wait_for_app(page) -> None:
@@ -169,10 +178,7 @@ def test_the_projector_view_shows_both_answers_whole_above_the_fold(app, browser
     from playwright.sync_api import expect
 
     url, _ = app
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    try:
+    with sized_page(browser, 1280, 720) as page:
         page.goto(f"{url}/playground?fusion=rte-attention")
         wait_for_app(page)
         assert_no_exception(page)
@@ -187,8 +193,6 @@ def test_the_projector_view_shows_both_answers_whole_above_the_fold(app, browser
             label = values.nth(i).locator("p").first  # the answer as markdown renders it
             label.evaluate("(e) => { e.textContent = 'not_\\u200bentailment'; }")  # the longest RTE label
             assert values.nth(i).evaluate(CUT_OFF) == [], "a long answer is cut off instead of wrapping"
-    finally:
-        context.close()
 
 
 def test_playground_shows_both_predictions_and_the_heatmap(app, page):
@@ -388,11 +392,8 @@ def test_no_chart_title_legend_or_label_is_cut_or_covered_on_a_narrow_screen(app
     """At 800 px (a laptop's half screen) and 1280 px (a projector), every chart's title, legend and value
     labels fit in the chart and cover nothing: titles wrap, legends sit under the axis titles."""
     url, _ = app
-    context = browser.new_context(viewport={"width": width, "height": 3000})  # tall: every chart rendered
-    page = context.new_page()
-    page.set_default_timeout(120_000)
     charts = 0
-    try:
+    with sized_page(browser, width, 3000) as page:  # tall: every chart rendered
         for path in ("playground", "efficiency", "compare", "mechanics", "runs"):
             page.goto(f"{url}/{path}")
             wait_for_app(page)
@@ -406,6 +407,4 @@ def test_no_chart_title_legend_or_label_is_cut_or_covered_on_a_narrow_screen(app
             charts += found["charts"]
             shoot(page, f"{path}-{width}px")
         assert page.get_by_test_id("stSidebar").get_attribute("aria-expanded") != "true"  # collapsed
-    finally:
-        context.close()
     assert charts >= 9, charts  # Compare methods draws three

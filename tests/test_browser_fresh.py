@@ -21,6 +21,7 @@ from tests.test_browser import (
     assert_no_exception,
     serve,
     shoot,
+    sized_page,
     wait_for_app,
 )
 
@@ -50,10 +51,7 @@ def test_a_fresh_machine_opens_on_the_sentiment_fusion_of_the_pack(fresh_app, br
     from playwright.sync_api import expect
 
     url, _ = fresh_app
-    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    try:
+    with sized_page(browser, *viewport) as page:
         page.goto(f"{url}/playground")
         wait_for_app(page)
         assert_no_exception(page)
@@ -70,16 +68,11 @@ def test_a_fresh_machine_opens_on_the_sentiment_fusion_of_the_pack(fresh_app, br
         assert_no_exception(page)
         expect(page.get_by_text("pack (read-only)").first).to_be_attached()
         shoot(page, f"fresh-home-{viewport[0]}x{viewport[1]}")
-    finally:
-        context.close()
 
 
 def test_the_demo_button_says_what_data_is_missing_and_queues_nothing(fresh_app, browser):
     url, workspace = fresh_app
-    context = browser.new_context(viewport={"width": 1400, "height": 1600})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    try:
+    with sized_page(browser, 1400, 1600) as page:
         page.goto(url)
         wait_for_app(page)
         page.get_by_role("button", name="Prepare demo workspace").click()
@@ -88,5 +81,3 @@ def test_the_demo_button_says_what_data_is_missing_and_queues_nothing(fresh_app,
         assert "imdb train: not in the data directory" in warning.inner_text()
         assert RunStore(workspace.runs_db).list_runs() == []
         shoot(page, "fresh-demo-refused")
-    finally:
-        context.close()

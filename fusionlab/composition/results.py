@@ -146,10 +146,14 @@ class Comparison(JsonConfig):
         return result.latency_ms / self.base_latency_ms
 
     @property
+    def main_metric(self) -> str:
+        """The task's main metric, every row's score (``accuracy`` for a comparison that scored nothing)."""
+        return self.results[0].main_metric if self.results else "accuracy"
+
+    @property
     def score_label(self) -> str:
         """The score column's name: the task's main metric on the dev set, e.g. ``dev accuracy``."""
-        main = self.results[0].main_metric if self.results else "accuracy"
-        return f"dev {metric_label(main)}"
+        return f"dev {metric_label(self.main_metric)}"
 
     def gain_over_adapter(self, result: MethodResult) -> float | None:
         """``result``'s score minus the target's own adapter's (None when the comparison has no adapter row)."""

@@ -40,8 +40,7 @@ def method_color(result: MethodResult, target: str) -> str:
 def score_range(comparison: Comparison, values: list[float]) -> list[float]:
     """From a little below the lower of the majority class and the worst score, to a little above the best,
     within the metric's own range (a little room above a perfect score for its marker)."""
-    main = comparison.results[0].main_metric if comparison.results else "accuracy"
-    floor = (metric_range(main) or (0.0, 1.0))[0]  # MCC goes down to -1, every other main metric to 0
+    floor = (metric_range(comparison.main_metric) or (0.0, 1.0))[0]  # MCC goes down to -1, every other main metric to 0
     low = min([comparison.majority_baseline, *values])
     high = max([comparison.majority_baseline, *values])
     pad = max(0.03, 0.08 * (high - low))
@@ -77,8 +76,7 @@ def _encoder_line(fig: go.Figure) -> None:
 
 
 def _score_title(comparison: Comparison) -> str:
-    main = comparison.results[0].main_metric
-    return f"{metric_label(main)} ({comparison.dev_examples} dev examples)"
+    return f"{metric_label(comparison.main_metric)} ({comparison.dev_examples} dev examples)"
 
 
 def labelled_points(

@@ -84,11 +84,10 @@ def display_rows(comparison: Comparison) -> list[dict[str, Any]]:
 def describe(comparison: Comparison) -> str:
     """Plain text (the page escapes it) under the page's title: what was compared, on what, with which budget, on which machine."""
     o = comparison.options
-    main = comparison.results[0].main_metric if comparison.results else "accuracy"
     return (
         f"Target {o.target}, over the adapters {', '.join(o.adapters)}; seed {o.seed}. Every trained method got "
         f"{o.max_steps} steps of batch {o.batch_size} at learning rate {o.learning_rate:g} (inputs cut to "
-        f"{o.max_length} tokens). Scores: {metric_label(main)} on {comparison.dev_examples} dev examples (the "
+        f"{o.max_length} tokens). Scores: {metric_label(comparison.main_metric)} on {comparison.dev_examples} dev examples (the "
         f"task's fixed dev subset), each from its saved checkpoint loaded afresh; the majority class scores "
         f"{comparison.majority_baseline:.3f}. Latency: one batch of {o.latency_batch} dev inputs, median of "
         f"{o.latency_repeats} round-robin rounds on {comparison.device}, relative to the plain encoder "

@@ -124,7 +124,8 @@ def fusion_weight_bars(weights: pd.DataFrame, title: str) -> go.Figure | None:
     """
     if weights.empty:
         return None
-    even = 1 / len(weights.columns)
+    n = len(weights.columns)
+    even = 1 / n
     fig = go.Figure()
     for name in weights.columns:
         values = weights[name].tolist()
@@ -137,7 +138,6 @@ def fusion_weight_bars(weights: pd.DataFrame, title: str) -> go.Figure | None:
             hovertemplate="%{hovertext}<extra></extra>",
         )
     fig.update_layout(barmode="stack", showlegend=True)
-    n = len(weights.columns)
     ticks = ["0", *(f"{k}/{n}" for k in range(1, n)), "1"]
     fig.update_yaxes(range=[0, 1], tickvals=[k * even for k in range(n + 1)], ticktext=ticks)
     for k in range(1, n):  # drawn over the bars too: a segment's edge against its even-share line

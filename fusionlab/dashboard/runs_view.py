@@ -92,7 +92,7 @@ def _local_time(seconds: pd.Series) -> pd.Series:
 def history_display(frame: pd.DataFrame) -> pd.DataFrame:
     """:func:`history_frame` as the page shows it: times, durations and scores as text, an empty cell where a run
     has none yet (Streamlit's table writes "None" in any empty number or time cell, whatever the format). The text
-    still sorts right: times as ``YYYY-MM-DD HH:MM:SS`` / ``HH:MM:SS``, durations zero-padded ``H:MM:SS``."""
+    still sorts right: times as ``YYYY-MM-DD HH:MM:SS`` / ``HH:MM:SS``, durations zero-padded ``HH:MM:SS``."""
     shown = frame.copy()
     texts = {
         "created": lambda t: t.strftime("%Y-%m-%d %H:%M:%S"),
@@ -108,7 +108,7 @@ def history_display(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _clock(seconds: float) -> str:
     whole = round(float(seconds))
-    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+    return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 def history_frame(runs: list[Run]) -> pd.DataFrame:
