@@ -71,11 +71,14 @@ if summary.fusions:
     st.dataframe(
         [row.as_dict() for row in summary.fusions],
         hide_index=True,
-        column_config={"score": NUMBER, "its adapter alone": NUMBER, "majority baseline": NUMBER},
+        column_config={"score": NUMBER, "majority baseline": NUMBER},
     )
     st.caption(
         "*its adapter alone*: the fusion's target task's own adapter, scored on the same dev examples as the "
-        "fusion: what fusing the other adapters adds (or costs)."
+        "fusion. *fusion − adapter*: the difference with its paired 95 % interval (both models on the same "
+        "resampled examples); where the interval includes 0 it is *within noise*, not a win or a loss. "
+        "*selection*: which examples chose the kept training step — never the dev examples it is scored on, "
+        "except in artifacts saved before that rule, which say so."
     )
 else:
     st.info("No fusion yet: prepare the demo below, or train one on the Train page.")

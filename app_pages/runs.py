@@ -24,6 +24,7 @@ from fusionlab.dashboard.runs_view import (
     FAILED,
     FINISHED,
     STATUSES,
+    Reported,
     archive_name,
     artifact_zip,
     checkpoint_problem,
@@ -217,6 +218,8 @@ if result is not None:
             delta=f"{delta:+.3f} vs majority class" if delta is not None else None,
             delta_color="off" if delta is not None and round(delta, 3) == 0 else "normal",
         )
+    for line in Reported.from_result(result).lines(result.task):
+        st.caption(md(line))
 
 matrix = confusion(run)
 stats = fusion_stats(run)

@@ -20,7 +20,10 @@ Method, and why:
 * **Threads**: all available CPUs by default. On a machine shared with other jobs prefer ``--threads 1``:
   a multi-threaded op waits at its barrier for a thread that was descheduled, a penalty paid per op, so the
   configuration with more (smaller) ops looks slower than it is.
-* **Warm-up** calls first (one-off allocations, oneDNN kernel selection, cache of stacked adapter weights).
+* **Warm-up** calls first (one-off allocations, oneDNN kernel selection; a snapshot's stacks and folds).
+* **Snapshots**: the ``…, snapshot`` rows are the same models made inference snapshots, which build their stacked
+  adapter weights and attention's folded products once (the dashboard's predictors are snapshots); training
+  rebuilds them in every call, which the plain rows measure.
 * Every adapter has random, non-zero up-projections, so no code path can skip work for an untrained adapter.
   All tokens are real (attention mask all ones). Everything runs in eval mode under ``torch.inference_mode()``.
   Attention fusion is single-head (FusionConfig's default, as in AdapterHub). The base is the bare encoder;
@@ -54,6 +57,7 @@ from torch import nn
 
 from fusionlab import AdapterConfig, AdapterManager, FusionConfig, FusionModel, ModelConfig
 from fusionlab.base_model import load_encoder
+from fusionlab.inference_snapshot import freeze_for_inference
 
 SHAPES = ((1, 32), (32, 64))  # (batch, tokens)
 DEFAULT_ADAPTER_SIZE = 24  # reduction factor 16 on hidden 384: the AdapterHub default
@@ -67,6 +71,7 @@ class Config:
     name: str
     method: str | None  # None: no fusion
     num_adapters: int  # 0: bare encoder
+    snapshot: bool = False  # an inference snapshot (fusionlab.inference_snapshot), as the dashboard answers with
 
 
 CONFIGS = (
@@ -75,6 +80,8 @@ CONFIGS = (
     *(Config(f"attention N={n}", "attention", n) for n in (1, 2, 3, 4, 8)),
     Config("weighted N=8", "weighted", 8),
     Config("average N=8", "average", 8),
+    *(Config(f"attention N={n}, snapshot", "attention", n, snapshot=True) for n in (3, 8)),
+    Config("weighted N=8, snapshot", "weighted", 8, snapshot=True),
 )
 
 
@@ -98,6 +105,8 @@ def build_runner(config: Config, encoder: nn.Module, adapter_size: int) -> Calla
     names = manager.names
     fusion = None if config.method is None else FusionConfig(fusion_method=config.method, adapter_names=names)
     model = FusionModel(ModelConfig(), fusion, manager, encoder=copy.deepcopy(encoder)).eval()
+    if config.snapshot:
+        freeze_for_inference(model)
     force = config.method is not None  # fusion for N=1 too
     return lambda inputs: model(**inputs, adapter_names=names, force_fusion=force)
 

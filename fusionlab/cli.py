@@ -18,6 +18,7 @@ from pathlib import Path
 from fusionlab.config import FUSION_METHODS, NON_LINEARITIES, AdapterConfig, FusionConfig
 from fusionlab.devices import AUTO, device_argument, place_process
 from fusionlab.pack.store import own_name, ready_workspace
+from fusionlab.reported import Reported
 from fusionlab.runspec import AdapterRun, Budget, CustomData, FusionRun, fusion_name, run_result
 from fusionlab.runstore import TERMINAL_STATUSES, Run, RunStore
 from fusionlab.worker import DEFAULT_NICENESS
@@ -259,6 +260,8 @@ def _print_run_outcome(run: Run) -> None:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
         base = ", ".join(f"{k}={v:.4f}" for k, v in result.majority_baseline.items())
         print(f"run {run.id}: {result.kind} {run.name} on {result.task}: {shown}  (majority baseline: {base})")
+        for line in Reported.from_result(result).lines(result.task):
+            print(f"  {line}")
         print(f"saved to {result.checkpoint}")
     elif run.status == "failed":
         print(f"run {run.id} {run.name} failed: {(run.error or '').splitlines()[0] if run.error else 'unknown'}")
@@ -279,17 +282,21 @@ def _checkpoint_dir(workspace: Workspace, name: str) -> Path:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fusionlab.checkpoint import read_meta
     from fusionlab.training import FusionTrainer
 
     workspace = ready_workspace(args.home)
     path = _checkpoint_dir(workspace, args.name)
     adapters = args.adapters.split(",") if args.adapters else None
     result = FusionTrainer(workspace=workspace, data_dir=args.data_dir).evaluate(
-        path, adapter_names=adapters, task=args.task, max_samples=args.max_samples
+        path, adapter_names=adapters, task=args.task, max_samples=args.max_samples, split=args.split
     )
-    print(f"{args.name} on {result.task} ({result.num_examples} dev examples), adapters {result.adapter_names}")
-    for key, value in result.metrics.items():
-        print(f"  {key}: {value:.4f}")
+    where = "dev" if args.split == "validation" else "selection (carved from train)"
+    print(f"{args.name} on {result.task} ({result.num_examples} {where} examples), adapters {result.adapter_names}")
+    for key in result.metrics:
+        print(f"  {key}: {result.score(key).text(4)}")  # with its 95 % bootstrap interval
+    selection = Reported.from_extra(read_meta(path).get("extra", {})).selection_text()
+    print(f"  checkpoint {selection}")
     print("  confusion matrix (rows: gold, columns: predicted):")
     for line in result.confusion_table().splitlines():
         print(f"    {line}")
@@ -409,13 +416,12 @@ def _print_fusion_comparison(workspace: Workspace, fusions: Sequence[str]) -> No
             extra = read_meta(workspace.fusion_dir(name)).get("extra", {})
         except CheckpointError:
             continue
-        metric = extra.get("main_metric")
-        fused = extra.get("metrics", {}).get(metric)
-        alone = (extra.get("own_adapter_metrics") or {}).get(metric)
-        if fused is None:
+        reported = Reported.from_extra(extra)
+        if reported.value is None:
             continue
-        versus = f"; its {extra.get('task')} adapter alone {alone:.4f}" if alone is not None else ""
-        print(f"  {name}: dev {metric} {fused:.4f}{versus} (same dev examples)")
+        print(f"  {name}:")
+        for line in reported.lines(extra.get("task")):
+            print(f"    {line}")
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -465,9 +471,12 @@ def cmd_pack(args: argparse.Namespace) -> int:
     for row in pack_summary(root):
         over = f" over {','.join(row['adapters'])}" if row["adapters"] else ""
         print(
-            f"  {row['kind']:<7} {row['name']:<16} {row['task']:<6} dev {row['metric']} {row['score']:.4f} "
-            f"({row['dev_examples']} examples; best step {row['best_step']}/{row['steps']}){over}"
+            f"  {row['kind']:<7} {row['name']:<16} {row['task']:<6} dev {row['metric']} {row['score_text']}; "
+            f"best step {row['best_step']}/{row['steps']}{over}"
         )
+        if row["difference"]:
+            print(f"          fusion − its adapter alone: {row['difference']}")
+        print(f"          {row['selection']}")
     return 0
 
 
@@ -579,6 +588,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapters", help="comma-separated subset of the fusion's adapters (ablation)")
     p.add_argument("--task", help="evaluate on another task's dev split")
     p.add_argument("--max-samples", type=int, default=None)
+    p.add_argument(
+        "--split",
+        choices=("validation", "selection"),
+        default="validation",
+        help="validation: the dev split scores are reported on (default); selection: the examples carved from "
+        "train that chose the training step (to check an in-training number against the saved weights)",
+    )
     p.add_argument("--json", action="store_true", help="also print the result as JSON")
     _add_common(p)
     p.set_defaults(func=cmd_evaluate)

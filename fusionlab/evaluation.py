@@ -18,6 +18,7 @@ from fusionlab.fusion_weights import token_sums
 from fusionlab.metrics import compute_metrics, confusion_matrix
 from fusionlab.model import FusionModel
 from fusionlab.runspec import FusionStats
+from fusionlab.uncertainty import Difference, Score, paired_difference, score_interval
 
 
 @dataclass
@@ -30,6 +31,19 @@ class EvaluationResult:
     predictions: list[dict] = field(default_factory=list)
     fusion_stats: FusionStats | None = None
     num_examples: int = 0
+    prediction_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+    label_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+    """Class ids per example in dataset order: what an interval, or a paired comparison, is computed from."""
+
+    def score(self, metric: str) -> Score:
+        """``metric`` with its bootstrap interval over these examples (computed on demand: ~0.1 s per 1,000)."""
+        return score_interval(self.prediction_ids, self.label_ids, metric)
+
+    def difference(self, other: EvaluationResult, metric: str) -> Difference:
+        """This model's ``metric`` minus ``other``'s on the same examples, with its paired interval."""
+        if not np.array_equal(self.label_ids, other.label_ids):
+            raise ValueError("a paired comparison needs both evaluations on the same examples in the same order")
+        return paired_difference(self.prediction_ids, other.prediction_ids, self.label_ids, metric)
 
     def to_dict(self) -> dict:
         return {
@@ -156,4 +170,6 @@ def evaluate_model(
         predictions=predictions,
         fusion_stats=accumulator.result(names, list(task.label_names)) if accumulator and len(gold) else None,
         num_examples=len(gold),
+        prediction_ids=preds.astype(np.int64),
+        label_ids=gold.astype(np.int64),
     )

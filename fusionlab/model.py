@@ -121,6 +121,17 @@ class FusionModel(nn.Module):
             self._hook_handles.append(block.register_forward_pre_hook(self._make_block_hook(i), with_kwargs=True))
         _outside_inference_mode(self)
 
+    is_inference_snapshot = False
+    """Set by :func:`fusionlab.inference_snapshot.freeze_for_inference`: weights frozen, derived products kept."""
+
+    def train(self, mode: bool = True) -> FusionModel:
+        if mode and self.is_inference_snapshot:
+            raise RuntimeError(
+                "this model is an inference snapshot (its derived products are kept, so its weights must never "
+                "change): load a fresh model to train"
+            )
+        return super().train(mode)
+
     def remove_hooks(self) -> None:
         """Detach this model from its encoder, so the encoder can serve another model (nothing else is undone)."""
         for handle in self._hook_handles:

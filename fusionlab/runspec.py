@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from fusionlab.config import AdapterConfig, FusionConfig, JsonConfig, ModelConfig, TrainingConfig, _fail, check_name
 from fusionlab.runstore import Run
+from fusionlab.uncertainty import Difference, Score
 
 TRAIN_ADAPTER = "train_adapter"
 TRAIN_FUSION = "train_fusion"
@@ -314,8 +315,41 @@ class FusionStats(JsonConfig):
 
 
 @dataclass
+class SplitUse(JsonConfig):
+    """Which examples chose the checkpoint and which scored it: never the same ones.
+
+    ``selected_on`` is the split every choice during training was made on (the best step, early stopping): the
+    ``selection`` part carved out of the training data, grouped so that no text is on both sides. ``scored_on``
+    is the split the reported number comes from, which training never looked at.
+    """
+
+    selected_on: str
+    selection_examples: int
+    scored_on: str
+    scored_examples: int
+    carved: str = "a fixed tenth of the training rows (50 to 1,000), grouped so that no text is on both sides"
+
+    def validate(self) -> None:
+        self._positive_int("selection_examples")
+        self._positive_int("scored_examples")
+        if self.selected_on == self.scored_on:
+            _fail("SplitUse", "selected_on", f"selection and scoring both used {self.scored_on!r}")
+
+    def text(self) -> str:
+        return (
+            f"selected on {self.selection_examples:,} {self.selected_on} examples carved from train; "
+            f"scored on {self.scored_examples:,} {self.scored_on} examples"
+        )
+
+
+@dataclass
 class RunResult(JsonConfig):
-    """What a finished training run reports, as the worker records it and every view reads it."""
+    """What a finished training run reports, as the worker records it and every view reads it.
+
+    ``metrics`` are the saved weights' on the dev split (held out: ``selection`` says what chose the checkpoint);
+    ``score_interval`` is the main metric's bootstrap interval there. A fusion also reports its target's own
+    adapter on the same examples (``own_adapter``) and the paired difference (``own_adapter_difference``).
+    """
 
     kind: str  # "adapter" or "fusion"
     name: str
@@ -330,12 +364,26 @@ class RunResult(JsonConfig):
     fusion_stats: FusionStats | None = None
     confusion_matrix: list[list[int]] | None = None
     label_names: list[str] = field(default_factory=list)
+    score_interval: Score | None = None
+    selection: SplitUse | None = None
+    selection_metrics: dict[str, float] = field(default_factory=dict)
+    own_adapter: Score | None = None
+    own_adapter_difference: Difference | None = None
+
+    _nested: ClassVar[dict[str, type[JsonConfig]]] = {
+        "fusion_stats": FusionStats,
+        "score_interval": Score,
+        "selection": SplitUse,
+        "own_adapter": Score,
+        "own_adapter_difference": Difference,
+    }
 
     def validate(self) -> None:
         if self.main_metric not in self.metrics:
             _fail("RunResult", "main_metric", f"{self.main_metric!r} is not among the metrics {sorted(self.metrics)}")
-        if isinstance(self.fusion_stats, dict):
-            self.fusion_stats = FusionStats.from_dict(self.fusion_stats)
+        for name, cls in self._nested.items():
+            if isinstance(getattr(self, name), dict):
+                setattr(self, name, cls.from_dict(getattr(self, name)))
 
     @property
     def score(self) -> float:
@@ -344,8 +392,14 @@ class RunResult(JsonConfig):
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["fusion_stats"] = self.fusion_stats.to_dict() if self.fusion_stats else None
+        for name in self._nested:
+            value = getattr(self, name)
+            data[name] = value.to_dict() if value is not None else None
         return data
+
+    def score_text(self) -> str:
+        """The main metric as every view prints it: with its interval and example count where recorded."""
+        return self.score_interval.text() if self.score_interval else f"{self.score:.3f}"
 
     def artifacts(self) -> dict[str, str]:
         """What the run store keeps as the run's artifacts (the download and the checkpoint checks read it)."""

@@ -126,15 +126,16 @@ def test_extra_columns_are_dropped_and_labels_are_classlabels():
 
 
 def test_unknown_split_lists_the_available_ones():
-    with pytest.raises(ValueError, match="has no 'test' split; it has train, validation"):
+    with pytest.raises(ValueError, match="has no 'test' split; it has train, validation, selection"):
         load_split("rte", "test")
 
 
 @requires_data
 def test_imdb_dev_is_a_fixed_part_held_out_of_train_with_no_text_on_both_sides():
     train = load_split("imdb", "train", data_dir=DATA_DIR)
+    selection = load_split("imdb", "selection", data_dir=DATA_DIR)
     dev = load_split("imdb", "validation", data_dir=DATA_DIR)
-    assert 2000 <= len(dev) < 2010 and len(train) + len(dev) == 25_000
+    assert 2000 <= len(dev) < 2010 and len(train) + len(selection) + len(dev) == 25_000
     assert not set(train["text"]) & set(dev["text"])  # exact duplicate reviews stay on one side
     assert not set(train["idx"]) & set(dev["idx"])
     assert 0.4 < sum(dev["label"]) / len(dev) < 0.6
@@ -150,8 +151,8 @@ def test_training_scores_every_seed_on_the_same_dev_subset():
     picked = []
     for seed in (1, 2):
         trainer = FusionTrainer(training_config=TrainingConfig(max_eval_samples=50, seed=seed), data_dir=DATA_DIR)
-        _, dev = trainer._datasets(get_task("rte"), trainer.training_config)
-        picked.append(dev["input_ids"])
+        _, selection, dev = trainer._datasets(get_task("rte"), trainer.training_config)
+        picked.append((selection["input_ids"], dev["input_ids"]))
     assert picked[0] == picked[1]
 
 
@@ -201,11 +202,12 @@ def test_hub_datasets_get_the_same_columns(tmp_path, monkeypatch):
 @requires_data
 def test_boolq_split_is_grouped_by_title_and_reproducible():
     train = load_split("boolq", "train", data_dir=DATA_DIR)
+    selection = load_split("boolq", "selection", data_dir=DATA_DIR)
     heldout = load_split("boolq", "validation", data_dir=DATA_DIR)
     assert len(train) > 0 and len(heldout) > 0
-    assert len(train) + len(heldout) == 3270
+    assert len(train) + len(selection) + len(heldout) == 3270
     assert abs(len(heldout) / 3270 - 0.3) < 0.02
-    train_titles = {passage_title(p) for p in train["passage"]}
+    train_titles = {passage_title(p) for p in [*train["passage"], *selection["passage"]]}
     heldout_titles = {passage_title(p) for p in heldout["passage"]}
     assert not train_titles & heldout_titles
     assert list(load_split("boolq", "validation", data_dir=DATA_DIR)["idx"]) == list(heldout["idx"])
@@ -236,10 +238,11 @@ def test_boolq_split_on_synthetic_rows():
 
 def test_a_real_boolq_train_file_disables_the_fallback(tmp_path):
     row = {"question": "is it made up", "passage": "Made Up -- a made-up passage", "label": 1, "idx": 0}
-    _write_jsonl(tmp_path / "boolq" / "train.jsonl", [row, row])
+    other = {"question": "is it another", "passage": "Another -- a second made-up passage", "label": 0, "idx": 1}
+    _write_jsonl(tmp_path / "boolq" / "train.jsonl", [row, other])
     _write_jsonl(tmp_path / "boolq" / "validation.jsonl", [row])
     assert split_note("boolq", tmp_path) is None
-    assert len(load_split("boolq", "train", data_dir=tmp_path)) == 2
+    assert len(load_split("boolq", "train", data_dir=tmp_path)) + len(load_split("boolq", "selection", tmp_path)) == 2
     assert len(load_split("boolq", "validation", data_dir=tmp_path)) == 1
 
 

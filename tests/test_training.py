@@ -166,8 +166,12 @@ def test_in_training_dev_metric_equals_a_fresh_evaluation_of_the_saved_checkpoin
     assert len({row["eval_accuracy"] for row in in_loop}) > 1 or kind == "adapter", in_loop  # weights did move
     best = next(row for row in in_loop if row["step"] == result.best_step)
 
-    fresh = FusionTrainer(workspace=root, data_dir=shared_data_dir).evaluate(result.path, max_samples=40)
-    assert fresh.metrics["accuracy"] == best["eval_accuracy"] == result.metrics["accuracy"]
+    checker = FusionTrainer(workspace=root, data_dir=shared_data_dir)
+    selection = checker.evaluate(result.path, max_samples=40, split="selection")  # what chose the step
+    assert selection.metrics["accuracy"] == best["eval_accuracy"] == result.selection_metrics["accuracy"]
+    assert selection.num_examples == result.selection.selection_examples == 40
+    fresh = checker.evaluate(result.path, max_samples=40)  # what is reported: dev, never seen in training
+    assert fresh.metrics["accuracy"] == result.metrics["accuracy"]
     assert fresh.num_examples == result.evaluation.num_examples == 40
     for a, b in zip(fresh.predictions, result.evaluation.predictions, strict=True):
         assert a["label"] == b["label"] and a["prediction"] == b["prediction"]

@@ -14,7 +14,13 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from fusionlab.adapters.layer import BottleneckAdapter, FactoredDeltas, factor_stacked, stack_adapters
+from fusionlab.adapters.layer import (
+    BottleneckAdapter,
+    FactoredDeltas,
+    StackedAdapters,
+    factor_stacked,
+    stack_adapters,
+)
 from fusionlab.config import AdapterConfig
 
 
@@ -50,6 +56,9 @@ class AdapterManager(nn.Module):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.freeze_adapters = freeze_adapters
+        self.stacks: dict[tuple[str, tuple[str, ...]], StackedAdapters] | None = None
+        """Stacked weights per (layer, adapters), kept only in an inference snapshot (see
+        :mod:`fusionlab.inference_snapshot`); ``None``: rebuilt in every call, as training needs."""
         self.adapters = nn.ModuleDict()
         for name, config in (adapter_configs or {}).items():
             self.add_adapter(name, config)
@@ -139,8 +148,16 @@ class AdapterManager(nn.Module):
         blocks = [self.adapters[n].layers._modules[key] for n in names]
         if len(blocks) == 1 and not factored:
             return blocks[0].delta(hidden).unsqueeze(1)
-        deltas = factor_stacked(stack_adapters(blocks), hidden)
+        deltas = factor_stacked(self._stacked(key, names, blocks), hidden)
         return deltas if factored else deltas.materialize()
+
+    def _stacked(self, key: str, names: Sequence[str], blocks: list[BottleneckAdapter]) -> StackedAdapters:
+        if self.stacks is None:
+            return stack_adapters(blocks)
+        cache_key = (key, tuple(names))
+        if cache_key not in self.stacks:
+            self.stacks[cache_key] = stack_adapters(blocks)
+        return self.stacks[cache_key]
 
     # -- inspection ---------------------------------------------------------------------------------------
     def num_parameters(self, name: str) -> int:

@@ -105,20 +105,37 @@ def dev_drop_chart(drops: DevDrops) -> go.Figure:
     """One bar per adapter: the fusion's dev metric without that adapter, minus its metric with all of them."""
     names = list(drops.without)
     changes = [drops.change(n) for n in names]
+    paired = [drops.differences.get(n) for n in names]
+    error = None
+    if all(p is not None for p in paired):  # the paired 95 % interval as an error bar
+        error = {
+            "type": "data",
+            "symmetric": False,
+            "array": [p.high - p.value for p in paired],
+            "arrayminus": [p.value - p.low for p in paired],
+        }
     fig = go.Figure(
         go.Bar(
             x=[adapter_tick(n) for n in names],
             y=changes,
             marker_color=[adapter_color(n) for n in names],
-            text=[f"{c:+.3f}" for c in changes],
+            error_y=error,
+            text=[
+                f"{c:+.3f}" + (" (within noise)" if p is not None and p.within_noise else "")
+                for c, p in zip(changes, paired)
+            ],
             textposition="outside",
             hovertemplate="without %{x}: %{y:+.3f}<extra></extra>",
         )
     )
-    reach = max(0.02, max(abs(c) for c in changes) * 1.3)
+    ends = [abs(c) for c in changes] + [max(abs(p.low), abs(p.high)) for p in paired if p is not None]
+    reach = max(0.02, max(ends) * 1.3)
     fig.update_yaxes(range=[-reach, reach], zeroline=True, zerolinewidth=2)
     metric = metric_label(drops.metric)
-    title = f"Over {drops.examples} dev examples: {metric} without each adapter (with all: {drops.with_all:.3f})"
+    title = (
+        f"Over {drops.examples} dev examples: {metric} without each adapter (with all: {drops.with_all:.3f}); "
+        "bars: paired 95 % intervals"
+    )
     return style_figure(fig, title, "adapter switched off", f"change in dev {metric}")
 
 

@@ -10,13 +10,14 @@ batched evaluation the training uses.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.inference import Predictor
 from fusionlab.data.loading import load_split, split_unreachable
 from fusionlab.data.tokenization import make_collator, tokenize_dataset
-from fusionlab.evaluation import evaluate_model
+from fusionlab.evaluation import EvaluationResult, evaluate_model
+from fusionlab.uncertainty import Difference
 
 DEV_SAMPLE = 200
 FUSION_WINS = "fusion right, adapter wrong"
@@ -109,6 +110,8 @@ class DevDrops:
     examples: int
     with_all: float
     without: dict[str, float]
+    differences: dict[str, Difference] = field(default_factory=dict)
+    """Per adapter: the metric without it minus with all, with the paired interval on the same examples."""
 
     def change(self, adapter: str) -> float:
         return self.without[adapter] - self.with_all
@@ -127,15 +130,19 @@ def dev_leave_one_out(predictor: Predictor, data_dir: str | None, limit: int = D
     _, tokenized, collator = _dev_set(predictor, data_dir, limit)
     metric = info.task.main_metric
 
-    def score(names: list[str]) -> float:
-        return evaluate_model(predictor.model, tokenized, info.task, collator, names, keep_predictions=False).metrics[
-            metric
-        ]
+    def evaluate(names: list[str]) -> EvaluationResult:
+        return evaluate_model(predictor.model, tokenized, info.task, collator, names, keep_predictions=False)
 
     with predictor.lock:
-        with_all = score(list(info.adapters))
-        without = {name: score([a for a in info.adapters if a != name]) for name in info.adapters}
-    return DevDrops(metric, len(tokenized), with_all, without)
+        full = evaluate(list(info.adapters))
+        dropped = {name: evaluate([a for a in info.adapters if a != name]) for name in info.adapters}
+    return DevDrops(
+        metric,
+        len(tokenized),
+        full.metrics[metric],
+        {name: result.metrics[metric] for name, result in dropped.items()},
+        {name: result.difference(full, metric) for name, result in dropped.items()},
+    )
 
 
 def outcome_counts(examples: list[DevExample]) -> dict[str, int]:

@@ -54,17 +54,25 @@ class ParameterReport:
 
 
 def parameter_report(predictor: Predictor) -> ParameterReport:
-    """Count the parameters of the predictor's model (``FusionModel.parameter_breakdown``)."""
-    breakdown = predictor.model.parameter_breakdown()
+    """Count the parameters of the predictor's model (``FusionModel.parameter_breakdown``).
+
+    ``trainable`` is what fusion training updates (the fusion layers and the target head, plus the adapters when
+    the fusion config keeps them learning), not what ``requires_grad`` says now: the predictor's model is an
+    inference snapshot, in which nothing is trainable."""
+    model = predictor.model
+    breakdown = model.parameter_breakdown()
     heads = breakdown["heads"]
     fusion_head = sum(n for name, n in heads.items() if name.startswith("fusion:"))
+    trainable = breakdown["fusion"] + fusion_head
+    if model.fusion_config is not None and not model.fusion_config.freeze_adapters_during_fusion:
+        trainable += sum(breakdown["adapters"].values())
     return ParameterReport(
         base=breakdown["base"],
         adapters=dict(breakdown["adapters"]),
         fusion=breakdown["fusion"],
         adapter_heads=sum(heads.values()) - fusion_head,
         fusion_head=fusion_head,
-        trainable=breakdown["trainable"],
+        trainable=trainable,
         total=breakdown["total"],
     )
 

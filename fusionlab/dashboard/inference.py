@@ -27,6 +27,7 @@ from fusionlab.checkpoint import CheckpointError, read_meta
 from fusionlab.dashboard.answers import AnswerCache
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.data import TaskSpec, get_task
+from fusionlab.inference_snapshot import freeze_for_inference
 from fusionlab.model import FusionModel
 from fusionlab.prediction import EncodedInput, Prediction, encode_input, predict
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
@@ -182,7 +183,7 @@ class Predictor:
             raise DashboardError(
                 f"Fusion {fusion!r} cannot be loaded: {err}. Retrain it on the Train page, or restore its adapters."
             ) from err
-        self.model = model.eval()
+        self.model = freeze_for_inference(model)  # answers only: stacked weights and folds are built once
         self.tokenizer = load_tokenizer(self.info.model_name)
         self._answers: AnswerCache[Comparison] = AnswerCache()
         self.lock = self._answers.lock  # also taken by whoever else runs this model (Efficiency, the dev set)

@@ -21,9 +21,10 @@ from pandas.io.formats.style import Styler
 from fusionlab.checkpoint import pinned_adapter_dir, read_meta
 from fusionlab.data.tasks import TASKS
 from fusionlab.metrics import metric_label
+from fusionlab.reported import Reported
 from fusionlab.runspec import FusionStats, layers_frame, run_result
 
-__all__ = ["FAILED", "FINISHED", "STATUSES", "run_result"]  # for the Runs page, with the functions below
+__all__ = ["FAILED", "FINISHED", "STATUSES", "Reported", "run_result"]  # for the Runs page, with the functions below
 from fusionlab.runspec import run_task as stored_run_task
 from fusionlab.runstore import FAILED, FINISHED, STATUSES, Run, RunStore, Snapshot
 from fusionlab.workspace import CHECKPOINT_MARKER

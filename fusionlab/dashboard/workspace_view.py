@@ -16,7 +16,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fusionlab.checkpoint import CheckpointError, adapter_mismatches, pinned_adapter_dir, read_meta
@@ -28,6 +28,7 @@ from fusionlab.metrics import metric_label
 from fusionlab.pack.card import ArtifactCard
 from fusionlab.pack.store import is_pack_artifact, read_card
 from fusionlab.processes import pid_alive
+from fusionlab.reported import Reported
 from fusionlab.runspec import AdapterRun, FusionRun, parse_run
 from fusionlab.runstore import QUEUED, RUNNING, Run, RunStore
 from fusionlab.worker import ensure_worker
@@ -53,16 +54,24 @@ class CheckpointRow:
     from_pack: bool = False
     own_adapter_score: float | None = None  # fusions: the target's own adapter alone, on the same dev examples
     older_versions: tuple[str, ...] = ()  # fusions: adapters it uses an earlier version of (a newer one exists)
+    reported: Reported = field(default_factory=Reported)
+    """The score with its interval, the paired comparison with the adapter, and what selected the step."""
 
     def as_dict(self) -> dict[str, Any]:
-        """A table row (the columns the Home page shows)."""
+        """A table row (the columns the Home page shows): every score with its 95 % interval and example count."""
         row: dict[str, Any] = {"name": self.name, "task": self.task}
         if self.kind == "fusion":
             row |= {"method": self.method, "adapters": ", ".join(self.adapters)}
-        row |= {"dev metric": metric_label(self.metric) if self.metric else None, "score": self.score}
+        row |= {
+            "dev metric": metric_label(self.metric) if self.metric else None,
+            "score": self.score,
+            "95 % interval (n)": self.reported.score_text(),
+        }
         if self.kind == "fusion":
-            row["its adapter alone"] = self.own_adapter_score
+            row["its adapter alone"] = self.reported.own_text()
+            row["fusion − adapter (paired)"] = self.reported.difference_text()
         row["majority baseline"] = self.baseline
+        row["selection"] = self.reported.selection_text() if self.score is not None else None
         row["source"] = "pack (read-only)" if self.from_pack else "trained here"
         row["status"] = self.problem or "ready"
         if self.older_versions and not self.problem:
@@ -96,7 +105,9 @@ def _adapter_row(workspace: Workspace, name: str) -> tuple[CheckpointRow, dict |
     extra = meta.get("extra", {})
     card = _pack_card(workspace.adapter_dir(name))
     scores = _card_scores(card) if card else _scores(extra)
-    return CheckpointRow(name, "adapter", extra.get("task"), None, (), *scores, from_pack=card is not None), meta
+    reported = Reported.from_card(card) if card else Reported.from_extra(extra)
+    row = CheckpointRow(name, "adapter", extra.get("task"), None, (), *scores, from_pack=card is not None)
+    return dataclasses.replace(row, reported=reported), meta
 
 
 def _fusion_problem(
@@ -144,6 +155,7 @@ def _fusion_row(workspace: Workspace, name: str, adapter_hashes: dict[str, str |
         from_pack=card is not None,
         own_adapter_score=own,
         older_versions=older,
+        reported=Reported.from_card(card) if card else Reported.from_extra(extra),
     )
 
 

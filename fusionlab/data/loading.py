@@ -21,7 +21,13 @@ import datasets
 import numpy as np
 
 from fusionlab.config import check_name
-from fusionlab.data.splits import BOOLQ_COMPARABILITY_NOTE, boolq_split, grouped_split
+from fusionlab.data.splits import (
+    BOOLQ_COMPARABILITY_NOTE,
+    boolq_split,
+    grouped_split,
+    passage_title,
+    selection_split,
+)
 from fusionlab.data.tasks import TaskSpec, get_task, register_task
 
 DATA_DIR_ENV = "FUSIONLAB_DATA_DIR"
@@ -293,7 +299,43 @@ def _load_from_hub(spec: TaskSpec, split: str, root: Path | None) -> datasets.Da
     return dataset.select_columns([*spec.text_fields, "label", "idx"])
 
 
+SELECTION = "selection"
+"""The split every training choice is made on: carved out of ``train`` (see :func:`carve_selection`), which then
+holds the rest. ``validation`` (dev) is only ever scored."""
+
+
+def selection_keys(spec: TaskSpec):
+    """What ties rows together for the selection carve: their texts (BoolQ: also the passage's article)."""
+    if spec.name == "boolq":
+        return lambda row: (passage_title(row["passage"]), row["question"], row["passage"])
+    return lambda row: tuple(row[field] for field in spec.text_fields)
+
+
+def carve_selection(pool: datasets.Dataset, spec: TaskSpec) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """``(train, selection)`` out of all of a task's training rows (built-in and user tasks alike)."""
+    rows = pool.to_list()
+    try:
+        train, selection = selection_split(rows, selection_keys(spec))
+    except ValueError as err:
+        raise ValueError(
+            f"task {spec.name!r}: cannot set examples aside to choose the training step from its {len(rows)} "
+            f"training rows ({err}); it needs at least two rows that share no text"
+        ) from None
+    return (
+        datasets.Dataset.from_list(train, features=pool.features),
+        datasets.Dataset.from_list(selection, features=pool.features),
+    )
+
+
 def _load_full(spec: TaskSpec, split: str, root: Path | None) -> datasets.Dataset:
+    if split in ("train", SELECTION):
+        train, selection = carve_selection(_load_pool(spec, "train", root), spec)
+        return train if split == "train" else selection
+    return _load_pool(spec, split, root)
+
+
+def _load_pool(spec: TaskSpec, split: str, root: Path | None) -> datasets.Dataset:
+    """A split as the data gives it (train: before the selection part is carved off)."""
     if root is not None and _uses_boolq_fallback(spec, root):
         rows = read_task_file(_split_path(root, spec, "validation"), spec)
         train, heldout = boolq_split(rows)
@@ -319,6 +361,7 @@ def split_unreachable(spec: TaskSpec, split: str, data_dir: str | os.PathLike | 
     ``HF_DATASETS_OFFLINE``) that is a definite no, online it is assumed reachable.
     """
     root = resolve_data_dir(data_dir)
+    split = "train" if split == SELECTION else split
     source = "validation" if _uses_boolq_fallback(spec, root) else split
     if spec.dev_from_train and split == "validation":
         source = "train"
@@ -349,13 +392,14 @@ def load_split(
 ) -> datasets.Dataset:
     """One split of a task as a Dataset with the text fields, ``label`` (ClassLabel) and ``idx`` columns.
 
-    Reads ``<data_dir>/<task>/<file>.jsonl`` when it exists, else the hub. BoolQ without a local train file
+    Reads ``<data_dir>/<task>/<file>.jsonl`` when it exists, else the hub. ``train`` is the training rows less
+    the fixed ``selection`` part carved out of them (:func:`carve_selection`). BoolQ without a local train file
     uses the grouped split of :mod:`fusionlab.data.splits` for both train and validation (see
     :func:`split_note`). ``max_samples`` draws a subset that depends only on ``seed``.
     """
     spec = task if isinstance(task, TaskSpec) else get_task(task)
-    if split not in spec.splits:
-        raise ValueError(f"Task {spec.name!r} has no {split!r} split; it has {', '.join(spec.splits)}.")
+    if split not in spec.splits and split != SELECTION:
+        raise ValueError(f"Task {spec.name!r} has no {split!r} split; it has {', '.join([*spec.splits, SELECTION])}.")
     if max_samples is not None and (not _is_int(max_samples) or max_samples <= 0):
         raise ValueError(f"max_samples must be a positive integer or None, got {max_samples!r}")
     return subsample(_load_full(spec, split, resolve_data_dir(data_dir)), max_samples, seed)

@@ -1,4 +1,7 @@
-"""Dev splits carved out of another split, grouped so that no passage or text is on both sides.
+"""Splits carved out of another split, grouped so that no passage or text is on both sides.
+
+Selection: every task's training rows lose a fixed, grouped part (:func:`selection_split`) on which every
+choice made during training is made, so that the dev split is only ever scored.
 
 BoolQ: the offline data has no train split, so train and held-out dev are carved out of the validation file.
 IMDb: upstream has no validation split at all (train and test only), so a fixed held-out dev part is carved
@@ -70,7 +73,13 @@ def grouped_split(
     until it is large enough, stopping one group short of the end so that the train part is never empty. Both
     parts keep the input order.
     """
-    keys = [group(row) for row in rows]
+    return split_by_keys(rows, [group(row) for row in rows], heldout_rows, seed)
+
+
+def split_by_keys(
+    rows: Sequence[Row], keys: Sequence[str], heldout_rows: int, seed: int = HELDOUT_SPLIT_SEED
+) -> tuple[list[Row], list[Row]]:
+    """:func:`grouped_split` with each row's group given as ``keys[i]``."""
     distinct = sorted(set(keys))
     if len(distinct) < 2:
         raise ValueError(f"need at least two distinct groups to split, got {len(distinct)}")
@@ -88,3 +97,56 @@ def grouped_split(
     train = [row for row, key in zip(rows, keys) if key not in heldout_keys]
     heldout = [row for row, key in zip(rows, keys) if key in heldout_keys]
     return train, heldout
+
+
+# -- the selection split: every choice made during training is made here, never on the reported dev split ----
+
+SELECTION_SEED = 0
+"""Fixed per task, never a run's seed: every run of a task selects on the same carved examples."""
+
+MAX_SELECTION_ROWS = 1000
+
+
+def selection_rows(train_rows: int) -> int:
+    """How many training rows are carved off for selection: a tenth, at least 50 (a quarter of a tiny task),
+    at most :data:`MAX_SELECTION_ROWS` (CB 50 of 250, RTE 249 of 2,490, SST-2 1,000 of 67,349)."""
+    return min(MAX_SELECTION_ROWS, max(min(50, train_rows // 4), train_rows // 10, 1))
+
+
+def text_components(rows: Sequence[Row], keys_of: Callable[[Row], Sequence[str]]) -> list[str]:
+    """One group id per row such that rows sharing any key (``keys_of(row)``) are in one group.
+
+    A union-find over the keys: with a pair task's two texts as keys, a premise with three hypotheses, a
+    hypothesis reused across premises and an MRPC sentence that is first in one pair and second in another end
+    up on one side of a split together, so no text is on both sides.
+    """
+    parent: dict[str, str] = {}
+
+    def find(key: str) -> str:
+        root = key
+        while parent.setdefault(root, root) != root:
+            root = parent[root]
+        while parent[key] != root:  # path compression
+            parent[key], key = root, parent[key]
+        return root
+
+    for row in rows:
+        first, *others = keys_of(row)
+        for other in others:
+            a, b = find(first), find(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return [find(keys_of(row)[0]) for row in rows]
+
+
+def selection_split(
+    rows: Sequence[Row], keys_of: Callable[[Row], Sequence[str]], seed: int = SELECTION_SEED
+) -> tuple[list[Row], list[Row]]:
+    """Carve ``(train, selection)`` out of a task's training rows, grouped so that no text is on both sides.
+
+    The selection part picks checkpoints, stops training early and chooses learning rates; the dev split is then
+    only ever scored, so its number is a held-out one.
+    """
+    if len(rows) < 2:
+        raise ValueError(f"need at least two training rows to carve a selection split, got {len(rows)}")
+    return split_by_keys(rows, text_components(rows, keys_of), selection_rows(len(rows)), seed)

@@ -29,6 +29,10 @@ from fusionlab.adapters.layer import FactoredDeltas
 from fusionlab.config import FusionConfig
 from fusionlab.fusion.base import FusionLayer, weighted_sum
 
+MAX_SNAPSHOT_FOLDS = 64
+"""A snapshot keeps one fold per adapter subset it has answered with (the Playground's switches); more than this
+means stacks built outside the snapshot, so the kept folds are dropped rather than grown without bound."""
+
 
 class AttentionFusion(FusionLayer):
     """Multi-head dot-product attention over adapters; value starts as the identity."""
@@ -54,6 +58,9 @@ class AttentionFusion(FusionLayer):
         # no key bias: q . b_k is the same for every adapter and cancels in the softmax, so it could never learn
         self.key = nn.Linear(hidden_size, hidden_size, bias=False)
         self.value = nn.Linear(hidden_size, hidden_size)
+        self.folds: dict[int, tuple[object, torch.Tensor, torch.Tensor]] | None = None
+        """Folded products per stacked-adapter set, kept only in an inference snapshot (see
+        :mod:`fusionlab.inference_snapshot`), where they are computed once; ``None``: never kept."""
         self.reset_parameters()
 
     @classmethod
@@ -105,13 +112,31 @@ class AttentionFusion(FusionLayer):
         """``(W_k,j^T q_j) . d_i`` for every head j and adapter i: returns [M, heads, N]."""
         if not isinstance(deltas, FactoredDeltas):
             return torch.bmm(self._keys_query(query), deltas.transpose(1, 2))
+        if self.folds is not None and self.num_attention_heads == 1:
+            matrix, bias = self._snapshot_fold(deltas)
+            return deltas.dot_projected(torch.addmm(bias, query, matrix).unsqueeze(1))
         if self._may_fold(query.shape[0], deltas):
-            # W_q^T W_k [U; B]^T in one [H, N*R + N] matrix: every score of a token costs one product with it
-            rows = deltas.up_rows().t()
-            matrix = (self.query.weight.t() @ self.key.weight) @ rows
-            bias = (self.query.bias @ self.key.weight) @ rows
+            matrix, bias = self._fold(deltas)
             return deltas.dot_projected(torch.addmm(bias, query, matrix).unsqueeze(1))
         return deltas.dot(self._keys_query(query))
+
+    def _fold(self, deltas: FactoredDeltas) -> tuple[torch.Tensor, torch.Tensor]:
+        """``W_q^T W_k [U; B]^T`` in one [H, N*R + N] matrix and its bias: every score of a token then costs one
+        product with it."""
+        rows = deltas.up_rows().t()
+        return (self.query.weight.t() @ self.key.weight) @ rows, (self.query.bias @ self.key.weight) @ rows
+
+    def _snapshot_fold(self, deltas: FactoredDeltas) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fold of a snapshot, computed once per stacked-adapter set (the snapshot keeps each set's stack, so
+        its identity names the set; the stack is held here too, so the identity is never reused)."""
+        assert self.folds is not None
+        entry = self.folds.get(id(deltas.stacked))
+        if entry is None or entry[0] is not deltas.stacked:
+            if len(self.folds) >= MAX_SNAPSHOT_FOLDS:  # stacks from outside the snapshot's own: never grow unbounded
+                self.folds.clear()
+            entry = (deltas.stacked, *self._fold(deltas))
+            self.folds[id(deltas.stacked)] = entry
+        return entry[1], entry[2]
 
     def _keys_query(self, query: torch.Tensor) -> torch.Tensor:
         """``W_k,j^T q_j`` for every head j, with ``q = W_q h + b_q``: returns [M, heads, H]."""

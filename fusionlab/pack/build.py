@@ -28,6 +28,7 @@ from fusionlab.pack.card import CARD_FILE, ArtifactCard, DataRecord, DevScore
 from fusionlab.pack.recipe import ADAPTERS, FUSIONS, AdapterRecipe, FusionRecipe
 from fusionlab.pack.store import MANIFEST_FILE, PACK_DIR, PackManifest, entry_for, file_sha256, read_card
 from fusionlab.training import FusionTrainer
+from fusionlab.training.loop import resolve_precision
 from fusionlab.training.trainer import TrainResult
 from fusionlab.workspace import Workspace
 
@@ -70,26 +71,28 @@ def _card(
     recipe: Recipe, result: TrainResult, trainer: FusionTrainer, data_dir: Path, seconds: float, device: str
 ) -> ArtifactCard:
     spec = get_task(result.task)
+    metric = spec.main_metric
     fresh = trainer.evaluate(result.path)  # the saved weights, loaded back, on the full dev split
-    baseline = majority_baseline([row["label"] for row in fresh.predictions], spec)
+    baseline = majority_baseline(fresh.label_ids, spec)
     meta = read_meta(result.path)
     train_examples = len(trainer._split(spec, "train", recipe.max_train_samples, recipe.seed))
     hashes = {a["name"]: a["content_hash"] for a in meta.get("adapters", [])}
-    own = None
+    own, difference = None, None
     if result.kind == "fusion" and spec.name in hashes:  # the target's own adapter alone, same dev examples
         alone = trainer.evaluate(result.path, adapter_names=[spec.name])
-        own = DevScore(alone.metrics, spec.main_metric, alone.num_examples, baseline)
+        own = DevScore(alone.metrics, metric, alone.num_examples, baseline, alone.score(metric))
+        difference = fresh.difference(alone, metric)
     return ArtifactCard(
         name=result.name,
         kind=result.kind,
         task=spec.name,
         recipe=recipe.to_dict(),
         data=_data_record(spec, data_dir, train_examples),
-        dev=DevScore(fresh.metrics, spec.main_metric, fresh.num_examples, baseline),
+        dev=DevScore(fresh.metrics, metric, fresh.num_examples, baseline, fresh.score(metric)),
         best_step=result.best_step,
         steps=result.steps,
-        in_training_best=result.metrics,
-        in_training_eval_examples=result.evaluation.num_examples,
+        in_training_best=result.selection_metrics,  # on the selection split: what chose the step
+        in_training_eval_examples=result.selection.selection_examples if result.selection else 0,
         content_hash=meta.get("content_hash", ""),
         adapters=list(hashes),
         adapter_hashes=hashes,
@@ -98,6 +101,9 @@ def _card(
         wall_seconds=round(seconds, 1),
         curve=_curve(result),
         own_adapter_dev=own,
+        own_adapter_difference=difference,
+        selection=result.selection,
+        precision=resolve_precision(recipe.training_config().mixed_precision),
     )
 
 

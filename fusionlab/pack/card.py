@@ -9,9 +9,11 @@ adapter and compares.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from fusionlab.config import JsonConfig, _fail
+from fusionlab.runspec import SplitUse
+from fusionlab.uncertainty import Difference, Score
 
 CARD_FILE = "card.json"
 KINDS = ("adapter", "fusion")
@@ -40,11 +42,24 @@ class DevScore(JsonConfig):
     main_metric: str
     examples: int
     majority_baseline: dict[str, float] = field(default_factory=dict)
+    interval: Score | None = None
+    """The main metric's 95 % bootstrap interval over these examples (cards built before intervals: none)."""
 
     def validate(self) -> None:
         self._positive_int("examples")
         if self.main_metric not in self.metrics:
             _fail("DevScore", "main_metric", f"{self.main_metric!r} is not among the metrics {sorted(self.metrics)}")
+        if isinstance(self.interval, dict):
+            self.interval = Score.from_dict(self.interval)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["interval"] = self.interval.to_dict() if self.interval else None
+        return data
+
+    def text(self) -> str:
+        """``0.578 [0.520, 0.635] (n=277)``, or the bare score and count where no interval was recorded."""
+        return self.interval.text() if self.interval else f"{self.main:.3f} (n={self.examples:,}, no interval)"
 
     @property
     def main(self) -> float:
@@ -75,20 +90,38 @@ class ArtifactCard(JsonConfig):
     dev_full_precision: dict[str, float] = field(default_factory=dict)
     own_adapter_dev: DevScore | None = None
     """Fusions: the target's own adapter alone, on the same full dev split and truncation (paper, Table 1)."""
+    own_adapter_difference: Difference | None = None
+    """Fusions: fusion minus its own adapter on the same dev examples, with the paired interval."""
+    selection: SplitUse | None = None
+    """What chose the kept step. ``None``: a card from before honest selection, whose step was chosen on the
+    dev split it reports (an optimistic number; the views say so)."""
+    precision: str = "no"
+    """What it trained in: ``no`` (full precision), ``bf16`` or ``fp16``."""
+
+    _nested: ClassVar[dict[str, type[JsonConfig]]] = {
+        "data": DataRecord,
+        "dev": DevScore,
+        "own_adapter_dev": DevScore,
+        "own_adapter_difference": Difference,
+        "selection": SplitUse,
+    }
 
     def validate(self) -> None:
         self._choice("kind", KINDS)
-        if isinstance(self.data, dict):
-            self.data = DataRecord.from_dict(self.data)
-        if isinstance(self.dev, dict):
-            self.dev = DevScore.from_dict(self.dev)
-        if isinstance(self.own_adapter_dev, dict):
-            self.own_adapter_dev = DevScore.from_dict(self.own_adapter_dev)
+        for name, cls in self._nested.items():
+            if isinstance(getattr(self, name), dict):
+                setattr(self, name, cls.from_dict(getattr(self, name)))
         if self.kind == "fusion":
             self._names("adapters", allow_empty=False)
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
-        data["data"], data["dev"] = self.data.to_dict(), self.dev.to_dict()
-        data["own_adapter_dev"] = self.own_adapter_dev.to_dict() if self.own_adapter_dev else None
+        for name in self._nested:
+            value = getattr(self, name)
+            data[name] = value.to_dict() if value is not None else None
         return data
+
+    @property
+    def honestly_selected(self) -> bool:
+        """Its step was chosen on examples carved from training, not on the dev split it is scored on."""
+        return self.selection is not None

@@ -18,6 +18,7 @@ from pathlib import Path
 from fusionlab.checkpoint import file_sha256
 from fusionlab.config import JsonConfig
 from fusionlab.pack.card import CARD_FILE, ArtifactCard
+from fusionlab.reported import Reported
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace, atomic_directory
 
 PACK_DIR = Path(__file__).resolve().parent.parent / "pack_data"
@@ -169,6 +170,7 @@ def pack_summary(root: Path) -> list[dict]:
         card = read_card(root / entry.relative_dir)
         if card is None:
             continue
+        reported = Reported.from_card(card)
         rows.append(
             {
                 "kind": entry.kind,
@@ -176,10 +178,13 @@ def pack_summary(root: Path) -> list[dict]:
                 "task": card.task,
                 "metric": card.dev.main_metric,
                 "score": card.dev.main,
+                "score_text": card.dev.text(),
                 "dev_examples": card.dev.examples,
                 "steps": card.steps,
                 "best_step": card.best_step,
                 "adapters": card.adapters,
+                "difference": reported.difference_text() if card.kind == "fusion" else None,
+                "selection": reported.selection_text(),
             }
         )
     return rows

@@ -28,8 +28,10 @@ from fusionlab.checkpoint import load_adapter_into, read_meta
 from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig, TrainingConfig
 from fusionlab.data import (
     DEV_SUBSET_SEED,
+    SELECTION,
     CustomTask,
     TaskSpec,
+    carve_selection,
     get_task,
     load_split,
     make_collator,
@@ -40,8 +42,9 @@ from fusionlab.evaluation import EvaluationResult, evaluate_model
 from fusionlab.metrics import majority_baseline
 from fusionlab.model import FusionModel
 from fusionlab.pack.store import install_pack, is_pack_artifact
-from fusionlab.runspec import RunResult
-from fusionlab.training.loop import LoopHooks, LoopResult, Reporter, run_training
+from fusionlab.runspec import RunResult, SplitUse
+from fusionlab.training.loop import LoopHooks, LoopResult, Reporter, resolve_precision, run_training
+from fusionlab.uncertainty import Difference, Score
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
 
 
@@ -59,12 +62,34 @@ class TrainResult:
     best_step: int
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
+    loop: LoopResult | None = field(default=None, repr=False)
     main_metric: str = "accuracy"
     """The metric the task is judged by (its spec's), so no reader has to look the task up again."""
+    selection: SplitUse | None = None
+    own_adapter: EvaluationResult | None = None
+    """Fusions: the target's own adapter alone, on the same dev examples (for the paired comparison)."""
 
     @property
     def metrics(self) -> dict[str, float]:
+        """The saved weights' metrics on the dev split, which no choice during training looked at."""
         return self.evaluation.metrics
+
+    @property
+    def selection_metrics(self) -> dict[str, float]:
+        """The best in-training evaluation, on the selection split carved from train (what picked the step)."""
+        return self.loop.best_metrics if self.loop else {}
+
+    @property
+    def score(self) -> Score:
+        """The main metric on dev with its bootstrap interval and example count."""
+        return self.evaluation.score(self.main_metric)
+
+    @property
+    def own_adapter_difference(self) -> Difference | None:
+        """Fusion minus its own adapter on the same dev examples, with the paired interval."""
+        if self.own_adapter is None:
+            return None
+        return self.evaluation.difference(self.own_adapter, self.main_metric)
 
     @classmethod
     def of(cls, kind: str, name: str, spec: TaskSpec, path: Path, fit: _Fit) -> TrainResult:
@@ -81,7 +106,10 @@ class TrainResult:
             loop.best_step,
             loop.history,
             loop.stopped_early,
+            loop,
             spec.main_metric,
+            fit.selection,
+            fit.own_adapter,
         )
 
     def to_run_result(self) -> RunResult:
@@ -101,6 +129,11 @@ class TrainResult:
             fusion_stats=evaluation.fusion_stats,
             confusion_matrix=evaluation.confusion_matrix,
             label_names=list(evaluation.label_names),
+            score_interval=self.score if evaluation.num_examples else None,
+            selection=self.selection,
+            selection_metrics=dict(self.selection_metrics),
+            own_adapter=self.own_adapter.score(self.main_metric) if self.own_adapter else None,
+            own_adapter_difference=self.own_adapter_difference,
         )
 
 
@@ -128,6 +161,8 @@ class _Fit(NamedTuple):
     baseline: dict[str, float]
     dev: Any
     collator: Any
+    selection: SplitUse
+    own_adapter: EvaluationResult | None = None
 
 
 class FusionTrainer:
@@ -170,52 +205,66 @@ class FusionTrainer:
         return copy.deepcopy(self._encoder)
 
     def _split(self, task: TaskSpec, split: str, max_samples: int | None, seed: int):
+        """``train``, ``selection`` (carved from train) or ``validation`` of a built-in or a user's task."""
         custom = self.custom_tasks.get(task.name)
-        if custom is not None:
-            return subsample(custom.train if split == "train" else custom.validation, max_samples, seed)
-        return load_split(task, split, self.data_dir, max_samples, seed)
+        if custom is None:
+            return load_split(task, split, self.data_dir, max_samples, seed)
+        if split == "validation":
+            return subsample(custom.validation, max_samples, seed)
+        train, selection = carve_selection(custom.train, custom.spec)
+        return subsample(train if split == "train" else selection, max_samples, seed)
 
     def _datasets(self, task: TaskSpec, config: TrainingConfig):
-        train = self._split(task, "train", config.max_train_samples, config.seed)
-        dev = self._split(task, "validation", config.max_eval_samples, DEV_SUBSET_SEED)
+        """Tokenised ``(train, selection, dev)``: training learns on the first, every choice is made on the second,
+        and the third is only scored. ``max_eval_samples`` bounds the selection and the dev examples alike."""
         max_length = self.model_config.max_length
-        return (
-            tokenize_dataset(train, task, self.tokenizer, max_length),
-            tokenize_dataset(dev, task, self.tokenizer, max_length),
+        splits = (
+            self._split(task, "train", config.max_train_samples, config.seed),
+            self._split(task, SELECTION, config.max_eval_samples, DEV_SUBSET_SEED),
+            self._split(task, "validation", config.max_eval_samples, DEV_SUBSET_SEED),
         )
+        return tuple(tokenize_dataset(split, task, self.tokenizer, max_length) for split in splits)
 
-    def _fit(self, model: FusionModel, task: TaskSpec, config: TrainingConfig, names: list[str], snapshots: bool):
+    def _fit(
+        self,
+        model: FusionModel,
+        task: TaskSpec,
+        config: TrainingConfig,
+        names: list[str],
+        snapshots: bool,
+        own_adapter: str | None = None,
+    ) -> _Fit:
         check_max_length(self.model_config.max_length, model.base_model)
-        train, dev = self._datasets(task, config)
+        train, selection, dev = self._datasets(task, config)
         collator = make_collator(self.tokenizer)
 
-        def dev_metrics() -> dict[str, float]:
+        def selection_metrics() -> dict[str, float]:
             return evaluate_model(
-                model, dev, task, collator, names, config.per_device_eval_batch_size, keep_predictions=False
+                model, selection, task, collator, names, config.per_device_eval_batch_size, keep_predictions=False
             ).metrics
 
-        probe = dev.select(range(min(32, len(dev))))
+        probe = selection.select(range(min(32, len(selection))))
 
         def fusion_snapshot() -> dict:
             stats = evaluate_model(model, probe, task, collator, names, keep_predictions=False).fusion_stats
             return {"adapter_names": names, "layers": stats.mean if stats else []}
 
-        hooks = LoopHooks(dev_metrics, task.main_metric, fusion_snapshot if snapshots else None)
+        hooks = LoopHooks(selection_metrics, task.main_metric, fusion_snapshot if snapshots else None)
         loop = run_training(model, train, collator, config, hooks, self.reporter, self.show_progress)
-        evaluation = evaluate_model(model, dev, task, collator, names, config.per_device_eval_batch_size)
-        return _Fit(loop, evaluation, majority_baseline(dev["labels"], task), dev, collator)
+        batch = config.per_device_eval_batch_size
+        evaluation = evaluate_model(model, dev, task, collator, names, batch)
+        own = None
+        if own_adapter is not None:  # the same dev examples, the same truncation: a paired comparison
+            own = evaluate_model(model, dev, task, collator, [own_adapter], batch, keep_predictions=False)
+        split_use = SplitUse(SELECTION, len(selection), "validation", len(dev))
+        return _Fit(loop, evaluation, majority_baseline(dev["labels"], task), dev, collator, split_use, own)
 
     @staticmethod
-    def _own_adapter_metrics(model: FusionModel, task: TaskSpec, fit: _Fit, adapters: list[str]) -> dict | None:
-        """The target's own adapter alone, scored on exactly the dev examples the fusion was scored on.
-
-        This is the comparison fusion exists for (paper, Table 1: single-task adapter vs fusion); a number
-        from the adapter's own run would come from another dev subset and another truncation.
-        """
+    def _own_adapter(model: FusionModel, task: TaskSpec, adapters: list[str]) -> str | None:
+        """The target's own adapter among those fused, if any: the comparison fusion exists for (paper, Table 1:
+        single-task adapter vs fusion), scored on exactly the fusion's dev examples, not taken from its own run."""
         own = [n for n in adapters if model.adapter_manager.configs[n].task_name == task.name]
-        if not own:
-            return None
-        return evaluate_model(model, fit.dev, task, fit.collator, [own[0]], keep_predictions=False).metrics
+        return own[0] if own else None
 
     # -- stage 1 ---------------------------------------------------------------------------------------------
     def train_adapter(
@@ -237,7 +286,7 @@ class FusionTrainer:
         model = FusionModel(self.model_config, None, manager, encoder=encoder)
         model.train_adapter_only(name)
         fit = self._fit(model, spec, config, [name], snapshots=False)
-        extra = self._extra(spec, config, fit.evaluation, fit.baseline, fit.loop.steps)
+        extra = self._extra(spec, config, fit)
         path = model.save_pretrained(self.workspace.adapter_dir(name), adapter_name=name, extra=extra)
         return TrainResult.of("adapter", name, spec, Path(path), fit)
 
@@ -280,13 +329,17 @@ class FusionTrainer:
         model.train_fusion_only()
         frozen_before = self._frozen_fingerprint(model)
         snapshots = config.snapshot_steps is not None
-        fit = self._fit(model, spec, config, list(adapters), snapshots=snapshots)
-        loop, evaluation, baseline = fit.loop, fit.evaluation, fit.baseline
+        own = self._own_adapter(model, spec, list(adapters))
+        fit = self._fit(model, spec, config, list(adapters), snapshots=snapshots, own_adapter=own)
         if self._frozen_fingerprint(model) != frozen_before:
             raise RuntimeError("fusion training changed the frozen base model or adapters; nothing was saved")
-        extra = self._extra(spec, config, evaluation, baseline, loop.steps)
+        extra = self._extra(spec, config, fit)
+        evaluation = fit.evaluation
         extra["fusion_stats"] = evaluation.fusion_stats.to_dict() if evaluation.fusion_stats else None
-        extra["own_adapter_metrics"] = self._own_adapter_metrics(model, spec, fit, list(adapters))
+        if fit.own_adapter is not None:
+            extra["own_adapter_metrics"] = fit.own_adapter.metrics
+            extra["own_adapter"] = fit.own_adapter.score(spec.main_metric).to_dict()
+            extra["own_adapter_difference"] = evaluation.difference(fit.own_adapter, spec.main_metric).to_dict()
         path = model.save_pretrained(self.workspace.fusion_dir(name), extra=extra)
         return TrainResult.of("fusion", name, spec, Path(path), fit)
 
@@ -320,7 +373,7 @@ class FusionTrainer:
         else:
             model.train_head_only(name)
         fit = self._fit(model, spec, config, [name], snapshots=False)
-        extra = self._extra(spec, config, fit.evaluation, fit.baseline, fit.loop.steps)
+        extra = self._extra(spec, config, fit)
         extra["composed_from"] = list(adapters)
         path = model.save_pretrained(self.workspace.adapter_dir(name), adapter_name=name, extra=extra)
         return TrainResult.of("adapter", name, spec, Path(path), fit)
@@ -346,15 +399,21 @@ class FusionTrainer:
         base = tensors_hash({k: v for k, v in model.base_model.state_dict().items()})
         return base, {n: model.adapter_manager.content_hash(n) for n in names}
 
-    def _extra(self, spec: TaskSpec, config: TrainingConfig, evaluation: EvaluationResult, baseline, steps) -> dict:
+    def _extra(self, spec: TaskSpec, config: TrainingConfig, fit: _Fit) -> dict:
+        """What a checkpoint records of its run: dev metrics with their interval, and what selected it."""
+        evaluation = fit.evaluation
         return {
             "task": spec.name,
             "task_spec": spec.to_dict(),
             "metrics": evaluation.metrics,
             "main_metric": spec.main_metric,
-            "majority_baseline": baseline,
+            "score_interval": evaluation.score(spec.main_metric).to_dict() if evaluation.num_examples else None,
+            "majority_baseline": fit.baseline,
+            "selection": fit.selection.to_dict(),
+            "selection_metrics": fit.loop.best_metrics,
             "training_config": config.to_dict(),
-            "steps": steps,
+            "precision": resolve_precision(config.mixed_precision),
+            "steps": fit.loop.steps,
         }
 
     # -- evaluation ------------------------------------------------------------------------------------------
@@ -364,8 +423,12 @@ class FusionTrainer:
         adapter_names: list[str] | None = None,
         task: str | TaskSpec | None = None,
         max_samples: int | None = None,
+        split: str = "validation",
     ) -> EvaluationResult:
-        """Evaluate a saved adapter or fusion on its task's dev split (or ``task``'s)."""
+        """Evaluate a saved adapter or fusion on its task's dev split (or ``task``'s).
+
+        ``split="selection"`` scores the examples its training chose its step on (carved from train), so an
+        in-training number can be checked against the saved weights; dev is what is reported."""
         path = Path(checkpoint)
         meta = read_meta(path)
         model = FusionModel.from_pretrained(
@@ -375,7 +438,7 @@ class FusionTrainer:
         if spec_name is None:
             raise ValueError(f"{path} does not record its task; pass task=...")
         spec = spec_name if isinstance(spec_name, TaskSpec) else get_task(spec_name)
-        dev = self._split(spec, "validation", max_samples, DEV_SUBSET_SEED)
+        dev = self._split(spec, split, max_samples, DEV_SUBSET_SEED)
         # the checkpoint's own max_length: scoring at another truncation than training would not be its score
         tokenized = tokenize_dataset(dev, spec, self.tokenizer, model.model_config.max_length)
         return evaluate_model(
