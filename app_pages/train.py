@@ -22,6 +22,7 @@ from fusionlab.dashboard.runs_view import (
     weights_frame,
 )
 from fusionlab.dashboard.train_view import (
+    ADAPTER_LIMITS,
     CANCELLED,
     DEFAULT_ADAPTER_SIZE,
     FAILED,
@@ -155,7 +156,12 @@ with adapter_tab:
         key="train_non_linearity",
         help="Only adapters with the same non-linearity can be fused (the demo's adapters use relu).",
     )
-    adapter_limits = limits_inputs("adapter", Limits())
+    st.caption(
+        "Budget: the **classroom profile**, a short run that ends while you watch. "
+        "`fusionlab train-adapter TASK --profile classroom` queues exactly this run; without `--profile` the "
+        "command line trains the pretrained pack's longer recipe."
+    )
+    adapter_limits = limits_inputs("adapter", ADAPTER_LIMITS)
     if st.button("Queue adapter runs", type="primary", key="queue_adapters"):
         try:
             ids = queue_adapter_runs(

@@ -103,7 +103,9 @@ def main() -> None:
     args = parser.parse_args()
     data = batches(args.task, args.batch, args.max_length, args.steps)
     num_labels = get_task(args.task).num_labels
+    # bf16 only on fusionlab's own batching: emulated, one step costs about a minute here
     configs = [(s, p, b) for s in ("adapter", "fusion") for p in ("fp32", "bf16") for b in data]
+    configs = [c for c in configs if c[1] == "fp32" or c[2] == "grouped"]
     models = {s: build(s, args.adapters, num_labels) for s in ("adapter", "fusion")}
     optimizers = {
         s: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4) for s, (m, _) in models.items()

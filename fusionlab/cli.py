@@ -15,11 +15,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from fusionlab.budgets import PROFILES, resolve_budget
 from fusionlab.config import FUSION_METHODS, NON_LINEARITIES, AdapterConfig, FusionConfig
 from fusionlab.devices import AUTO, device_argument, place_process
 from fusionlab.pack.store import own_name, ready_workspace
 from fusionlab.reported import Reported
-from fusionlab.runspec import AdapterRun, Budget, CustomData, FusionRun, fusion_name, run_result
+from fusionlab.runspec import AdapterRun, Budget, CustomData, FusionRun, fusion_name, run_record, run_result
 from fusionlab.runstore import TERMINAL_STATUSES, Run, RunStore
 from fusionlab.worker import DEFAULT_NICENESS
 from fusionlab.workspace import Workspace
@@ -51,22 +52,36 @@ def _custom_task(args: argparse.Namespace, task: str) -> CustomData | None:
 
 def _add_training(parser: argparse.ArgumentParser, stage: str) -> None:
     group = parser.add_argument_group(
-        "training (defaults: the pretrained pack's recipe for the task, where it has one; see `fusionlab pack list`)"
+        "training (options left out come from --profile: by default the pretrained pack's recipe for the task, "
+        "where it has one; see `fusionlab pack list`)"
+    )
+    group.add_argument(
+        "--profile",
+        choices=list(PROFILES),
+        default="recipe",
+        help="where unset options come from: "
+        + "; ".join(f"{name}: {text}" for name, text in PROFILES.items())
+        + " (default: %(default)s)",
     )
     group.add_argument("--model", default=None, help="base model (hub name or path; default: bundled all-MiniLM-L6-v2)")
-    group.add_argument("--max-length", type=int, default=None, help="tokens per example (recipe, else 128)")
-    group.add_argument("--max-steps", type=int, default=None, help="optimisation steps (recipe, else epochs decide)")
-    group.add_argument("--epochs", type=float, default=1.0, help="epochs when no step count is given or known")
-    group.add_argument("--batch-size", type=int, default=None, help="per-device batch (recipe, else 16)")
-    group.add_argument("--lr", type=float, default=None, help="learning rate (recipe, else 1e-3)")
+    group.add_argument("--max-length", type=int, default=None, help="tokens per example")
+    group.add_argument("--max-steps", type=int, default=None, help="optimisation steps")
+    group.add_argument("--epochs", type=float, default=None, help="train this many epochs instead of a step count")
+    group.add_argument("--batch-size", type=int, default=None, help="per-device batch")
+    group.add_argument("--lr", type=float, default=None, help="learning rate")
     group.add_argument("--max-train-samples", type=int, default=None, help="seeded subset of the train split")
-    group.add_argument("--max-eval-samples", type=int, default=None, help="the same dev subset for every seed")
-    group.add_argument("--eval-steps", type=int, default=None, help="evaluate on dev every N steps")
+    group.add_argument(
+        "--max-eval-samples", type=int, default=None, help="at most this many selection and dev examples (fixed)"
+    )
+    group.add_argument(
+        "--eval-steps", type=int, default=None, help="evaluate on the selection split (carved from train) every N steps"
+    )
     group.add_argument("--early-stopping-patience", type=int, default=None, help="stop after N worse evaluations")
-    group.add_argument("--seed", type=int, default=42)
+    group.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
     group.add_argument(
         "--gradient-checkpointing",
         action="store_true",
+        default=None,
         help="recompute activations in the backward pass: less memory, about one more forward pass of time",
     )
     group.add_argument("--inline", action="store_true", help="train in this process instead of the worker")
@@ -74,51 +89,17 @@ def _add_training(parser: argparse.ArgumentParser, stage: str) -> None:
     parser.set_defaults(stage=stage)
 
 
-def _recipe_defaults(args: argparse.Namespace, task: str) -> None:
-    """Fill the training options left unset from the pack's recipe for ``task`` (a tuned, measured budget).
-
-    A fusion takes its target's truncation and the pack's fusion step count and learning rate; a task the
-    pack does not know falls back to generic defaults (one epoch, 128 tokens, batch 16, 1e-3).
-    """
-    from fusionlab.pack.recipe import ADAPTERS, FUSIONS
-
-    known = {r.task: r for r in ADAPTERS}
-    recipe = known.get(task)
-    fusion = next((f for f in FUSIONS if f.target == task), FUSIONS[0])
-    if args.stage == "fusion" and recipe is not None:
-        source = {"steps": fusion.steps, "lr": fusion.learning_rate, "batch": fusion.batch_size}
-        args.warmup_ratio = fusion.warmup_ratio
-    elif recipe is not None:
-        source = {"steps": recipe.steps, "lr": recipe.learning_rate, "batch": recipe.batch_size}
-        args.warmup_ratio = recipe.warmup_ratio
-    else:
-        source = {"steps": None, "lr": 1e-3, "batch": 16}
-        args.warmup_ratio = 0.0
-    if args.max_length is None:
-        args.max_length = recipe.max_length if recipe is not None else 128
-    if args.max_steps is None:
-        args.max_steps = source["steps"] if source["steps"] is not None and args.epochs == 1.0 else -1
-    if args.batch_size is None:
-        args.batch_size = source["batch"]
-    if args.lr is None:
-        args.lr = source["lr"]
-    if args.eval_steps is None and args.max_steps > 0:
-        args.eval_steps = max(1, args.max_steps // 4)
-    if args.max_train_samples is None and recipe is not None:
-        args.max_train_samples = recipe.max_train_samples
-    if args.max_eval_samples is None and recipe is not None:
-        args.max_eval_samples = recipe.max_eval_samples
-
-
-def _budget(args: argparse.Namespace) -> Budget:
-    """The training budget the options describe (after :func:`_recipe_defaults` filled the unset ones)."""
-    return Budget(
+def _budget(args: argparse.Namespace, task: str) -> Budget:
+    """The budget of the run the options describe: ``--profile``'s, with every option given on top of it."""
+    return resolve_budget(
+        task,
+        args.stage,
+        args.profile,
         steps=args.max_steps,
         epochs=args.epochs,
         learning_rate=args.lr,
         batch_size=args.batch_size,
         max_length=args.max_length,
-        warmup_ratio=args.warmup_ratio,
         max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples,
         eval_steps=args.eval_steps,
@@ -143,28 +124,37 @@ def _check_run(run: AdapterRun | FusionRun) -> None:
 
 # -- commands -----------------------------------------------------------------------------------------------
 def cmd_train_adapter(args: argparse.Namespace) -> int:
-    _recipe_defaults(args, args.task)
-    budget = _budget(args)
+    return _launch(adapter_run(args), args)
+
+
+def adapter_run(args: argparse.Namespace) -> AdapterRun:
+    """The ``train_adapter`` run the command line describes (what ``train-adapter`` queues)."""
+    budget = _budget(args, args.task)
     name = args.name
     if not name:
         name = own_name(ready_workspace(args.home), args.task)
         if name != args.task:
             print(f"{args.task!r} is the pretrained pack's adapter (read-only): saving this one as {name!r}")
-    run = AdapterRun(
+    return AdapterRun(
         task=args.task,
         name=name,
-        adapter_config=AdapterConfig(adapter_size=args.adapter_size, non_linearity=args.non_linearity),
+        adapter_config=AdapterConfig(
+            adapter_size=args.adapter_size, task_name=args.task, non_linearity=args.non_linearity
+        ),
         training_config=budget.training_config(),
         model_config=budget.model_config(),
         data_dir=args.data_dir,
         custom_task=_custom_task(args, args.task),
     )
-    return _launch(run, args)
 
 
 def cmd_train_fusion(args: argparse.Namespace) -> int:
-    _recipe_defaults(args, args.target)
-    budget = _budget(args)
+    return _launch(fusion_run(args), args)
+
+
+def fusion_run(args: argparse.Namespace) -> FusionRun:
+    """The ``train_fusion`` run the command line describes (what ``train-fusion`` queues)."""
+    budget = _budget(args, args.target)
     adapters = [a.strip() for a in args.adapters.split(",") if a.strip()]
     name = args.name
     if not name:
@@ -172,7 +162,7 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
         name = own_name(ready_workspace(args.home), default, kind="fusion")
         if name != default:
             print(f"{default!r} is the pretrained pack's fusion (read-only): saving this one as {name!r}")
-    run = FusionRun(
+    return FusionRun(
         target_task=args.target,
         adapters=adapters,
         name=name,
@@ -188,7 +178,6 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         custom_task=_custom_task(args, args.target),
     )
-    return _launch(run, args)
 
 
 def _launch(run: AdapterRun | FusionRun, args: argparse.Namespace) -> int:
@@ -335,6 +324,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
     store = RunStore(Workspace(args.home).ensure().runs_db)
     if args.action == "show":
         run = store.get(args.id)
+        if args.json:
+            print(json.dumps(run_record(run) | {"config": run.config}, indent=2))
+            return 0
         print(json.dumps({k: v for k, v in run.__dict__.items()}, indent=2, default=str))
         metrics = store.metrics(args.id)
         if len(metrics):
@@ -345,6 +337,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"run {args.id}: {status}")
         return 0
     runs = store.list_runs(status=args.status, limit=args.limit)
+    if args.json:
+        print(json.dumps([run_record(run) for run in runs], indent=2))
+        return 0
     if not runs:
         print("no runs yet")
         return 0
@@ -612,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?", type=int)
     p.add_argument("--status", choices=["queued", "running", "finished", "failed", "cancelled"])
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true", help="print the run records as JSON (list, show)")
     _add_common(p)
     p.set_defaults(func=cmd_runs)
 

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from fusionlab.config import AdapterConfig, FusionConfig, JsonConfig, ModelConfig, TrainingConfig, _fail, check_name
 from fusionlab.runstore import Run
+from fusionlab.schema import SCHEMA_KEY, stamp, upgrade
 from fusionlab.uncertainty import Difference, Score
 
 TRAIN_ADAPTER = "train_adapter"
@@ -147,10 +148,14 @@ class _RunSpec(JsonConfig):
         """Fill what a nested config takes from the run itself before it is built (see :class:`FusionRun`)."""
         return values
 
+    def to_dict(self) -> dict[str, Any]:
+        return stamp(super().to_dict())
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
         if not isinstance(data, dict):
             raise ValueError(f"{cls.__name__}: a run config must be a JSON object, got {type(data).__name__}")
+        data = upgrade(data, f"a stored {cls.__name__}")
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - known)
         if unknown:
@@ -395,7 +400,11 @@ class RunResult(JsonConfig):
         for name in self._nested:
             value = getattr(self, name)
             data[name] = value.to_dict() if value is not None else None
-        return data
+        return stamp(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        return super().from_dict(upgrade(data, "a stored RunResult"))
 
     def score_text(self) -> str:
         """The main metric as every view prints it: with its interval and example count where recorded."""
@@ -420,7 +429,7 @@ class RunResult(JsonConfig):
             final["main_metric"] = _legacy_main_metric(task, final["metrics"])
         defaults = {"kind": artifacts.get("kind", "?"), "name": artifacts.get("name", "?")}
         final = {**defaults, "task": task or "?", "checkpoint": artifacts.get("checkpoint", ""), **final}
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)} | {SCHEMA_KEY}  # from_dict upgrades (or refuses) it
         return cls.from_dict({k: v for k, v in final.items() if k in known})
 
 
@@ -435,3 +444,38 @@ def _legacy_main_metric(task: str | None, metrics: dict[str, float]) -> str:
 def run_result(run: Run) -> RunResult | None:
     """The result a stored run holds (``None`` until it has finished)."""
     return RunResult.from_record(run.final_metrics, run.artifacts, run_task(run.kind, run.config))
+
+
+def run_record(run: Run) -> dict[str, Any]:
+    """One run as ``fusionlab runs --json`` prints it: what it is, where it stands, what it scored, why it failed.
+
+    ``result`` is the typed :class:`RunResult` (with its interval and selection) once the run has finished;
+    a result this fusionlab cannot read (written by a newer one) is reported in ``result_error`` instead.
+    """
+    try:
+        result = run_result(run)
+        result_error = None
+    except ValueError as err:
+        result, result_error = None, str(err)
+    record = {
+        "id": run.id,
+        "kind": run.kind,
+        "name": run.name,
+        "task": run_task(run.kind, run.config),
+        "status": run.status,
+        "progress": run.progress,
+        "message": run.message,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "device": run.device,
+        "owner": run.owner,
+        "owner_name": run.owner_name,
+        "metrics": dict(result.metrics) if result else {},
+        "score": result.score_text() if result else None,
+        "result": result.to_dict() if result else None,
+        "result_error": result_error,
+        "error": run.error,
+        "cancel_requested": run.cancel_requested,
+    }
+    return stamp(record)

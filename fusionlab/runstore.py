@@ -78,6 +78,32 @@ CREATE INDEX IF NOT EXISTS snapshots_by_run ON snapshots (run_id, step);
 """
 
 
+def _execute_all(conn: sqlite3.Connection, script: str) -> None:
+    """Each statement of ``script`` in the open transaction (``executescript`` would commit it first)."""
+    for statement in script.split(";\n"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _add_missing_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: lambda conn: _execute_all(conn, _SCHEMA),  # the tables
+    2: lambda conn: _add_missing_columns(conn, "runs", {"owner": "TEXT", "owner_name": "TEXT"}),  # who queued it
+}
+"""``version -> migration`` to that version from the one before. A new column is one more entry here."""
+STORE_VERSION = max(MIGRATIONS)
+
+
+class NewerStoreError(RuntimeError):
+    """The run store was written by a newer fusionlab than this one."""
+
+
 class QuotaExceeded(ValueError):
     """A visitor already has as many runs queued or running as the server allows each visitor."""
 
@@ -232,16 +258,35 @@ class RunStore:
                 with self._connect() as conn:
                     conn.execute("PRAGMA journal_mode = WAL")
                     conn.execute("PRAGMA synchronous = NORMAL")
-                    conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-                    columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
-                    for column in ("owner", "owner_name"):  # run stores written before runs had owners
-                        if column not in columns:
-                            conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        self._migrate(conn)
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
                 return
             except sqlite3.OperationalError as err:
                 if "locked" not in str(err) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring the tables to :data:`STORE_VERSION` (``PRAGMA user_version``), one migration at a time.
+
+        Stores written before versions were recorded read as version 0; every migration is idempotent on them
+        (``IF NOT EXISTS``, columns added only when missing), since such a store may already have any of them.
+        """
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > STORE_VERSION:
+            raise NewerStoreError(
+                f"{self.path} was written by a newer fusionlab (run store version {version}; this one reads up to "
+                f"{STORE_VERSION}): upgrade fusionlab to open it"
+            )
+        for target in range(version + 1, STORE_VERSION + 1):
+            MIGRATIONS[target](conn)
+        if version != STORE_VERSION:
+            conn.execute(f"PRAGMA user_version = {STORE_VERSION}")
 
     @staticmethod
     def _require(conn: sqlite3.Connection, run_id: int) -> sqlite3.Row:

@@ -1,5 +1,6 @@
 """The `fusionlab` command line end to end in a temporary workspace, through the real queue and worker."""
 
+import json
 import os
 import signal
 import subprocess
@@ -52,12 +53,22 @@ def test_cli_end_to_end(home, shared_data_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "accuracy:" in done.stdout and "layer 6:" in done.stdout and "confusion matrix" in done.stdout
     assert "gold \\ predicted  entailment not_entailment" in done.stdout  # the predicted columns are named
+    assert "(n=16)" in done.stdout and "selected on 16 selection examples" in done.stdout  # interval, selection
     done = fusionlab(home, "predict", "fz", "A man is sleeping.", "Nobody is asleep.", "--adapters", "rte")
     assert done.returncode == 0 and "prediction:" in done.stdout and "(adapters: rte)" in done.stdout
+
+    done = fusionlab(home, "evaluate", "fz", "--max-samples", "16", "--split", "selection", *data)
+    assert done.returncode == 0 and "16 selection (carved from train) examples" in done.stdout
 
     done = fusionlab(home, "runs")
     assert done.returncode == 0 and done.stdout.count("finished") == 3
     assert "train_fusion" in fusionlab(home, "runs", "show", "3").stdout
+    records = json.loads(fusionlab(home, "runs", "--json").stdout)
+    assert [r["status"] for r in records] == ["finished"] * 3 and {r["kind"] for r in records} >= {"train_fusion"}
+    shown = json.loads(fusionlab(home, "runs", "show", "3", "--json").stdout)
+    assert shown["name"] == "fz" and shown["progress"] == 1 and shown["error"] is None
+    assert 0 <= shown["metrics"]["accuracy"] <= 1 and "(n=16)" in shown["score"]
+    assert shown["result"]["selection"]["selected_on"] == "selection"
     assert "finished" in fusionlab(home, "runs", "cancel", "1").stdout  # an ended run stays as it was
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from fusionlab import worker
 from fusionlab.base_model import check_max_length
+from fusionlab.budgets import CLASSROOM, resolve_budget
 from fusionlab.checkpoint import read_meta
 from fusionlab.config import FUSION_METHODS, NON_LINEARITIES, AdapterConfig, FusionConfig
 from fusionlab.data.tasks import TASKS, get_task
@@ -44,7 +45,10 @@ from fusionlab.runstore import (
 from fusionlab.worker import worker_running
 from fusionlab.workspace import Workspace
 
+CLASSROOM_PROFILE = "classroom"
+
 __all__ = [  # what the Train page uses; it imports nothing from the core directly
+    "ADAPTER_LIMITS",
     "CANCELLED",
     "DEFAULT_ADAPTER_SIZE",
     "FAILED",
@@ -107,12 +111,19 @@ class Requester:
 
 @dataclass
 class Limits(Budget):
-    """The Train page's budget: sized like the classroom demo's runs (a couple of minutes on a laptop CPU), so
-    a first click gives a run that ends while the user is still watching."""
+    """The Train page's budget, defaulting to the ``classroom`` profile of :mod:`fusionlab.budgets` (a couple of
+    minutes on a laptop CPU), so a first click gives a run that ends while the user is still watching; the same
+    run ``fusionlab train-adapter TASK --profile classroom`` queues."""
 
-    max_train_samples: int | None = 4000
-    max_eval_samples: int | None = 400
-    eval_steps: int | None = 40
+    steps: int = CLASSROOM.steps
+    learning_rate: float = CLASSROOM.learning_rate
+    max_train_samples: int | None = CLASSROOM.max_train_samples
+    max_eval_samples: int | None = CLASSROOM.max_eval_samples
+    eval_steps: int | None = CLASSROOM.eval_steps
+
+    @classmethod
+    def of(cls, budget: Budget) -> Limits:
+        return cls(**dataclasses.asdict(budget))
 
     @classmethod
     def from_form(
@@ -148,8 +159,10 @@ class Limits(Budget):
         )
 
 
-FUSION_LIMITS = Limits(steps=100, learning_rate=1e-3, snapshot_steps=10)
-"""Defaults of the fusion form: the classroom demo's fusion stage, with weight snapshots for the live view."""
+ADAPTER_LIMITS = Limits.of(resolve_budget("rte", "adapter", CLASSROOM_PROFILE))
+"""Defaults of the adapter form: the classroom profile (the same for every task)."""
+FUSION_LIMITS = Limits.of(resolve_budget("rte", "fusion", CLASSROOM_PROFILE))
+"""Defaults of the fusion form: the classroom profile's fusion stage, with weight snapshots for the live view."""
 
 
 class MissingAdaptersError(ValueError):
