@@ -27,7 +27,6 @@ from fusionlab.dashboard.train_view import (
     DEFAULT_ADAPTER_SIZE,
     FAILED,
     FUSION_LIMITS,
-    FUSION_METHODS,
     NON_LINEARITIES,
     TRAIN_FUSION,
     Limits,
@@ -37,6 +36,8 @@ from fusionlab.dashboard.train_view import (
     default_target,
     describe_task,
     ensure_worker,
+    fusion_class,
+    fusion_methods,
     fusion_name,
     fusion_run_config,
     own_name,
@@ -204,12 +205,13 @@ with fusion_tab:
     if pending:
         st.caption("Queued or running, not yet trained: " + ", ".join(pending))
     left, middle, right = st.columns(3)
-    method = left.selectbox("Fusion method", FUSION_METHODS, key="fusion_method")
+    method = left.selectbox("Fusion method", fusion_methods(), key="fusion_method")
+    facts = fusion_class(method)  # what the method is decides which options apply, never its name
     heads = middle.selectbox(
-        "Attention heads", HEAD_CHOICES, key="fusion_heads", disabled=method != "attention", help="attention only"
+        "Attention heads", HEAD_CHOICES, key="fusion_heads", disabled=not facts.has_heads, help="attention only"
     )
     temperature = right.number_input(
-        "Softmax temperature", value=1.0, step=0.1, key="fusion_temperature", disabled=method == "average"
+        "Softmax temperature", value=1.0, step=0.1, key="fusion_temperature", disabled=not facts.uses_temperature
     )
     value_regularization = left.number_input(
         "Value regularisation (‖I − V‖² weight)",
@@ -217,8 +219,8 @@ with fusion_tab:
         step=0.01,
         format="%.3f",
         key="fusion_value_reg",
-        disabled=method != "attention",
-        help="attention only",
+        disabled=not facts.has_value_projection,
+        help="methods with a value projection (attention)",
     )
     name = middle.text_input(
         "Fusion name",

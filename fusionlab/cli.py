@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fusionlab.budgets import PROFILES, resolve_budget
-from fusionlab.config import FUSION_METHODS, NON_LINEARITIES, AdapterConfig, FusionConfig
+from fusionlab.config import NON_LINEARITIES, AdapterConfig, FusionConfig
 from fusionlab.devices import AUTO, device_argument, place_process
+from fusionlab.fusion.registry import fusion_methods
 from fusionlab.pack.store import own_name, ready_workspace
 from fusionlab.reported import Reported
 from fusionlab.runspec import AdapterRun, Budget, CustomData, FusionRun, fusion_name, run_record, run_result
@@ -567,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-fusion", help="train fusion over frozen adapters for a target task (stage 2)")
     p.add_argument("target", help="target task, e.g. rte")
     p.add_argument("--adapters", required=True, help="comma-separated adapter names, e.g. rte,sst2,mnli,boolq")
-    p.add_argument("--method", default=FusionConfig.fusion_method, choices=FUSION_METHODS)
+    p.add_argument("--method", default=FusionConfig.fusion_method, choices=fusion_methods())
     p.add_argument("--name", help="fusion name (default: TARGET-METHOD, or TARGET-METHOD-2 beside the pack's)")
     p.add_argument("--heads", type=int, default=1, help="attention heads (attention fusion)")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")

@@ -1,6 +1,6 @@
 """Run the composition methods side by side over the same adapters, and score them the same way.
 
-:func:`compare_methods` gives each method of :data:`~fusionlab.composition.methods.METHODS` the same training
+:func:`compare_methods` gives each method of :func:`~fusionlab.composition.methods.methods` the same training
 budget, then loads every checkpoint it saved afresh and scores it on the target's fixed dev subset (the one every
 fusionlab run of that task is scored on, whatever the seed), times a forward pass over one fixed batch of dev
 inputs beside the plain encoder's, and counts parameters. On the attention fusion it also measures the
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fusionlab.composition import dropping
-from fusionlab.composition.methods import FINETUNED, METHODS, Method, MethodNotApplicable, Trained
+from fusionlab.composition.methods import FINETUNED, Method, MethodNotApplicable, Trained, methods
 from fusionlab.composition.results import CompareOptions, Comparison, MethodResult
 from fusionlab.composition.session import Session, comparison_dir
 from fusionlab.config import ModelConfig
@@ -34,8 +34,9 @@ Progress = Callable[[str], None]
 
 def chosen_methods(options: CompareOptions) -> list[Method]:
     """The methods ``options`` names (all by default), with the fine-tuned merges when asked for."""
-    known = METHODS | FINETUNED
-    names = options.methods or list(METHODS) + ([*FINETUNED] if options.finetune else [])
+    registered = methods()
+    known = registered | FINETUNED
+    names = options.methods or list(registered) + ([*FINETUNED] if options.finetune else [])
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(known)}")

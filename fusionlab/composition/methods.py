@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from fusionlab.composition.merging import MergeOptions, add_merged_adapter
 from fusionlab.composition.search import SearchOptions, search_coefficients
 from fusionlab.config import FusionConfig
+from fusionlab.fusion.registry import fusion_methods
 
 if TYPE_CHECKING:
     from fusionlab.composition.session import Session
@@ -123,7 +124,7 @@ MERGES = ("average", "task_arithmetic", "ties", "dare")
 
 def _registry() -> dict[str, Method]:
     methods = [Method("adapter", "single", "the target's own adapter alone, as trained", _own_adapter)]
-    for fusion in ("attention", "weighted", "average"):
+    for fusion in fusion_methods():  # every registered fusion method, read now: a new one joins the lab
         methods.append(Method(f"fusion:{fusion}", "fusion", f"{fusion} fusion over the adapters", _fusion(fusion)))
     for merge in MERGES:
         methods.append(Method(f"merge:{merge}", "merging", f"{merge} merge, head trained", _merge(merge, False)))
@@ -131,8 +132,10 @@ def _registry() -> dict[str, Method]:
     return {m.name: m for m in methods}
 
 
-METHODS: dict[str, Method] = _registry()
-"""Every method a comparison can run, by name (the one registry)."""
+def methods() -> dict[str, Method]:
+    """Every method a comparison can run, by name (the one registry), with the fusion methods registered now."""
+    return _registry()
+
 
 FINETUNED: dict[str, Method] = {
     f"merge:{merge}+ft": Method(

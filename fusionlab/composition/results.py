@@ -28,7 +28,7 @@ class CompareOptions(JsonConfig):
     target: str
     adapters: list[str]
     methods: list[str] = field(default_factory=list)
-    """Names from :data:`fusionlab.composition.methods.METHODS`; empty means all of them."""
+    """Names from :func:`fusionlab.composition.methods.methods`; empty means all of them."""
     seed: int = 42
     max_steps: int = 200
     learning_rate: float = 1e-3

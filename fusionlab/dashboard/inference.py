@@ -27,6 +27,7 @@ from fusionlab.checkpoint import CheckpointError, read_meta
 from fusionlab.dashboard.answers import AnswerCache
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.data import TaskSpec, get_task
+from fusionlab.fusion.registry import fusion_class
 from fusionlab.inference_snapshot import freeze_for_inference
 from fusionlab.model import FusionModel
 from fusionlab.prediction import EncodedInput, Prediction, encode_input, predict
@@ -166,7 +167,7 @@ def fusion_info(workspace: Workspace, fusion: str) -> FusionInfo:
         task=task,
         label_names=tuple(config.get("label_names") or task.label_names),
         num_layers=int(meta["num_layers"]),
-        num_heads=int(config.get("num_attention_heads", 1)) if config["fusion_method"] == "attention" else 1,
+        num_heads=int(config.get("num_attention_heads", 1)) if fusion_class(config["fusion_method"]).has_heads else 1,
         max_length=int(meta["model_config"].get("max_length", 128)),
         model_name=meta["model_config"]["model_name_or_path"],
     )
@@ -278,7 +279,8 @@ class Predictor:
 
     def _learned_weights(self, active: tuple[str, ...]) -> np.ndarray | None:
         """Weighted fusion's softmax weights per layer, renormalised over the active adapters."""
-        if self.info.method != "weighted" or self.model.fusion_layers is None:
+        facts = fusion_class(self.info.method)
+        if not (facts.token_independent_weights and facts.learns_weights) or self.model.fusion_layers is None:
             return None
         indices = [self.info.adapters.index(name) for name in active]
         with torch.no_grad():

@@ -24,9 +24,10 @@ from fusionlab import worker
 from fusionlab.base_model import check_max_length
 from fusionlab.budgets import CLASSROOM, resolve_budget
 from fusionlab.checkpoint import read_meta
-from fusionlab.config import FUSION_METHODS, NON_LINEARITIES, AdapterConfig, FusionConfig
+from fusionlab.config import NON_LINEARITIES, AdapterConfig, FusionConfig
 from fusionlab.data.tasks import TASKS, get_task
 from fusionlab.devices import AUTO
+from fusionlab.fusion.registry import fusion_class, fusion_methods
 from fusionlab.pack.store import is_pack_artifact, own_name
 from fusionlab.processes import pid_alive
 from fusionlab.runspec import TRAIN_ADAPTER, TRAIN_FUSION, AdapterRun, Budget, FusionRun, fusion_name, parse_run
@@ -53,7 +54,6 @@ __all__ = [  # what the Train page uses; it imports nothing from the core direct
     "DEFAULT_ADAPTER_SIZE",
     "FAILED",
     "FUSION_LIMITS",
-    "FUSION_METHODS",
     "NON_LINEARITIES",
     "TRAIN_FUSION",
     "Limits",
@@ -63,6 +63,8 @@ __all__ = [  # what the Train page uses; it imports nothing from the core direct
     "default_target",
     "describe_task",
     "ensure_worker",
+    "fusion_class",
+    "fusion_methods",
     "fusion_name",
     "fusion_run_config",
     "own_name",

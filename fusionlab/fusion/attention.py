@@ -38,6 +38,8 @@ class AttentionFusion(FusionLayer):
     """Multi-head dot-product attention over adapters; value starts as the identity."""
 
     method = "attention"
+    has_heads = True
+    has_value_projection = True
 
     def __init__(
         self,

@@ -15,6 +15,8 @@ class AverageFusion(FusionLayer):
 
     method = "average"
     learns_weights = False
+    uses_temperature = False
+    token_independent_weights = True
     accepts_factored_deltas = True  # fuse_deltas takes FactoredDeltas as well as [M, N, H] tensors
 
     def fuse_deltas(

@@ -50,6 +50,15 @@ class FusionLayer(nn.Module):
     method: ClassVar[str] = "base"
     learns_weights: ClassVar[bool] = True
     """Whether the weights over adapters are learned (worth showing as what the fusion chose)."""
+    has_heads: ClassVar[bool] = False
+    """Whether ``FusionConfig.num_attention_heads`` means anything to it (the Train page, Mechanics)."""
+    uses_temperature: ClassVar[bool] = True
+    """Whether a softmax temperature changes its weights."""
+    has_value_projection: ClassVar[bool] = False
+    """Whether the fused state goes through a learned value projection (so ``value_regularization`` applies,
+    and the fused change can be larger than any one adapter's)."""
+    token_independent_weights: ClassVar[bool] = False
+    """Whether its weights are the same for every token (one per layer and adapter: ``adapter_weights``)."""
 
     @classmethod
     def from_config(cls, config: FusionConfig, hidden_size: int) -> FusionLayer:

@@ -26,6 +26,7 @@ class WeightedFusion(FusionLayer):
     """
 
     method = "weighted"
+    token_independent_weights = True
     accepts_factored_deltas = True  # fuse_deltas takes FactoredDeltas as well as [M, N, H] tensors
 
     def __init__(
