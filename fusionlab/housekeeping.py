@@ -24,12 +24,12 @@ from pathlib import Path
 
 from fusionlab.checkpoint import VERSIONS_DIR, CheckpointError, read_meta
 from fusionlab.pack.store import is_pack_artifact
+from fusionlab.runspec import AdapterRun, FusionRun, kind_saving
 from fusionlab.runstore import QUEUED, RUNNING, RunStore
 from fusionlab.workspace import TMP_PREFIX, Workspace
 
-ADAPTER = "adapter"
-FUSION = "fusion"
-_RUN_KINDS = {ADAPTER: "train_adapter", FUSION: "train_fusion"}
+ADAPTER = AdapterRun.artifact
+FUSION = FusionRun.artifact
 
 
 class RemovalRefused(ValueError):
@@ -60,7 +60,7 @@ def delete_artifact(workspace: Workspace, kind: str, name: str) -> Removal:
 
     Deleting an adapter also deletes its earlier versions (no fusion uses any of them, or it would be refused).
     """
-    if kind not in _RUN_KINDS:
+    if kind not in (ADAPTER, FUSION):
         raise ValueError(f"kind must be {ADAPTER!r} or {FUSION!r}, got {kind!r}")
     directory = workspace.adapter_dir(name) if kind == ADAPTER else workspace.fusion_dir(name)
     if not directory.is_dir():
@@ -70,7 +70,7 @@ def delete_artifact(workspace: Workspace, kind: str, name: str) -> Removal:
     if kind == ADAPTER and (users := fusions_using(workspace, name)):
         raise RemovalRefused(f"adapter {name!r} is fused by {', '.join(users)}: delete those fusions first")
     store = RunStore(workspace.runs_db)
-    for run in store.list_runs(status=(QUEUED, RUNNING), kind=_RUN_KINDS[kind]):
+    for run in store.list_runs(status=(QUEUED, RUNNING), kind=kind_saving(kind)):
         if run.name == name:
             raise RemovalRefused(f"run #{run.id} ({run.status}) writes {kind} {name!r}: cancel it first")
     removal = Removal(kind, name, directory, _size(directory))

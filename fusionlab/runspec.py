@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, ClassVar
 
 from fusionlab.config import AdapterConfig, FusionConfig, JsonConfig, ModelConfig, TrainingConfig, _fail, check_name
@@ -27,8 +28,24 @@ from fusionlab.runstore import Run
 from fusionlab.schema import SCHEMA_KEY, stamp, upgrade
 from fusionlab.uncertainty import Difference, Score
 
-TRAIN_ADAPTER = "train_adapter"
-TRAIN_FUSION = "train_fusion"
+
+class RunKind(str, Enum):
+    """The one vocabulary of run kinds: what the run store records, the worker dispatches on and views filter by.
+
+    A ``str`` enum, so a kind compares equal to (and is stored as) its value. What a kind *is* — its typed spec,
+    the artifact it saves, the executor that runs it — lives on its spec class (:data:`RUN_KINDS`).
+    """
+
+    TRAIN_ADAPTER = "train_adapter"
+    TRAIN_FUSION = "train_fusion"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TRAIN_ADAPTER = RunKind.TRAIN_ADAPTER
+TRAIN_FUSION = RunKind.TRAIN_FUSION
+TRAINING_EXECUTOR = "fusionlab.training.jobs:run_training_job"
 
 
 def logging_interval(steps: int) -> int:
@@ -117,7 +134,11 @@ class CustomData(JsonConfig):
 class _RunSpec(JsonConfig):
     """What adapter and fusion runs share: the configs the trainer is built from, and nested JSON."""
 
-    kind: ClassVar[str]
+    kind: ClassVar[RunKind]
+    artifact: ClassVar[str]
+    """What it saves: ``adapter`` or ``fusion`` (the checkpoint's kind, and a :class:`RunResult`'s)."""
+    executor: ClassVar[str] = TRAINING_EXECUTOR
+    """The worker's executor for this kind, as ``module:function`` (imported when such a run starts)."""
     _nested: ClassVar[dict[str, type[JsonConfig]]] = {
         "training_config": TrainingConfig,
         "model_config": ModelConfig,
@@ -180,7 +201,8 @@ class _RunSpec(JsonConfig):
 class AdapterRun(_RunSpec):
     """Stage 1: train one adapter (and its head) on ``task``; saved as ``adapters/<name>``."""
 
-    kind: ClassVar[str] = TRAIN_ADAPTER
+    kind: ClassVar[RunKind] = RunKind.TRAIN_ADAPTER
+    artifact: ClassVar[str] = "adapter"
     _nested: ClassVar[dict[str, type[JsonConfig]]] = {**_RunSpec._nested, "adapter_config": AdapterConfig}
 
     task: str
@@ -207,7 +229,8 @@ class AdapterRun(_RunSpec):
 class FusionRun(_RunSpec):
     """Stage 2: train fusion layers over frozen ``adapters`` for ``target_task``; saved as ``fusions/<name>``."""
 
-    kind: ClassVar[str] = TRAIN_FUSION
+    kind: ClassVar[RunKind] = RunKind.TRAIN_FUSION
+    artifact: ClassVar[str] = "fusion"
     _nested: ClassVar[dict[str, type[JsonConfig]]] = {**_RunSpec._nested, "fusion_config": FusionConfig}
 
     target_task: str
@@ -254,7 +277,16 @@ class FusionRun(_RunSpec):
         return self.fusion_config.fusion_method
 
 
-RUN_KINDS: dict[str, type[AdapterRun] | type[FusionRun]] = {TRAIN_ADAPTER: AdapterRun, TRAIN_FUSION: FusionRun}
+RUN_KINDS: dict[RunKind, type[AdapterRun] | type[FusionRun]] = {cls.kind: cls for cls in (AdapterRun, FusionRun)}
+"""Run kind → its typed spec (and through it, its artifact and executor): the one registry of kinds."""
+
+
+def kind_saving(artifact: str) -> RunKind:
+    """The run kind that saves an ``adapter`` or a ``fusion``."""
+    for kind, cls in RUN_KINDS.items():
+        if cls.artifact == artifact:
+            return kind
+    raise ValueError(f"no run kind saves a {artifact!r}; known: {', '.join(c.artifact for c in RUN_KINDS.values())}")
 
 
 def fusion_name(target_task: str, method: str, name: str | None = None) -> str:
@@ -272,7 +304,7 @@ def parse_run(kind: str, config: dict[str, Any]) -> AdapterRun | FusionRun:
 
 def run_task(kind: str, config: dict[str, Any]) -> str | None:
     """The task a stored run trains for, without validating the rest (a run of an unknown kind: ``None``)."""
-    key = {TRAIN_ADAPTER: "task", TRAIN_FUSION: "target_task"}.get(kind)
+    key = {RunKind.TRAIN_ADAPTER: "task", RunKind.TRAIN_FUSION: "target_task"}.get(kind)
     value = config.get(key) if key and isinstance(config, dict) else None
     return value if isinstance(value, str) else None
 

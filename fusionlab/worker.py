@@ -35,16 +35,15 @@ from typing import Any
 from fusionlab.devices import AUTO, device_argument, place_process
 from fusionlab.processes import pid_alive
 from fusionlab.run_context import RunCancelled, RunContext
+from fusionlab.runspec import RUN_KINDS
 from fusionlab.runstore import QUEUED, Run, RunStore
 from fusionlab.workspace import Workspace
 
 EXECUTORS_ENV = "FUSIONLAB_EXECUTORS"
 """Extra or overriding executors: ``"kind=module:function,kind2=module:function"``."""
 
-BUILTIN_EXECUTORS = {
-    "train_adapter": "fusionlab.training.jobs:run_training_job",
-    "train_fusion": "fusionlab.training.jobs:run_training_job",
-}
+BUILTIN_EXECUTORS = {kind.value: spec.executor for kind, spec in RUN_KINDS.items()}
+"""Run kind → executor, as each kind's spec class declares it (:data:`fusionlab.runspec.RUN_KINDS`)."""
 DEFAULT_IDLE_EXIT_SECONDS = 60.0
 DEFAULT_NICENESS = 10
 """The worker trains at a lower CPU priority than the processes that answer people: a dashboard on the same

@@ -42,7 +42,7 @@ from fusionlab.evaluation import EvaluationResult, evaluate_model
 from fusionlab.metrics import majority_baseline
 from fusionlab.model import FusionModel
 from fusionlab.pack.store import install_pack, is_pack_artifact
-from fusionlab.runspec import RunResult, SplitUse
+from fusionlab.runspec import AdapterRun, FusionRun, RunResult, SplitUse
 from fusionlab.training.loop import LoopHooks, LoopResult, Reporter, resolve_precision, run_training
 from fusionlab.uncertainty import Difference, Score
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
@@ -288,7 +288,7 @@ class FusionTrainer:
         fit = self._fit(model, spec, config, [name], snapshots=False)
         extra = self._extra(spec, config, fit)
         path = model.save_pretrained(self.workspace.adapter_dir(name), adapter_name=name, extra=extra)
-        return TrainResult.of("adapter", name, spec, Path(path), fit)
+        return TrainResult.of(AdapterRun.artifact, name, spec, Path(path), fit)
 
     # -- stage 2 ---------------------------------------------------------------------------------------------
     def load_adapters(self, names: list[str]) -> FusionModel:
@@ -341,7 +341,7 @@ class FusionTrainer:
             extra["own_adapter"] = fit.own_adapter.score(spec.main_metric).to_dict()
             extra["own_adapter_difference"] = evaluation.difference(fit.own_adapter, spec.main_metric).to_dict()
         path = model.save_pretrained(self.workspace.fusion_dir(name), extra=extra)
-        return TrainResult.of("fusion", name, spec, Path(path), fit)
+        return TrainResult.of(FusionRun.artifact, name, spec, Path(path), fit)
 
     # -- composition: one adapter built out of several (issue "Composition lab") --------------------------------
     def train_composed(
@@ -376,7 +376,7 @@ class FusionTrainer:
         extra = self._extra(spec, config, fit)
         extra["composed_from"] = list(adapters)
         path = model.save_pretrained(self.workspace.adapter_dir(name), adapter_name=name, extra=extra)
-        return TrainResult.of("adapter", name, spec, Path(path), fit)
+        return TrainResult.of(AdapterRun.artifact, name, spec, Path(path), fit)
 
     def tokenized_split(self, task: str | TaskSpec, split: str, max_samples: int | None, seed: int):
         """A split of ``task`` tokenised at the model config's max length (``max_samples`` drawn with ``seed``)."""
