@@ -17,13 +17,13 @@ from pathlib import Path
 
 from fusionlab.budgets import PROFILES, resolve_budget
 from fusionlab.config import NON_LINEARITIES, AdapterConfig, FusionConfig
-from fusionlab.devices import AUTO, device_argument, place_process
+from fusionlab.devices import AUTO, device_argument
 from fusionlab.fusion.registry import fusion_methods
 from fusionlab.pack.store import own_name, ready_workspace
 from fusionlab.reported import Reported
 from fusionlab.runspec import AdapterRun, Budget, CustomData, FusionRun, fusion_name, run_record, run_result
 from fusionlab.runstore import TERMINAL_STATUSES, Run, RunStore
-from fusionlab.worker import DEFAULT_NICENESS
+from fusionlab.worker import DEFAULT_IDLE_EXIT_SECONDS, DEFAULT_NICENESS
 from fusionlab.workspace import Workspace
 
 FOLLOW_POLL_S = 0.5
@@ -355,12 +355,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from fusionlab.worker import lower_priority, run_worker
+    from fusionlab.worker import serve
 
-    lower_priority(args.nice)
-    place_process(args.device)
-    done = run_worker(Workspace(args.home), device=args.device, once=args.once, idle_exit_seconds=args.idle_exit)
-    if done is None:
+    if serve(args.home, args.device, args.once, args.idle_exit, args.nice) is None:
         print("another worker already serves this workspace")
     return 0
 
@@ -620,7 +617,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the runs execute: auto (a GPU if there is one), cpu, or cuda:N; one worker per device",
     )
     p.add_argument("--once", action="store_true", help="execute at most one run")
-    p.add_argument("--idle-exit", type=float, default=60.0, help="exit after this many idle seconds")
+    p.add_argument(
+        "--idle-exit",
+        type=float,
+        default=DEFAULT_IDLE_EXIT_SECONDS,
+        help="exit after the queue has been empty this many seconds (default: %(default)s)",
+    )
     p.add_argument(
         "--nice",
         type=int,

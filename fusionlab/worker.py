@@ -15,7 +15,6 @@ not). Executors are called as ``func(run, ctx)`` and return ``(final_metrics, ar
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import importlib
 import logging
@@ -32,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fusionlab.devices import AUTO, device_argument, place_process
+from fusionlab.devices import AUTO, place_process
 from fusionlab.processes import pid_alive
 from fusionlab.run_context import RunCancelled, RunContext
 from fusionlab.runspec import RUN_KINDS
@@ -280,8 +279,8 @@ def ensure_worker(
         # A source checkout: let the child import this very fusionlab whatever its working directory.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_PARENT), env.get("PYTHONPATH")]))
     command = [
-        sys.executable, "-m", "fusionlab.worker", "--home", str(ws.root), "--device", device,
-        "--idle-exit-seconds", str(idle_exit_seconds),
+        sys.executable, "-m", "fusionlab.cli", "worker", "--home", str(ws.root), "--device", device,
+        "--idle-exit", str(idle_exit_seconds),
     ]  # fmt: skip
     with open(ws.logs_dir / f"worker-{_file_safe(device)}.log", "ab") as log_file:
         process = subprocess.Popen(
@@ -310,47 +309,23 @@ def _stop_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m fusionlab.worker``: serve the run queue of a workspace on one device."""
-    parser = argparse.ArgumentParser(
-        prog="python -m fusionlab.worker",
-        description="Execute the queued fusionlab runs of a workspace, one at a time, on one device.",
-    )
-    parser.add_argument("--home", help="workspace root (default: $FUSIONLAB_HOME or ./fusionlab-workspace)")
-    parser.add_argument(
-        "--device",
-        type=device_argument,
-        default=AUTO,
-        help="where the runs execute: auto (a GPU if there is one), cpu, or cuda:N (default: %(default)s)",
-    )
-    parser.add_argument("--once", action="store_true", help="execute at most one run, then exit")
-    parser.add_argument(
-        "--idle-exit-seconds",
-        type=float,
-        default=DEFAULT_IDLE_EXIT_SECONDS,
-        help="exit after the queue has been empty this long (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--nice",
-        type=int,
-        default=DEFAULT_NICENESS,
-        help="lower the worker's CPU priority by this much, 0-19, so a dashboard on the machine answers first "
-        "(default: %(default)s)",
-    )
-    args = parser.parse_args(argv)
-    lower_priority(args.nice)
+def serve(
+    home: str | os.PathLike | None,
+    device: str = AUTO,
+    once: bool = False,
+    idle_exit_seconds: float = DEFAULT_IDLE_EXIT_SECONDS,
+    niceness: int = DEFAULT_NICENESS,
+) -> int | None:
+    """Be the worker process of ``fusionlab worker``: lower the priority, log, place the device, serve the queue.
+
+    Returns how many runs were executed, or ``None`` if another worker already serves this workspace and device.
+    Its options are parsed by the command line alone (:mod:`fusionlab.cli`), which :func:`ensure_worker` spawns.
+    """
+    lower_priority(niceness)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [worker %(process)d] %(message)s")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # so a run killed by SIGTERM is recorded as stopped
-    place_process(args.device)  # before any run imports torch: this process sees only its device
-    executed = run_worker(args.home, device=args.device, once=args.once, idle_exit_seconds=args.idle_exit_seconds)
+    place_process(device)  # before any run imports torch: this process sees only its device
+    executed = run_worker(home, device=device, once=once, idle_exit_seconds=idle_exit_seconds)
     if executed is not None:
         log.info("exiting after %d run(s)", executed)
-    return 0
-
-
-if __name__ == "__main__":
-    # Run the imported module's main, not this __main__ copy: executors raise fusionlab.worker.RunCancelled,
-    # which a second copy of this module's classes would not catch.
-    from fusionlab.worker import main as _main
-
-    sys.exit(_main())
+    return executed

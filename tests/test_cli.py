@@ -104,7 +104,7 @@ def test_worker_killed_mid_training_leaves_failed_run_and_no_checkpoint(tmp_path
     workspace, store, run_id = queue_long_sst2_run(tmp_path, shared_data_dir)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "fusionlab.worker", "--home", str(tmp_path)],
+        [sys.executable, "-m", "fusionlab.cli", "worker", "--home", str(tmp_path)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -76,8 +76,8 @@ def start_worker(ws: Workspace) -> Iterator[Callable[..., subprocess.Popen]]:
     started: list[subprocess.Popen] = []
 
     def start(idle_exit_seconds: float = 0.0) -> subprocess.Popen:
-        command = [sys.executable, "-m", "fusionlab.worker", "--home", str(ws.root)]
-        command += ["--idle-exit-seconds", str(idle_exit_seconds)]
+        command = [sys.executable, "-m", "fusionlab.cli", "worker", "--home", str(ws.root)]
+        command += ["--idle-exit", str(idle_exit_seconds)]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         started.append(process)
         return process
@@ -248,7 +248,7 @@ def test_a_worker_places_its_process_on_its_device(ws: Workspace, store: RunStor
     """``--device`` is where the runs execute: the worker process sees that device alone (``cpu``: no GPU)."""
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
     run_id = store.enqueue("placement", "where", {})
-    command = [sys.executable, "-m", "fusionlab.worker", "--home", str(ws.root), "--device", device, "--once"]
+    command = [sys.executable, "-m", "fusionlab.cli", "worker", "--home", str(ws.root), "--device", device, "--once"]
     output = subprocess.run(command, capture_output=True, text=True, env=env, timeout=DEADLINE_S, check=True)
     run = store.get(run_id)
     assert run.status == FINISHED, output.stdout + output.stderr
@@ -257,7 +257,7 @@ def test_a_worker_places_its_process_on_its_device(ws: Workspace, store: RunStor
 
 def test_a_bad_device_is_refused_before_anything_runs(ws: Workspace, store: RunStore) -> None:
     run_id = store.enqueue("placement", "where", {})
-    command = [sys.executable, "-m", "fusionlab.worker", "--home", str(ws.root), "--device", "gpu0", "--once"]
+    command = [sys.executable, "-m", "fusionlab.cli", "worker", "--home", str(ws.root), "--device", "gpu0", "--once"]
     output = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE_S)
     assert output.returncode == 2 and "cuda:N" in output.stderr
     assert store.get(run_id).status == "queued"
