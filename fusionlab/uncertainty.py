@@ -44,8 +44,8 @@ def _metric(name: str):
 
 
 @dataclass
-class Score(JsonConfig):
-    """One metric on ``examples`` examples with its bootstrap interval ``[low, high]``."""
+class _Interval(JsonConfig):
+    """A value of ``metric`` on ``examples`` examples with its ``confidence`` interval ``[low, high]``."""
 
     metric: str
     value: float
@@ -56,6 +56,14 @@ class Score(JsonConfig):
 
     def validate(self) -> None:
         self._positive_int("examples")
+
+
+@dataclass
+class Score(_Interval):
+    """One metric on ``examples`` examples with its bootstrap interval ``[low, high]``."""
+
+    def validate(self) -> None:
+        super().validate()
         if not self.low <= self.value <= self.high:
             _fail("Score", "value", f"{self.value} lies outside its interval [{self.low}, {self.high}]")
 
@@ -65,18 +73,8 @@ class Score(JsonConfig):
 
 
 @dataclass
-class Difference(JsonConfig):
+class Difference(_Interval):
     """``a - b`` on the same ``examples`` examples, with its paired bootstrap interval."""
-
-    metric: str
-    value: float
-    low: float
-    high: float
-    examples: int
-    confidence: float = CONFIDENCE
-
-    def validate(self) -> None:
-        self._positive_int("examples")
 
     @property
     def within_noise(self) -> bool:
