@@ -77,8 +77,9 @@ if summary.fusions:
         "*its adapter alone*: the fusion's target task's own adapter, scored on the same dev examples as the "
         "fusion. *fusion − adapter*: the difference with its paired 95 % interval (both models on the same "
         "resampled examples); where the interval includes 0 it is *within noise*, not a win or a loss. "
-        "*selection*: which examples chose the kept training step — never the dev examples it is scored on, "
-        "except in artifacts saved before that rule, which say so."
+        "*step chosen on*: which examples chose the kept training step — examples carved from the training "
+        "data, never the dev examples it is scored on; artifacts saved before that rule (the current pack) say "
+        "*dev itself (optimistic)*."
     )
 else:
     st.info("No fusion yet: prepare the demo below, or train one on the Train page.")

@@ -114,6 +114,12 @@ class Reported:
     def selection_text(self) -> str:
         return self.selection.text() if self.selection is not None else NOT_HELD_OUT
 
+    def selection_short(self) -> str:
+        """What chose the step, in a table cell: ``249 carved from train`` or ``dev itself (optimistic)``."""
+        if self.selection is None:
+            return "dev itself (optimistic)"
+        return f"{self.selection.selection_examples:,} carved from train"
+
     def lines(self, task: str | None = None) -> list[str]:
         """The facts as labelled lines, in the order the CLI and the Runs page print them."""
         if self.metric is None:

@@ -113,6 +113,9 @@ def dev_drop_chart(drops: DevDrops) -> go.Figure:
             "symmetric": False,
             "array": [p.high - p.value for p in paired],
             "arrayminus": [p.value - p.low for p in paired],
+            "color": "#555",
+            "thickness": 1.2,
+            "width": 6,
         }
     fig = go.Figure(
         go.Bar(
@@ -125,7 +128,8 @@ def dev_drop_chart(drops: DevDrops) -> go.Figure:
                 for c, p in zip(changes, paired)
             ],
             textposition="outside",
-            hovertemplate="without %{x}: %{y:+.3f}<extra></extra>",
+            hovertemplate="without %{x}: %{y:+.3f} %{customdata}<extra></extra>",
+            customdata=[f"[{p.low:+.3f}, {p.high:+.3f}] paired 95 %" if p is not None else "" for p in paired],
         )
     )
     ends = [abs(c) for c in changes] + [max(abs(p.low), abs(p.high)) for p in paired if p is not None]

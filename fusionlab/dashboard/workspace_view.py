@@ -71,7 +71,7 @@ class CheckpointRow:
             row["its adapter alone"] = self.reported.own_text()
             row["fusion − adapter (paired)"] = self.reported.difference_text()
         row["majority baseline"] = self.baseline
-        row["selection"] = self.reported.selection_text() if self.score is not None else None
+        row["step chosen on"] = self.reported.selection_short() if self.score is not None else None
         row["source"] = "pack (read-only)" if self.from_pack else "trained here"
         row["status"] = self.problem or "ready"
         if self.older_versions and not self.problem:
