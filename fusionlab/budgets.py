@@ -9,7 +9,11 @@ where it was queued. Now each of those asks :func:`resolve_budget` for a *profil
   defaults for a task the pack does not know; the command line's default.
 * ``classroom``: sized so that a run ends while a student watches (about two minutes on a laptop CPU); the
   Train page's default and the classroom demo's.
-* ``compare``: the composition lab's, one evaluation at the end (nothing is selected on it).
+* ``compare``: the composition lab's (:data:`COMPARE`: ``fusionlab compare``'s defaults and ``CompareOptions``'),
+  one evaluation at the end.
+
+Not yet routed through here (next steps of the run-layer issue): the demo's per-run budgets (``demo.PROFILES``)
+and the pack builder's per-artifact recipes, which are the ``recipe`` profile's source.
 
 Anything the user chose is passed as an override and wins over the profile; an override of ``None`` means "not
 chosen". The result is a validated :class:`~fusionlab.runspec.Budget`.
@@ -35,7 +39,8 @@ GENERIC = Budget(steps=-1, epochs=1.0, learning_rate=1e-3, batch_size=16, max_le
 CLASSROOM = Budget(steps=100, learning_rate=1e-3, max_train_samples=4000, max_eval_samples=400, eval_steps=40)
 """The classroom profile's adapter run; its fusion run also snapshots the fusion weights every 10 steps."""
 
-COMPARE = Budget(steps=120, learning_rate=1e-3, warmup_ratio=0.06, max_length=128)
+COMPARE = Budget(steps=200, learning_rate=1e-3, batch_size=16, warmup_ratio=0.06, max_length=128)
+"""The composition lab's budget for every trained method (``fusionlab compare``'s defaults, ``CompareOptions``)."""
 
 
 def _recipe(task: str, stage: str) -> Budget:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fusionlab.budgets import PROFILES, resolve_budget
+from fusionlab.budgets import COMPARE, PROFILES, resolve_budget
 from fusionlab.config import NON_LINEARITIES, AdapterConfig, FusionConfig
 from fusionlab.devices import AUTO, device_argument
 from fusionlab.fusion.registry import fusion_methods
@@ -673,10 +673,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="target task, e.g. rte")
     p.add_argument("--adapters", required=True, help="comma-separated source adapters, e.g. rte,mnli,qnli,sst2,boolq")
     p.add_argument("--methods", help="comma-separated subset, e.g. fusion:attention,merge:ties,lorahub (default: all)")
-    p.add_argument("--max-steps", type=int, default=200, help="training steps of every trained method")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument(
+        "--max-steps", type=int, default=COMPARE.steps, help="training steps of every trained method (%(default)s)"
+    )
+    p.add_argument("--lr", type=float, default=COMPARE.learning_rate, help="learning rate (%(default)s)")
+    p.add_argument("--batch-size", type=int, default=COMPARE.batch_size, help="per-device batch (%(default)s)")
+    p.add_argument("--max-length", type=int, default=COMPARE.max_length, help="tokens per example (%(default)s)")
     p.add_argument("--max-train-samples", type=int, default=None)
     p.add_argument("--max-eval-samples", type=int, default=None, help="the task's fixed dev subset of this size")
     p.add_argument("--seed", type=int, default=42)

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from fusionlab.budgets import COMPARE
 from fusionlab.composition.dropping import CurvePoint
 from fusionlab.composition.search import MAX_EVALUATIONS
 from fusionlab.config import MAX_NAME_LENGTH, JsonConfig, check_name
@@ -30,10 +31,10 @@ class CompareOptions(JsonConfig):
     methods: list[str] = field(default_factory=list)
     """Names from :func:`fusionlab.composition.methods.methods`; empty means all of them."""
     seed: int = 42
-    max_steps: int = 200
-    learning_rate: float = 1e-3
-    batch_size: int = 16
-    max_length: int = 128
+    max_steps: int = COMPARE.steps
+    learning_rate: float = COMPARE.learning_rate
+    batch_size: int = COMPARE.batch_size
+    max_length: int = COMPARE.max_length
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     finetune: bool = False

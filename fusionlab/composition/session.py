@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import torch
 
+from fusionlab.budgets import COMPARE
 from fusionlab.checkpoint import read_meta
 from fusionlab.composition.merging import MergeOptions
 from fusionlab.composition.results import CompareOptions
@@ -64,7 +65,7 @@ class Session:
             logging_steps=max(1, o.max_steps // 10),
             max_train_samples=o.max_train_samples,
             max_eval_samples=o.max_eval_samples,
-            warmup_ratio=0.06,
+            warmup_ratio=COMPARE.warmup_ratio,
             seed=o.seed,
         )
 
