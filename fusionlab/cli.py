@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import fusionlab
 from fusionlab.budgets import COMPARE, PROFILES, resolve_budget
 from fusionlab.config import NON_LINEARITIES, AdapterConfig, FusionConfig
 from fusionlab.devices import AUTO, device_argument
@@ -550,6 +551,7 @@ def cmd_export_adapterhub(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fusionlab", description="Adapter Fusion on transformer encoders.")
+    parser.add_argument("--version", action="version", version=f"fusionlab {fusionlab.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train-adapter", help="train one task adapter (stage 1)")

@@ -62,6 +62,7 @@ def test_a_fresh_machine_opens_on_the_sentiment_fusion_of_the_pack(fresh_app, br
         expect(metrics.nth(0)).to_contain_text("pos")
         expect(metrics.nth(1)).to_contain_text("Fusion over 4 adapters")
         page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(state="visible")
+        expect(page.get_by_role("button", name="Deploy")).to_have_count(0)  # a product, not a dev server
         shoot(page, f"fresh-playground-{viewport[0]}x{viewport[1]}")
         page.goto(url)
         wait_for_app(page)

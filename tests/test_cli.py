@@ -206,3 +206,10 @@ def test_bad_names_and_sizes_are_refused_before_anything_is_queued(home, args, m
     assert message in done.stderr and "Traceback" not in done.stderr
     if (home / "runs.sqlite").exists():
         assert RunStore(home / "runs.sqlite").list_runs() == []
+
+
+def test_version_and_profiles_are_documented(home):
+    done = fusionlab(home, "--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"fusionlab {__import__('fusionlab').__version__}"
+    helped = fusionlab(home, "train-adapter", "--help").stdout
+    assert "--profile {recipe,classroom,compare}" in helped and "a short run that ends while you watch" in helped
