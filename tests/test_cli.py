@@ -212,4 +212,4 @@ def test_version_and_profiles_are_documented(home):
     done = fusionlab(home, "--version")
     assert done.returncode == 0 and done.stdout.strip() == f"fusionlab {__import__('fusionlab').__version__}"
     helped = fusionlab(home, "train-adapter", "--help").stdout
-    assert "--profile {recipe,classroom,compare}" in helped and "a short run that ends while you watch" in helped
+    assert "--profile {recipe,classroom,compare}" in helped and "a short run that ends while" in helped
