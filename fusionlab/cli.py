@@ -18,6 +18,7 @@ from pathlib import Path
 import fusionlab
 from fusionlab.budgets import COMPARE, PROFILES, resolve_budget
 from fusionlab.config import NON_LINEARITIES, AdapterConfig, FusionConfig
+from fusionlab.dashboard.server_config import SERVER_FLAGS, add_server_flags
 from fusionlab.devices import AUTO, device_argument
 from fusionlab.fusion.registry import fusion_methods
 from fusionlab.pack.store import own_name, ready_workspace
@@ -355,6 +356,48 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def server_argv(args: argparse.Namespace) -> list[str]:
+    """The server flags ``fusionlab serve`` was given, as the dashboard reads them after ``--``."""
+    argv: list[str] = []
+    for dest in SERVER_FLAGS:
+        value = getattr(args, dest, None)
+        flag = "--max-queued" if dest == "max_queued_per_visitor" else "--" + dest.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value not in (None, False):
+            argv += [flag, str(value)]
+    return argv
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Check the server's settings here, where the teacher sees the answer, then start the dashboard.
+
+    A bad setting (a passphrase too short, a workspace root that does not exist) stops it before any visitor
+    connects; ``streamlit run app.py`` alone would start and show every visitor the error instead.
+    """
+    import os
+    import subprocess
+
+    from fusionlab.dashboard.server_config import load_server_config
+
+    argv = server_argv(args)
+    try:
+        config = load_server_config(argv)
+    except (ValueError, OSError) as err:
+        print(f"fusionlab serve: the server's settings are invalid, so it was not started: {err}", file=sys.stderr)
+        return 2
+    app = Path(__file__).resolve().parents[1] / "app.py"
+    if not app.is_file():
+        print(f"fusionlab serve: the dashboard's app.py is not at {app} (run from a source checkout)", file=sys.stderr)
+        return 2
+    mode = "classroom" if config.classroom else "single user"
+    print(f"settings checked ({mode}, workspace {config.home}); starting the dashboard on port {args.port}")
+    if args.check:
+        return 0
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port), "--", *argv]
+    return subprocess.call(command, cwd=app.parent, env=os.environ)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from fusionlab.worker import serve
 
@@ -610,6 +653,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the run records as JSON (list, show)")
     _add_common(p)
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser(
+        "serve", help="check the dashboard server's settings, then start it (a classroom's teacher starts here)"
+    )
+    p.add_argument("--port", type=int, default=8501, help="port of the dashboard (default: %(default)s)")
+    p.add_argument("--check", action="store_true", help="only check the settings, start nothing")
+    add_server_flags(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="serve the run queue of a workspace (started automatically when needed)")
     p.add_argument(

@@ -213,3 +213,15 @@ def test_version_and_profiles_are_documented(home):
     assert done.returncode == 0 and done.stdout.strip() == f"fusionlab {__import__('fusionlab').__version__}"
     helped = fusionlab(home, "train-adapter", "--help").stdout
     assert "--profile {recipe,classroom,compare}" in helped and "a short run that ends while" in helped
+
+
+def test_serve_refuses_bad_server_settings_in_the_terminal(home, tmp_path):
+    """A too-short teacher passphrase stops `fusionlab serve` before any student connects, not after."""
+    short = tmp_path / "short.txt"
+    short.write_text("abc123\n", encoding="utf-8")
+    done = fusionlab(home, "serve", "--check", "--classroom", "--teacher-passphrase-file", str(short))
+    assert done.returncode == 2 and "was not started" in done.stderr and "at least 8 characters" in done.stderr
+    good = tmp_path / "good.txt"
+    good.write_text("correct horse battery\n", encoding="utf-8")
+    done = fusionlab(home, "serve", "--check", "--classroom", "--teacher-passphrase-file", str(good))
+    assert done.returncode == 0 and "settings checked (classroom" in done.stdout

@@ -110,14 +110,22 @@ def _children(directory: Path) -> list[str]:
         return []
 
 
+def add_server_flags(parser: argparse.ArgumentParser) -> None:
+    """The server's flags: read after ``--`` by the dashboard, and checked by ``fusionlab serve`` before it starts."""
+    parser.add_argument("--home", help="the workspace visitors start on")
+    parser.add_argument("--workspace-root", help="more workspaces to choose from: those that exist under it")
+    parser.add_argument("--data-dir", help="task data directory")
+    parser.add_argument("--classroom", action="store_true", default=None, help="classroom mode (names, quotas)")
+    parser.add_argument("--max-queued", type=int, dest="max_queued_per_visitor", help="runs one visitor may queue")
+    parser.add_argument("--teacher-passphrase-file", help="a file holding the passphrase (not on the command line)")
+
+
+SERVER_FLAGS = ("home", "workspace_root", "data_dir", "classroom", "max_queued_per_visitor", "teacher_passphrase_file")
+
+
 def _flags(argv: Sequence[str]) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="streamlit run app.py --", add_help=False, allow_abbrev=False)
-    parser.add_argument("--home")
-    parser.add_argument("--workspace-root")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--classroom", action="store_true", default=None)
-    parser.add_argument("--max-queued", type=int, dest="max_queued_per_visitor")
-    parser.add_argument("--teacher-passphrase-file", help="a file holding the passphrase (not on the command line)")
+    add_server_flags(parser)
     args, _ = parser.parse_known_args(list(argv))
     values = {k: v for k, v in vars(args).items() if v is not None and k != "teacher_passphrase_file"}
     if args.teacher_passphrase_file:
