@@ -179,6 +179,18 @@ def test_playground_reports_mistakes_without_a_traceback(tiny_workspace):
     assert "switched off" in at.error[0].value
 
 
+def test_playground_takes_a_long_review_and_says_the_model_cut_it(tiny_workspace):
+    """A 3,000-character paste is taken in (the box states its 5,000-character limit), and the answer says the
+    model read only its first tokens."""
+    at = open_page("playground.py", tiny_workspace.root)
+    review = " ".join(f"The plot of part {i} was slow but the cast was warm and the music lovely." for i in range(40))
+    assert 2_900 < len(review) < 5_000
+    at.text_area(key="text").input(review).run()
+    assert not at.exception and not at.error
+    assert "5,000 characters" in at.text_area(key="text").help
+    assert "only the first" in at.warning[0].value and "tokens" in at.warning[0].value
+
+
 def test_playground_example_buttons_fill_the_inputs(tiny_workspace):
     at = open_page("playground.py", tiny_workspace.root)
     example = examples_for("rte")[1]

@@ -84,3 +84,8 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
 def examples_for(task: str) -> tuple[Example, ...]:
     """The built-in examples of ``task`` (none for a user's own task)."""
     return EXAMPLES.get(task, ())
+
+
+TEXT_MAX_CHARS = 5000
+"""A long movie review fits (IMDb's median is about 1,000 characters); the text box states the limit, and the
+answer says when the model's ``max_length`` cut the text, which happens far earlier."""

@@ -26,6 +26,7 @@ from fusionlab.base_model import load_tokenizer
 from fusionlab.checkpoint import CheckpointError, read_meta
 from fusionlab.dashboard.answers import AnswerCache
 from fusionlab.dashboard.errors import DashboardError
+from fusionlab.dashboard.examples import TEXT_MAX_CHARS
 from fusionlab.data import TaskSpec, get_task
 from fusionlab.fusion.registry import fusion_class
 from fusionlab.inference_snapshot import freeze_for_inference
@@ -200,7 +201,10 @@ class Predictor:
         labels = self.info.field_labels
         text = (text or "").strip()
         if not text:
-            raise DashboardError(f"{labels[0]} is empty: type something (or pick an example) to classify.")
+            raise DashboardError(
+                f"{labels[0]} is empty: type something (or pick an example) to classify. A paste longer than "
+                f"{TEXT_MAX_CHARS:,} characters is not taken in: shorten it first."
+            )
         if not self.info.task.is_pair:
             return text, None
         pair = (text_pair or "").strip()

@@ -17,6 +17,7 @@ from typing import Any
 
 import streamlit as st
 
+from fusionlab.dashboard.examples import TEXT_MAX_CHARS as TEXT_MAX_CHARS  # the text boxes use it
 from fusionlab.dashboard.examples import Example
 
 FUSION = "fusion"
@@ -33,9 +34,6 @@ COMPARISON = "comparison"
 
 WEIGHT_VIEWS = ("Layers × adapters", "Tokens × adapters", "Learned weights", "Drop each adapter")
 """The Playground's weight tabs; a tab's label is its value in the URL (``view=``), so renaming one breaks links."""
-
-TEXT_MAX_CHARS = 1000
-"""Longer texts would make unwieldy links; the models truncate far earlier anyway (``max_length`` tokens)."""
 
 
 def bound(key: str) -> dict[str, str]:
