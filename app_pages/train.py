@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fusionlab.dashboard.errors import DashboardError
+from fusionlab.dashboard.errors import DashboardError, in_user_words
 from fusionlab.dashboard.markdown import code, md
 from fusionlab.dashboard.run_charts import curves_chart, fusion_weight_bars
 from fusionlab.dashboard.runs_view import (
@@ -176,7 +176,7 @@ with adapter_tab:
                 requester,
             )
         except ValueError as err:
-            st.error(md(err))
+            st.error(md(in_user_words(err)))
         else:
             ensure_worker(workspace)
             st.success(f"Queued {len(ids)} adapter run(s): " + ", ".join(f"#{i}" for i in ids))
@@ -246,7 +246,7 @@ with fusion_tab:
             )
             run_id = queue_fusion_run(store, workspace, run, requester)
         except ValueError as err:
-            st.error(md(err))
+            st.error(md(in_user_words(err)))
         else:
             ensure_worker(workspace)
             st.success(f"Queued fusion run #{run_id}")

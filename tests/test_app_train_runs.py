@@ -123,17 +123,17 @@ def test_bad_values_show_an_error_and_queue_nothing(train_store: RunStore, start
     at.number_input(key="adapter_max_steps").set_value(-5).run()
     at.button(key="queue_adapters").click().run()
     assert not at.exception
-    assert texts(at.error) == ["TrainingConfig.max_steps: must be -1 (use epochs) or a positive integer, got -5"]
+    assert texts(at.error) == ["Max steps: must be -1 (use epochs) or a positive integer, got -5"]
 
     at.number_input(key="adapter_max_steps").set_value(10).run()
     at.number_input(key="adapter_learning_rate").set_value(0.0).run()
     at.button(key="queue_adapters").click().run()
-    assert texts(at.error) == ["TrainingConfig.learning_rate: must be a number in (0, 1], got 0.0"]
+    assert texts(at.error) == ["Learning rate: must be a number in (0, 1], got 0.0"]
 
     at.number_input(key="fusion_temperature").set_value(0.0).run()
     at.multiselect(key="fusion_adapters").set_value(["rte"]).run()
     at.button(key="queue_fusion").click().run()
-    assert texts(at.error) == ["FusionConfig.temperature: must be a number in (0, 100], got 0.0"]
+    assert texts(at.error) == ["Softmax temperature: must be a number in (0, 100], got 0.0"]
     assert not at.exception
     assert train_store.list_runs() == [] and started_workers == []
 

@@ -465,3 +465,15 @@ def test_leave_one_out_over_the_dev_set(attention, shared_data_dir):
     chart = charts.dev_drop_chart(drops)
     assert title_of(chart).startswith("Over 24 dev examples: accuracy without each adapter")
     assert len(chart.data[0].y) == len(attention.info.adapters)
+
+
+def test_library_messages_are_shown_in_the_forms_words():
+    from fusionlab.config import FusionConfig
+    from fusionlab.dashboard.errors import in_user_words
+
+    with pytest.raises(ValueError) as caught:
+        FusionConfig(adapter_names=[])
+    assert in_user_words(caught.value) == "Adapters: must name at least one adapter"
+    assert in_user_words("ModelConfig.max_length: must be at most 8,192") == "Max length (tokens): must be at most 8,192"
+    assert in_user_words("AdapterConfig.non_linearity: bad") == "Non linearity: bad"  # no label: the field, readable
+    assert in_user_words("choose at least one task") == "choose at least one task"
