@@ -257,9 +257,12 @@ def live_section() -> None:
     """Redrawn every two seconds from the store: the queue, the running run, and the last run that ended."""
     view = QueueView.load(store, workspace)
     st.header("Queue")
-    if view.stalled:
-        st.warning(f"{len(view.queued)} run(s) are waiting but no worker is running.")
-        if st.button("Start the worker", key="start_worker"):
+    if view.stalled():
+        st.warning(
+            f"{len(view.queued)} run(s) have been waiting for a while and nothing is training them (the background "
+            "trainer stopped)."
+        )
+        if st.button("Start training them", key="start_worker"):
             ensure_worker(workspace)
     if not view.queued:
         st.caption("Nothing queued.")

@@ -474,6 +474,8 @@ def test_library_messages_are_shown_in_the_forms_words():
     with pytest.raises(ValueError) as caught:
         FusionConfig(adapter_names=[])
     assert in_user_words(caught.value) == "Adapters: must name at least one adapter"
-    assert in_user_words("ModelConfig.max_length: must be at most 8,192") == "Max length (tokens): must be at most 8,192"
+    assert (
+        in_user_words("ModelConfig.max_length: must be at most 8,192") == "Max length (tokens): must be at most 8,192"
+    )
     assert in_user_words("AdapterConfig.non_linearity: bad") == "Non linearity: bad"  # no label: the field, readable
     assert in_user_words("choose at least one task") == "choose at least one task"

@@ -58,6 +58,7 @@ from fusionlab.dashboard.runs_view import (
     weights_frame,
 )
 from fusionlab.dashboard.train_view import (
+    STALL_AFTER_S,
     Limits,
     MissingAdaptersError,
     QueueView,
@@ -252,7 +253,9 @@ def test_queue_positions_follow_the_store(store: RunStore, tmp_path: Path) -> No
     assert [store.queue_position(item.run.id) for item in view.queued] == [1, 2]
     assert view.active is None and view.metrics.empty and view.snapshots == []
     assert view.last_ended is not None and view.last_ended.status == CANCELLED
-    assert view.stalled, "runs wait and no worker serves them"
+    assert not view.stalled(), "just queued: the worker is still starting, no false alarm"
+    oldest = min(item.run.created_at for item in view.queued)
+    assert view.stalled(now=oldest + STALL_AFTER_S + 1), "runs have waited and no worker serves them"
     assert view.progress == (0.0, "idle")
 
 
@@ -270,7 +273,7 @@ def test_queue_view_follows_a_running_fusion(store: RunStore, workspace: Workspa
     assert view.progress == (0.5, "step 1/2")
     assert set(view.metrics["name"]) == {"loss", "eval_accuracy"}
     assert view.latest_snapshot is not None and view.latest_snapshot.step == 2
-    assert not view.stalled and view.queued == []
+    assert not view.stalled() and view.queued == []
     store.request_cancel(fusion_id)
     assert QueueView.load(store, workspace).progress[1].startswith("cancel requested")
 

@@ -15,6 +15,7 @@ duplicate a run.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -337,6 +338,10 @@ def queue_fusion_run(store: RunStore, workspace: Workspace, run: FusionRun, requ
     return (requester or Requester()).enqueue(store, run)
 
 
+STALL_AFTER_S = 20.0
+"""How long queued runs may wait with no worker before the Train page says so (a worker starts in a few seconds)."""
+
+
 @dataclass(frozen=True)
 class QueuedRun:
     """A queued run and its 1-based place in the queue (1 runs next)."""
@@ -360,10 +365,14 @@ class QueueView:
     last_ended: Run | None
     worker_running: bool
 
-    @property
-    def stalled(self) -> bool:
-        """Runs wait but no worker serves the queue (it idled out, crashed, or the runs came from elsewhere)."""
-        return bool(self.queued) and self.active is None and not self.worker_running
+    def stalled(self, now: float | None = None) -> bool:
+        """Runs have waited :data:`STALL_AFTER_S` with no worker serving the queue (it idled out, crashed, or the
+        runs came from elsewhere). A run queued a moment ago is not stalled: its worker is still starting (it
+        takes a few seconds to import torch and take its lock), and a warning then would be a false alarm."""
+        if not self.queued or self.active is not None or self.worker_running:
+            return False
+        oldest = min(item.run.created_at for item in self.queued)
+        return (time.time() if now is None else now) - oldest > STALL_AFTER_S
 
     @classmethod
     def load(cls, store: RunStore, workspace: Workspace, device: str = AUTO) -> QueueView:
