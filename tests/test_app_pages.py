@@ -109,6 +109,20 @@ def test_a_fresh_workspace_opens_on_the_pack_and_queues_the_live_demo_once(tmp_p
     assert [m.value for m in at.metric] == ["pos", "pos"]
 
 
+@pytest.mark.skipif(not (PACK_DIR / "pack.json").is_file(), reason="the pack is not built")
+def test_switching_to_another_tasks_fusion_loads_that_tasks_example(tmp_path, monkeypatch):
+    """The movie sentence is no RTE premise: switching from the sentiment fusion to the RTE one starts from an
+    RTE example (both sentences), with no error, instead of carrying the review over."""
+    monkeypatch.setenv("FUSIONLAB_PACK", str(PACK_DIR))
+    at = open_page("playground.py", tmp_path / "fresh")
+    assert at.selectbox(key="fusion").value == "imdb-attention"
+    assert at.text_area(key="text").value == "This movie is absolutely fantastic!"
+    at.selectbox(key="fusion").set_value("rte-attention").run()
+    assert not at.exception and not at.error
+    first = examples_for("rte")[0]
+    assert (at.text_area(key="text").value, at.text_area(key="pair").value) == (first.text, first.pair)
+
+
 def test_home_explains_an_unusable_workspace(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")

@@ -61,6 +61,13 @@ def set_default(key: str, value: Any) -> None:
         st.session_state[key] = value
 
 
+def forget_inputs() -> None:
+    """Fusion picker callback: another fusion may be another task (a movie review is no RTE premise), so its
+    text boxes start again from that task's first example instead of keeping text meant for the last one."""
+    for key in (TEXT, PAIR):
+        st.session_state.pop(key, None)
+
+
 def use_example(example: Example) -> None:
     """Button callback: put an example into the text (and pair) boxes, and so into the URL."""
     st.session_state[TEXT] = example.text

@@ -137,6 +137,7 @@ def choose_fusion() -> tuple[Workspace, str, Predictor]:
         "Fusion",
         options,
         help="The workspace's fusions, then those its comparisons trained (<comparison>/<method>).",
+        on_change=urlstate.forget_inputs,
         **urlstate.bound(urlstate.FUSION),
     )
     if asked is not None:
