@@ -78,17 +78,12 @@ def input_panel(fusion: str, info: FusionInfo) -> tuple[str, str | None, list[st
             )
     fields = info.field_labels
     height = 90 if info.task.is_pair else 130
-    limit = (
-        f"Up to {urlstate.TEXT_MAX_CHARS:,} characters (a longer paste is not taken in); the model reads the first "
-        f"{info.max_length} tokens and says so when it cuts the text."
-    )
-    text = st.text_area(
-        fields[0], max_chars=urlstate.TEXT_MAX_CHARS, height=height, help=limit, **urlstate.bound(urlstate.TEXT)
-    )
+    # max_chars makes the box count the characters against its limit (n/5000) as the user types or pastes
+    text = st.text_area(fields[0], max_chars=urlstate.TEXT_MAX_CHARS, height=height, **urlstate.bound(urlstate.TEXT))
     pair = None
     if info.task.is_pair:
         pair = st.text_area(
-            fields[1], max_chars=urlstate.TEXT_MAX_CHARS, height=height, help=limit, **urlstate.bound(urlstate.PAIR)
+            fields[1], max_chars=urlstate.TEXT_MAX_CHARS, height=height, **urlstate.bound(urlstate.PAIR)
         )
     st.caption("Adapters in the fusion (switch one off to see what the fusion does without it):")
     active = [
