@@ -46,6 +46,7 @@ def pack_dashboard() -> Iterator[tuple[object, subprocess.Popen, str]]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from fusionlab.pack import PACK_DIR
     from fusionlab.pack.store import install_pack
+    from fusionlab.processes import pid_alive
     from fusionlab.worker import worker_pid
     from fusionlab.workspace import Workspace
 
@@ -61,6 +62,9 @@ def pack_dashboard() -> Iterator[tuple[object, subprocess.Popen, str]]:
             pid = worker_pid(workspace)
             if pid:
                 os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 30  # it records the stopped run first: wait, or the rmtree races it
+                while pid_alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.2)
 
 
 @contextmanager
