@@ -52,7 +52,6 @@ class CheckpointRow:
     baseline: float | None
     problem: str | None = None
     from_pack: bool = False
-    own_adapter_score: float | None = None  # fusions: the target's own adapter alone, on the same dev examples
     older_versions: tuple[str, ...] = ()  # fusions: adapters it uses an earlier version of (a newer one exists)
     reported: Reported = field(default_factory=Reported)
     """The score with its interval, the paired comparison with the adapter, and what selected the step."""
@@ -140,9 +139,6 @@ def _fusion_row(workspace: Workspace, name: str, adapter_hashes: dict[str, str |
     extra = meta.get("extra", {})
     config = meta["fusion_config"]
     card = _pack_card(workspace.fusion_dir(name))
-    own = (extra.get("own_adapter_metrics") or {}).get(extra.get("main_metric"))
-    if card is not None:
-        own = card.own_adapter_dev.main if card.own_adapter_dev else None
     problem, older = _fusion_problem(workspace, meta, adapter_hashes)
     return CheckpointRow(
         name,
@@ -153,7 +149,6 @@ def _fusion_row(workspace: Workspace, name: str, adapter_hashes: dict[str, str |
         *(_card_scores(card) if card else _scores(extra)),
         problem=problem,
         from_pack=card is not None,
-        own_adapter_score=own,
         older_versions=older,
         reported=Reported.from_card(card) if card else Reported.from_extra(extra),
     )
