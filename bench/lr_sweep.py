@@ -1,7 +1,7 @@
 """A small learning-rate sweep per task for the converged pack, chosen on the selection split, never on dev.
 
 For each task and learning rate, one adapter is trained with the candidate converged recipe
-(``fusionlab.pack.recipe.CONVERGED_ADAPTERS``: epochs with early stopping on the selection split carved from
+(``fusionlab.pack.recipe.ADAPTERS``: epochs with early stopping on the selection split carved from
 train); its saved weights are then scored afresh on the full dev split, with a 95 % bootstrap interval. The
 learning rate a task gets is the one with the best *selection* score; the dev column is shown only so a reader
 can see what the choice cost or gained, and plays no part in it.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from fusionlab import FusionTrainer
 from fusionlab.data import get_task
-from fusionlab.pack.recipe import CONVERGED_ADAPTERS
+from fusionlab.pack.recipe import ADAPTERS
 from fusionlab.training.loop import Reporter
 
 
@@ -38,7 +38,7 @@ class _Progress(Reporter):
 
 
 def run_one(task: str, lr: float, max_epochs: float | None) -> dict:
-    recipe = next(r for r in CONVERGED_ADAPTERS if r.task == task)
+    recipe = next(r for r in ADAPTERS if r.task == task)
     recipe = dataclasses.replace(recipe, learning_rate=lr)
     if max_epochs is not None:
         recipe = dataclasses.replace(recipe, epochs=min(recipe.epochs, max_epochs))
