@@ -8,6 +8,8 @@ the fusion checkpoints themselves, so it shows fusions that no run in this store
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import streamlit as st
 
 from fusionlab.dashboard.errors import DashboardError
@@ -27,6 +29,7 @@ from fusionlab.dashboard.runs_view import (
     Reported,
     archive_name,
     artifact_zip,
+    checkpoint_path,
     checkpoint_problem,
     config_diff,
     confusion,
@@ -52,6 +55,7 @@ from fusionlab.dashboard.runs_view import (
 )
 from fusionlab.dashboard.usage_chart import EXPLANATION, adapter_usage, adapter_usage_heatmap
 from fusionlab.dashboard.widgets import open_run_store, session_settings
+from fusionlab.runspec import RunKind
 
 ALL_EXAMPLES = "all dev examples"
 RUN_PARAM = "run"  # ?run=7 opens run 7 in the detail section
@@ -206,6 +210,11 @@ elif run.status != FINISHED:
         f"This run is {run.status}; its results appear here once it has finished (watch it live on the Train page)."
     )
 
+if run.status == FINISHED and run.kind == RunKind.COMPARE:
+    st.info(
+        f"This comparison's table and charts are on the [Compare methods](compare?comparison={quote(run.name)}) page."
+    )
+
 result = run_result(run)
 if result is not None:
     baseline = result.majority_baseline
@@ -260,7 +269,7 @@ if problem:
 else:
     st.download_button(
         "Download run (zip: run.json + the checkpoint and every adapter it needs, loadable on its own)"
-        if run.artifacts
+        if checkpoint_path(run) is not None
         else "Download run (zip: run.json)",
         data=lambda: artifact_zip(store, run),
         file_name=f"{archive_name(run)}.zip",

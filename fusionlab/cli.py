@@ -23,7 +23,17 @@ from fusionlab.devices import AUTO, device_argument
 from fusionlab.fusion.registry import fusion_methods
 from fusionlab.pack.store import own_name, ready_workspace
 from fusionlab.reported import Reported
-from fusionlab.runspec import AdapterRun, Budget, CustomData, FusionRun, fusion_name, run_record, run_result
+from fusionlab.runspec import (
+    AdapterRun,
+    Budget,
+    CustomData,
+    FusionRun,
+    RunKind,
+    RunSpec,
+    fusion_name,
+    run_record,
+    run_result,
+)
 from fusionlab.runstore import TERMINAL_STATUSES, Run, RunStore
 from fusionlab.worker import DEFAULT_IDLE_EXIT_SECONDS, DEFAULT_NICENESS
 from fusionlab.workspace import Workspace
@@ -114,15 +124,18 @@ def _budget(args: argparse.Namespace, task: str) -> Budget:
     )
 
 
-def _check_run(run: AdapterRun | FusionRun) -> None:
+def _check_run(run: RunSpec) -> None:
     """Fail in the terminal, not minutes later in the worker: the task must exist, the user's file be readable."""
     from fusionlab.base_model import check_max_length
     from fusionlab.data import get_task
 
-    if run.custom_task is not None:
-        run.custom_task.load()  # reads and checks the file, registers the task here
+    custom_task = getattr(run, "custom_task", None)
+    if custom_task is not None:
+        custom_task.load()  # reads and checks the file, registers the task here
     get_task(run.task_name)
-    check_max_length(run.model_config.max_length, run.model_config.model_name_or_path)
+    model_config = getattr(run, "model_config", None)
+    if model_config is not None:
+        check_max_length(model_config.max_length, model_config.model_name_or_path)
 
 
 # -- commands -----------------------------------------------------------------------------------------------
@@ -183,7 +196,9 @@ def fusion_run(args: argparse.Namespace) -> FusionRun:
     )
 
 
-def _launch(run: AdapterRun | FusionRun, args: argparse.Namespace) -> int:
+def _launch(run: RunSpec, args: argparse.Namespace) -> int:
+    """Queue ``run`` for the workspace's worker and follow it (or return at once with ``--no-wait``); with
+    ``--inline``, execute it in this process instead, still recorded in the run store."""
     _check_run(run)
     workspace = ready_workspace(args.home)
     if args.inline:
@@ -248,7 +263,9 @@ def _follow(store: RunStore, run_ids: Sequence[int], workspace: Workspace | None
 
 def _print_run_outcome(run: Run) -> None:
     result = run_result(run)
-    if run.status == "finished" and result is not None:
+    if run.status == "finished" and run.kind == RunKind.COMPARE:
+        _print_comparison(Path(run.artifacts["comparison"]))
+    elif run.status == "finished" and result is not None:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
         base = ", ".join(f"{k}={v:.4f}" for k, v in result.majority_baseline.items())
         print(f"run {run.id}: {result.kind} {run.name} on {result.task}: {shown}  (majority baseline: {base})")
@@ -535,12 +552,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Every composition method over the same adapters, trained in this process, then one table."""
-    from fusionlab.composition.compare import RESULT_FILE, compare_methods, format_table
+    """Every composition method over the same adapters: a ``compare`` run, queued and followed like a training."""
     from fusionlab.composition.results import CompareOptions
-    from fusionlab.composition.session import comparison_dir
+    from fusionlab.composition.run import CompareRun
 
-    workspace = ready_workspace(args.home)
     options = CompareOptions(
         target=args.target,
         adapters=[a.strip() for a in args.adapters.split(",") if a.strip()],
@@ -556,8 +571,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         search_evaluations=args.search_evaluations,
         curves=not args.no_curves,
     )
-    comparison = compare_methods(options, workspace, args.data_dir, args.model, progress=lambda m: print(m, flush=True))
-    print()
+    return _launch(CompareRun(options=options, data_dir=args.data_dir, model=args.model), args)
+
+
+def _print_comparison(path: Path) -> None:
+    """A finished comparison as the CLI shows it: the headline, the table, the curves, where it is saved."""
+    from fusionlab.composition.compare import format_table
+    from fusionlab.composition.results import Comparison
+
+    comparison = Comparison.load(path)
+    options = comparison.options
     print(
         f"{options.target}: {comparison.score_label} on "
         f"{comparison.dev_examples} examples (majority class {comparison.majority_baseline:.4f}); latency: one "
@@ -568,8 +591,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if points:
             cells = ", ".join(f"{p.label} {p.metric:.4f} @ {comparison.latency_ratio(p):.2f}x" for p in points)
             print(f"{title} (attention fusion): {cells}")
-    print(f"saved: {comparison_dir(workspace, options) / RESULT_FILE}")
-    return 0
+    print(f"saved: {path}")
 
 
 def cmd_import_adapterhub(args: argparse.Namespace) -> int:
@@ -720,8 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "compare",
         help="fusion against merging, a gradient-free search, AdapterDrop and pruning, on the same adapters",
-        description="Runs in this process (minutes to hours on a CPU); results go to "
-        "<workspace>/comparisons/TARGET-sSEED/comparison.json.",
+        description="A run like a training (minutes to hours on a CPU): queued for the workspace's worker, listed "
+        "by `fusionlab runs`, cancellable; results go to <workspace>/comparisons/TARGET-sSEED/comparison.json.",
     )
     p.add_argument("target", help="target task, e.g. rte")
     p.add_argument("--adapters", required=True, help="comma-separated source adapters, e.g. rte,mnli,qnli,sst2,boolq")
@@ -739,6 +761,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search-evaluations", type=int, default=40, help="candidates the LoraHub search scores")
     p.add_argument("--no-curves", action="store_true", help="skip the AdapterDrop and pruning curves")
     p.add_argument("--model", default=None, help="base model (default: bundled all-MiniLM-L6-v2)")
+    p.add_argument("--inline", action="store_true", help="run in this process instead of the worker")
+    p.add_argument("--no-wait", action="store_true", help="queue the comparison and return at once")
     _add_common(p)
     p.set_defaults(func=cmd_compare)
 

@@ -34,15 +34,13 @@ from typing import Any
 from fusionlab.devices import AUTO, place_process
 from fusionlab.processes import pid_alive
 from fusionlab.run_context import RunCancelled, RunContext
-from fusionlab.runspec import RUN_KINDS
+from fusionlab.runspec import RUN_KINDS, spec_class
 from fusionlab.runstore import QUEUED, Run, RunStore
 from fusionlab.workspace import Workspace
 
 EXECUTORS_ENV = "FUSIONLAB_EXECUTORS"
 """Extra or overriding executors: ``"kind=module:function,kind2=module:function"``."""
 
-BUILTIN_EXECUTORS = {kind.value: spec.executor for kind, spec in RUN_KINDS.items()}
-"""Run kind → executor, as each kind's spec class declares it (:data:`fusionlab.runspec.RUN_KINDS`)."""
 DEFAULT_IDLE_EXIT_SECONDS = 60.0
 DEFAULT_NICENESS = 10
 """The worker trains at a lower CPU priority than the processes that answer people: a dashboard on the same
@@ -56,9 +54,14 @@ Executor = Callable[[Run, "RunContext"], tuple[dict[str, Any], dict[str, Any]]]
 
 
 # -- executors -----------------------------------------------------------------------------------------
+def builtin_executors() -> dict[str, str]:
+    """Run kind → executor, as each kind's spec class declares it (:data:`fusionlab.runspec.RUN_KINDS`)."""
+    return {kind.value: spec_class(kind).executor for kind in RUN_KINDS}
+
+
 def executor_specs() -> dict[str, str]:
     """The registry: run kind → ``"module:function"``, built-ins overlaid with ``$FUSIONLAB_EXECUTORS``."""
-    specs = dict(BUILTIN_EXECUTORS)
+    specs = builtin_executors()
     for item in os.environ.get(EXECUTORS_ENV, "").split(","):
         if not item.strip():
             continue

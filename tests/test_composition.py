@@ -13,6 +13,9 @@ from fusionlab.composition.merging import MergeOptions, add_merged_adapter
 from fusionlab.composition.results import CompareOptions, Comparison
 from fusionlab.composition.search import SCRATCH, SearchOptions, evolve, probe_loss, search_coefficients
 from fusionlab.config import AdapterConfig
+from fusionlab.runspec import run_record
+from fusionlab.runstore import RunStore
+from fusionlab.workspace import Workspace
 from tests.conftest import tiny_encoder
 from tests.test_model import batch, build, perturb_adapters
 
@@ -181,6 +184,11 @@ def test_every_method_over_pack_adapters_on_real_cb_data(cb_comparison):
     merged = FusionModel.from_pretrained(saved.parent / comparison.result("merge:ties").checkpoint)
     assert merged.adapter_manager.names == ["cb-merge-ties"]  # a standalone adapter checkpoint, sources folded in
     assert json.loads(saved.read_text())["options"]["adapters"] == ["cb", "mnli", "rte"]
+    [run] = RunStore(Workspace(home).runs_db).list_runs()  # a run like any training: queued, run by the worker
+    record = run_record(run)
+    assert (record["kind"], record["name"], record["task"], record["status"]) == ("compare", "cb-s42", "cb", "finished")
+    assert record["metrics"] == {r.method: r.value for r in comparison.results}
+    assert run.artifacts["comparison"] == str(saved) and run.device != "inline"
 
 
 @pytest.mark.slow

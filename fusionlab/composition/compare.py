@@ -15,6 +15,7 @@ scored on.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from fusionlab.composition import dropping
 from fusionlab.composition.methods import FINETUNED, Method, MethodNotApplicable, Trained, methods
@@ -27,6 +28,9 @@ from fusionlab.metrics import majority_baseline
 from fusionlab.model import FusionModel
 from fusionlab.text_table import align_columns
 from fusionlab.workspace import Workspace
+
+if TYPE_CHECKING:
+    from fusionlab.composition.run import CompareReporter
 
 RESULT_FILE = "comparison.json"
 Progress = Callable[[str], None]
@@ -78,16 +82,23 @@ def compare_methods(
     data_dir: str | None = None,
     model_name: str | None = None,
     progress: Progress | None = None,
+    reporter: CompareReporter | None = None,
 ) -> Comparison:
     """Run every chosen method for ``options.target`` over ``options.adapters``; save and return the comparison.
 
     Methods are trained and scored one after the other; then every configuration (each method, each point of the
     curves, the plain encoder) is timed round-robin on the same batch, so the latency ratios come from one run.
+    ``reporter`` (the worker's) follows the methods and the training steps, and can cancel between and within.
     """
-    say = progress or (lambda message: None)
+
+    def say(message: str) -> None:
+        for listener in (progress, reporter.say if reporter else None):
+            if listener is not None:
+                listener(message)
+
     model_name = model_name or ModelConfig().model_name_or_path
     methods = chosen_methods(options)
-    session = Session(options, workspace, data_dir, model_name)
+    session = Session(options, workspace, data_dir, model_name, reporter=reporter)
     comparison = Comparison(
         options=options,
         model_name_or_path=model_name,
@@ -97,7 +108,9 @@ def compare_methods(
         device=describe_device(),
     )
     calls: dict[str, dropping.Call] = {}
-    for method in methods:
+    for index, method in enumerate(methods):
+        if reporter is not None:
+            reporter.method_started(index, len(methods), method.name)
         say(f"{method.name}: {method.description}")
         try:
             trained = method.run(session)

@@ -20,6 +20,7 @@ from fusionlab.config import ModelConfig, TrainingConfig
 from fusionlab.data import DEV_SUBSET_SEED, get_task, make_collator
 from fusionlab.model import FusionModel
 from fusionlab.pack.store import install_pack
+from fusionlab.training.loop import Reporter
 from fusionlab.training.trainer import FusionTrainer, TrainResult
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
 
@@ -41,8 +42,10 @@ class Session:
         data_dir: str | None,
         model_name: str,
         copy_adapters: bool = True,
+        reporter: Reporter | None = None,
     ) -> None:
-        """``copy_adapters=False`` reopens a finished comparison over the adapter copies it already holds."""
+        """``copy_adapters=False`` reopens a finished comparison over the adapter copies it already holds;
+        ``reporter`` receives every method's training steps (and may cancel them)."""
         self.options = options
         self.spec = get_task(options.target)
         self.root = comparison_dir(source, options)
@@ -50,7 +53,7 @@ class Session:
         if copy_adapters:
             self._copy_adapters(source)
         model_config = ModelConfig(model_name_or_path=model_name, max_length=options.max_length)
-        self.trainer = FusionTrainer(model_config, self.training_config(), self.workspace, data_dir)
+        self.trainer = FusionTrainer(model_config, self.training_config(), self.workspace, data_dir, reporter)
         self.collator = make_collator(self.trainer.tokenizer)
         self.dev = self.trainer.tokenized_split(self.spec, "validation", options.max_eval_samples, DEV_SUBSET_SEED)
         self.latency_batch = self.collator([self.dev[i] for i in range(min(options.latency_batch, len(self.dev)))])
