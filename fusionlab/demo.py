@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from fusionlab.budgets import NO_LIMIT, resolve_budget
 from fusionlab.config import AdapterConfig, FusionConfig
 from fusionlab.data.loading import split_unreachable
 from fusionlab.data.tasks import get_task
@@ -85,17 +87,27 @@ PROFILES: dict[str, DemoProfile] = {
 }
 
 
-def _budget(p: DemoProfile, steps: int, max_length: int, train: int | None, dev: int | None) -> Budget:
-    return Budget(
+def _budget(
+    p: DemoProfile, task: str, stage: str, steps: int, max_length: int, train: int | None, dev: int | None
+) -> Budget:
+    """The classroom profile of :func:`~fusionlab.budgets.resolve_budget`, with the demo's own numbers on top
+    (``None`` here means "no limit", as in the profile tables above)."""
+
+    def limit(value: int | None) -> Any:
+        return NO_LIMIT if value is None else value
+
+    return resolve_budget(
+        task,
+        stage,
+        "classroom",
         steps=steps,
-        learning_rate=1e-3,
         warmup_ratio=0.06,
         batch_size=p.batch_size,
         max_length=max_length,
-        max_train_samples=train,
-        max_eval_samples=dev,
-        eval_steps=p.eval_steps,
-        snapshot_steps=p.snapshot_steps,
+        max_train_samples=limit(train),
+        max_eval_samples=limit(dev),
+        eval_steps=limit(p.eval_steps),
+        snapshot_steps=limit(p.snapshot_steps),
     )
 
 
@@ -106,7 +118,9 @@ def demo_runs(profile: str = "classroom", data_dir: str | None = None) -> list[A
     p = PROFILES[profile]
     runs: list[AdapterRun | FusionRun] = []
     for task, steps in p.adapter_steps.items():
-        budget = _budget(p, steps, p.adapter_max_length, p.adapter_max_train_samples, p.adapter_max_eval_samples)
+        budget = _budget(
+            p, task, "adapter", steps, p.adapter_max_length, p.adapter_max_train_samples, p.adapter_max_eval_samples
+        )
         runs.append(
             AdapterRun(
                 task=task,
@@ -117,7 +131,15 @@ def demo_runs(profile: str = "classroom", data_dir: str | None = None) -> list[A
             )
         )
     for fusion in p.fusions:
-        budget = _budget(p, fusion.steps, fusion.max_length, fusion.max_train_samples, fusion.max_eval_samples)
+        budget = _budget(
+            p,
+            fusion.target,
+            "fusion",
+            fusion.steps,
+            fusion.max_length,
+            fusion.max_train_samples,
+            fusion.max_eval_samples,
+        )
         runs.append(
             FusionRun(
                 target_task=fusion.target,
