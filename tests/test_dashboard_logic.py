@@ -252,7 +252,7 @@ def test_random_outputs_are_seeded_and_temperature_sharpens():
     a, b = mechanics.random_outputs(3, seed=7), mechanics.random_outputs(3, seed=7)
     assert torch.equal(a.outputs, b.outputs)
     assert not torch.equal(a.outputs, mechanics.random_outputs(3, seed=8).outputs)
-    for method in mechanics.METHODS:
+    for method in mechanics.methods():
         sharp = mechanics.fuse(a, method, temperature=0.1, num_heads=4)
         flat = mechanics.fuse(a, method, temperature=5.0, num_heads=4)
         np.testing.assert_allclose(sharp.weights.sum(axis=-1), 1.0, atol=1e-5)

@@ -22,10 +22,15 @@ import torch.nn.functional as F
 from fusionlab import fusion_weights
 from fusionlab.config import FusionConfig
 from fusionlab.dashboard.inference import Predictor
-from fusionlab.fusion import LEARNED_WEIGHT_METHODS, AttentionFusion, FusionLayer, WeightedFusion, build_fusion
+from fusionlab.fusion import FusionLayer, build_fusion, fusion_class, learned_weight_methods
 from fusionlab.model import FusionModel
 
-METHODS = LEARNED_WEIGHT_METHODS
+
+def methods() -> tuple[str, ...]:
+    """The methods the page demonstrates: every registered one that learns its weights (read when drawn)."""
+    return learned_weight_methods()
+
+
 RANDOM_ADAPTER_NAMES = ("sentiment", "nli", "qa", "paraphrase", "grammar", "topic")
 HEAD_CHOICES = (1, 2, 4, 8)
 
@@ -170,13 +175,11 @@ def _fusion_layer(
         source = f"the trained {method} fusion layer"
     else:
         torch.manual_seed(seed)
-        if method == "attention":
-            layer = AttentionFusion(hidden, num, num_attention_heads=num_heads)
-            source = f"a fresh attention fusion layer ({num_heads} head{'s' if num_heads > 1 else ''}, seed {seed})"
-        else:
-            # Uniform logits would ignore the temperature; small random ones show what it does.
-            layer = WeightedFusion(hidden, num, weight_initialization="normal")
-            source = f"a fresh weighted fusion layer (small random logits, seed {seed})"
+        cls = fusion_class(method)
+        layer = cls.illustration(hidden, num, num_heads)
+        details = [f"{num_heads} head{'s' if num_heads > 1 else ''}"] if cls.has_heads else []
+        details += [cls.illustration_note] if cls.illustration_note else []
+        source = f"a fresh {method} fusion layer ({', '.join([*details, f'seed {seed}'])})"
     layer.temperature = float(temperature)
     return layer.eval(), source
 
@@ -188,11 +191,11 @@ def fuse(
 
     ``num_heads`` and ``seed`` only matter for a fresh layer; a trained layer keeps its own heads and weights.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method not in methods():
+        raise ValueError(f"method must be one of {', '.join(methods())}, got {method!r}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    if method == "attention" and outputs.outputs.shape[-1] % num_heads:
+    if fusion_class(method).has_heads and outputs.outputs.shape[-1] % num_heads:
         raise ValueError(f"{num_heads} heads do not divide the hidden size {outputs.outputs.shape[-1]}")
     layer, layer_source = _fusion_layer(outputs, method, temperature, num_heads, seed)
     with torch.inference_mode():

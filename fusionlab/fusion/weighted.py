@@ -28,6 +28,11 @@ class WeightedFusion(FusionLayer):
     method = "weighted"
     token_independent_weights = True
     accepts_factored_deltas = True  # fuse_deltas takes FactoredDeltas as well as [M, N, H] tensors
+    illustration_note = "small random logits: uniform ones would hide what the temperature does"
+
+    @classmethod
+    def illustration(cls, hidden_size: int, num_adapters: int, num_heads: int = 1) -> WeightedFusion:
+        return cls(hidden_size, num_adapters, weight_initialization="normal")
 
     def __init__(
         self,
