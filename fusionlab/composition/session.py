@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import torch
 
-from fusionlab.budgets import COMPARE
+from fusionlab.budgets import resolve_budget
 from fusionlab.checkpoint import read_meta
 from fusionlab.composition.merging import MergeOptions
 from fusionlab.composition.results import CompareOptions
@@ -59,18 +59,23 @@ class Session:
         self.latency_batch = self.collator([self.dev[i] for i in range(min(options.latency_batch, len(self.dev)))])
 
     def training_config(self) -> TrainingConfig:
+        """The ``compare`` profile of :func:`~fusionlab.budgets.resolve_budget` with the comparison's choices:
+        the same budget for every trained method, and one evaluation, at the end, so nothing is selected."""
         o = self.options
-        return TrainingConfig(
+        budget = resolve_budget(
+            o.target,
+            "fusion",
+            "compare",
+            steps=o.max_steps,
             learning_rate=o.learning_rate,
-            max_steps=o.max_steps,
-            per_device_train_batch_size=o.batch_size,
-            eval_steps=o.max_steps,  # one evaluation, at the end: nothing is selected on the dev set
-            logging_steps=max(1, o.max_steps // 10),
+            batch_size=o.batch_size,
+            max_length=o.max_length,
             max_train_samples=o.max_train_samples,
             max_eval_samples=o.max_eval_samples,
-            warmup_ratio=COMPARE.warmup_ratio,
+            eval_steps=o.max_steps,
             seed=o.seed,
         )
+        return budget.training_config()
 
     def _copy_adapters(self, source: Workspace) -> None:
         for name in self.options.adapters:
