@@ -7,7 +7,6 @@ from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.examples import examples_for
 from fusionlab.dashboard.markdown import md
 from fusionlab.dashboard.widgets import load_predictor, session_settings
-from fusionlab.fusion import fusion_class
 
 RANDOM, REAL = "random outputs", "a real sentence"
 
@@ -28,9 +27,7 @@ try:
         cols = st.columns(3)
         num_adapters = cols[0].slider("Adapters", 2, len(mechanics.RANDOM_ADAPTER_NAMES), 3)
         seed = cols[1].number_input("Seed", min_value=0, value=0, step=1)
-        heads = cols[2].selectbox(
-            "Attention heads", mechanics.HEAD_CHOICES, disabled=not fusion_class(method).has_heads
-        )
+        heads = cols[2].selectbox("Attention heads", mechanics.HEAD_CHOICES, disabled=not mechanics.has_heads(method))
         outputs = mechanics.random_outputs(num_adapters, seed=int(seed))
     else:
         workspace = session_settings().workspace

@@ -8,8 +8,6 @@ the fusion checkpoints themselves, so it shows fusions that no run in this store
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import streamlit as st
 
 from fusionlab.dashboard.errors import DashboardError
@@ -31,6 +29,7 @@ from fusionlab.dashboard.runs_view import (
     artifact_zip,
     checkpoint_path,
     checkpoint_problem,
+    comparison_link,
     config_diff,
     confusion,
     curves,
@@ -55,7 +54,6 @@ from fusionlab.dashboard.runs_view import (
 )
 from fusionlab.dashboard.usage_chart import EXPLANATION, adapter_usage, adapter_usage_heatmap
 from fusionlab.dashboard.widgets import open_run_store, session_settings
-from fusionlab.runspec import RunKind
 
 ALL_EXAMPLES = "all dev examples"
 RUN_PARAM = "run"  # ?run=7 opens run 7 in the detail section
@@ -210,10 +208,9 @@ elif run.status != FINISHED:
         f"This run is {run.status}; its results appear here once it has finished (watch it live on the Train page)."
     )
 
-if run.status == FINISHED and run.kind == RunKind.COMPARE:
-    st.info(
-        f"This comparison's table and charts are on the [Compare methods](compare?comparison={quote(run.name)}) page."
-    )
+link = comparison_link(run)
+if link is not None:
+    st.info(f"This comparison's table and charts are on the [Compare methods]({link}) page.")
 
 result = run_result(run)
 if result is not None:

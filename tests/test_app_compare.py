@@ -156,3 +156,13 @@ def test_the_compare_pages_link_opens_the_fusion_beside_its_best_merged_adapter(
     assert f"One adapter: {best.method}" in labels
     captions = [c.value.replace("\\", "") for c in at.caption]
     assert any(f"{best.method} over cb, mnli, rte, trained by comparison cb-s42" in c for c in captions)
+
+
+def test_the_runs_page_lists_the_comparison_run_and_links_to_its_table(cb_comparison):
+    """The comparison ran as a run kind: the Runs page lists it and, in its details, points to the table."""
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=120)
+    at.session_state[HOME_KEY] = str(cb_comparison[0])
+    at.run()
+    assert not at.exception, at.exception
+    assert any("compare?comparison=cb-s42" in info.value for info in at.info), [i.value for i in at.info]
+    assert any("compare · task cb · status finished" in caption.value for caption in at.caption)

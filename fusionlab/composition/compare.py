@@ -15,7 +15,6 @@ scored on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from fusionlab.composition import dropping
 from fusionlab.composition.methods import FINETUNED, Method, MethodNotApplicable, Trained, methods
@@ -27,13 +26,23 @@ from fusionlab.evaluation import evaluate_model
 from fusionlab.metrics import majority_baseline
 from fusionlab.model import FusionModel
 from fusionlab.text_table import align_columns
+from fusionlab.training.loop import Reporter
 from fusionlab.workspace import Workspace
-
-if TYPE_CHECKING:
-    from fusionlab.composition.run import CompareReporter
 
 RESULT_FILE = "comparison.json"
 Progress = Callable[[str], None]
+
+
+class MethodsReporter(Reporter):
+    """Follows a comparison: which method starts (of how many), what it says, and every training step through
+    the :class:`~fusionlab.training.loop.Reporter` events (which may cancel it). The default ignores them all;
+    the worker's (:class:`~fusionlab.composition.run.CompareReporter`) records them."""
+
+    def method_started(self, index: int, total: int, method: str) -> None:
+        """Method ``index`` (0-based) of ``total`` starts; raise to stop the comparison before it."""
+
+    def say(self, message: str) -> None:
+        """A line of progress (what the CLI printed when comparisons ran in the terminal)."""
 
 
 def chosen_methods(options: CompareOptions) -> list[Method]:
@@ -82,7 +91,7 @@ def compare_methods(
     data_dir: str | None = None,
     model_name: str | None = None,
     progress: Progress | None = None,
-    reporter: CompareReporter | None = None,
+    reporter: MethodsReporter | None = None,
 ) -> Comparison:
     """Run every chosen method for ``options.target`` over ``options.adapters``; save and return the comparison.
 

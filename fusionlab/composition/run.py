@@ -10,13 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from fusionlab.composition.compare import RESULT_FILE, MethodsReporter, compare_methods
 from fusionlab.composition.results import CompareOptions
+from fusionlab.composition.session import comparison_dir
 from fusionlab.config import JsonConfig, _fail, check_name
+from fusionlab.devices import require_device
 from fusionlab.run_context import RunCancelled, RunContext
 from fusionlab.runspec import RunKind
 from fusionlab.runstore import Run
 from fusionlab.schema import stamp, upgrade
-from fusionlab.training.loop import Reporter
+from fusionlab.training.loop import TrainingCancelled
 
 
 @dataclass
@@ -66,7 +69,7 @@ class CompareRun(JsonConfig):
         return super().from_dict(upgrade(data, "a stored CompareRun"))
 
 
-class CompareReporter(Reporter):
+class CompareReporter(MethodsReporter):
     """The worker's view of a comparison: overall progress across the methods, each method's training steps
     within its share, and a cancel checked inside every training loop and between methods."""
 
@@ -94,11 +97,6 @@ class CompareReporter(Reporter):
 
 def run_compare_job(run: Run, ctx: RunContext) -> tuple[dict, dict]:
     """Worker executor for ``compare`` runs: the summary (every method's score) and where the comparison is."""
-    from fusionlab.composition.compare import RESULT_FILE, compare_methods
-    from fusionlab.composition.session import comparison_dir
-    from fusionlab.devices import require_device
-    from fusionlab.training.loop import TrainingCancelled
-
     spec = CompareRun.from_dict(run.config)
     require_device(ctx.device)
     reporter = CompareReporter(ctx)

@@ -31,6 +31,11 @@ def methods() -> tuple[str, ...]:
     return learned_weight_methods()
 
 
+def has_heads(method: str) -> bool:
+    """Whether the heads picker means anything for ``method`` (declared on its class)."""
+    return fusion_class(method).has_heads
+
+
 RANDOM_ADAPTER_NAMES = ("sentiment", "nli", "qa", "paraphrase", "grammar", "topic")
 HEAD_CHOICES = (1, 2, 4, 8)
 

@@ -14,6 +14,7 @@ import zipfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 from pandas.io.formats.style import Styler
@@ -22,7 +23,7 @@ from fusionlab.checkpoint import pinned_adapter_dir, read_meta
 from fusionlab.data.tasks import TASKS
 from fusionlab.metrics import metric_label
 from fusionlab.reported import Reported
-from fusionlab.runspec import FusionStats, layers_frame, run_result
+from fusionlab.runspec import FusionStats, RunKind, layers_frame, run_result
 
 __all__ = ["FAILED", "FINISHED", "STATUSES", "Reported", "run_result"]  # for the Runs page, with the functions below
 from fusionlab.runspec import run_task as stored_run_task
@@ -59,6 +60,13 @@ class ArtifactsUnavailableError(FileNotFoundError):
 def run_task(run: Run) -> str | None:
     """The task a run trains for: ``task`` of an adapter run, ``target_task`` of a fusion run."""
     return stored_run_task(run.kind, run.config)
+
+
+def comparison_link(run: Run) -> str | None:
+    """The Compare methods page's link to a finished comparison run (``None`` for any other run)."""
+    if run.kind != RunKind.COMPARE or run.status != FINISHED:
+        return None
+    return f"compare?comparison={quote(run.name)}"
 
 
 def run_ref(run: Run) -> str:
