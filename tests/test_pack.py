@@ -8,12 +8,12 @@ import shutil
 import pytest
 import torch
 
-from fusionlab import FusionModel, FusionTrainer
+from fusionlab import FusionModel, FusionTrainer, ModelConfig, TrainingConfig
 from fusionlab.base_model import load_tokenizer
 from fusionlab.data import encode_texts
 from fusionlab.pack import PACK_DIR, PackError, install_pack, read_card
 from fusionlab.pack.recipe import ADAPTERS, FUSIONS
-from fusionlab.pack.store import MANIFEST_FILE, read_manifest, ready_workspace
+from fusionlab.pack.store import MANIFEST_FILE, is_pack_artifact, read_manifest, ready_workspace
 from fusionlab.workspace import Workspace
 
 pytestmark = pytest.mark.skipif(not (PACK_DIR / MANIFEST_FILE).is_file(), reason="the pack is not built")
@@ -73,9 +73,15 @@ def test_pack_artifacts_are_read_only_for_training(tmp_path, with_pack, shared_d
     workspace = ready_workspace(tmp_path / "ws")
     trainer = FusionTrainer(workspace=workspace, data_dir=shared_data_dir)
     with pytest.raises(ValueError, match="comes from the pretrained pack and is read-only"):
-        trainer.train_adapter("rte")
+        trainer.train_adapter("rte", name="rte")
     with pytest.raises(ValueError, match="read-only"):
         trainer.train_fusion("imdb", ["imdb", "sst2"], name="imdb-attention")
+    # a default name follows the one naming rule (the CLI's): <target>-<method>, beside the pack's as -2
+    tiny = TrainingConfig(max_steps=2, max_train_samples=16, max_eval_samples=16, per_device_train_batch_size=8)
+    trainer.model_config = ModelConfig(max_length=32)
+    result = trainer.train_fusion("imdb", ["imdb", "sst2"], training_config=tiny)
+    assert result.name == "imdb-attention-2" and (workspace.fusions_dir / "imdb-attention-2").is_dir()
+    assert is_pack_artifact(workspace.fusions_dir / "imdb-attention")  # the pack's, untouched
 
 
 @pytest.mark.slow
