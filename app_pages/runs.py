@@ -43,6 +43,7 @@ from fusionlab.dashboard.runs_view import (
     history_frame,
     metric_label,
     metric_names,
+    mine,
     requested_index,
     run_label,
     run_ref,
@@ -53,7 +54,7 @@ from fusionlab.dashboard.runs_view import (
     weights_frame,
 )
 from fusionlab.dashboard.usage_chart import EXPLANATION, adapter_usage, adapter_usage_heatmap
-from fusionlab.dashboard.widgets import open_run_store, session_settings
+from fusionlab.dashboard.widgets import current_visitor, open_run_store, server_config, session_settings
 
 ALL_EXAMPLES = "all dev examples"
 RUN_PARAM = "run"  # ?run=7 opens run 7 in the detail section
@@ -100,7 +101,12 @@ def ref(run_id: int) -> str:
 
 # -- history -----------------------------------------------------------------------------------------------
 st.header("History")
-history = history_frame(runs)
+config, visitor = server_config(), current_visitor()
+if config.classroom and st.toggle("Only my runs", key="runs_mine", bind="query-params"):
+    runs_listed = mine(runs, visitor)
+else:
+    runs_listed = runs
+history = history_frame(runs_listed, visitor)
 kind_col, status_col, task_col, text_col = st.columns(4)
 # The filters are kept in the link too, so a copied link shows the same rows.
 kinds = kind_col.multiselect("Kind", sorted(history["kind"].unique()), key="runs_kinds", bind="query-params")
@@ -114,6 +120,7 @@ st.dataframe(
     hide_index=True,
     column_config={
         "id": st.column_config.NumberColumn("run", format="#%d"),
+        "owner": st.column_config.TextColumn("queued by") if config.classroom else None,
         "created": st.column_config.TextColumn("queued at"),
         "started": st.column_config.TextColumn("started at"),
         "ended": st.column_config.TextColumn("ended at"),

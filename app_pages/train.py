@@ -28,6 +28,7 @@ from fusionlab.dashboard.train_view import (
     FAILED,
     FUSION_LIMITS,
     NON_LINEARITIES,
+    TRAIN_ADAPTER,
     TRAIN_FUSION,
     Limits,
     QueueView,
@@ -40,7 +41,6 @@ from fusionlab.dashboard.train_view import (
     fusion_methods,
     fusion_name,
     fusion_run_config,
-    own_name,
     pending_adapter_names,
     queue_adapter_runs,
     queue_fusion_run,
@@ -117,7 +117,10 @@ workspace = settings.workspace
 config = server_config()
 visitor = current_visitor()
 requester = Requester(
-    visitor.owner_id, visitor.name, queue_limit(visitor, config.classroom, config.max_queued_per_visitor)
+    visitor.owner_id,
+    visitor.name,
+    queue_limit(visitor, config.classroom, config.max_queued_per_visitor),
+    guarded=config.classroom and not visitor.teacher,  # a student: own names, nobody else's work replaced
 )
 
 st.caption(
@@ -139,13 +142,19 @@ with adapter_tab:
             sizes[task] = columns[i % len(columns)].number_input(
                 task, value=DEFAULT_ADAPTER_SIZE, step=8, key=f"train_adapter_size_{task}"
             )
-    from_pack = {task: own_name(workspace, task) for task in tasks if own_name(workspace, task) != task}
-    retrained = sorted(set(tasks) & set(workspace.list_adapters()) - set(from_pack))
-    if from_pack:
+    planned = {task: requester.default_name(workspace, task) for task in tasks}
+    renamed = {task: name for task, name in planned.items() if name != task}
+    if renamed:
         st.caption(
-            "From the pretrained pack (read-only); your run is saved beside it as: "
-            + ", ".join(f"{md(task)} → {md(name)}" for task, name in from_pack.items())
+            "Saved as: "
+            + ", ".join(f"{md(task)} → {md(name)}" for task, name in renamed.items())
+            + (" (your own names on this shared server)" if requester.guarded else " (beside the pack's read-only one)")
         )
+    for name in planned.values():
+        note = requester.name_note(store, workspace, TRAIN_ADAPTER, name, name)
+        if note is not None and note[0]:
+            st.error(md(note[1]))
+    retrained = sorted(set(planned.values()) & set(workspace.list_adapters()))
     if retrained:
         st.caption(
             "Already trained; the new run makes a new version (fusions keep the version they were trained on): "
@@ -222,14 +231,12 @@ with fusion_tab:
         disabled=not facts.has_value_projection,
         help="methods with a value projection (attention)",
     )
-    name = middle.text_input(
-        "Fusion name",
-        key="fusion_name",
-        placeholder=own_name(workspace, fusion_name(target, method), kind="fusion"),
-        help="empty: the default",
-    )
-    if fusion_name(target, method, name) in workspace.list_fusions():
-        st.caption(f"A fusion named {md(fusion_name(target, method, name))} exists; this run replaces it when it ends.")
+    default_name = requester.default_name(workspace, fusion_name(target, method), "fusion")
+    name = middle.text_input("Fusion name", key="fusion_name", placeholder=default_name, help="empty: the default")
+    planned_name = name.strip() or default_name  # what the hint, the note and the queued run all use
+    note = requester.name_note(store, workspace, TRAIN_FUSION, planned_name, default_name)
+    if note is not None:
+        (st.error if note[0] else st.caption)(md(note[1]))
     fusion_limits = limits_inputs("fusion", FUSION_LIMITS)
     if st.button("Queue fusion run", type="primary", key="queue_fusion"):
         try:
@@ -242,7 +249,7 @@ with fusion_tab:
                 value_regularization=value_regularization,
                 limits=Limits.from_form(**fusion_limits),
                 data_dir=settings.data_dir_str,
-                name=name or own_name(workspace, fusion_name(target, method), kind="fusion"),
+                name=planned_name,
             )
             run_id = queue_fusion_run(store, workspace, run, requester)
         except ValueError as err:

@@ -20,6 +20,7 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from fusionlab.checkpoint import pinned_adapter_dir, read_meta
+from fusionlab.dashboard.visitors import Visitor, owner_label
 from fusionlab.data.tasks import TASKS
 from fusionlab.metrics import metric_label
 from fusionlab.reported import Reported
@@ -35,6 +36,7 @@ HISTORY_COLUMNS = [
     "kind",
     "name",
     "task",
+    "owner",
     "status",
     "created",
     "started",
@@ -120,8 +122,16 @@ def _clock(seconds: float) -> str:
     return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
-def history_frame(runs: list[Run]) -> pd.DataFrame:
+def mine(runs: list[Run], visitor: Visitor) -> list[Run]:
+    """The runs this visitor queued (the Runs page's "only my runs" on a shared server)."""
+    return [run for run in runs if run.owner is not None and run.owner == visitor.owner_id]
+
+
+def history_frame(runs: list[Run], visitor: Visitor | None = None) -> pd.DataFrame:
     """One row per run (columns :data:`HISTORY_COLUMNS`), in the order given (the store lists newest first).
+
+    ``owner`` is who queued it: "you" for ``visitor``'s own runs, else the name they showed (empty for runs
+    queued outside the dashboard).
 
     ``score`` is the final dev value of ``metric``, the task's main metric; ``error`` is the first line of a
     failed run's error (the rest is its traceback, for the detail view); ``duration_s`` runs up to now for a
@@ -138,6 +148,7 @@ def history_frame(runs: list[Run]) -> pd.DataFrame:
                 "kind": run.kind,
                 "name": run.name,
                 "task": run_task(run),
+                "owner": owner_label(run, visitor) if visitor is not None else (run.owner_name or ""),
                 "status": run.status,
                 "created": run.created_at,
                 "started": run.started_at,
@@ -149,7 +160,7 @@ def history_frame(runs: list[Run]) -> pd.DataFrame:
             }
         )
     frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    for column in ("task", "metric", "error"):  # an empty cell, not the word "None"
+    for column in ("task", "owner", "metric", "error"):  # an empty cell, not the word "None"
         frame[column] = frame[column].fillna("")
     for column in ("created", "started", "ended"):
         frame[column] = _local_time(frame[column])

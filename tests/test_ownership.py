@@ -1,0 +1,107 @@
+"""On a classroom server nobody replaces another visitor's work: a student's default names carry the student's
+name, a name another visitor's run holds (queued, running, or on disk) is refused with the reason, and the Train
+page's note says before the click what queueing will do. Real run store, real workspace (the tiny demo's)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fusionlab.dashboard.ownership import TEACHER, NameTaken, personal_name
+from fusionlab.dashboard.train_view import (
+    FUSION_LIMITS,
+    TRAIN_FUSION,
+    Limits,
+    Requester,
+    fusion_run_config,
+    queue_adapter_runs,
+    queue_fusion_run,
+)
+from fusionlab.dashboard.visitors import Visitor, new_token
+from fusionlab.runstore import RunStore
+from fusionlab.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+ANNA, BEN = Visitor(new_token(), "Anna K."), Visitor(new_token(), "Ben")
+
+
+def _student(visitor: Visitor) -> Requester:
+    return Requester(visitor.owner_id, visitor.name, limit=4, guarded=True)
+
+
+def test_a_personal_name_is_a_safe_directory_name():
+    assert personal_name("rte-attention", "Anna K.") == "rte-attention-anna-k"
+    assert personal_name("cb", "merry-otter-42") == "cb-merry-otter-42"
+    assert personal_name("cb", "  ..//  ") == "cb-visitor"
+    assert len(personal_name("x" * 60, "a very long visitor name")) <= 64
+
+
+@pytest.fixture
+def classroom(tmp_path, tiny_workspace) -> tuple[Workspace, RunStore]:
+    workspace = Workspace(shutil.copytree(tiny_workspace.root, tmp_path / "ws"))
+    return workspace, RunStore(workspace.runs_db)
+
+
+def _fusion(name: str = "") -> object:
+    return fusion_run_config("rte", ["rte", "mnli"], limits=FUSION_LIMITS, name=name)
+
+
+@pytest.mark.slow
+def test_students_cannot_replace_each_others_or_the_teachers_fusions(classroom):
+    workspace, store = classroom
+    anna, ben, teacher = _student(ANNA), _student(BEN), Requester("t", "teacher")
+    # the tiny demo's rte-attention was made outside the dashboard: the teacher's
+    with pytest.raises(NameTaken, match=f"belongs to {TEACHER}.*rte-attention-anna-k"):
+        queue_fusion_run(store, workspace, _fusion("rte-attention"), anna)
+    default = anna.default_name(workspace, "rte-attention", "fusion")
+    assert default == "rte-attention-anna-k"
+    queue_fusion_run(store, workspace, _fusion(default), anna)  # her own name: queued
+    with pytest.raises(NameTaken, match=r"belongs to Anna K\."):
+        queue_fusion_run(store, workspace, _fusion(default), ben)  # Ben may not race her queued run
+    refused, why = ben.name_note(store, workspace, TRAIN_FUSION, default, "rte-attention-ben")
+    assert refused and "belongs to Anna K." in why and "rte-attention-ben" in why  # the note says it first
+    assert anna.name_note(store, workspace, TRAIN_FUSION, default, default) is None  # hers, nothing on disk yet
+    # the teacher (and a single-user server) may replace anything but the pack's; the note says so
+    assert teacher.name_note(store, workspace, TRAIN_FUSION, "rte-attention", "rte-attention") == (
+        False,
+        "A fusion named rte-attention exists; this run replaces it when it ends.",
+    )
+    queue_fusion_run(store, workspace, _fusion("rte-attention"), teacher)
+    # adapters: a student's carry her name, so two students training rte never meet
+    limits = Limits.of(FUSION_LIMITS)
+    queue_adapter_runs(store, ["rte"], {}, "relu", limits, None, workspace, anna)
+    queue_adapter_runs(store, ["rte"], {}, "relu", limits, None, workspace, ben)
+    names = {run.name: run.owner_name for run in store.list_runs(kind="train_adapter")}
+    assert names == {"rte-anna-k": "Anna K.", "rte-ben": "Ben"}
+
+
+@pytest.mark.slow
+def test_the_train_and_runs_pages_show_the_classroom_rules(classroom, monkeypatch):
+    workspace, store = classroom
+    monkeypatch.setenv("FUSIONLAB_HOME", str(workspace.root))
+    monkeypatch.setenv("FUSIONLAB_CLASSROOM", "1")
+    from fusionlab import worker
+
+    monkeypatch.setattr(worker, "ensure_worker", lambda *a, **k: False)
+    at = AppTest.from_file(str(REPO / "app_pages" / "train.py"), default_timeout=120)
+    at.run()
+    at.multiselect(key="fusion_adapters").set_value(["rte", "mnli"]).run()
+    assert not at.exception, at.exception
+    name_box = at.text_input(key="fusion_name")
+    assert name_box.placeholder.startswith("rte-attention-")  # the student's own default
+    name_box.set_value("rte-attention").run()
+    assert any("belongs to the teacher" in error.value for error in at.error)  # hint and outcome agree
+    at.button(key="queue_fusion").click().run()
+    assert not store.list_runs(kind="train_fusion")  # refused, nothing queued
+    name_box.set_value("").run()
+    at.button(key="queue_fusion").click().run()
+    [queued] = store.list_runs(kind="train_fusion")
+    assert queued.name == name_box.placeholder and queued.owner is not None
+
+    runs = AppTest.from_file(str(REPO / "app_pages" / "runs.py"), default_timeout=120)
+    runs.run()
+    assert not runs.exception, runs.exception
+    assert runs.toggle(key="runs_mine") is not None
