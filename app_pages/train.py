@@ -57,7 +57,11 @@ def limits_inputs(prefix: str, defaults: Limits) -> dict:
     """The shared limit fields, as :meth:`Limits.from_form` takes them (0 in an optional field means "no limit"
     or "only at the end"); built into a :class:`Limits` where the click is handled, so that a bad value is shown
     as an error instead of breaking the page."""
-    left, middle, right = st.columns(3)
+    box = st.expander(
+        f"Budget: {defaults.steps} steps on up to {defaults.max_train_samples or 'all'} examples (the classroom "
+        "profile); open to change it"
+    )
+    left, middle, right = box.columns(3)
     max_steps = left.number_input("Max steps", value=defaults.steps, step=10, key=f"{prefix}_max_steps")
     batch_size = left.number_input("Batch size", value=defaults.batch_size, step=4, key=f"{prefix}_batch_size")
     learning_rate = left.number_input(
@@ -128,7 +132,10 @@ st.caption(
     "queued after the adapters it needs starts once they are trained."
 )
 
-adapter_tab, fusion_tab = st.tabs(["Adapter runs", "Fusion run"])
+# Keyed and tracked, so the open tab survives every rerun (a changed field, an error shown in the tab) and a link.
+adapter_tab, fusion_tab = st.tabs(
+    ["Adapter runs", "Fusion run"], key="train_tab", on_change="rerun", bind="query-params"
+)
 
 with adapter_tab:
     tasks = st.multiselect(
@@ -303,6 +310,7 @@ def live_section() -> None:
             disabled=run.cancel_requested or not can_cancel(visitor, run, config.classroom),
         )
         st.progress(progress, text=message)
+        st.caption(view.timing())
         loss_column, dev_column = st.columns(2)
         with loss_column:
             chart = curves_chart(run_curve(run, view.metrics, "loss"), "loss", "Training loss")

@@ -166,3 +166,34 @@ def test_the_runs_page_lists_the_comparison_run_and_links_to_its_table(cb_compar
     assert not at.exception, at.exception
     assert any("compare?comparison=cb-s42" in info.value for info in at.info), [i.value for i in at.info]
     assert any("compare · task cb · status finished" in caption.value for caption in at.caption)
+
+
+def test_a_comparison_is_queued_from_the_page_as_a_run(tiny_workspace, tmp_path, monkeypatch):
+    """The page's form queues a ``compare`` run for the worker, like ``fusionlab compare``; bad choices are told
+    in the user's words and queue nothing."""
+    from fusionlab import worker
+    from fusionlab.runstore import RunStore
+
+    home = shutil.copytree(tiny_workspace.root, tmp_path / "ws")
+    monkeypatch.setattr(worker, "ensure_worker", lambda *a, **k: False)
+    at = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=120)
+    at.session_state[HOME_KEY] = str(home)
+    at.run()
+    assert not at.exception, at.exception
+    assert "fusion:attention" in at.multiselect(key="cmp_methods").options
+    at.selectbox(key="cmp_target").set_value("rte")
+    at.multiselect(key="cmp_adapters").set_value(["rte"]).run()
+    at.button(key="cmp_queue").click().run()
+    assert "at least two adapters" in at.error[0].value
+    store = RunStore(Workspace(home).runs_db)
+    assert store.list_runs() == []
+    at.multiselect(key="cmp_adapters").set_value(["rte", "mnli"]).run()
+    at.multiselect(key="cmp_methods").set_value(["fusion:attention", "merge:ties"]).run()
+    at.number_input(key="cmp_steps").set_value(5).run()
+    at.button(key="cmp_queue").click().run()
+    [run] = store.list_runs()
+    assert (run.kind, run.name, run.status) == ("compare", "rte-s42", "queued")
+    assert run.config["options"]["methods"] == ["fusion:attention", "merge:ties"]
+    assert run.config["options"]["max_steps"] == 5
+    at.button(key="cmp_queue").click().run()  # the same target and seed again: refused, said why
+    assert "already queued" in at.error[0].value and len(store.list_runs()) == 1

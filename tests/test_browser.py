@@ -313,6 +313,7 @@ def test_queue_a_tiny_training_run_and_watch_it_finish(app, page):
     page.keyboard.press("Escape")
     wait_for_app(page)
     assert "cb —" in tasks.inner_text() and "cola" not in tasks.inner_text()
+    page.get_by_text(re.compile(r"^Budget: \d+ steps")).first.click()  # the budget fields are folded away
     for label, value in (
         ("Max steps", "2"),
         ("Max train samples (0 = all)", "32"),
@@ -340,6 +341,30 @@ def test_queue_a_tiny_training_run_and_watch_it_finish(app, page):
     assert store.get(run.id).status == "finished", store.get(run.id).error
     assert page.get_by_text("dev accuracy").count() >= 1
     shoot(page, "train-finished")
+
+
+def test_the_open_train_tab_stays_open_through_every_change(app, page):
+    """Changing a field or failing to queue on the Fusion run tab used to jump back to the first tab."""
+    url, _ = app
+    page.goto(f"{url}/train")
+    wait_for_app(page)
+    fusion_tab = page.get_by_role("tab", name="Fusion run")
+    fusion_tab.click()
+    wait_for_app(page)
+    page.get_by_role("button", name="Queue fusion run").click()  # no adapters chosen: an error, in this tab
+    wait_for_app(page)
+    assert fusion_tab.get_attribute("aria-selected") == "true"
+    error = page.get_by_test_id("stAlertContentError").filter(has_text="adapter")
+    error.first.wait_for(state="visible")
+    page.get_by_text(re.compile(r"^Budget: \d+ steps")).last.click()
+    steps = page.get_by_label("Max steps", exact=True).last
+    steps.fill("30")
+    steps.press("Enter")
+    wait_for_app(page)
+    assert fusion_tab.get_attribute("aria-selected") == "true"
+    assert "train_tab=Fusion" in page.url  # and a copied link opens it too
+    assert_no_exception(page)
+    shoot(page, "train-fusion-tab")
 
 
 def test_the_chosen_theme_stays_on_every_page_after_a_reload(app, page):

@@ -105,3 +105,19 @@ def test_the_train_and_runs_pages_show_the_classroom_rules(classroom, monkeypatc
     runs.run()
     assert not runs.exception, runs.exception
     assert runs.toggle(key="runs_mine") is not None
+
+
+def test_the_running_run_says_how_long_it_ran_and_about_how_long_is_left(tmp_path):
+    import dataclasses
+
+    import pandas as pd
+
+    from fusionlab.dashboard.train_view import QueueView, clock
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    run = store.get(store.enqueue("train_adapter", "rte", {"task": "rte"}))
+    view = QueueView([], dataclasses.replace(run, started_at=1000.0, progress=0.25), pd.DataFrame(), [], None, True)
+    assert view.timing(now=1100.0) == "running for 1:40 · about 5:00 left"
+    early = dataclasses.replace(view, active=dataclasses.replace(view.active, progress=0.01))
+    assert early.timing(now=1030.0) == "running for 0:30"  # too early to extrapolate
+    assert clock(3 * 3600 + 125) == "3:02:05"

@@ -390,6 +390,17 @@ def queue_fusion_run(store: RunStore, workspace: Workspace, run: FusionRun, requ
     return requester.enqueue(store, run)
 
 
+ETA_AFTER = 0.05
+"""The share of a run's steps after which the Train page estimates the time left (before, too noisy to say)."""
+
+
+def clock(seconds: float) -> str:
+    """A duration as a person reads it: ``0:42``, ``12:05``, ``1:02:09``."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
 STALL_AFTER_S = 20.0
 """How long queued runs may wait with no worker before the Train page says so (a worker starts in a few seconds)."""
 
@@ -456,6 +467,18 @@ class QueueView:
         if run.cancel_requested:
             return run.progress, "cancel requested: stopping at the next step"
         return run.progress, run.message or "starting (loading the model and data)"
+
+    def timing(self, now: float | None = None) -> str:
+        """How long the active run has trained and, once it is far enough in to say, about how long it has left
+        (a straight extrapolation of its progress, which is steps: evaluations make the end a little later)."""
+        run = self.active
+        if run is None or run.started_at is None:
+            return ""
+        elapsed = max(0.0, (time.time() if now is None else now) - run.started_at)
+        text = f"running for {clock(elapsed)}"
+        if ETA_AFTER <= run.progress < 1:
+            text += f" · about {clock(elapsed * (1 - run.progress) / run.progress)} left"
+        return text
 
     @property
     def latest_snapshot(self) -> Snapshot | None:
