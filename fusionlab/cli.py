@@ -4,24 +4,31 @@ Training commands do not train in the terminal's process: they queue a run in th
 sure a worker is serving the queue, and follow the run with a progress bar. The run is therefore recorded
 exactly like one started from the dashboard, survives a closed terminal, and Ctrl-C offers to cancel it.
 ``--inline`` trains in this process instead (no worker; still recorded nowhere but the checkpoint).
+
+Only light modules are imported here: torch, transformers, pandas, the trainer, the pack's checkpoints and the
+composition lab are imported inside the commands that use them, so ``fusionlab --help`` and every
+``fusionlab COMMAND --help`` answer at once instead of loading a deep-learning stack first (a test checks that
+importing this module loads no torch).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import fusionlab
+from fusionlab import config
 from fusionlab.budgets import COMPARE, PROFILES, resolve_budget
 from fusionlab.config import NON_LINEARITIES, AdapterConfig, FusionConfig
 from fusionlab.dashboard.server_config import SERVER_FLAGS, add_server_flags
 from fusionlab.devices import AUTO, device_argument
-from fusionlab.fusion.registry import fusion_methods
-from fusionlab.pack.store import own_name, ready_workspace
 from fusionlab.reported import Reported
 from fusionlab.runspec import (
     AdapterRun,
@@ -40,6 +47,122 @@ from fusionlab.workspace import Workspace
 
 FOLLOW_POLL_S = 0.5
 
+RUNS_ACTIONS = {
+    "list": "the latest runs, newest first, with their status and main metric",
+    "show": "one run (give its ID): its record, configuration and metric curves",
+    "cancel": "stop a queued or running run (give its ID); a run that has ended stays as it was",
+}
+PACK_ACTIONS = {
+    "list": "the pack's adapters and fusions with their dev scores, read from their cards",
+    "install": "copy the pack into the workspace (a new workspace gets it anyway, unless FUSIONLAB_PACK=off)",
+    "build": "retrain the pack from the task data (hours on a CPU; artifacts already up to date are kept)",
+}
+DEMO_PROFILES = {
+    "classroom": "two fusions, imdb-live and rte-live, trained live over the pretrained pack's adapters "
+    "(a few minutes on a CPU)",
+    "tiny": "four adapters and two fusions of its own, a few steps each (tests, and machines without the pack)",
+}
+"""The demo's profiles as ``--help`` describes them; the plans themselves are :data:`fusionlab.demo.PROFILES`
+(which loads the data layer, so it is read only when the demo runs; a test keeps the two lists equal)."""
+
+
+# -- help -----------------------------------------------------------------------------------------------------
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's formatter, with each option's default shown where it has one and line breaks kept.
+
+    The stock formatter reflows every text into one paragraph, which would run a list of choices (one a line,
+    each with what it does) together; and ``ArgumentDefaultsHelpFormatter`` alone would print "(default:
+    None)" after every option that is simply unset, or repeat a default its help already names.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if unset or "default" in text:
+            return text
+        return super()._get_help_string(action) or ""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        lines: list[str] = []
+        for line in text.splitlines():  # a loop, not a comprehension: super() needs this frame
+            lines += super()._split_lines(line, width) or [""]
+        return lines
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        """Each line on its own; an indented line (a list item) wraps under itself, past its own indent."""
+        filled = []
+        for line in text.splitlines():
+            own = indent + line[: len(line) - len(line.lstrip())]
+            hanging = own + "    " if own != indent else own
+            filled.append(textwrap.fill(line.strip(), width, initial_indent=own, subsequent_indent=hanging))
+        return "\n".join(filled)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser whose epilog can be written when its help is shown rather than when the CLI starts.
+
+    ``compare --help`` lists the composition lab's methods, read from its registry, which loads torch: written
+    eagerly, every ``fusionlab`` call (``--help`` included) would wait for torch to list them.
+    """
+
+    def __init__(self, *args: Any, epilog_from: Callable[[], str] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.epilog_from = epilog_from
+
+    def format_help(self) -> str:
+        if self.epilog_from is not None:
+            self.epilog, self.epilog_from = self.epilog_from(), None
+        return super().format_help()
+
+
+def choices_help(choices: Mapping[str, str]) -> str:
+    """An argument's help that names each choice with what it does, one a line (see :class:`HelpFormatter`)."""
+    return "\n".join(f"{name}: {text}" for name, text in choices.items())
+
+
+def compare_methods_help() -> str:
+    """``compare``'s epilog: every method it can run, with what it trains, read from the registry now (a fusion
+    method registered at run time is among them)."""
+    from fusionlab.composition.methods import FINETUNED, methods
+
+    lines = ["methods (--methods picks some; default: all but the +ft ones, which --finetune adds):"]
+    lines += [f"  {method.name}: {method.description}" for method in (*methods().values(), *FINETUNED.values())]
+    return "\n".join(lines)
+
+
+def ready_workspace(home: str | Path | None) -> Workspace:
+    """:func:`fusionlab.pack.store.ready_workspace`, imported when a command needs a workspace: the pack's store
+    reads checkpoints, which loads torch."""
+    from fusionlab.pack.store import ready_workspace as ready
+
+    return ready(home)
+
+
+def own_name(workspace: Workspace, name: str, kind: str = "adapter") -> str:
+    """:func:`fusionlab.pack.store.own_name`, imported when needed (see :func:`ready_workspace`)."""
+    from fusionlab.pack.store import own_name as own
+
+    return own(workspace, name, kind=kind)
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hide transformers' "Loading weights" progress bars while fusionlab loads a model for a one-line answer.
+
+    transformers 5 draws a bar for every model it loads; in ``fusionlab predict`` that is noise around the
+    prediction. Only transformers' own bars are switched off, and only for the duration, as they were before.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
 
 # -- argument groups shared by the training commands ------------------------------------------------------
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +174,7 @@ def _add_custom_task(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("your own data (the task argument then names the new task)")
     group.add_argument("--file", help="CSV (with header) or JSONL file of labelled examples")
     group.add_argument("--text-columns", default="text", help="one column, or two comma-separated for pairs")
-    group.add_argument("--label-column", default="label")
+    group.add_argument("--label-column", default="label", help="the column holding each example's label")
 
 
 def _custom_task(args: argparse.Namespace, task: str) -> CustomData | None:
@@ -325,10 +448,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     workspace = ready_workspace(args.home)
     path = _checkpoint_dir(workspace, args.name)
-    model = FusionModel.from_pretrained(path, adapters_dir=workspace.adapters_dir).eval()
     if not args.text.strip():
         raise ValueError("the text is empty")
-    tokenizer = load_tokenizer(model.model_config.model_name_or_path)
+    with quiet_loading():
+        model = FusionModel.from_pretrained(path, adapters_dir=workspace.adapters_dir).eval()
+        tokenizer = load_tokenizer(model.model_config.model_name_or_path)
     encoded = encode_input(tokenizer, args.text, args.text_pair, model.model_config.max_length)
     if encoded.truncated:
         print(f"note: the text was truncated to {encoded.kept_tokens} tokens (it had {encoded.original_tokens})")
@@ -615,15 +739,22 @@ def cmd_export_adapterhub(args: argparse.Namespace) -> int:
 
 # -- parser ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fusionlab", description="Adapter Fusion on transformer encoders.")
+    parser = argparse.ArgumentParser(
+        prog="fusionlab", description="Adapter Fusion on transformer encoders.", formatter_class=HelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"fusionlab {fusionlab.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
 
     p = sub.add_parser("train-adapter", help="train one task adapter (stage 1)")
     p.add_argument("task", help="task name, e.g. sst2 (see `fusionlab tasks`)")
     p.add_argument("--name", help="adapter name (default: the task)")
     p.add_argument("--adapter-size", type=int, default=64, help="bottleneck size (default: 64)")
-    p.add_argument("--non-linearity", default=AdapterConfig.non_linearity, choices=NON_LINEARITIES)
+    p.add_argument(
+        "--non-linearity",
+        default=AdapterConfig.non_linearity,
+        choices=NON_LINEARITIES,
+        help="activation between the adapter's down- and up-projection",
+    )
     _add_common(p)
     _add_custom_task(p)
     _add_training(p, "adapter")
@@ -632,7 +763,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-fusion", help="train fusion over frozen adapters for a target task (stage 2)")
     p.add_argument("target", help="target task, e.g. rte")
     p.add_argument("--adapters", required=True, help="comma-separated adapter names, e.g. rte,sst2,mnli,boolq")
-    p.add_argument("--method", default=FusionConfig.fusion_method, choices=fusion_methods())
+    p.add_argument(
+        "--method",
+        default=FusionConfig.fusion_method,
+        choices=config.FUSION_METHODS,  # the registered methods: fusion.registry keeps it current, without torch
+        help="how the adapters' outputs are combined",
+    )
     p.add_argument("--name", help="fusion name (default: TARGET-METHOD, or TARGET-METHOD-2 beside the pack's)")
     p.add_argument("--heads", type=int, default=1, help="attention heads (attention fusion)")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")
@@ -647,7 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="adapter or fusion name in the workspace")
     p.add_argument("--adapters", help="comma-separated subset of the fusion's adapters (ablation)")
     p.add_argument("--task", help="evaluate on another task's dev split")
-    p.add_argument("--max-samples", type=int, default=None)
+    p.add_argument("--max-samples", type=int, default=None, help="at most this many examples (a fixed subset)")
     p.add_argument(
         "--split",
         choices=("validation", "selection"),
@@ -661,17 +797,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict the label of a text (or a text pair)")
     p.add_argument("name", help="adapter or fusion name in the workspace")
-    p.add_argument("text")
+    p.add_argument("text", help="the text to classify")
     p.add_argument("text_pair", nargs="?", default=None, help="second text, for pair tasks")
     p.add_argument("--adapters", help="comma-separated adapters (one = single-task path)")
     _add_common(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("runs", help="list, show or cancel runs")
-    p.add_argument("action", nargs="?", choices=["list", "show", "cancel"], default="list")
-    p.add_argument("id", nargs="?", type=int)
-    p.add_argument("--status", choices=["queued", "running", "finished", "failed", "cancelled"])
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("action", nargs="?", choices=list(RUNS_ACTIONS), default="list", help=choices_help(RUNS_ACTIONS))
+    p.add_argument("id", nargs="?", type=int, help="the run's id (show, cancel), as `fusionlab runs` lists it")
+    p.add_argument(
+        "--status", choices=["queued", "running", "finished", "failed", "cancelled"], help="list: only these"
+    )
+    p.add_argument("--limit", type=int, default=50, help="list: at most this many runs")
     p.add_argument("--json", action="store_true", help="print the run records as JSON (list, show)")
     _add_common(p)
     p.set_defaults(func=cmd_runs)
@@ -708,14 +846,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", help="prepare a classroom-ready workspace (adapters + fusions) on CPU")
-    p.add_argument("--profile", default="classroom", choices=["classroom", "tiny"])
+    p.add_argument("--profile", default="classroom", choices=list(DEMO_PROFILES), help=choices_help(DEMO_PROFILES))
     p.add_argument("--inline", action="store_true", help="train in this process instead of the worker")
     p.add_argument("--no-wait", action="store_true", help="queue the demo's runs and return at once")
     _add_common(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("pack", help="the pretrained adapter pack: list it, install it, or rebuild it")
-    p.add_argument("action", choices=["list", "install", "build"])
+    p.add_argument("action", choices=list(PACK_ACTIONS), help=choices_help(PACK_ACTIONS))
     p.add_argument("--only", help="build: comma-separated artifact names (default: all)")
     p.add_argument("--out", help="build: where to write the pack (default: the bundled pack directory)")
     p.add_argument("--force", action="store_true", help="build: retrain artifacts that are up to date")
@@ -744,19 +882,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="fusion against merging, a gradient-free search, AdapterDrop and pruning, on the same adapters",
         description="A run like a training (minutes to hours on a CPU): queued for the workspace's worker, listed "
         "by `fusionlab runs`, cancellable; results go to <workspace>/comparisons/TARGET-sSEED/comparison.json.",
+        epilog_from=compare_methods_help,
     )
     p.add_argument("target", help="target task, e.g. rte")
     p.add_argument("--adapters", required=True, help="comma-separated source adapters, e.g. rte,mnli,qnli,sst2,boolq")
-    p.add_argument("--methods", help="comma-separated subset, e.g. fusion:attention,merge:ties,lorahub (default: all)")
     p.add_argument(
-        "--max-steps", type=int, default=COMPARE.steps, help="training steps of every trained method (%(default)s)"
+        "--methods",
+        help="comma-separated subset, e.g. fusion:attention,merge:ties,lorahub (default: all; listed below)",
     )
-    p.add_argument("--lr", type=float, default=COMPARE.learning_rate, help="learning rate (%(default)s)")
-    p.add_argument("--batch-size", type=int, default=COMPARE.batch_size, help="per-device batch (%(default)s)")
-    p.add_argument("--max-length", type=int, default=COMPARE.max_length, help="tokens per example (%(default)s)")
-    p.add_argument("--max-train-samples", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=COMPARE.steps, help="training steps of every trained method")
+    p.add_argument("--lr", type=float, default=COMPARE.learning_rate, help="learning rate")
+    p.add_argument("--batch-size", type=int, default=COMPARE.batch_size, help="per-device batch")
+    p.add_argument("--max-length", type=int, default=COMPARE.max_length, help="tokens per example")
+    p.add_argument("--max-train-samples", type=int, default=None, help="seeded subset of the train split")
     p.add_argument("--max-eval-samples", type=int, default=None, help="the task's fixed dev subset of this size")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="random seed")
     p.add_argument("--finetune", action="store_true", help="also fine-tune each merged adapter (rows …+ft)")
     p.add_argument("--search-evaluations", type=int, default=40, help="candidates the LoraHub search scores")
     p.add_argument("--no-curves", action="store_true", help="skip the AdapterDrop and pruning curves")

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from fusionlab.config import JsonConfig, _fail
-from fusionlab.data.loading import resolve_data_dir
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
 
 CONFIG_ENV = "FUSIONLAB_SERVER_CONFIG"
@@ -84,6 +83,9 @@ class ServerConfig(JsonConfig):
         return found
 
     def resolved_data_dir(self) -> Path | None:
+        # imported here: the data layer loads transformers, and `fusionlab --help` reads this module's flags
+        from fusionlab.data.loading import resolve_data_dir
+
         return resolve_data_dir(self.data_dir)
 
     def is_teacher_passphrase(self, typed: str | None) -> bool:
