@@ -7,7 +7,7 @@ import streamlit as st
 from fusionlab.dashboard import workspace_view
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.markdown import code, md
-from fusionlab.dashboard.visitors import can_manage
+from fusionlab.dashboard.visitors import can_manage, sees_server_paths, shown_path
 from fusionlab.dashboard.widgets import current_visitor, server_config, settings_or_stop
 
 DIAGRAM = Path(__file__).resolve().parents[1] / "assets" / "adapter_fusion.svg"
@@ -28,7 +28,7 @@ summary = workspace_view.summarize_workspace(workspace)
 
 st.header("This workspace")
 st.markdown(
-    f"{code(summary.root)}  \n**Base model** (frozen): {code(summary.base_model)}  \n**Models run on**: {md(summary.device)}"
+    f"{code(shown_path(summary.root, sees_server_paths(current_visitor(), server_config().classroom)))}  \n**Base model** (frozen): {code(summary.base_model)}  \n**Models run on**: {md(summary.device)}"
 )
 cols = st.columns(4)
 cols[0].metric("Adapters", len(summary.adapters))

@@ -54,6 +54,7 @@ from fusionlab.dashboard.runs_view import (
     weights_frame,
 )
 from fusionlab.dashboard.usage_chart import EXPLANATION, adapter_usage, adapter_usage_heatmap
+from fusionlab.dashboard.visitors import sees_server_paths
 from fusionlab.dashboard.widgets import current_visitor, open_run_store, server_config, session_settings
 
 ALL_EXAMPLES = "all dev examples"
@@ -175,7 +176,7 @@ else:
     a_col, b_col = st.columns(2)
     run_a = a_col.selectbox("Run A", list(by_id), index=1, format_func=ref, key="runs_diff_a", bind="query-params")
     run_b = b_col.selectbox("Run B", list(by_id), index=0, format_func=ref, key="runs_diff_b", bind="query-params")
-    diff = config_diff(by_id[run_a], by_id[run_b])
+    diff = config_diff(by_id[run_a], by_id[run_b], paths_visible=sees_server_paths(visitor, config.classroom))
     differing = int(diff["differs"].sum())
     only = st.toggle("Only the differences", key="runs_diff_only", bind="query-params")
     st.caption(f"{differing} of {len(diff)} settings differ (highlighted).")

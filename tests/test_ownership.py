@@ -121,3 +121,25 @@ def test_the_running_run_says_how_long_it_ran_and_about_how_long_is_left(tmp_pat
     early = dataclasses.replace(view, active=dataclasses.replace(view.active, progress=0.01))
     assert early.timing(now=1030.0) == "running for 0:30"  # too early to extrapolate
     assert clock(3 * 3600 + 125) == "3:02:05"
+
+
+def test_a_student_sees_no_server_paths(classroom, monkeypatch):
+    from fusionlab.dashboard.runs_view import config_diff
+    from fusionlab.dashboard.visitors import sees_server_paths, shown_path
+
+    workspace, store = classroom
+    assert sees_server_paths(ANNA, classroom=False) and not sees_server_paths(ANNA, classroom=True)
+    assert sees_server_paths(Visitor(new_token(), "T", teacher=True), classroom=True)
+    assert shown_path("/srv/class/ws", False) == "ws" and shown_path("/srv/class/ws", True) == "/srv/class/ws"
+    run = store.get(store.enqueue("train_adapter", "rte", {"task": "rte", "data_dir": "/srv/secret/data"}))
+    hidden = config_diff(run, run, paths_visible=False).set_index("key")
+    assert hidden.loc["data_dir", "A"] == '"data"'
+    assert config_diff(run, run).set_index("key").loc["data_dir", "A"] == '"/srv/secret/data"'
+
+    monkeypatch.setenv("FUSIONLAB_HOME", str(workspace.root))
+    monkeypatch.setenv("FUSIONLAB_CLASSROOM", "1")
+    at = AppTest.from_file(str(REPO / "app_pages" / "home.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    shown = " ".join(m.value for m in at.markdown)
+    assert str(workspace.root) not in shown and f"`{workspace.root.name}`" in shown

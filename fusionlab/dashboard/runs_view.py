@@ -20,7 +20,7 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from fusionlab.checkpoint import pinned_adapter_dir, read_meta
-from fusionlab.dashboard.visitors import Visitor, owner_label
+from fusionlab.dashboard.visitors import Visitor, owner_label, shown_path
 from fusionlab.data.tasks import TASKS
 from fusionlab.metrics import metric_label
 from fusionlab.reported import Reported
@@ -280,25 +280,31 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 NOT_SET = "not set"
 
 
-def _shown(value: Any) -> str:
+def _shown(value: Any, paths_visible: bool = True) -> str:
     """A config value as text: JSON, so ``1`` and ``"1"`` stay distinguishable; an unset value (None) reads
-    :data:`NOT_SET` (a string value "not set" would show in quotes)."""
-    return NOT_SET if value is None else json.dumps(value, sort_keys=True)
+    :data:`NOT_SET` (a string value "not set" would show in quotes). An absolute path is cut to its last part
+    unless ``paths_visible`` (see :func:`~fusionlab.dashboard.visitors.sees_server_paths`)."""
+    if value is None:
+        return NOT_SET
+    if not paths_visible and isinstance(value, str) and Path(value).is_absolute():
+        value = shown_path(value, False)
+    return json.dumps(value, sort_keys=True)
 
 
-def config_diff(run_a: Run, run_b: Run) -> pd.DataFrame:
+def config_diff(run_a: Run, run_b: Run, paths_visible: bool = True) -> pd.DataFrame:
     """The two runs' configs side by side (:data:`DIFF_COLUMNS`), one row per flattened dotted key.
 
     The run kind is compared too (row ``kind``), since an adapter and a fusion run share few keys. Values are
     JSON text (so a column never mixes types); a key only one config has shows :data:`ABSENT` on the other
-    side. Rows are sorted by key; ``differs`` marks the rows to highlight.
+    side. Rows are sorted by key; ``differs`` marks the rows to highlight. Absolute paths (the data directory,
+    a user's file) show only their last part unless ``paths_visible``.
     """
     flat_a = {"kind": run_a.kind, **flatten(run_a.config)}
     flat_b = {"kind": run_b.kind, **flatten(run_b.config)}
     rows = []
     for key in sorted(set(flat_a) | set(flat_b)):
-        a = _shown(flat_a[key]) if key in flat_a else ABSENT
-        b = _shown(flat_b[key]) if key in flat_b else ABSENT
+        a = _shown(flat_a[key], paths_visible) if key in flat_a else ABSENT
+        b = _shown(flat_b[key], paths_visible) if key in flat_b else ABSENT
         rows.append({"key": key, "A": a, "B": b, "differs": a != b})
     return pd.DataFrame(rows, columns=DIFF_COLUMNS)
 

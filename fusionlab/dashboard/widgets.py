@@ -26,7 +26,15 @@ from fusionlab.dashboard.inference import Predictor, checkpoint_signature, prefe
 from fusionlab.dashboard.markdown import code, md
 from fusionlab.dashboard.server_config import ServerConfig, load_server_config
 from fusionlab.dashboard.settings import DATA_KEY, HOME_KEY, WORKSPACE_KEY, Settings, resolve_settings
-from fusionlab.dashboard.visitors import Visitor, check_visitor_name, generated_name, new_token, valid_token
+from fusionlab.dashboard.visitors import (
+    Visitor,
+    check_visitor_name,
+    generated_name,
+    new_token,
+    sees_server_paths,
+    shown_path,
+    valid_token,
+)
 from fusionlab.pack.store import PackError
 from fusionlab.runstore import RunStore
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
@@ -300,10 +308,12 @@ def visitor_sidebar(config: ServerConfig) -> Visitor:
 
 
 def workspace_sidebar(config: ServerConfig) -> None:
-    """Where this session works: a choice among the workspaces that exist (never a typed path), and the data."""
+    """Where this session works: a choice among the workspaces that exist (never a typed path), and the data.
+    A student on a classroom server sees their names only (:func:`~fusionlab.dashboard.visitors.shown_path`)."""
+    visible = sees_server_paths(current_visitor(), config.classroom)
     offered = [str(w.root) for w in config.workspaces()]
     if st.session_state.get(HOME_KEY):
-        st.sidebar.caption(f"Workspace: {code(st.session_state[HOME_KEY])}")
+        st.sidebar.caption(f"Workspace: {code(shown_path(st.session_state[HOME_KEY], visible))}")
     elif len(offered) > 1:
         st.sidebar.selectbox(
             "Workspace",
@@ -313,6 +323,9 @@ def workspace_sidebar(config: ServerConfig) -> None:
             help="The workspaces on this server; the teacher's server settings decide which exist.",
         )
     else:
-        st.sidebar.caption(f"Workspace: {code(offered[0])}")
+        st.sidebar.caption(f"Workspace: {code(shown_path(offered[0], visible))}")
     data = st.session_state.get(DATA_KEY) or config.resolved_data_dir()
-    st.sidebar.caption(f"Task data: {code(data) if data else 'none (the pack needs none)'}")
+    if not visible:
+        st.sidebar.caption("Task data: " + ("on the server" if data else "none (the pack needs none)"))
+    else:
+        st.sidebar.caption(f"Task data: {code(data) if data else 'none (the pack needs none)'}")
