@@ -103,7 +103,11 @@ st.dataframe(
     column_config={
         "method": st.column_config.TextColumn(pinned=True),  # in view while a narrow screen scrolls the numbers
         score_column: st.column_config.NumberColumn(format="%.3f"),
+        "95 % interval": st.column_config.TextColumn(help="bootstrap over the same dev examples (empty: not recorded)"),
         "vs adapter alone": st.column_config.NumberColumn(format="%+.3f", help="minus the target adapter's score"),
+        "paired verdict": st.column_config.TextColumn(
+            help="paired 95 % interval of the difference on the same examples: 'within noise' when it includes 0"
+        ),
         "latency vs encoder": st.column_config.NumberColumn(format="%.2f×"),
         "params at inference": st.column_config.NumberColumn(format="localized", help="beyond the frozen encoder"),
         "trained params": st.column_config.NumberColumn(

@@ -147,8 +147,9 @@ def composed_panel(first: Comparison, other: AdapterPredictor, text: str, pair: 
         )
 
 
-def verdict_panel(info: FusionInfo, comparison: Comparison) -> None:
-    """The two answers side by side: the target's own adapter alone, then the fusion."""
+def verdict_panel(info: FusionInfo, comparison: Comparison, gold: str | None) -> None:
+    """The two answers side by side: the target's own adapter alone, then the fusion; whether they disagree, and
+    the gold label when the input is a dev example loaded from the browser below."""
     if comparison.truncated:
         st.warning(
             f"The input has {comparison.original_tokens} tokens; only the first {comparison.kept_tokens} "
@@ -169,6 +170,19 @@ def verdict_panel(info: FusionInfo, comparison: Comparison) -> None:
             f"{md(comparison.active_adapters[0])} alone: the fusion passes the adapter's output through its own "
             "trained layers (attention fusion's value projection) and classifies with its own head, trained on the "
             "mix of all its adapters. The difference is that head and projection, not a choice among adapters."
+        )
+    if comparison.single is not None and comparison.single.label != comparison.fused.label:
+        st.info(
+            f"They disagree: the adapter alone says {md(comparison.single.label)}, the fusion "
+            f"{md(comparison.fused.label)}. The weights below show which adapters the fusion leaned on."
+        )
+    if gold is not None:
+        right = [
+            who for who, p in (("adapter", comparison.single), ("fusion", comparison.fused)) if p and p.label == gold
+        ]
+        st.caption(
+            f"Gold label of this dev example: **{md(gold)}** — "
+            + (f"{' and '.join(right)} right." if right else "both wrong.")
         )
 
 
@@ -192,9 +206,10 @@ def explore(
         comparison = predictor.compare(text, pair, active)
     except DashboardError as err:
         verdicts.error(md(err))
+        dev_set_browser(workspace, fusion)  # still there to load an example from
         return
     with verdicts:
-        verdict_panel(info, comparison)
+        verdict_panel(info, comparison, loaded_gold(text, pair))
     zoom = st.toggle(
         "Zoom the colours to the weights shown",
         value=False,
@@ -275,13 +290,27 @@ def explore(
     dev_set_browser(workspace, fusion)
 
 
+LOADED = "dev_loaded"  # (text, pair, gold) of the dev example last loaded: its gold label is shown with the answers
+
+
+def use_dev_example(example: DevExample) -> None:
+    """The dev example goes into the text box(es), and so into the URL; its gold label is remembered."""
+    st.session_state[urlstate.TEXT] = example.text
+    st.session_state[urlstate.PAIR] = example.pair or ""
+    st.session_state[LOADED] = (example.text, example.pair or "", example.gold)
+
+
+def loaded_gold(text: str, pair: str | None) -> str | None:
+    """The gold label of the input if it is the dev example last loaded, unchanged (an edit makes it another)."""
+    loaded = st.session_state.get(LOADED)
+    return loaded[2] if loaded and loaded[:2] == (text, pair or "") else None
+
+
 def load_dev_example(shown: list[DevExample]) -> None:
-    """Table selection callback: the chosen dev example goes into the text box(es), and so into the URL."""
+    """Table selection callback: the chosen dev example goes into the text box(es)."""
     rows = st.session_state["dev_table"].selection.rows
     if rows:
-        example = shown[rows[0]]
-        st.session_state[urlstate.TEXT] = example.text
-        st.session_state[urlstate.PAIR] = example.pair or ""
+        use_dev_example(shown[rows[0]])
 
 
 def dev_set_browser(workspace: Workspace, fusion: str) -> None:
@@ -300,6 +329,18 @@ def dev_set_browser(workspace: Workspace, fusion: str) -> None:
         counts = dev_browser.outcome_counts(examples)
         for column, (outcome, count) in zip(st.columns(len(counts)), counts.items()):
             column.metric(outcome, count)
+        gallery = dev_browser.disagreements(examples)
+        if gallery:
+            st.caption("Where the two disagree (click one to load it above):")
+            for column, example in zip(st.columns(len(gallery)), gallery):
+                column.button(
+                    md(dev_browser.readable(example.text)[:60]),
+                    key=f"disagree_{example.row}",
+                    on_click=use_dev_example,
+                    args=(example,),
+                    help=md(f"gold {example.gold}: {example.outcome}"),
+                    width="stretch",
+                )
         gold_col, outcome_col = st.columns(2)
         golds = sorted({e.gold for e in examples})
         gold = gold_col.selectbox("Gold label", [None, *golds], format_func=lambda g: g or "any", key="dev_gold")
@@ -317,7 +358,11 @@ def dev_set_browser(workspace: Workspace, fusion: str) -> None:
             on_select=lambda: load_dev_example(shown),
             selection_mode="single-row",
             key="dev_table",
-            column_config={"fusion confidence": st.column_config.NumberColumn(format="%.2f")},
+            column_config={
+                "text": st.column_config.TextColumn(width="large"),
+                "fusion confidence": st.column_config.NumberColumn(format="%.2f"),
+                "outcome": st.column_config.TextColumn(width="medium"),  # "adapter right, fusion wrong" whole
+            },
         )
 
 

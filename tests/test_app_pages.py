@@ -167,6 +167,12 @@ def test_playground_compares_single_and_fused_predictions(tiny_workspace):
     assert not at.exception
     assert [m.label for m in at.metric][2:] == list(OUTCOMES) and sum(int(m.value) for m in at.metric[2:]) > 0
     assert {"gold", "adapter alone", "fusion", "outcome"} <= set(at.dataframe[0].value.columns)
+    gallery = [b for b in at.button if b.key and b.key.startswith("disagree_")]
+    assert gallery  # a few examples where the adapter alone and the fusion disagree, one click away
+    gallery[0].click().run()
+    assert not at.exception
+    assert any(c.value.startswith("Gold label of this dev example") for c in at.caption)
+    assert any(i.value.startswith("They disagree") for i in at.info)
 
     at.toggle(key="adapter_on_rte-attention_sst2").set_value(False).run()
     assert not at.exception

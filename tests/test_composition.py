@@ -154,6 +154,10 @@ def test_compare_options_name_the_bad_field():
         CompareOptions.from_dict({"target": "rte", "adapters": ["rte", "mnli"], "steps": 3})
 
 
+def attention_verdict(comparison: Comparison) -> str:
+    return comparison.result("fusion:attention").vs_adapter.verdict()
+
+
 @pytest.mark.slow
 def test_every_method_over_pack_adapters_on_real_cb_data(cb_comparison):
     """The whole comparison on real code paths: pack adapters, real CB examples, the CLI's table; every score from
@@ -170,9 +174,19 @@ def test_every_method_over_pack_adapters_on_real_cb_data(cb_comparison):
                        "merge:task_arithmetic", "merge:ties", "merge:dare", "lorahub"]  # fmt: skip
     for method in methods:
         assert method in out
+    adapter = comparison.result("adapter")
     for result in comparison.results:
         assert result.agrees_with_training, result
         assert result.latency_ms > 0 and 0 <= result.value <= 1
+        # every score with its interval on the same dev examples, every gain paired with the adapter's
+        assert result.interval.examples == comparison.dev_examples
+        assert result.interval.low <= result.value <= result.interval.high and result.interval.value == result.value
+        if result is not adapter:
+            assert result.vs_adapter.value == pytest.approx(result.value - adapter.value)
+            assert result.vs_adapter.verdict() in ("better", "worse", "within noise")
+    assert adapter.vs_adapter is None
+    verdicts = {row["method"]: row["paired verdict"] for row in comparison.table()}
+    assert verdicts["adapter"] is None and verdicts["fusion:attention"] == attention_verdict(comparison)
     attention = comparison.result("fusion:attention")
     assert comparison.adapter_drop[0].metric == attention.value  # k = 0 is the full fusion
     assert [p.dropped_layers for p in comparison.adapter_drop] == list(range(7))

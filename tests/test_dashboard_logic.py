@@ -445,10 +445,24 @@ def test_the_dev_browser_scores_each_example_both_ways(attention, shared_data_di
     gold = examples[0].gold
     assert all(e.gold == gold for e in dev_browser.filter_examples(examples, gold=gold))
     assert set(examples[0].as_row()) >= {"text", "second text", "gold", "adapter alone", "fusion", "outcome"}
+    gallery = dev_browser.disagreements(examples)
+    assert gallery == [e for e in gallery if e.disagree] and len(gallery) <= 4
+    assert len(gallery) == min(4, sum(e.disagree for e in examples))
+    if any(e.outcome == dev_browser.FUSION_WINS for e in examples):
+        assert gallery[0].outcome == dev_browser.FUSION_WINS  # fusion's wins and losses in turn, its win first
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DashboardError, match="needs the task's dev split: rte validation: not in the data directory"):
         dev_browser.dev_examples(attention, str(tmp_path))
+
+
+def test_dataset_markup_is_read_as_text_in_the_browser():
+    from fusionlab.dashboard.dev_browser import DevExample, readable
+
+    assert readable("Great cast.<br /><br />Awful script.<BR>") == "Great cast. Awful script."
+    review = DevExample(0, "Fine.<br /><br />Not great.", None, "neg", "neg", 0.9, "pos")
+    assert review.as_row()["text"] == "Fine. Not great." and review.text.count("<br />") == 2  # loaded as scored
+    assert review.disagree and not DevExample(1, "x", None, "pos", "pos", 0.9, "pos").disagree
 
 
 def test_leave_one_out_over_the_dev_set(attention, shared_data_dir):

@@ -22,7 +22,7 @@ from fusionlab.composition.results import CompareOptions, Comparison, MethodResu
 from fusionlab.composition.session import Session, comparison_dir
 from fusionlab.config import ModelConfig
 from fusionlab.devices import describe_device
-from fusionlab.evaluation import evaluate_model
+from fusionlab.evaluation import EvaluationResult, evaluate_model
 from fusionlab.metrics import majority_baseline
 from fusionlab.model import FusionModel
 from fusionlab.text_table import align_columns
@@ -56,8 +56,9 @@ def chosen_methods(options: CompareOptions) -> list[Method]:
     return [known[n] for n in names]
 
 
-def score(session: Session, method: Method, trained: Trained) -> tuple[MethodResult, FusionModel]:
-    """A fresh load of the saved checkpoint, scored on the dev subset; with the model, to time it later."""
+def score(session: Session, method: Method, trained: Trained) -> tuple[MethodResult, FusionModel, EvaluationResult]:
+    """A fresh load of the saved checkpoint, scored on the dev subset (with its bootstrap interval); with the
+    model, to time it later, and the evaluation, whose predictions pair it with the adapter's."""
     model = session.load(trained.path)
     evaluation = evaluate_model(
         model, session.dev, session.spec, session.collator, trained.adapters, keep_predictions=False
@@ -81,8 +82,9 @@ def score(session: Session, method: Method, trained: Trained) -> tuple[MethodRes
         train_seconds=trained.seconds,
         checkpoint=str(trained.path.relative_to(session.root)),
         details=dict(trained.details),
+        interval=evaluation.score(session.spec.main_metric),
     )
-    return result, model
+    return result, model, evaluation
 
 
 def compare_methods(
@@ -117,6 +119,7 @@ def compare_methods(
         device=describe_device(),
     )
     calls: dict[str, dropping.Call] = {}
+    evaluations: dict[str, EvaluationResult] = {}
     for index, method in enumerate(methods):
         if reporter is not None:
             reporter.method_started(index, len(methods), method.name)
@@ -126,7 +129,7 @@ def compare_methods(
         except MethodNotApplicable as err:
             say(f"{method.name}: skipped ({err})")
             continue
-        result, model = score(session, method, trained)
+        result, model, evaluations[method.name] = score(session, method, trained)
         comparison.results.append(result)
         calls[method.name] = dropping.model_call(model, session.latency_batch, adapter_names=trained.adapters)
         if "base" not in calls:
@@ -138,11 +141,23 @@ def compare_methods(
             comparison.adapter_drop, drop_calls = dropping.adapter_drop_curve(model, session.dev, *args)
             comparison.pruning, prune_calls = dropping.pruning_curve(model, session.dev, session.few_shot, *args)
             calls |= drop_calls | prune_calls
+    _pair_with_adapter(comparison, evaluations)
     if calls:
         say(f"timing {len(calls)} configurations round-robin, {options.latency_repeats} rounds")
         _fill_latencies(comparison, dropping.time_interleaved(calls, options.latency_repeats))
     comparison.save(session.root / RESULT_FILE)
     return comparison
+
+
+def _pair_with_adapter(comparison: Comparison, evaluations: dict[str, EvaluationResult]) -> None:
+    """Every row's paired difference from the target's own adapter, on the same dev examples: what says whether
+    a method's gain is beyond noise (a paired interval that includes 0 is "within noise")."""
+    alone = evaluations.get("adapter")
+    if alone is None:
+        return
+    for result in comparison.results:
+        if result.method != "adapter":
+            result.vs_adapter = evaluations[result.method].difference(alone, result.main_metric)
 
 
 def retime(
