@@ -97,7 +97,16 @@ config = server_config()
 allowed = can_manage(current_visitor(), config.classroom)
 if not allowed:
     st.caption("On this classroom server the teacher prepares the demo (unlock it in the sidebar with the passphrase).")
-if st.button("Prepare demo workspace", type="primary", icon=":material/rocket_launch:", disabled=not allowed):
+present = workspace_view.demo_present(workspace)
+confirmed = True
+if present and allowed:
+    confirmed = st.checkbox(
+        f"The demo's fusions ({', '.join(present)}) are already trained here: train them again from scratch "
+        "(a few minutes; the worker's queue waits behind them)",
+        key="demo_retrain",
+    )
+label = "Train the demo again" if present else "Prepare demo workspace"
+if st.button(label, type="primary", icon=":material/rocket_launch:", disabled=not (allowed and confirmed)):
     try:
         outcome = workspace_view.prepare_demo(workspace, settings.data_dir_str)
     except DashboardError as err:

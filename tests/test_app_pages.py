@@ -79,6 +79,20 @@ def test_home_summarises_the_workspace_and_queues_the_demo_once(tiny_workspace, 
     assert started == []
 
 
+def test_preparing_the_demo_again_asks_first(tiny_workspace, tmp_path, monkeypatch):
+    """A workspace that has the demo's fusions does not silently retrain them: the button waits for a yes."""
+    home = tmp_path / "ws"
+    shutil.copytree(tiny_workspace.root, home)
+    shutil.copytree(home / "fusions" / "rte-attention", home / "fusions" / "rte-live")  # as if prepared before
+    monkeypatch.setattr(workspace_view, "ensure_worker", lambda ws: True)
+    at = open_page("home.py", home)
+    assert not at.exception
+    retrain = button(at, "Train the demo again")
+    assert retrain.disabled and "rte-live" in at.checkbox(key="demo_retrain").label
+    at.checkbox(key="demo_retrain").check().run()
+    assert not button(at, "Train the demo again").disabled
+
+
 @pytest.mark.skipif(not (PACK_DIR / "pack.json").is_file(), reason="the pack is not built")
 def test_a_fresh_workspace_opens_on_the_pack_and_queues_the_live_demo_once(tmp_path, monkeypatch, shared_data_dir):
     monkeypatch.setenv("FUSIONLAB_PACK", str(PACK_DIR))

@@ -258,6 +258,13 @@ class DemoOutcome:
         return f"Queued {len(self.run_ids)} demo runs (ids {self.run_ids[0]}–{self.run_ids[-1]}); {worker}."
 
 
+def demo_present(workspace: Workspace) -> list[str]:
+    """The demo's fusions already trained in the workspace: preparing the demo again retrains them (minutes),
+    which the Home page asks about first."""
+    trained = set(workspace.list_fusions())
+    return [run.name for run in demo_runs(DEMO_PROFILE) if isinstance(run, FusionRun) and run.name in trained]
+
+
 def prepare_demo(workspace: Workspace, data_dir: str | None) -> DemoOutcome:
     """Queue the classroom demo and make sure a worker serves it; refuse if it is already queued or running."""
     problems = missing_data(DEMO_PROFILE, data_dir)
