@@ -150,6 +150,8 @@ def composed_panel(first: Comparison, other: AdapterPredictor, text: str, pair: 
 def verdict_panel(info: FusionInfo, comparison: Comparison, gold: str | None) -> None:
     """The two answers side by side: the target's own adapter alone, then the fusion; whether they disagree, and
     the gold label when the input is a dev example loaded from the browser below."""
+    if comparison.unfamiliar:
+        st.warning(md(comparison.unfamiliar))
     if comparison.truncated:
         st.warning(
             f"The input has {comparison.original_tokens} tokens; only the first {comparison.kept_tokens} "

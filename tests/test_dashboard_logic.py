@@ -493,3 +493,22 @@ def test_library_messages_are_shown_in_the_forms_words():
     )
     assert in_user_words("AdapterConfig.non_linearity: bad") == "Non linearity: bad"  # no label: the field, readable
     assert in_user_words("choose at least one task") == "choose at least one task"
+
+
+def test_input_the_model_cannot_read_is_flagged():
+    """Emoji and Chinese come out of the tokenizer as [UNK]; Cyrillic is read letter by letter: the answer on
+    either is a guess, however confident, and the Playground says so. English (and French) pass."""
+    from fusionlab.base_model import load_tokenizer
+    from fusionlab.prediction import encode_input, unfamiliar_input
+
+    tokenizer = load_tokenizer()
+
+    def check(text: str, pair: str | None = None) -> str | None:
+        encoded = encode_input(tokenizer, text, pair, 128)
+        return unfamiliar_input((text, pair), encoded.tokens, tokenizer.unk_token)
+
+    assert "unknown to the model's vocabulary" in check("😀😀😀 🎬🍿")
+    assert "unknown to the model's vocabulary" in check("这部电影非常好看，演员也很棒。")
+    assert "not in the Latin script" in check("Этот фильм просто великолепен!")
+    assert check("This movie is absolutely fantastic!") is None
+    assert check("A man is playing a guitar.", "Someone plays music 🎸.") is None  # one emoji among words

@@ -31,7 +31,7 @@ from fusionlab.data import TaskSpec, get_task
 from fusionlab.fusion.registry import fusion_class
 from fusionlab.inference_snapshot import freeze_for_inference
 from fusionlab.model import FusionModel
-from fusionlab.prediction import EncodedInput, Prediction, encode_input, predict
+from fusionlab.prediction import EncodedInput, Prediction, encode_input, predict, unfamiliar_input
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
 
 
@@ -76,6 +76,8 @@ class Comparison:
     learned_weights: np.ndarray | None  # [layers, active adapters], weighted fusion only
     original_tokens: int
     kept_tokens: int
+    unfamiliar: str | None = None
+    """Why the answer means little (mostly unknown tokens, or not the encoder's language); None if nothing."""
 
     @property
     def truncated(self) -> bool:
@@ -279,6 +281,7 @@ class Predictor:
             learned_weights=learned,
             original_tokens=encoded.original_tokens,
             kept_tokens=encoded.kept_tokens,
+            unfamiliar=unfamiliar_input((text, text_pair), encoded.tokens, self.tokenizer.unk_token),
         )
 
     def _learned_weights(self, active: tuple[str, ...]) -> np.ndarray | None:
