@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from fusionlab.dashboard import workspace_view
+from fusionlab.dashboard import curve_view, workspace_view
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.markdown import code, md
 from fusionlab.dashboard.visitors import can_manage, sees_server_paths, shown_path
@@ -83,6 +83,18 @@ if summary.fusions:
     )
 else:
     st.info("No fusion yet: prepare the demo below, or train one on the Train page.")
+
+curves = curve_view.saved_curves(workspace)
+if curves:
+    st.subheader("Does fusion help when the target has little data?")
+    for saved in curves:
+        if saved.curve is None:
+            st.error(md(saved.error))
+            continue
+        chart = curve_view.curve_chart(saved.curve)
+        if chart is not None:
+            st.plotly_chart(chart, key=f"curve_{saved.source}_{saved.name}")
+        st.caption(md(curve_view.describe(saved.curve)))
 
 st.subheader("Classroom demo")
 st.markdown(

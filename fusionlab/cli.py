@@ -718,6 +718,27 @@ def _print_comparison(path: Path) -> None:
     print(f"saved: {path}")
 
 
+def cmd_curve(args: argparse.Namespace) -> int:
+    """The learning curve: adapter alone vs fusion at each training-set size, in this process, resumable."""
+    from fusionlab.curve import CurvePlan, curve_path, format_summary, run_curve
+    from fusionlab.pack.store import ready_workspace
+
+    plan = CurvePlan(
+        target=args.target,
+        sources=[s.strip() for s in args.sources.split(",") if s.strip()],
+        sizes=[int(k) for k in args.sizes.split(",") if k.strip()],
+        seeds=[int(s) for s in args.seeds.split(",") if s.strip()],
+        method=args.method,
+        steps=args.steps,
+    )
+    workspace = ready_workspace(args.home)
+    out = Path(args.out) if args.out else curve_path(workspace, plan)
+    curve = run_curve(plan, workspace, args.data_dir, out, log=lambda m: print(m, flush=True))
+    print(format_summary(curve))
+    print(f"saved: {out}")
+    return 0
+
+
 def cmd_import_adapterhub(args: argparse.Namespace) -> int:
     """An AdapterHub ``adapters`` bottleneck adapter folder into the workspace, as a fusionlab adapter."""
     from fusionlab.interop.transfer import import_adapter
@@ -905,6 +926,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="queue the comparison and return at once")
     _add_common(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "curve",
+        help="learning curve: the target's adapter alone vs fusion at each training-set size, several seeds",
+        description="Does fusion help most when the target has little data? For each size k and seed (another "
+        "random subset of k examples) the target's adapter and a fusion over it and the source adapters are trained "
+        "on the same examples, selected on the carved selection split and scored on the whole dev split, with "
+        "intervals and the paired gain. Runs in this process (hours on a CPU); resumable: points already in the "
+        "output file are skipped.",
+    )
+    p.add_argument("--target", default="imdb", help="target task")
+    p.add_argument("--sources", default="sst2,mnli,qnli,sick", help="comma-separated source adapters")
+    p.add_argument("--sizes", default="50,100,250,500,1000", help="comma-separated training-set sizes k")
+    p.add_argument("--seeds", default="1,2", help="comma-separated seeds (each draws another subset)")
+    p.add_argument("--method", default="attention", choices=config.FUSION_METHODS, help="fusion method")
+    p.add_argument("--steps", type=int, default=300, help="about this many optimisation steps per model")
+    p.add_argument("--out", default=None, help="JSON file (default: <workspace>/curves/TARGET-METHOD.json)")
+    _add_common(p)
+    p.set_defaults(func=cmd_curve)
 
     p = sub.add_parser("tasks", help="list the built-in tasks")
     _add_common(p)

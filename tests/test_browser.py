@@ -172,6 +172,11 @@ CUT_OFF = """(root) => [root, ...root.querySelectorAll('*')].filter((e) => e.scr
   .map((e) => e.textContent)"""
 
 
+LINES = """(e) => { const range = document.createRange(); range.selectNodeContents(e);
+  return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size; }"""
+"""How many lines an element's text occupies (one per distinct line top)."""
+
+
 def test_the_projector_view_shows_both_answers_whole_above_the_fold(app, browser):
     """At 1280×720 (a projector) both answer cards, bars included, are on the first screen, and an answer is never
     cut off: the task's longest label, as the page writes it (breakable at its underscores), wraps in its card."""
@@ -193,6 +198,8 @@ def test_the_projector_view_shows_both_answers_whole_above_the_fold(app, browser
             label = values.nth(i).locator("p").first  # the answer as markdown renders it
             label.evaluate("(e) => { e.textContent = 'not_\\u200bentailment'; }")  # the longest RTE label
             assert values.nth(i).evaluate(CUT_OFF) == [], "a long answer is cut off instead of wrapping"
+            label.evaluate("(e) => { e.textContent = 'contradiction'; }")  # MNLI's longest word: never split
+            assert label.evaluate(LINES) == 1, "a one-word answer is broken inside the word"
 
 
 def test_playground_shows_both_predictions_and_the_heatmap(app, page):
