@@ -73,6 +73,10 @@ def test_the_charts_plot_every_method_on_honest_axes(comparison):
     assert 0 <= low <= min(comparison.majority_baseline, *(r.value for r in comparison.results))
     assert max(r.value for r in comparison.results) <= high <= 1.02
     assert any("majority class" in a.text for a in latency.layout.annotations)
+    for trace in latency.data:  # every score with its 95 % interval, whole on the axis
+        result = comparison.result(trace.name)
+        assert trace.error_y.array[0] == pytest.approx(result.interval.high - result.value)
+        assert low <= result.interval.low and result.interval.high <= high
 
     params = compare_charts.accuracy_parameters_chart(comparison)
     assert "adapter" not in {t.name for t in params.data}  # it trained nothing here: the dashed line instead

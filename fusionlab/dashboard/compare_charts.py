@@ -1,8 +1,9 @@
 """Charts of a saved comparison: dev score against latency, against trained parameters, and the fusion cut down.
 
 Every chart shares two reference lines, so its vertical scale cannot exaggerate: the majority class (what
-predicting the most frequent label scores) and the target's own adapter alone. The score axis spans from below
-the lower of them to above the best method, never beyond 0–1. Methods keep one colour and marker per method on
+predicting the most frequent label scores) and the target's own adapter alone. Every score carries its 95 %
+bootstrap interval as an error bar, and the score axis spans from below the lower of the lines and the intervals
+to above the best, never beyond 0–1. Methods keep one colour and marker per method on
 every chart (fusions in purples, merges in greens, the search in orange, the adapter in the task's colour).
 """
 
@@ -118,9 +119,35 @@ def _method_point(
         text=[result.method.split(":")[-1] if label else ""],
         textposition="top center",
         cliponaxis=False,
-        customdata=[[result.method, hover_x]],  # data, not template: a name cannot break the hover
-        hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>score %{y:.3f}<extra></extra>",
+        error_y=_interval_bar(result),
+        customdata=[[result.method, hover_x, _interval_text(result)]],  # data, not template: names stay text
+        hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>score %{y:.3f} %{customdata[2]}<extra></extra>",
     )
+
+
+def _extent(results: list[MethodResult]) -> list[float]:
+    """Every score and interval bound the chart draws: the axis spans them all, so no error bar is cut."""
+    bounds = [b for r in results if r.interval for b in (r.interval.low, r.interval.high)]
+    return [r.value for r in results] + bounds
+
+
+def _interval_bar(result: MethodResult) -> dict | None:
+    """The score's 95 % bootstrap interval as an error bar (comparisons saved before intervals: none)."""
+    if result.interval is None:
+        return None
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [result.interval.high - result.value],
+        "arrayminus": [result.value - result.interval.low],
+        "thickness": 1,
+        "width": 3,
+    }
+
+
+def _interval_text(result: MethodResult) -> str:
+    verdict = f"; vs adapter: {result.vs_adapter.verdict()}" if result.vs_adapter is not None else ""
+    return (result.interval.bounds_text() if result.interval else "") + verdict
 
 
 def accuracy_latency_chart(comparison: Comparison) -> go.Figure | None:
@@ -131,7 +158,7 @@ def accuracy_latency_chart(comparison: Comparison) -> go.Figure | None:
     fig = go.Figure()
     ratios = [comparison.latency_ratio(r) for r in results]
     x_range = [min(0.9, min(ratios) - 0.05), max(ratios) * 1.08 + 0.05]
-    y_range = score_range(comparison, [r.value for r in results])
+    y_range = score_range(comparison, _extent(results))
     labels = labelled_points(ratios, [r.value for r in results], x_range, y_range)
     for result, ratio, label in zip(results, ratios, labels):
         _method_point(fig, comparison, result, ratio, f"{ratio:.2f}× the encoder's latency", label)
@@ -152,7 +179,7 @@ def accuracy_parameters_chart(comparison: Comparison) -> go.Figure | None:
     fig = go.Figure()
     counts = [r.trained_params for r in trained]
     x_range = [math.log10(min(counts)) - 0.5, math.log10(max(counts)) + 0.5]
-    y_range = score_range(comparison, [r.value for r in comparison.results])
+    y_range = score_range(comparison, _extent(comparison.results))
     labels = labelled_points([math.log10(n) for n in counts], [r.value for r in trained], x_range, y_range)
     for result, label in zip(trained, labels):
         hover = f"{result.trained_params:,} trained parameters"
