@@ -89,3 +89,4 @@ else:
     )
 st.dataframe(mechanics.stats_rows(result), hide_index=True)
 st.caption(md(mechanics.fused_summary(result)))
+st.caption(md(mechanics.scale_note(result)))

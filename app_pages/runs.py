@@ -32,6 +32,7 @@ from fusionlab.dashboard.runs_view import (
     comparison_link,
     config_diff,
     confusion,
+    curve_marks,
     curves,
     default_overlay,
     dev_metric_names,
@@ -150,23 +151,38 @@ else:
         bind="query-params",
     )
     dev_metrics = dev_metric_names(metric_names(store, overlaid))
+    marks = [curve_marks(by_id[run_id]) for run_id in overlaid]
     loss_col, dev_col = st.columns(2)
     with loss_col:
-        chart = curves_chart(curves(store, overlaid, "loss"), "loss", "Training loss")
+        chart = curves_chart(curves(store, overlaid, "loss"), "loss", "Training loss", marks)
         if chart is None:
             st.info("None of the chosen runs has logged a training loss yet.")
         else:
             st.plotly_chart(chart, key="runs_loss")
+            st.caption(
+                "Cross-entropy on the training batches. Dotted: chance, the loss of a uniform guess over the "
+                "labels (ln of their number); dashed: the step whose weights each run kept."
+            )
     with dev_col:
         if not dev_metrics:
-            st.info("None of the chosen runs has been evaluated on its dev set yet.")
+            st.info("None of the chosen runs has been evaluated during training yet.")
         else:
             dev_metric = st.selectbox(
-                "Dev metric", dev_metrics, format_func=metric_label, key="runs_dev_metric", bind="query-params"
+                "Metric during training (selection split)",
+                dev_metrics,
+                format_func=metric_label,
+                key="runs_dev_metric",
+                bind="query-params",
             )
-            chart = curves_chart(curves(store, overlaid, dev_metric), dev_metric)
+            chart = curves_chart(curves(store, overlaid, dev_metric), dev_metric, marks=marks)
             if chart is not None:
                 st.plotly_chart(chart, key="runs_dev")
+                st.caption(
+                    "Measured during training on the selection split, carved from the training data: it chose the "
+                    "kept step (dashed), so its best value is optimistic. The dev scores under Run details are "
+                    "measured afterwards, on the dev split. Dotted: the majority-class baseline recorded on the dev "
+                    "split."
+                )
 
 # -- config diff -------------------------------------------------------------------------------------------
 st.header("Config diff")

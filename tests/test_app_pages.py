@@ -262,13 +262,16 @@ def test_a_link_to_a_fusion_that_is_not_there_says_so(tiny_workspace):
 def test_efficiency_shows_parameters_sizes_and_measured_latency(tiny_workspace):
     at = open_page("efficiency.py", tiny_workspace.root)
     assert not at.exception and not at.error
-    assert "Fewer than full fine-tuning" in metric_labels(at)
+    assert "Trained, vs full fine-tuning" in metric_labels(at)
     assert len(at.get("plotly_chart")) == 2
+    assert "that fusion training updates (fusion layers + target head)" in at.caption[0].value
 
     at.slider[0].set_value(1)
+    at.select_slider[0].set_value(32)
     button(at, "Measure latency").click().run()
     assert not at.exception
-    assert any(t.startswith("Latency vs number of fused adapters") for t in chart_titles(at))
+    assert any(t.startswith("Latency vs number of fused adapters (32 tokens") for t in chart_titles(at))
+    assert any("1 timed run per configuration" in caption.value for caption in at.caption)
 
 
 # -- Mechanics ------------------------------------------------------------------------------------------------

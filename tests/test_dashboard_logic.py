@@ -214,8 +214,14 @@ def test_parameter_report_adds_up(attention):
     assert report.base == sum(p.numel() for p in attention.model.base_model.parameters())
     assert report.added + report.base == report.total == breakdown["total"]
     assert report.trainable == report.fusion + report.fusion_head  # fusion training updates only these
-    assert report.reduction_factor == pytest.approx(report.base / report.added)
+    assert report.base_over_added == pytest.approx(report.base / report.added)
+    assert report.base_over_trained == pytest.approx(report.base / report.trainable)
+    assert report.base_over_trained > report.base_over_added  # fewer parameters trained than added
     assert 0 < report.trainable_share < 1
+    assert (report.num_layers, report.method) == (attention.info.num_layers, "attention")
+    assert report.fusion_per_layer * report.num_layers == report.fusion
+    summary = efficiency.parameter_summary(report)
+    assert f"{report.fusion_over_adapter:.1f}× one adapter" in summary and "small" not in summary
 
 
 def test_checkpoint_sizes_are_the_bytes_of_their_files(tiny_workspace, attention):
@@ -237,6 +243,13 @@ def test_latency_is_measured_for_one_to_all_adapters(attention, latency):
     assert report.fusion_adapters == attention.info.adapters
     assert len(report.fusion_ms) == 4 and all(ms > 0 for ms in report.fusion_ms)
     assert report.base_ms > 0 and report.single_ms > 0 and report.single_adapter == "rte"
+    assert report.tokens == efficiency.default_latency_tokens(attention.info.max_length)  # a realistic length
+    for timing in (report.base, report.single, *report.fusion):
+        assert timing.low <= timing.q1 <= timing.median <= timing.q3 <= timing.high
+    short = efficiency.measure_latency(attention, repeats=3, warmup=0, tokens=32)
+    assert short.tokens == 32 and short.repeats == 3
+    with pytest.raises(ValueError, match="max_length"):
+        efficiency.measure_latency(attention, tokens=attention.info.max_length + 1)
     with pytest.raises(ValueError, match="repeats"):
         efficiency.measure_latency(attention, repeats=0)
     with pytest.raises(ValueError, match="warmup"):
@@ -278,6 +291,7 @@ def test_real_outputs_reproduce_the_models_fusion_weights(attention):
     whole = [F.cosine_similarity(outputs.outputs[:, 0], outputs.outputs[:, i], dim=-1).mean() for i in range(4)]
     assert min(whole) > 0.99 > float(np.ptp(result.cosine)) > 0.01  # the changes tell the adapters apart
     assert mechanics.fused_summary(result).startswith("Fused change to the hidden state: mean")
+    assert result.trained_layer and "acts on the hidden state inside that sum too" in mechanics.scale_note(result)
 
 
 def test_mechanics_rejects_bad_settings(attention):
@@ -389,7 +403,7 @@ def test_charts_return_none_instead_of_empty_figures():
 def test_efficiency_and_mechanics_charts(tiny_workspace, attention, latency):
     report = efficiency.parameter_report(attention)
     params = _check(charts.parameter_chart(report))
-    assert "millions" in params.layout.xaxis.title.text
+    assert "millions" in params.layout.xaxis.title.text and params.layout.xaxis.range[0] == 0
     _check(charts.checkpoint_size_chart(efficiency.checkpoint_sizes(tiny_workspace, attention)))
     assert _check(charts.latency_chart(latency)).layout.yaxis.title.text == "latency (ms)"
     result = mechanics.fuse(mechanics.random_outputs(4), "attention", 0.5, num_heads=2)

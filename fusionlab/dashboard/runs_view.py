@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import zipfile
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -231,7 +233,8 @@ def metric_names(store: RunStore, run_ids: list[int]) -> list[str]:
 
 
 def dev_metric_names(names: list[str]) -> list[str]:
-    """The dev-set metrics among logged metric names (the trainer logs them as ``eval_<metric>``)."""
+    """The in-training evaluations among logged metric names (the trainer logs them as ``eval_<metric>``; they
+    are measured on the selection split carved from train, which chooses the kept step, not on the dev split)."""
     return [name for name in names if name.startswith("eval_")]
 
 
@@ -265,6 +268,65 @@ def curves(store: RunStore, run_ids: list[int], metric: str) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=CURVE_COLUMNS)
     return pd.concat(frames, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class CurveMarks:
+    """What one run's curves are read against: chance, and the step whose weights it kept.
+
+    ``majority`` is the majority-class baseline the run recorded (:attr:`RunResult.majority_baseline`, on its dev
+    split), keyed by metric name without the ``eval_`` prefix; ``best_step`` is the step it kept, the best on the
+    selection split (``None`` until the run has finished).
+    """
+
+    run: str
+    """The run's label (:func:`run_label`), as in a :func:`curves` frame's ``run`` column."""
+    num_labels: int | None = None
+    majority: dict[str, float] = field(default_factory=dict)
+    best_step: int | None = None
+
+    @property
+    def chance_loss(self) -> float | None:
+        """The cross-entropy of a uniform guess over the labels, ln(number of labels): a loss above it has
+        learned nothing yet (``None`` when the number of labels is unknown)."""
+        return math.log(self.num_labels) if self.num_labels and self.num_labels >= 2 else None
+
+    def chance(self, metric: str) -> float | None:
+        """The chance level of a logged metric: ln(labels) for the training loss, the majority-class baseline
+        for a score (``eval_accuracy`` → ``majority["accuracy"]``), else ``None``."""
+        if metric == "loss":
+            return self.chance_loss
+        return self.majority.get(metric.removeprefix("eval_")) if metric.startswith("eval_") else None
+
+
+def _num_labels(run: Run, labels: list[str]) -> int | None:
+    """How many labels the run's task has: as its result recorded them, else its built-in task's, else its
+    adapter config's (a user's task before the run has finished: unknown)."""
+    if labels:
+        return len(labels)
+    task = TASKS.get(run_task(run) or "")
+    if task is not None:
+        return task.num_labels
+    adapter_config = run.config.get("adapter_config") if isinstance(run.config, dict) else None
+    names = adapter_config.get("label_names") if isinstance(adapter_config, dict) else None
+    return len(names) if isinstance(names, list) and len(names) >= 2 else None
+
+
+def curve_marks(run: Run) -> CurveMarks:
+    """The chance levels and kept step of ``run``'s curves (:class:`CurveMarks`); a result this fusionlab cannot
+    read gives none of the result's marks, never an error."""
+    try:
+        result = run_result(run)
+    except ValueError:
+        result = None
+    if result is None:
+        return CurveMarks(run_label(run), _num_labels(run, []))
+    return CurveMarks(
+        run_label(run),
+        _num_labels(run, list(result.label_names)),
+        dict(result.majority_baseline),
+        result.best_step,
+    )
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -195,14 +195,18 @@ def load_adapter_predictor(model: ComposedModel) -> AdapterPredictor:
 
 
 @st.cache_data(max_entries=16, show_spinner="Timing the encoder, one adapter and fusion…")
-def _cached_latency(root: str, fusion: str, signature: tuple[tuple[str, int], ...], repeats: int) -> LatencyReport:
-    return measure_latency(load_predictor(Workspace(root), fusion), repeats)
+def _cached_latency(
+    root: str, fusion: str, signature: tuple[tuple[str, int], ...], repeats: int, tokens: int | None
+) -> LatencyReport:
+    return measure_latency(load_predictor(Workspace(root), fusion), repeats, tokens=tokens)
 
 
-def cached_latency(workspace: Workspace, fusion: str, repeats: int = DEFAULT_REPEATS) -> LatencyReport:
-    """:func:`~fusionlab.dashboard.efficiency.measure_latency`, remembered per fusion and checkpoint version
-    (a measurement takes seconds)."""
-    return _cached_latency(str(workspace.root), fusion, checkpoint_signature(workspace, fusion), repeats)
+def cached_latency(
+    workspace: Workspace, fusion: str, repeats: int = DEFAULT_REPEATS, tokens: int | None = None
+) -> LatencyReport:
+    """:func:`~fusionlab.dashboard.efficiency.measure_latency`, remembered per fusion, checkpoint version, number
+    of runs and input length (a measurement takes seconds)."""
+    return _cached_latency(str(workspace.root), fusion, checkpoint_signature(workspace, fusion), repeats, tokens)
 
 
 @st.cache_data(max_entries=8, show_spinner="Scoring the dev examples with the fusion and with its adapter alone…")
