@@ -12,6 +12,7 @@ from fusionlab.dashboard.errors import DashboardError, in_user_words
 from fusionlab.dashboard.markdown import code, md
 from fusionlab.dashboard.run_charts import curves_chart, fusion_weight_bars
 from fusionlab.dashboard.runs_view import (
+    curve_marks,
     dev_metric_for,
     error_first_line,
     main_metric,
@@ -313,16 +314,20 @@ def live_section() -> None:
         st.caption(view.timing())
         loss_column, dev_column = st.columns(2)
         with loss_column:
-            chart = curves_chart(run_curve(run, view.metrics, "loss"), "loss", "Training loss")
+            marks = [curve_marks(run)]  # chance level (ln of the label count) and, once ended, the kept step
+            chart = curves_chart(run_curve(run, view.metrics, "loss"), "loss", "Training loss", marks)
             if chart is None:
                 st.info("The loss appears after the first logged steps.")
             else:
                 st.plotly_chart(chart, key="live_loss")
         with dev_column:
             dev_metric = dev_metric_for(run, view.metrics)
-            chart = curves_chart(run_curve(run, view.metrics, dev_metric), dev_metric)
+            chart = curves_chart(run_curve(run, view.metrics, dev_metric), dev_metric, marks=marks)
             if chart is None:
-                st.info("The dev metric appears after the first evaluation.")
+                st.info(
+                    "The score on the selection split (carved from the training data; it chooses the kept step) "
+                    "appears after the first evaluation."
+                )
             else:
                 st.plotly_chart(chart, key="live_dev")
         if run.kind == TRAIN_FUSION:
