@@ -548,7 +548,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from fusionlab.demo import demo_runs, missing_adapters, missing_data
+    from fusionlab.demo import missing_adapters, missing_data, workspace_plan
 
     workspace = ready_workspace(args.home)
     problems = missing_data(args.profile, args.data_dir)
@@ -562,7 +562,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("  (the pretrained pack's adapters and fusions are in the workspace and need no data)", file=sys.stderr)
         return 2
     store = RunStore(workspace.runs_db)
-    plan = demo_runs(args.profile, args.data_dir)
+    plan = workspace_plan(workspace, args.profile, args.data_dir)  # the pack's adapters are used, not retrained
     started = time.monotonic()
     if args.inline:
         from fusionlab.worker import run_inline

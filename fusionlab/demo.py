@@ -17,6 +17,7 @@ pack).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,22 @@ def missing_adapters(profile: str, available: set[str]) -> list[str]:
     return [a for a in needed if a not in available and a not in p.adapter_steps]
 
 
-def enqueue_demo(store, profile: str = "classroom", data_dir: str | None = None) -> list[int]:
-    """Queue every demo run; returns their run ids in execution order."""
-    return [store.enqueue(run.kind, run.name, run.to_dict()) for run in demo_runs(profile, data_dir)]
+def workspace_plan(workspace, profile: str = "classroom", data_dir: str | None = None) -> list[AdapterRun | FusionRun]:
+    """:func:`demo_runs` as they run in ``workspace``: an adapter the pack already holds (read-only) is the
+    pack's, not retrained; a fusion whose name the pack holds is saved beside it (``rte-attention-2``)."""
+    from fusionlab.pack.store import is_pack_artifact, own_name
+
+    plan: list[AdapterRun | FusionRun] = []
+    for run in demo_runs(profile, data_dir):
+        if isinstance(run, AdapterRun):
+            if not is_pack_artifact(workspace.adapter_dir(run.name)):
+                plan.append(run)
+        else:
+            plan.append(dataclasses.replace(run, name=own_name(workspace, run.name, kind="fusion")))
+    return plan
+
+
+def enqueue_demo(store, profile: str = "classroom", data_dir: str | None = None, workspace=None) -> list[int]:
+    """Queue every demo run (as they run in ``workspace``, if given); returns their ids in execution order."""
+    plan = workspace_plan(workspace, profile, data_dir) if workspace is not None else demo_runs(profile, data_dir)
+    return [store.enqueue(run.kind, run.name, run.to_dict()) for run in plan]

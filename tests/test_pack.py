@@ -163,3 +163,16 @@ def test_build_writes_cards_from_fresh_evaluations_resumes_and_rebuilds_what_dep
     build.build_pack(tmp_path / "pack", data_dir=shared_data_dir, log=lines.append)
     rebuilt = [line.split(":")[0] for line in lines if ": training {" in line]
     assert rebuilt == ["adapter rte", "fusion cb-fused"]  # the fusion over the changed adapter, too
+
+
+def test_the_tiny_demo_in_a_pack_workspace_uses_the_packs_adapters(tmp_path, with_pack):
+    """A workspace with the pack holds read-only rte, mnli...: the demo does not try to retrain them (it would be
+    refused); a fusion whose name the pack holds is saved beside it."""
+    from fusionlab.demo import demo_runs, workspace_plan
+    from fusionlab.runspec import FusionRun
+
+    workspace = ready_workspace(tmp_path / "ws")
+    plan = workspace_plan(workspace, "tiny")
+    assert all(isinstance(run, FusionRun) for run in plan)  # every tiny adapter is the pack's already
+    assert [run.name for run in plan] == ["rte-attention-2", "rte-weighted"]
+    assert [run.adapters for run in plan] == [run.adapters for run in demo_runs("tiny") if isinstance(run, FusionRun)]
