@@ -8,7 +8,14 @@ from fusionlab.dashboard import charts, dev_browser, urlstate
 from fusionlab.dashboard.dev_browser import DevExample
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.examples import examples_for
-from fusionlab.dashboard.inference import Comparison, FusionInfo, Prediction, Predictor, comparable_fusions
+from fusionlab.dashboard.inference import (
+    Comparison,
+    FusionInfo,
+    Prediction,
+    Predictor,
+    WeightOverride,
+    comparable_fusions,
+)
 from fusionlab.dashboard.markdown import breakable, md
 from fusionlab.dashboard.widgets import (
     AdapterPredictor,
@@ -94,9 +101,37 @@ def input_panel(fusion: str, info: FusionInfo) -> tuple[str, str | None, list[st
     return text, pair, active
 
 
-def fusion_title(comparison: Comparison) -> str:
+def what_if_panel(fusion: str, info: FusionInfo, active: list[str]) -> WeightOverride | None:
+    """What if the fusion trusted one adapter more? A slider per adapter switched on sets its fusion weight
+    (in every layer or one); the others keep their learned proportions, scaled to share the rest. Kept in the
+    link; "back to learned" is one click."""
+    if len(active) < 2 or not st.toggle("What if: set fusion weights by hand", **urlstate.bound(f"whatif_{fusion}")):
+        return None
+    layers = [None, *range(info.num_layers)]
+    layer_key = urlstate.weight_layer_key(fusion)
+    urlstate.set_default(layer_key, "every layer")
+    layer_label = st.selectbox(
+        "In", ["every layer", *(f"layer {i + 1}" for i in range(info.num_layers))], **urlstate.bound(layer_key)
+    )
+    layer = layers[["every layer", *(f"layer {i + 1}" for i in range(info.num_layers))].index(layer_label)]
+    chosen = {}
+    for column, name in zip(st.columns(len(active)), active):
+        key = urlstate.weight_key(fusion, name)
+        urlstate.set_default(key, urlstate.LEARNED)
+        value = column.select_slider(md(name), urlstate.WEIGHT_CHOICES, **urlstate.bound(key))
+        if value != urlstate.LEARNED:
+            chosen[name] = float(value)
+    st.button("Back to learned", key=f"whatif_reset_{fusion}", on_click=urlstate.back_to_learned, args=(fusion, active))
+    try:
+        return WeightOverride(chosen, layer) if chosen else None
+    except ValueError as err:
+        st.error(md(err))
+        return None
+
+
+def fusion_title(comparison: Comparison, overridden: bool = False) -> str:
     count = len(comparison.active_adapters)
-    return f"Fusion over {count} adapter{'s' if count > 1 else ''}"
+    return f"Fusion over {count} adapter{'s' if count > 1 else ''}" + (" (weights set by hand)" if overridden else "")
 
 
 def verdict(title: str, prediction: Prediction) -> None:
@@ -147,7 +182,7 @@ def composed_panel(first: Comparison, other: AdapterPredictor, text: str, pair: 
         )
 
 
-def verdict_panel(info: FusionInfo, comparison: Comparison, gold: str | None) -> None:
+def verdict_panel(info: FusionInfo, comparison: Comparison, gold: str | None, overridden: bool = False) -> None:
     """The two answers side by side: the target's own adapter alone, then the fusion; whether they disagree, and
     the gold label when the input is a dev example loaded from the browser below."""
     if comparison.unfamiliar:
@@ -165,7 +200,7 @@ def verdict_panel(info: FusionInfo, comparison: Comparison, gold: str | None) ->
         else:
             st.info(f"The target task {md(info.target)} has no adapter of its own in this fusion.")
     with fused:
-        verdict(fusion_title(comparison), comparison.fused)
+        verdict(fusion_title(comparison, overridden), comparison.fused)
     if len(comparison.active_adapters) == 1:
         st.info(
             f"With one adapter switched on, every fusion weight is 1, yet the fusion need not agree with "
@@ -204,14 +239,15 @@ def explore(
     inputs, verdicts = st.columns([3, 2], gap="large")  # side by side: both answers above the fold at 1280×720
     with inputs:
         text, pair, active = input_panel(fusion, info)
+        override = what_if_panel(fusion, info, active)
     try:
-        comparison = predictor.compare(text, pair, active)
+        comparison = predictor.compare(text, pair, active, override)
     except DashboardError as err:
         verdicts.error(md(err))
         dev_set_browser(workspace, fusion)  # still there to load an example from
         return
     with verdicts:
-        verdict_panel(info, comparison, loaded_gold(text, pair))
+        verdict_panel(info, comparison, loaded_gold(text, pair), override is not None)
     zoom = st.toggle(
         "Zoom the colours to the weights shown",
         value=False,

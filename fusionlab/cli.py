@@ -457,8 +457,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if encoded.truncated:
         print(f"note: the text was truncated to {encoded.kept_tokens} tokens (it had {encoded.original_tokens})")
     adapters = args.adapters.split(",") if args.adapters else None
-    prediction, _ = predict(model, encoded, adapters)
+    override = None
+    if args.set_weight:
+        from fusionlab.fusion.override import parse_setting
+
+        override = parse_setting(args.set_weight, args.weight_layer)
+    prediction, _ = predict(model, encoded, adapters, fusion_weight_override=override)
     print(f"prediction: {prediction.label}  (adapters: {', '.join(prediction.adapters)})")
+    if override is not None:
+        where = "every layer" if override.layer is None else f"layer {override.layer + 1}"
+        shown = ", ".join(f"{name}={value:g}" for name, value in override.weights.items())
+        print(f"  with fusion weights set by hand in {where}: {shown} (the others keep their learned proportions)")
     for label, p in zip(prediction.labels, prediction.probabilities):
         print(f"  {label:<16} {p:.4f}")
     return 0
@@ -821,6 +830,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", help="the text to classify")
     p.add_argument("text_pair", nargs="?", default=None, help="second text, for pair tasks")
     p.add_argument("--adapters", help="comma-separated adapters (one = single-task path)")
+    p.add_argument(
+        "--set-weight",
+        action="append",
+        metavar="ADAPTER=WEIGHT",
+        help="what if: set an adapter's fusion weight by hand (repeatable; the others share the rest in their "
+        "learned proportions), e.g. --set-weight sst2=0.7",
+    )
+    p.add_argument("--weight-layer", type=int, help="set the weights in this layer only (from 1; default: every layer)")
     _add_common(p)
     p.set_defaults(func=cmd_predict)
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from fusionlab.data import encode_texts
+from fusionlab.fusion.override import WeightOverride
 from fusionlab.model import FusionModel, FusionModelOutput
 
 
@@ -93,14 +94,17 @@ def predict(
     adapter_names: Sequence[str] | None,
     force_fusion: bool = False,
     output_fusion_weights: bool = False,
+    fusion_weight_override: WeightOverride | None = None,
 ) -> tuple[Prediction, FusionModelOutput]:
-    """The model's prediction with ``adapter_names`` (see :meth:`FusionModel.forward` for the path taken)."""
+    """The model's prediction with ``adapter_names`` (see :meth:`FusionModel.forward` for the path taken and
+    for weights set by hand)."""
     with torch.inference_mode():
         out = model(
             **encoded.inputs,
             adapter_names=adapter_names,
             force_fusion=force_fusion,
             output_fusion_weights=output_fusion_weights,
+            fusion_weight_override=fusion_weight_override,
         )
     names = list(out.adapter_names or [])
     labels = tuple(model.label_names(names, force_fusion=force_fusion))

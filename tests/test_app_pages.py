@@ -314,3 +314,26 @@ def test_compare_mode_puts_two_adapter_subsets_side_by_side(tiny_workspace):
         "rte-attention over rte, sst2",
     ]
     assert [m.label for m in at.metric][2:] == ["Fusion over 4 adapters", "Fusion over 2 adapters"]
+
+
+def test_the_what_if_panel_sets_a_weight_and_goes_back(tiny_workspace):
+    """A slider sets sst2's fusion weight by hand (kept in the link); the answer is the model's own with that
+    override, the card says so, and one click goes back to the learned weights."""
+    from fusionlab.dashboard.inference import WeightOverride
+    from fusionlab.dashboard.widgets import load_predictor
+
+    at = open_page("playground.py", tiny_workspace.root)
+    at.toggle(key="whatif_rte-attention").set_value(True).run()
+    assert not at.exception
+    at.select_slider(key="w_rte-attention_sst2").set_value("1.00").run()
+    assert not at.exception and not at.error
+    assert metric_labels(at)[1] == "Fusion over 4 adapters (weights set by hand)"
+    first = examples_for("rte")[0]
+    expected = load_predictor(tiny_workspace, "rte-attention").compare(
+        first.text, first.pair, None, WeightOverride({"sst2": 1.0})
+    )
+    assert at.metric[1].value.replace("\\_", "_").replace("\u200b", "") == expected.fused.label
+    at.select_slider(key="w_rte-attention_mnli").set_value("0.50").run()  # 1.5 in all: refused, said why
+    assert "at most 1 is shared" in at.error[0].value
+    button(at, "Back to learned").click().run()
+    assert metric_labels(at)[1] == "Fusion over 4 adapters" and not at.error

@@ -28,6 +28,7 @@ from fusionlab.dashboard.answers import AnswerCache
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.examples import TEXT_MAX_CHARS
 from fusionlab.data import TaskSpec, get_task
+from fusionlab.fusion.override import WeightOverride
 from fusionlab.fusion.registry import fusion_class
 from fusionlab.inference_snapshot import freeze_for_inference
 from fusionlab.model import FusionModel
@@ -230,16 +231,36 @@ class Predictor:
         return active
 
     def compare(
-        self, text: str | None, text_pair: str | None = None, active_adapters: list[str] | None = None
+        self,
+        text: str | None,
+        text_pair: str | None = None,
+        active_adapters: list[str] | None = None,
+        override: WeightOverride | None = None,
     ) -> Comparison:
         """Predict with the target adapter alone and with the fusion over ``active_adapters`` (default: all).
 
         Switching adapters off keeps the fusion head and renormalises the fusion weights over the adapters
-        left on (one adapter left on still goes through the fusion layers: ``force_fusion=True``).
+        left on (one adapter left on still goes through the fusion layers: ``force_fusion=True``). ``override``
+        sets some of their weights by hand (the what-if panel); a bad one is a :class:`DashboardError`.
         """
         text, text_pair = self.check_input(text, text_pair)
         active = self.check_adapters(active_adapters)
-        return self._answers.get((text, text_pair, active), lambda: self._compare(text, text_pair, active))
+        if override is not None and not override.weights:
+            override = None
+        if override is not None:
+            try:
+                override.check(active, self.info.num_layers)
+            except ValueError as err:
+                raise DashboardError(str(err)) from None
+            if len(active) < 2:
+                raise DashboardError("Setting a weight by hand needs two adapters or more switched on.")
+        key = (
+            text,
+            text_pair,
+            active,
+            None if override is None else (tuple(sorted(override.weights.items())), override.layer),
+        )
+        return self._answers.get(key, lambda: self._compare(text, text_pair, active, override))
 
     def leave_one_out(
         self, text: str | None, text_pair: str | None = None, active_adapters: list[str] | None = None
@@ -260,13 +281,18 @@ class Predictor:
             drops.append(AdapterDrop(name, float(without.probabilities[answer]), without.label))
         return LeaveOneOut(full.fused.label, full.fused.confidence, tuple(drops))
 
-    def _compare(self, text: str, text_pair: str | None, active: tuple[str, ...]) -> Comparison:
+    def _compare(
+        self, text: str, text_pair: str | None, active: tuple[str, ...], override: WeightOverride | None = None
+    ) -> Comparison:
         """One model call for a checked input (see :meth:`compare`); call under ``lock``."""
         info = self.info
         self.model_calls += 1
         encoded = self.encode(text, text_pair)
         single = predict(self.model, encoded, [info.target])[0] if info.has_target_adapter else None
-        fused, out = predict(self.model, encoded, list(active), force_fusion=True, output_fusion_weights=True)
+        fused, out = predict(
+            self.model, encoded, list(active), force_fusion=True, output_fusion_weights=True,
+            fusion_weight_override=override,
+        )  # fmt: skip
         token_weights = fusion_weights.example_tokens(out.fusion_weights, 0, encoded.kept_tokens).numpy()
         token_weights.setflags(write=False)  # a cached answer is shared by every session: nobody may edit it
         learned = self._learned_weights(active)

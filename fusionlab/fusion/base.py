@@ -163,6 +163,14 @@ class FusionLayer(nn.Module):
         """
         raise NotImplementedError
 
+    def combine(
+        self, weights: torch.Tensor, deltas: torch.Tensor | FactoredDeltas, residual: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The fused states ``[M, H]`` for given weights ``[M, heads, N]``: what :meth:`fuse_deltas` does with
+        the weights it computed, and what a :class:`~fusionlab.fusion.override.WeightOverride` reuses with
+        weights set by hand. The plain weighted sum here; attention fusion adds its value projection."""
+        return weighted_sum(self.dropout(weights), deltas, residual).squeeze(1)
+
     def regularization_loss(self) -> torch.Tensor:
         """Extra training loss of this layer (zero unless the method defines one)."""
         return torch.zeros(())
