@@ -10,6 +10,7 @@ the build (``bench/results/pack_curves.json``) flatten within the budget.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from fusionlab.config import AdapterConfig, JsonConfig, ModelConfig, TrainingConfig, _fail
@@ -47,23 +48,14 @@ class StageRecipe(JsonConfig):
             self._positive_int(name, allow_none=True)
 
     def budget(self, snapshots: bool = False) -> Budget:
-        """Four selection evaluations per run by default (the best step is kept); fusion-weight snapshots every
-        10 % if asked (every ``eval_steps`` when training by epochs, whose step count is not known here)."""
+        """The recipe as a :class:`~fusionlab.runspec.Budget` (every field they share, by name, so an option
+        added to both needs no edit here): four selection evaluations per run unless ``eval_steps`` says
+        otherwise (the best step is kept), and fusion-weight snapshots every 10 % if asked (every evaluation when
+        training by epochs, whose step count is not known here)."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(Budget) if hasattr(self, f.name)}
         every = self.eval_steps or max(1, self.steps // 4)
-        return Budget(
-            steps=self.steps,
-            epochs=self.epochs,
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            max_length=self.max_length,
-            warmup_ratio=self.warmup_ratio,
-            max_train_samples=self.max_train_samples,
-            max_eval_samples=self.max_eval_samples,
-            eval_steps=every,
-            early_stopping_patience=self.early_stopping_patience,
-            snapshot_steps=(max(1, self.steps // 10) if self.steps > 0 else every) if snapshots else None,
-            seed=self.seed,
-        )
+        snapshot = (max(1, self.steps // 10) if self.steps > 0 else every) if snapshots else None
+        return Budget(**{**shared, "eval_steps": every, "snapshot_steps": snapshot})
 
     def model_config(self) -> ModelConfig:
         return self.budget().model_config()
