@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -164,6 +165,7 @@ async def queue_a_run(browser, url: str, queue_at: float, barrier: asyncio.Barri
         await page.get_by_role("option", name="rte — ").first.click()
         await page.keyboard.press("Escape")
         await settled(page)
+        await page.get_by_text(re.compile(r"^Budget: \d+ steps")).first.click()  # the fields fold under it
         steps = page.get_by_label("Max steps", exact=True).first
         await steps.fill("2")
         await steps.press("Enter")
