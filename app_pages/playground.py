@@ -129,9 +129,9 @@ def what_if_panel(fusion: str, info: FusionInfo, active: list[str]) -> WeightOve
         return None
 
 
-def fusion_title(comparison: Comparison, overridden: bool = False) -> str:
+def fusion_title(comparison: Comparison) -> str:
     count = len(comparison.active_adapters)
-    return f"Fusion over {count} adapter{'s' if count > 1 else ''}" + (" (weights set by hand)" if overridden else "")
+    return f"Fusion over {count} adapter{'s' if count > 1 else ''}"
 
 
 def verdict(title: str, prediction: Prediction) -> None:
@@ -182,7 +182,7 @@ def composed_panel(first: Comparison, other: AdapterPredictor, text: str, pair: 
         )
 
 
-def verdict_panel(info: FusionInfo, comparison: Comparison, gold: str | None, overridden: bool = False) -> None:
+def verdict_panel(info: FusionInfo, comparison: Comparison, gold: str | None, override: WeightOverride | None) -> None:
     """The two answers side by side: the target's own adapter alone, then the fusion; whether they disagree, and
     the gold label when the input is a dev example loaded from the browser below."""
     if comparison.unfamiliar:
@@ -200,7 +200,14 @@ def verdict_panel(info: FusionInfo, comparison: Comparison, gold: str | None, ov
         else:
             st.info(f"The target task {md(info.target)} has no adapter of its own in this fusion.")
     with fused:
-        verdict(fusion_title(comparison, overridden), comparison.fused)
+        verdict(fusion_title(comparison), comparison.fused)
+    if override is not None:
+        where = "every layer" if override.layer is None else f"layer {override.layer + 1}"
+        shown = ", ".join(f"{name} {value:.2f}" for name, value in override.weights.items())
+        st.caption(
+            f"The fusion's weights are set by hand in {where}: {md(shown)}; the other adapters share the rest "
+            "in their learned proportions."
+        )
     if len(comparison.active_adapters) == 1:
         st.info(
             f"With one adapter switched on, every fusion weight is 1, yet the fusion need not agree with "
@@ -247,7 +254,7 @@ def explore(
         dev_set_browser(workspace, fusion)  # still there to load an example from
         return
     with verdicts:
-        verdict_panel(info, comparison, loaded_gold(text, pair), override is not None)
+        verdict_panel(info, comparison, loaded_gold(text, pair), override)
     zoom = st.toggle(
         "Zoom the colours to the weights shown",
         value=False,

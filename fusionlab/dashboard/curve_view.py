@@ -60,7 +60,7 @@ def describe(curve: LearningCurve) -> str:
     plan = curve.plan
     verdicts = "; ".join(f"k={r.size:,}: {r.gain:+.3f} ({r.verdict()})" for r in curve.summary())
     return (
-        f"Target {plan.target}: its adapter trained on k examples alone, against a {plan.method} fusion of it with "
+        f"Target {plan.target}: its adapter trained on k examples alone, against the {plan.method} fusion of it with "
         f"{', '.join(plan.sources)} trained on the same k examples; {len(plan.seeds)} seed(s), each another random "
         f"subset. Both selected on the selection split carved from train, scored on the whole dev split "
         f"({curve.points[0].fusion.examples:,} examples) with 95 % intervals. Fusion's gain (mean over seeds, and "
