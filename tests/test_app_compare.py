@@ -91,9 +91,26 @@ def test_the_charts_plot_every_method_on_honest_axes(comparison):
         assert title_of(figure).startswith("cb: ")
 
 
-def test_labels_of_crowded_points_are_left_to_the_legend():
-    shown = compare_charts.labelled_points([1.0, 1.001, 1.3], [0.70, 0.701, 0.70], [0.9, 1.4], [0.5, 0.8])
-    assert shown == [True, False, True]
+def test_labels_never_cover_a_marker_or_another_label():
+    """Crowded points: a label moves below, right or left of its point rather than over a neighbour's marker
+    (the ties label used to cover the average marker); a marker on top of another gets none (legend, hover)."""
+    from fusionlab.dashboard.compare_charts import MARKER_HALF, _label_box, _overlap, label_positions
+
+    xs, ys = [1.0, 1.001, 1.3, 1.02, 1.05], [0.70, 0.701, 0.70, 0.72, 0.70]
+    texts = ["average", "ties", "attention", "task_arithmetic", "dare"]
+    x_range, y_range = [0.9, 1.4], [0.5, 0.8]
+    positions = label_positions(xs, ys, texts, x_range, y_range)
+    assert positions[1] is None  # its marker sits on average's
+    assert positions[0] == "bottom center"  # above average is task_arithmetic's marker: the label goes below
+    assert positions[2] == "top center"  # a point on its own keeps the usual place
+    points = [((x - 0.9) / 0.5, (y - 0.5) / 0.3) for x, y in zip(xs, ys)]
+    mx, my = MARKER_HALF
+    markers = [(x - mx, y - my, x + mx, y + my) for x, y in points]
+    boxes = {i: _label_box(*points[i], 0.013 * len(texts[i]), p) for i, p in enumerate(positions) if p}
+    for i, box in boxes.items():
+        assert not any(_overlap(box, m) for j, m in enumerate(markers) if j != i), texts[i]
+        assert not any(_overlap(box, other) for j, other in boxes.items() if j != i), texts[i]
+    assert sum(p is not None for p in positions) >= 3  # most points keep a name on the chart
 
 
 def test_the_page_shows_the_table_and_three_charts(cb_comparison):
