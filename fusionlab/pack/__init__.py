@@ -10,8 +10,9 @@ budgets, and so ``fusionlab --help``) must not load torch through :mod:`fusionla
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from fusionlab.lazy import lazy_getattr
 
 _EXPORTS = {
     "ArtifactCard": "fusionlab.pack.card",
@@ -55,10 +56,4 @@ if TYPE_CHECKING:  # pragma: no cover
     )
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fusionlab.pack' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("fusionlab.pack", _EXPORTS, globals())
