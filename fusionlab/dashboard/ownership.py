@@ -49,31 +49,21 @@ def personal_name(base: str, visitor_name: str | None) -> str:
     return check_name(f"{base}-{slug}"[:MAX_NAME_LENGTH].rstrip("-."), "name")
 
 
-def holder(store: RunStore, workspace: Workspace, kind: RunKind, name: str) -> Holder | None:
-    """Who holds ``name`` for runs of ``kind``: a queued or running run's owner, else the owner of the finished
-    run that made the checkpoint on disk, else the teacher if a checkpoint is there; ``None`` if the name is free."""
+def others_holding(store: RunStore, workspace: Workspace, kind: RunKind, name: str, owner: str | None) -> Holder | None:
+    """Who other than ``owner`` holds ``name`` for runs of ``kind``: a queued or running run of someone else, else
+    the owner of the finished run that made the checkpoint on disk (the teacher when no dashboard run made it);
+    ``None`` when the name is free or ``owner``'s own. One read of the run store."""
     runs = [run for run in store.list_runs(kind=kind) if run.name == name]  # newest first
-    pending = [run for run in runs if run.status in (QUEUED, RUNNING)]
+    pending = [run for run in runs if run.status in (QUEUED, RUNNING) and run.owner != owner]
     if pending:
         return Holder(pending[0].owner, pending[0].owner_name or "another visitor")
     directory = workspace.adapter_dir(name) if kind == TRAIN_ADAPTER else workspace.fusion_dir(name)
     if not (directory / CHECKPOINT_MARKER).is_file():
         return None
-    finished = [run for run in runs if run.status == FINISHED]
-    if finished and finished[0].owner is not None:
-        return Holder(finished[0].owner, finished[0].owner_name or "another visitor")
-    return Holder(None, TEACHER)
-
-
-def others_holding(store: RunStore, workspace: Workspace, kind: RunKind, name: str, owner: str | None) -> Holder | None:
-    """The holder of ``name`` if it is somebody other than ``owner`` (pending runs of others count too)."""
-    others = [
-        run for run in store.list_runs(status=(QUEUED, RUNNING), kind=kind) if run.name == name and run.owner != owner
-    ]
-    if others:
-        return Holder(others[0].owner, others[0].owner_name or "another visitor")
-    found = holder(store, workspace, kind, name)
-    return found if found is not None and (found.owner is None or found.owner != owner) else None
+    finished = next((run for run in runs if run.status == FINISHED), None)
+    if finished is None or finished.owner is None:
+        return Holder(None, TEACHER)
+    return None if finished.owner == owner else Holder(finished.owner, finished.owner_name or "another visitor")
 
 
 def check_free(
