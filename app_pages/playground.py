@@ -271,7 +271,7 @@ def explore(
             compare_panel(comparison, other.compare(text, pair, adapters), zoom)
         except DashboardError as err:
             st.info(f"The second view: {md(err)}")
-    tab_layers, tab_tokens, tab_learned, tab_drop = st.tabs(
+    tab_layers, tab_tokens, tab_learned, tab_drop, tab_words = st.tabs(
         urlstate.WEIGHT_VIEWS, on_change="rerun", **urlstate.bound(urlstate.VIEW)
     )
     if tab_layers.open:
@@ -332,7 +332,25 @@ def explore(
             else:
                 st.plotly_chart(charts.dev_drop_chart(drops))
 
+    if tab_words.open:
+        salience_panel(predictor, text, pair, active, override)
+
     dev_set_browser(workspace, fusion)
+
+
+def salience_panel(
+    predictor: Predictor, text: str, pair: str | None, active: list[str], override: WeightOverride | None
+) -> None:
+    """Token salience of the target adapter alone and of the fusion, on one scale (computed only when open)."""
+    try:
+        with st.spinner("Integrated gradients for both models…"):
+            result = predictor.salience(text, pair, active, override)
+    except DashboardError as err:
+        st.info(md(err))
+        return
+    st.plotly_chart(charts.salience_heatmap(result))
+    st.caption(md(result.describe_differences()))
+    st.caption(md(result.method_note()))
 
 
 LOADED = "dev_loaded"  # (text, pair, gold) of the dev example last loaded: its gold label is shown with the answers

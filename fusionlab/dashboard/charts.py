@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from fusionlab.dashboard.efficiency import CheckpointSize, LatencyReport, ParameterReport
     from fusionlab.dashboard.inference import LeaveOneOut
     from fusionlab.dashboard.mechanics import MechanicsResult
+    from fusionlab.salience import Salience
 
 GRID = "rgba(128, 128, 128, 0.25)"
 NEUTRAL = "#8C96A3"  # the frozen encoder and other non-adapter parts: mid grey, visible on both themes
@@ -270,6 +271,45 @@ def learned_weights_chart(learned: np.ndarray | None, adapters: Sequence[str]) -
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
     return style_figure(fig, "Weighted fusion: learned weight of each adapter per layer", "transformer layer", "weight")
+
+
+SALIENCE_SCALE = "RdBu"
+"""Diverging, centred on white at 0: a token's sign (towards or away from the class) is its hue, its size the depth."""
+
+
+def salience_heatmap(result: Salience) -> go.Figure | None:
+    """Integrated-gradients attribution of every token, the target adapter alone above the fusion.
+
+    One colour scale for both rows, symmetric around 0 (``±`` the largest absolute attribution of either model,
+    stated on the colour bar), so equal colours mean equal pushes and white means none.
+    """
+    if len(result.tokens) == 0:
+        return None
+    scale = result.scale
+    rows = [(f"{result.single_name} alone", result.single.values), ("fusion", result.fused.values)]
+    hover = [
+        [f"token {i + 1} {t!r}, {name}: {float(v[i]):+.3f} towards {result.label}" for i, t in enumerate(result.tokens)]
+        for name, v in rows
+    ]
+    fig = go.Figure(
+        go.Heatmap(
+            z=[v.tolist() for _, v in rows],
+            x=list(range(len(result.tokens))),
+            y=[0, 1],
+            colorscale=SALIENCE_SCALE,
+            zmin=-scale,
+            zmid=0.0,
+            zmax=scale,
+            colorbar={"title": {"text": f"push towards<br>{result.label} (logit)", "side": "right"}},
+            hovertext=hover,
+            hovertemplate="%{hovertext}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(tickvals=list(range(len(result.tokens))), ticktext=list(result.tokens), showgrid=False)
+    fig.update_xaxes(tickangle=-60 if len(result.tokens) > 12 else 0)
+    fig.update_yaxes(tickvals=[0, 1], ticktext=[name for name, _ in rows], showgrid=False, autorange="reversed")
+    title = f"Which tokens push towards “{result.label}”: integrated gradients, same scale for both (±{scale:.2f})"
+    return style_figure(fig, title, "token", "model", height=260)
 
 
 # -- efficiency -------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from fusionlab.fusion.registry import fusion_class
 from fusionlab.inference_snapshot import freeze_for_inference
 from fusionlab.model import FusionModel
 from fusionlab.prediction import EncodedInput, Prediction, encode_input, predict, unfamiliar_input
+from fusionlab.salience import Salience, salience
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
 
 
@@ -191,6 +192,7 @@ class Predictor:
         self.model = freeze_for_inference(model)  # answers only: stacked weights and folds are built once
         self.tokenizer = load_tokenizer(self.info.model_name)
         self._answers: AnswerCache[Comparison] = AnswerCache()
+        self._saliences: AnswerCache[Salience] = AnswerCache()  # its own lock, then the model's (never the reverse)
         self.lock = self._answers.lock  # also taken by whoever else runs this model (Efficiency, the dev set)
         self.model_calls = 0
         """How many inputs were run through the model (answers served from the cache are not counted)."""
@@ -254,13 +256,38 @@ class Predictor:
                 raise DashboardError(str(err)) from None
             if len(active) < 2:
                 raise DashboardError("Setting a weight by hand needs two adapters or more switched on.")
-        key = (
-            text,
-            text_pair,
-            active,
-            None if override is None else (tuple(sorted(override.weights.items())), override.layer),
-        )
+        key = _answer_key(text, text_pair, active, override)
         return self._answers.get(key, lambda: self._compare(text, text_pair, active, override))
+
+    def salience(
+        self,
+        text: str | None,
+        text_pair: str | None = None,
+        active_adapters: list[str] | None = None,
+        override: WeightOverride | None = None,
+    ) -> Salience:
+        """Which tokens push the target adapter alone and the fusion (as :meth:`compare` runs it) towards the
+        fusion's answer: integrated gradients for both, on the same class (:mod:`fusionlab.salience`)."""
+        comparison = self.compare(text, text_pair, active_adapters, override)  # checks the input, gives the class
+        if comparison.single is None:
+            raise DashboardError(
+                f"Fusion {self.info.name!r} does not fuse {self.info.target}'s own adapter, so there is no single "
+                "adapter to set beside it."
+            )
+        text, text_pair = self.check_input(text, text_pair)
+        override = None if override is None or not override.weights else override
+        key = _answer_key(text, text_pair, comparison.active_adapters, override)
+        label = comparison.fused.label
+
+        def compute() -> Salience:
+            with self.lock:
+                encoded = self.encode(text, text_pair)
+                return salience(
+                    self.model, self.tokenizer, encoded, self.info.target, comparison.active_adapters,
+                    comparison.fused.labels.index(label), label, override,
+                )  # fmt: skip
+
+        return self._saliences.get(key, compute)
 
     def leave_one_out(
         self, text: str | None, text_pair: str | None = None, active_adapters: list[str] | None = None
@@ -318,6 +345,18 @@ class Predictor:
         indices = [self.info.adapters.index(name) for name in active]
         with torch.no_grad():
             return torch.stack([layer.adapter_weights(indices) for layer in self.model.fusion_layers]).float().numpy()
+
+
+def _answer_key(
+    text: str, text_pair: str | None, active: tuple[str, ...], override: WeightOverride | None
+) -> tuple[object, ...]:
+    """What an answer depends on beyond the loaded fusion: the input, the adapters on, the weights set by hand."""
+    return (
+        text,
+        text_pair,
+        active,
+        None if override is None else (tuple(sorted(override.weights.items())), override.layer),
+    )
 
 
 def checkpoint_signature(workspace: Workspace, fusion: str) -> tuple[tuple[str, int], ...]:

@@ -32,7 +32,7 @@ LAYER = "layer"
 COMPARE = "compare"
 COMPARISON = "comparison"
 
-WEIGHT_VIEWS = ("Layers × adapters", "Tokens × adapters", "Learned weights", "Drop each adapter")
+WEIGHT_VIEWS = ("Layers × adapters", "Tokens × adapters", "Learned weights", "Drop each adapter", "Which words decide")
 """The Playground's weight tabs; a tab's label is its value in the URL (``view=``), so renaming one breaks links."""
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fusionlab.adapters.layer import FactoredDeltas
+from fusionlab.adapters.layer import FactoredDeltas, snapshot_cache_mode
 from fusionlab.config import FusionConfig
 from fusionlab.fusion.base import FusionLayer, weighted_sum
 
@@ -143,7 +143,8 @@ class AttentionFusion(FusionLayer):
         if entry is None or entry[0] is not deltas.stacked:
             if len(self.folds) >= MAX_SNAPSHOT_FOLDS:  # stacks from outside the snapshot's own: never grow unbounded
                 self.folds.clear()
-            entry = (deltas.stacked, *self._fold(deltas))
+            with snapshot_cache_mode():
+                entry = (deltas.stacked, *self._fold(deltas))
             self.folds[id(deltas.stacked)] = entry
         return entry[1], entry[2]
 
