@@ -137,10 +137,11 @@ def integrated_gradients(
     adapter_names: Sequence[str],
     force_fusion: bool = False,
     override: WeightOverride | None = None,
+    steps: int | None = None,
 ) -> TokenAttribution:
     """Integrated gradients of logit ``target`` for one input through ``adapter_names`` (see the module for the
-    baseline and the step rule). The model is not changed: its parameters need no gradient, only the path's
-    embeddings get one."""
+    baseline and the step rule; ``steps`` fixes the step count instead, for the bench). The model is not
+    changed: its parameters need no gradient, only the path's embeddings get one."""
     from captum.attr import LayerIntegratedGradients  # imported here: only this view needs captum
 
     names = list(adapter_names)
@@ -166,7 +167,8 @@ def integrated_gradients(
     with torch.no_grad():
         change = float(logits(ids, *extra)[0, target] - logits(baseline, *extra)[0, target])
     explainer = LayerIntegratedGradients(logits, model.base_model.embeddings.word_embeddings)
-    steps = FIRST_STEPS
+    fixed = steps is not None
+    steps = steps or FIRST_STEPS
     while True:
         with torch.enable_grad():
             attributions = explainer.attribute(
@@ -178,7 +180,7 @@ def integrated_gradients(
                 internal_batch_size=steps,
             )
         result = TokenAttribution(attributions.sum(-1)[0].detach().float().numpy(), change, steps)
-        if result.converged or steps >= MAX_STEPS:
+        if fixed or result.converged or steps >= MAX_STEPS:
             return result
         steps *= 2
 
