@@ -349,7 +349,9 @@ def salience_panel(
         st.info(md(err))
         return
     st.plotly_chart(charts.salience_heatmap(result))
-    st.caption(md(result.describe_differences()))
+    towards, away = charts.SALIENCE_HUES
+    hues = f"{towards.capitalize()} pushes towards “{result.label}”, {away} away from it."
+    st.caption(md(f"{hues} {result.describe_differences()}"))
     st.caption(md(result.method_note()))
 
 

@@ -114,8 +114,7 @@ class Salience:
         )
         return (
             f"Integrated gradients of the “{self.label}” logit over the word embeddings, from a baseline with every "
-            f"word replaced by [PAD] ([CLS], [SEP] kept); red pushes towards “{self.label}”, blue away from it. "
-            f"Completeness, {rows}."
+            f"word replaced by [PAD] ([CLS], [SEP] kept). Completeness, {rows}."
         )
 
 

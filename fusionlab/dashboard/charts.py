@@ -274,7 +274,10 @@ def learned_weights_chart(learned: np.ndarray | None, adapters: Sequence[str]) -
 
 
 SALIENCE_SCALE = "RdBu"
-"""Diverging, centred on white at 0: a token's sign (towards or away from the class) is its hue, its size the depth."""
+"""Diverging, centred on white at 0: a token's sign (towards or away from the class) is its hue, its size the depth.
+Plotly's RdBu runs from red (lowest) to blue (highest): :data:`SALIENCE_HUES` says so in words."""
+SALIENCE_HUES = ("blue", "red")
+"""The hues of a push towards the class and away from it, as :data:`SALIENCE_SCALE` draws them."""
 
 
 def salience_heatmap(result: Salience) -> go.Figure | None:
