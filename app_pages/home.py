@@ -9,6 +9,7 @@ from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.markdown import code, md
 from fusionlab.dashboard.visitors import can_manage, sees_server_paths, shown_path
 from fusionlab.dashboard.widgets import current_visitor, server_config, settings_or_stop
+from fusionlab.demo import PROFILES
 
 DIAGRAM = Path(__file__).resolve().parents[1] / "assets" / "adapter_fusion.svg"
 NUMBER = st.column_config.NumberColumn(format="%.3f")
@@ -101,9 +102,8 @@ st.markdown(
     "The workspace starts with the **pretrained pack**: adapters for eight GLUE/SuperGLUE tasks and a "
     "low-resource IMDb one, plus fusions for IMDb and RTE (marked *pack (read-only)*; their scores are on the "
     "full dev split). The demo trains two more fusions live over the pack's adapters, so you can watch their "
-    "weights form on the **Train** page: **imdb-live** (movie reviews from 500 training examples, fusing "
-    "imdb, sst2, mnli, qnli) and **rte-live** (entailment, fusing rte, mnli, qnli, sst2, boolq), 80 and 100 "
-    "training steps; each fusion's score is shown beside its own adapter's alone."
+    f"weights form on the **Train** page: {' and '.join(f.describe() for f in PROFILES['classroom'].fusions)}; "
+    "each fusion's score is shown beside its own adapter's alone."
 )
 config = server_config()
 allowed = can_manage(current_visitor(), config.classroom)

@@ -4,7 +4,8 @@ The pack (:mod:`fusionlab.pack`) already holds strong source adapters, trained f
 adds two fusions over them, each in a couple of minutes on 2 CPU cores, so the fusion weights can be watched
 as they move on the Train page:
 
-* **imdb-live**: sentiment of full movie reviews from only 500 training reviews, fusing the low-resource IMDb
+* **imdb-live**: sentiment of full movie reviews from only a few hundred training reviews (the pack's
+  ``IMDB_LOW_RESOURCE``), fusing the low-resource IMDb
   adapter with SST-2 (sentence sentiment), MNLI and QNLI: the notebook's story, sentiment adapter alone vs
   all adapters fused;
 * **rte-live**: textual entailment (RTE, 2,490 pairs) fusing the RTE adapter with MNLI, QNLI, SST-2 and BoolQ.
@@ -40,6 +41,11 @@ class DemoFusion:
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     method: str = "attention"
+
+    def describe(self) -> str:
+        """One line for the Home page, from the plan itself (so the page never states other numbers)."""
+        data = f" from {self.max_train_samples:,} training examples" if self.max_train_samples else ""
+        return f"**{self.name}** ({self.target}{data}, fusing {', '.join(self.adapters)}; {self.steps} training steps)"
 
 
 @dataclass(frozen=True)
