@@ -727,6 +727,134 @@ def _print_comparison(path: Path) -> None:
     print(f"saved: {path}")
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Queue a sweep (every chosen subset of sources × methods × seeds, as ordinary fusion runs) and follow it."""
+    from fusionlab.sweep.group import queue_sweep
+    from fusionlab.sweep.spec import SweepSpec, plan_runs
+
+    if args.inline:
+        raise SystemExit("a sweep is a group of queued runs: it has no --inline (the worker trains them)")
+    if args.seed is not None:
+        raise SystemExit("a sweep trains every cell with each of --seeds: give --seeds, not --seed")
+    spec = SweepSpec(
+        target=args.target,
+        sources=_names(args.sources),
+        subsets=args.subsets,
+        methods=_names(args.methods),
+        seeds=[int(s) for s in _names(args.seeds)],
+        budget=_budget(args, args.target),
+        data_dir=args.data_dir,
+    )
+    workspace = ready_workspace(args.home)
+    missing = [a for a in (spec.target, *spec.sources) if a not in workspace.list_adapters()]
+    if missing:
+        raise SystemExit(
+            f"the sweep fuses adapters this workspace does not have: {', '.join(missing)} (it has "
+            f"{', '.join(workspace.list_adapters()) or 'none'}); train them first with `fusionlab train-adapter`"
+        )
+    _check_run(plan_runs(spec, "check")[0][1])
+    record = queue_sweep(workspace, spec, args.name)
+    from fusionlab.worker import ensure_worker
+
+    ensure_worker(workspace)
+    print(f"queued sweep {record.name}: {len(record.runs)} fusion runs ({spec.subsets} subsets of "
+          f"{', '.join(spec.sources)} × {', '.join(spec.methods)} × seeds {', '.join(map(str, spec.seeds))})")  # fmt: skip
+    if args.no_wait:
+        return 0
+    return _follow_sweep(workspace, record.name)
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _follow_sweep(workspace: Workspace, name: str) -> int:
+    """One progress bar for the whole group (finished runs of all), until every run has ended; Ctrl-C asks
+    whether to cancel the sweep. Prints the sweep's report at the end."""
+    from tqdm import tqdm
+
+    from fusionlab.processes import pid_alive
+    from fusionlab.sweep.analysis import format_report, sweep_report
+    from fusionlab.sweep.group import cancel_sweep, load_record, sweep_statuses
+    from fusionlab.worker import ensure_worker, worker_running
+
+    store = RunStore(workspace.runs_db)
+    record = load_record(workspace, name)
+    total = len(record.runs)
+    try:
+        with tqdm(total=total, desc=f"sweep {name}", unit="run") as bar:
+            while True:
+                store.mark_dead_runs_failed(pid_alive)
+                counts = sweep_statuses(workspace, record)
+                if (counts["queued"] or counts["running"]) and not worker_running(workspace):
+                    ensure_worker(workspace)
+                bar.n = sum(counts[s] for s in TERMINAL_STATUSES)
+                bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+                bar.refresh()
+                if bar.n >= total:
+                    break
+                time.sleep(FOLLOW_POLL_S)
+    except KeyboardInterrupt:
+        answer = input("\ncancel the sweep? [y/N] ") if sys.stdin.isatty() else "n"
+        if answer.strip().lower().startswith("y"):
+            print(f"cancel requested for {cancel_sweep(workspace, record)} run(s)")
+        else:
+            print(f"the worker keeps going; follow with `fusionlab sweeps show {name}`")
+        return 130
+    print(format_report(sweep_report(workspace, record)))
+    return 0 if counts["finished"] == total else 1
+
+
+SWEEPS_ACTIONS = {
+    "list": "the workspace's sweeps, with how many runs of each have finished",
+    "show": "one sweep's grid, best subsets and each source's effect (--json: as a record)",
+    "follow": "follow a sweep's runs until they end, then show it",
+    "cancel": "stop every queued or running run of a sweep",
+    "resume": "queue again every run of a sweep that failed or was cancelled",
+}
+
+
+def cmd_sweeps(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from fusionlab.sweep.analysis import format_report, sweep_report
+    from fusionlab.sweep.group import SweepError, cancel_sweep, list_sweeps, load_record, resume_sweep, sweep_statuses
+
+    workspace = Workspace(args.home).ensure()
+    if args.action == "list":
+        names = list_sweeps(workspace)
+        for name in names:
+            counts = sweep_statuses(workspace, load_record(workspace, name))
+            print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        if not names:
+            print("no sweeps yet: start one with `fusionlab sweep TARGET --sources A,B,C`")
+        return 0
+    if not args.name:
+        raise SystemExit(f"`fusionlab sweeps {args.action}` needs the sweep's name (see `fusionlab sweeps list`)")
+    try:
+        record = load_record(workspace, args.name)
+    except SweepError as err:
+        raise SystemExit(str(err)) from None
+    if args.action == "show":
+        report = sweep_report(workspace, record)
+        print(json.dumps(asdict(report), indent=2) if args.json else format_report(report))
+    elif args.action == "follow":
+        return _follow_sweep(workspace, record.name)
+    elif args.action == "cancel":
+        print(f"sweep {record.name}: cancel requested for {cancel_sweep(workspace, record)} run(s)")
+    elif args.action == "resume":
+        queued = resume_sweep(workspace, record)
+        if queued:
+            from fusionlab.worker import ensure_worker
+
+            ensure_worker(workspace)
+        print(
+            f"sweep {record.name}: {len(queued)} run(s) queued again"
+            + (f" ({', '.join(map(str, queued))})" if queued else "")
+        )
+    return 0
+
+
 def cmd_curve(args: argparse.Namespace) -> int:
     """The learning curve: adapter alone vs fusion at each training-set size, in this process, resumable."""
     from fusionlab.curve import CurvePlan, curve_path, format_summary, run_curve
@@ -943,6 +1071,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="queue the comparison and return at once")
     _add_common(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "sweep",
+        help="which sources help this target? fuse every chosen subset of them (× methods × seeds) as queued runs",
+        description="Queues one ordinary fusion run per subset of the sources × method × seed, each over the "
+        "target's own adapter plus that subset, all with the same budget, and follows them as one group. The "
+        "local worker runs them one after another. `fusionlab sweeps show NAME` then gives the grid of subsets "
+        "× methods (mean and interval over seeds), the best subset, and each source's marginal effect beside "
+        "how much weight the fusion gives it.",
+    )
+    p.add_argument("target", help="target task (its own adapter is in every fusion)")
+    p.add_argument("--sources", required=True, help="comma-separated source adapters (at most 8)")
+    p.add_argument(
+        "--subsets",
+        choices=["all", "singles", "leave-one-out"],
+        default="all",
+        help="which subsets of the sources: all: every non-empty subset; singles: each alone; leave-one-out: all "
+        "of them, and all but one in turn (default: %(default)s)",
+    )
+    p.add_argument("--methods", default="attention", help="comma-separated fusion methods (default: %(default)s)")
+    p.add_argument("--seeds", default="1", help="comma-separated seeds, at most 10 (default: %(default)s)")
+    p.add_argument("--name", default=None, help="the sweep's name (default: TARGET-sweep, then -2, -3…)")
+    _add_training(p, "fusion")
+    _add_common(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("sweeps", help="list, show, follow, cancel or resume sweeps")
+    p.add_argument("action", nargs="?", choices=list(SWEEPS_ACTIONS), default="list", help=choices_help(SWEEPS_ACTIONS))
+    p.add_argument("name", nargs="?", help="the sweep's name, as `fusionlab sweeps` lists it")
+    p.add_argument("--json", action="store_true", help="show: the report as JSON")
+    _add_common(p)
+    p.set_defaults(func=cmd_sweeps)
 
     p = sub.add_parser(
         "curve",
