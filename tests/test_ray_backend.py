@@ -201,7 +201,9 @@ sys.meta_path.insert(0, _NoRay())
 def test_the_default_path_works_without_ray(tmp_path: Path) -> None:
     """With ``import ray`` failing: fusionlab, its CLI and the Ray backend's modules import, a local worker runs
     a queued run, and asking for the Ray backend says what to install, leaving the run queued."""
-    script = BLOCK_RAY + f"""
+    script = (
+        BLOCK_RAY
+        + f"""
 import fusionlab, fusionlab.cli, fusionlab.ray_backend.dispatcher, fusionlab.ray_backend.remote
 from fusionlab.runstore import RunStore
 from fusionlab.worker import run_worker
@@ -216,6 +218,7 @@ assert code == 2 and store.get(second).status == "queued", code
 assert "ray" not in sys.modules
 print("ok")
 """
+    )
     env = os.environ | {"FUSIONLAB_EXECUTORS": EXECUTORS, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr
