@@ -112,7 +112,7 @@ def connect(address: str) -> bool:
     _probe(address)
     try:
         if address == "local":
-            ray.init(namespace=NAMESPACE, include_dashboard=False)
+            ray.init(address="local", namespace=NAMESPACE, include_dashboard=False)  # a new one, never a neighbour's
         else:
             ray.init(address=address, namespace=NAMESPACE)
     except Exception as err:  # Ray raises ConnectionError, RuntimeError, ValueError, …
