@@ -547,6 +547,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"fusionlab serve: the dashboard's app.py is not at {app} (run from a source checkout)", file=sys.stderr)
         return 2
     mode = "classroom" if config.classroom else "single user"
+    if config.backend == RAY:
+        mode += f", runs on the Ray cluster at {config.ray_address}"
     print(f"settings checked ({mode}, workspace {config.home}); starting the dashboard on port {args.port}")
     if args.check:
         return 0
