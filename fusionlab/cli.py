@@ -48,8 +48,8 @@ from fusionlab.workspace import Workspace
 
 FOLLOW_POLL_S = 0.5
 RESTART_WORKER_S = 10.0
-"""The follower starts a worker for a queued run at most this often (a dispatcher that cannot reach its Ray
-cluster exits at once, saying why in the run's message: it is not restarted twice a second)."""
+"""With the Ray backend, the follower starts a dispatcher for a queued run at most this often (one that cannot
+reach its cluster exits at once, saying why in the run's message: it is not restarted twice a second)."""
 
 RUNS_ACTIONS = {
     "list": "the latest runs, newest first, with their status and main metric",
@@ -359,13 +359,14 @@ def _follow(store: RunStore, run_ids: Sequence[int], workspace: Workspace | None
 
     failed = 0
     started_at = float("-inf")
+    throttle = RESTART_WORKER_S if BackendSettings.from_environment().is_ray else 0.0
     try:
         for run_id in run_ids:
             run = store.get(run_id)
             with tqdm(total=100, desc=f"run {run_id} {run.name}", unit="%", leave=True) as bar:
                 while run.status not in TERMINAL_STATUSES:
                     store.mark_dead_runs_failed(pid_alive)
-                    waited = time.monotonic() - started_at >= RESTART_WORKER_S  # a dispatcher may exit at once
+                    waited = time.monotonic() - started_at >= throttle  # a dispatcher may exit at once
                     if run.status == QUEUED and workspace is not None and not worker_running(workspace) and waited:
                         started_at = time.monotonic() if ensure_worker(workspace) else started_at
                     bar.n = round(100 * (run.progress or 0))

@@ -403,7 +403,7 @@ class RunStore:
             if row is None:
                 return None
             conn.execute(
-                "UPDATE runs SET status = ?, started_at = ?, worker_pid = ?, device = ?, progress = 0, "
+                "UPDATE runs SET status = ?, started_at = ?, worker_pid = ?, device = ?, progress = 0, message = NULL, "
                 "attempts = attempts + 1, backend = ? WHERE id = ?",
                 (RUNNING, time.time(), worker_pid, device, backend, row["id"]),
             )

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from fusionlab.backends import BackendSettings
-from fusionlab.ray_backend.files import gather_inputs, publish
+from fusionlab.pack.card import CARD_FILE
+from fusionlab.ray_backend.files import PACK_CARD, gather_inputs, publish
 from fusionlab.ray_backend.messages import (
     NODE_ROOT,
     WIRE_KEY,
@@ -138,6 +139,33 @@ def test_artifacts_are_published_complete_or_not_at_all(tmp_path: Path) -> None:
     publish(ws, ["fusions/f"], {"fusions/f/fusionlab.json": b"{new}"})  # replaced whole
     assert sorted(p.name for p in ws.fusion_dir("f").iterdir()) == ["fusionlab.json"]
     assert not [p for p in ws.fusions_dir.iterdir() if p.name.startswith(TMP_PREFIX)]
+
+    (ws.fusion_dir("f") / PACK_CARD).write_text("{}")  # the pack's own fusion: read-only
+    with pytest.raises(ValueError, match="pretrained pack"):
+        publish(ws, ["fusions/f"], {"fusions/f/fusionlab.json": b"{mine}"})
+    assert (ws.fusion_dir("f") / "fusionlab.json").read_bytes() == b"{new}" and PACK_CARD == CARD_FILE
+
+
+def test_a_lost_attempt_is_queued_again_until_the_limit(tmp_path: Path) -> None:
+    from fusionlab.ray_backend.dispatcher import Dispatcher
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    dispatcher = Dispatcher(ws, BackendSettings(backend="ray", max_attempts=2))  # not started: no Ray needed
+    store = dispatcher.store
+    run_id = store.enqueue("count", "r", {})
+    lost = ConnectionError("node 1 died\ndetails")
+    dispatcher._lost(store.claim_next(1, "ray:cpu", backend="ray"), lost)
+    assert store.get(run_id).status == QUEUED and "attempt 1 was lost (ConnectionError: node 1 died)" in str(
+        store.get(run_id).message
+    )
+    dispatcher._lost(store.claim_next(1, "ray:cpu", backend="ray"), lost)
+    failed = store.get(run_id)
+    assert failed.status == "failed" and failed.attempts == 2 and "lost on the cluster 2 times" in str(failed.error)
+    cancelled = store.enqueue("count", "c", {})
+    claimed = store.claim_next(1, "ray:cpu", backend="ray")
+    store.request_cancel(cancelled)
+    dispatcher._lost(claimed, lost)
+    assert store.get(cancelled).status == CANCELLED
 
 
 def test_a_store_from_before_the_ray_backend_opens_with_node_and_attempts(tmp_path: Path) -> None:
@@ -327,16 +355,21 @@ def wait_cluster_idle(cpus: float = 2.0) -> None:
 
 @pytest.mark.ray
 def test_two_runs_at_once_on_different_nodes(ws: Workspace, dispatch: Callable[..., Running]) -> None:
+    """Two one-CPU nodes: the first two runs at once, one on each; the third, in queue order, when one ends."""
     store = RunStore(ws.runs_db)
-    ids = [store.enqueue("count", f"run{i}", {"steps": 8, "delay": 0.25}) for i in range(2)]
+    ids = [store.enqueue("count", f"run{i}", {"steps": 8, "delay": 0.25, "snapshot_every": 4}) for i in range(2)]
+    third = store.enqueue("count", "third", {"steps": 1})
     dispatch()
-    wait_until(lambda: all(store.get(i).status == FINISHED for i in ids), "both runs to finish")
+    wait_until(lambda: all(store.get(i).status == FINISHED for i in [*ids, third]), "the runs to finish")
     runs = [store.get(i) for i in ids]
     assert runs[0].started_at < runs[1].ended_at and runs[1].started_at < runs[0].ended_at  # at the same time
     assert runs[0].node and runs[1].node and runs[0].node != runs[1].node
+    assert store.get(third).started_at >= min(r.ended_at for r in runs)  # it waited for room, in queue order
     assert [r.attempts for r in runs] == [1, 1] and all(r.device == "ray:cpu" for r in runs)
     assert runs[0].final_metrics == {"loss": 1 / 8, "steps": 8} and runs[0].artifacts == {"device": "cpu"}
     assert list(store.metrics(ids[0]).query("name == 'loss'")["step"]) == list(range(1, 9))
+    assert [s.step for s in store.snapshots(ids[0])] == [4, 8]
+    assert store.snapshots(ids[0])[0].payload == {"layers": [[0.25, 0.75]], "adapter_names": ["a", "b"]}
     record = run_record(runs[0])
     assert record["node"] == runs[0].node and record["attempts"] == 1
 

@@ -21,6 +21,9 @@ from fusionlab.ray_backend.messages import NODE_ROOT, Files, check_place, pack
 from fusionlab.runspec import run_task
 from fusionlab.workspace import CHECKPOINT_MARKER, TMP_PREFIX, Workspace, atomic_directory
 
+PACK_CARD = "card.json"
+"""The file a pack artifact carries (:data:`fusionlab.pack.card.CARD_FILE`, named here so that publishing imports
+nothing of the pack); such a directory is read-only."""
 DATA_PLACE = "data"
 INPUTS_PLACE = "inputs"
 
@@ -84,6 +87,11 @@ def publish(workspace: Workspace, published: list[str], files: Files) -> None:
                 handle.write(inside[root])
             os.replace(tmp, final)
             continue
+        if (final / PACK_CARD).is_file():  # checked on the node against its own, pack-less workspace: again here
+            raise ValueError(
+                f"{final.name!r} in {final.parent} comes from the pretrained pack and is read-only; "
+                "train under another name (--name)"
+            )
         if root.startswith("adapters/") and (final / CHECKPOINT_MARKER).is_file():
             from fusionlab.checkpoint import keep_version  # torch comes with it: only for a retrained adapter
 
