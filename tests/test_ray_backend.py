@@ -146,6 +146,22 @@ def test_artifacts_are_published_complete_or_not_at_all(tmp_path: Path) -> None:
     assert (ws.fusion_dir("f") / "fusionlab.json").read_bytes() == b"{new}" and PACK_CARD == CARD_FILE
 
 
+def test_what_comes_back_is_each_artifact_whole(tmp_path: Path) -> None:
+    from fusionlab.ray_backend.remote import artifact_roots
+
+    for place in ("fusions/f/w.bin", "comparisons/c/comparison.json", "comparisons/c/models/m.bin", "curves/x.json"):
+        (tmp_path / place).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / place).write_bytes(b"")
+    artifacts = {
+        "checkpoint": f"{NODE_ROOT}/fusions/f",
+        "comparison": f"{NODE_ROOT}/comparisons/c/comparison.json",
+        "curve": f"{NODE_ROOT}/curves/x.json",
+        "gone": f"{NODE_ROOT}/fusions/never-saved",
+        "device": "cpu",
+    }
+    assert artifact_roots(tmp_path, artifacts) == ["fusions/f", "comparisons/c", "curves/x.json"]
+
+
 def test_a_lost_attempt_is_queued_again_until_the_limit(tmp_path: Path) -> None:
     from fusionlab.ray_backend.dispatcher import Dispatcher
 

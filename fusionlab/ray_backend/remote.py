@@ -18,7 +18,7 @@ import logging
 import shutil
 import tempfile
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fusionlab.ray_backend.messages import (
@@ -126,6 +126,24 @@ class ChannelReports:
         ray.get(self.channel.ping.remote(), timeout=30)
 
 
+def artifact_roots(root: Path, artifacts: dict[str, Any]) -> list[str]:
+    """The places whose files go back for the artifacts a run named: a checkpoint directory as it is; a file in a
+    run's own directory, the whole directory (``comparisons/rte-s42/comparison.json`` brings back
+    ``comparisons/rte-s42/``, where the comparison keeps its models too); a file directly in a collection
+    (``curves/rte.json``), the file alone."""
+    roots: list[str] = []
+    for place in places(artifacts):
+        path = root / place
+        if not path.exists():
+            continue
+        parts = PurePosixPath(place).parts
+        if path.is_file() and len(parts) >= 3:
+            place = str(PurePosixPath(*parts[:-1]))
+        if not any(place == r or place.startswith(r + "/") for r in roots):
+            roots = [r for r in roots if not r.startswith(place + "/")] + [place]
+    return roots
+
+
 def execute_remote(payload_json: str, files: Files, channel: Any) -> tuple[str, Files]:
     """Run one attempt on this node; return its outcome (JSON) and the files of its artifacts.
 
@@ -172,7 +190,7 @@ def _run_executor(payload: RunPayload, run: Run, ctx: RunContext, node: str, roo
         return RunOutcome(status=CANCELLED, **common), {}
     except Exception as err:  # any executor error fails the run, with its reason
         return RunOutcome(status=FAILED, error=describe_error(err), **common), {}
-    published = [place for place in places(artifacts) if (root / place).exists()]
+    published = artifact_roots(root, artifacts)
     files: Files = {}
     for place in published:
         files.update(pack(root, place))
