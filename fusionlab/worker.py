@@ -184,6 +184,12 @@ def worker_running(workspace: Workspace, device: str = AUTO) -> bool:
     return False
 
 
+def dispatcher_running(workspace: Workspace) -> bool:
+    """Whether a Ray dispatcher serves this workspace's queue (``fusionlab worker --backend ray``); a workspace
+    that never had one gets no lock file from asking."""
+    return lock_path(workspace, RAY_LOCK_NAME).exists() and worker_running(workspace, RAY_LOCK_NAME)
+
+
 def worker_pid(workspace: Workspace, device: str = AUTO) -> int | None:
     """The pid of the worker serving ``device`` (to show it, or stop it), or ``None`` if there is none."""
     path = lock_path(workspace, device)
@@ -285,7 +291,7 @@ def ensure_worker(
     backend = BackendSettings.from_environment() if backend is None else backend
     if backend.is_ray:
         device = RAY_LOCK_NAME
-    if worker_running(ws, device) or worker_running(ws, RAY_LOCK_NAME):
+    if worker_running(ws, device) or dispatcher_running(ws):
         return False
     env = dict(os.environ)
     if _PACKAGE_PARENT.name not in ("site-packages", "dist-packages"):

@@ -287,6 +287,32 @@ def test_an_unreachable_cluster_is_a_clear_error_and_runs_stay_queued(tmp_path: 
     assert run.status == QUEUED and run.attempts == 0 and "cannot reach the Ray cluster" in (run.message or "")
 
 
+def test_queue_starts_the_backend_the_server_chose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ensure_worker`` (the Train page's "Queue", ``fusionlab train``) starts a Ray dispatcher when the backend
+    says so, and no local worker beside a dispatcher that serves the queue."""
+    pytest.importorskip("ray")
+    from fusionlab.worker import ensure_worker, lock_path, try_lock
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    store = RunStore(ws.runs_db)
+    run_id = store.enqueue("count", "waits", {})
+    for key, value in _env().items():
+        monkeypatch.setenv(key, value)
+    address = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("FUSIONLAB_BACKEND", "ray")
+    monkeypatch.setenv("FUSIONLAB_RAY_ADDRESS", address)
+    assert ensure_worker(ws)
+    log = ws.logs_dir / "worker-ray.log"
+    wait_until(lambda: "stay queued" in (log.read_text() if log.exists() else ""), "the dispatcher to give up")
+    assert f"cannot reach the Ray cluster at {address}" in log.read_text() and store.get(run_id).status == QUEUED
+
+    fd = try_lock(lock_path(ws, "ray"), patience=1.0)  # as a serving dispatcher holds it
+    try:
+        assert not ensure_worker(ws, backend=BackendSettings())  # no local worker beside it
+    finally:
+        os.close(fd)  # type: ignore[arg-type]
+
+
 def _env() -> dict[str, str]:
     return os.environ | {"FUSIONLAB_EXECUTORS": EXECUTORS, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
 
