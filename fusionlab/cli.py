@@ -25,6 +25,7 @@ from typing import Any
 
 import fusionlab
 from fusionlab import config
+from fusionlab.backends import DEFAULT_MAX_ATTEMPTS, RAY, BackendSettings, add_backend_flags
 from fusionlab.budgets import COMPARE, PROFILES, resolve_budget
 from fusionlab.config import NON_LINEARITIES, AdapterConfig, FusionConfig
 from fusionlab.dashboard.server_config import SERVER_FLAGS, add_server_flags
@@ -46,6 +47,9 @@ from fusionlab.worker import DEFAULT_IDLE_EXIT_SECONDS, DEFAULT_NICENESS
 from fusionlab.workspace import Workspace
 
 FOLLOW_POLL_S = 0.5
+RESTART_WORKER_S = 10.0
+"""With the Ray backend, the follower starts a dispatcher for a queued run at most this often (one that cannot
+reach its cluster exits at once, saying why in the run's message: it is not restarted twice a second)."""
 
 RUNS_ACTIONS = {
     "list": "the latest runs, newest first, with their status and main metric",
@@ -354,14 +358,17 @@ def _follow(store: RunStore, run_ids: Sequence[int], workspace: Workspace | None
     from fusionlab.worker import ensure_worker, worker_running
 
     failed = 0
+    started_at = float("-inf")
+    throttle = RESTART_WORKER_S if BackendSettings.from_environment().is_ray else 0.0
     try:
         for run_id in run_ids:
             run = store.get(run_id)
             with tqdm(total=100, desc=f"run {run_id} {run.name}", unit="%", leave=True) as bar:
                 while run.status not in TERMINAL_STATUSES:
                     store.mark_dead_runs_failed(pid_alive)
-                    if run.status == QUEUED and workspace is not None and not worker_running(workspace):
-                        ensure_worker(workspace)
+                    waited = time.monotonic() - started_at >= throttle  # a dispatcher may exit at once
+                    if run.status == QUEUED and workspace is not None and not worker_running(workspace) and waited:
+                        started_at = time.monotonic() if ensure_worker(workspace) else started_at
                     bar.n = round(100 * (run.progress or 0))
                     position = store.queue_position(run_id)
                     bar.set_postfix_str(f"queued #{position}" if position else (run.message or run.status))
@@ -541,6 +548,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"fusionlab serve: the dashboard's app.py is not at {app} (run from a source checkout)", file=sys.stderr)
         return 2
     mode = "classroom" if config.classroom else "single user"
+    if config.backend == RAY:
+        mode += f", runs on the Ray cluster at {config.ray_address}"
     print(f"settings checked ({mode}, workspace {config.home}); starting the dashboard on port {args.port}")
     if args.check:
         return 0
@@ -549,10 +558,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.backend == RAY:
+        return _serve_ray(args)
     from fusionlab.worker import serve
 
     if serve(args.home, args.device, args.once, args.idle_exit, args.nice) is None:
         print("another worker already serves this workspace")
+    return 0
+
+
+def _serve_ray(args: argparse.Namespace) -> int:
+    """``fusionlab worker --backend ray``: the workspace's dispatcher to a Ray cluster (fusionlab.ray_backend)."""
+    import logging
+
+    from fusionlab.ray_backend.dispatcher import ClusterUnreachable, serve_ray
+    from fusionlab.worker import lower_priority
+
+    try:
+        settings = BackendSettings(
+            backend=RAY,
+            ray_address=args.ray_address,
+            cpus_per_run=args.cpus_per_run,
+            gpus_per_run=args.gpus_per_run,
+            max_attempts=args.max_attempts,
+        )
+    except ValueError as err:
+        print(f"fusionlab worker: {err}", file=sys.stderr)
+        return 2
+    lower_priority(args.nice)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [dispatcher %(process)d] %(message)s")
+    try:
+        ended = serve_ray(args.home, settings, args.once, args.idle_exit)
+    except ClusterUnreachable as err:
+        print(f"fusionlab worker: {err}; the queued runs stay queued", file=sys.stderr)
+        return 2
+    if ended is None:
+        print("another Ray dispatcher already serves this workspace")
     return 0
 
 
@@ -1007,6 +1048,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_NICENESS,
         help="lower the worker's CPU priority, 0-19 (default: %(default)s)",
+    )
+    add_backend_flags(p)
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        default=DEFAULT_MAX_ATTEMPTS,
+        help="with ray: start a run at most this often when nodes are lost under it (default: %(default)s)",
     )
     _add_common(p)
     p.set_defaults(func=cmd_worker)

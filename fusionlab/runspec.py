@@ -556,6 +556,8 @@ def run_record(run: Run) -> dict[str, Any]:
         "started_at": run.started_at,
         "ended_at": run.ended_at,
         "device": run.device,
+        "node": run.node,
+        "attempts": run.attempts,
         "owner": run.owner,
         "owner_name": run.owner_name,
         "metrics": dict(result.metrics) if result else _summary_scores(run),

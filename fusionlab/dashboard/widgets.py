@@ -10,6 +10,7 @@ the dashboard only.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -58,7 +59,11 @@ def set_server_argv(argv: list[str]) -> None:
 def server_config() -> ServerConfig:
     """The server's settings (file, environment, flags); a broken configuration stops the page saying why."""
     try:
-        return load_server_config(_SERVER_ARGV)
+        config = load_server_config(_SERVER_ARGV)
+        backend = config.backend_settings()
+        if backend.is_ray:  # the dispatcher this server starts (ensure_worker reads the environment) is Ray's
+            backend.export(os.environ)
+        return config
     except (OSError, ValueError) as err:
         st.error(f"The server's configuration is invalid: {md(err)}")
         st.stop()
