@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from fusionlab.dashboard import sweep_view
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.markdown import md
 from fusionlab.dashboard.run_charts import (
@@ -57,6 +58,8 @@ from fusionlab.dashboard.runs_view import (
 from fusionlab.dashboard.usage_chart import EXPLANATION, adapter_usage, adapter_usage_heatmap
 from fusionlab.dashboard.visitors import sees_server_paths
 from fusionlab.dashboard.widgets import current_visitor, open_run_store, server_config, session_settings
+from fusionlab.sweep.analysis import sweep_report
+from fusionlab.sweep.group import SweepError, list_sweeps, load_record
 
 ALL_EXAMPLES = "all dev examples"
 RUN_PARAM = "run"  # ?run=7 opens run 7 in the detail section
@@ -75,6 +78,28 @@ def adapter_usage_section(workspace) -> None:
         st.caption(f"{EXPLANATION} Hover a cell for 1/N, the difference from it and the weight in every layer.")
     if usage.skipped:
         st.caption("Not shown: " + "; ".join(f"{md(name)} ({md(reason)})" for name, reason in usage.skipped))
+
+
+def sweeps_section(workspace) -> None:
+    """A sweep's grid and its sources' effects (``fusionlab sweep``), read from its finished runs."""
+    st.header("Sweeps: which sources help")
+    names = list_sweeps(workspace)
+    if not names:
+        st.info("No sweep in this workspace yet. `fusionlab sweep TARGET --sources A,B,C` queues one: a fusion over "
+                "the target's adapter and each subset of the sources, for each method and seed.")  # fmt: skip
+        return
+    name = st.selectbox("Sweep", names, key="sweep", bind="query-params")
+    try:
+        report = sweep_report(workspace, load_record(workspace, name))
+    except SweepError as err:
+        st.error(md(err))
+        return
+    st.caption(md(" ".join(sweep_view.summary_lines(report))))
+    for figure in (sweep_view.grid_chart(report), sweep_view.effect_chart(report)):
+        if figure is not None:
+            st.plotly_chart(figure)
+    if not report.grid:
+        st.info("No run of this sweep has finished yet: its grid appears as they do.")
 
 
 st.title("Runs")
@@ -301,3 +326,4 @@ else:
 
 # -- adapter usage across fusions ------------------------------------------------------------------------------
 adapter_usage_section(workspace)
+sweeps_section(workspace)

@@ -499,3 +499,37 @@ def test_a_restarted_dispatcher_finishes_the_run_once(
     assert not [p for p in ws.adapters_dir.iterdir() if p.name.startswith(TMP_PREFIX)]
     progress = store.metrics(run_id)
     assert progress.empty or not progress.duplicated(["step", "name"]).any()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_real_adapter_and_fusion_runs_train_on_the_cluster(
+    ws: Workspace, dispatch: Callable[..., Running], shared_data_dir: Path
+) -> None:
+    """The real training executor on a node: an adapter trained from task data shipped through the object store,
+    then a fusion over it (its adapter checkpoint shipped the same way); both published here, loadable, scored."""
+    from fusionlab.runspec import AdapterRun, Budget, FusionRun, run_result
+
+    wait_cluster_idle()
+    budget = Budget(steps=2, batch_size=4, max_length=32, max_train_samples=16, max_eval_samples=16, eval_steps=2)
+    adapter = AdapterRun(task="rte", name="rte", training_config=budget.training_config(),
+                         model_config=budget.model_config(), data_dir=str(shared_data_dir))  # fmt: skip
+    fusion = FusionRun(target_task="rte", adapters=["rte"], name="rte-attention",
+                       training_config=budget.training_config(), model_config=budget.model_config(),
+                       data_dir=str(shared_data_dir))  # fmt: skip
+    store = RunStore(ws.runs_db)
+    ids = [store.enqueue(run.kind, run.name, run.to_dict()) for run in (adapter, fusion)]
+    dispatch()
+    wait_until(lambda: all(store.get(i).is_terminal for i in ids), "both real runs to end", timeout=300)
+    runs = [store.get(i) for i in ids]
+    assert [r.status for r in runs] == [FINISHED, FINISHED], [r.error for r in runs]
+    assert all(r.node for r in runs) and ws.list_adapters() == ["rte"] and ws.list_fusions() == ["rte-attention"]
+    for run in runs:
+        result = run_result(run)
+        assert result is not None and 0.0 <= result.score <= 1.0
+        assert Path(result.checkpoint).is_relative_to(ws.root)  # a path here, not on the node
+    assert not store.metrics(ids[0]).empty  # the training curve came back live
+    from fusionlab.model import FusionModel
+
+    model = FusionModel.from_pretrained(ws.fusion_dir("rte-attention"), adapters_dir=ws.adapters_dir)
+    assert model.adapter_manager.names == ["rte"]

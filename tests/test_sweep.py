@@ -32,6 +32,7 @@ from fusionlab.sweep.group import (
 from fusionlab.sweep.spec import MAX_SWEEP_RUNS, SweepCell, SweepSpec, cells, plan_runs, run_name, source_subsets
 from fusionlab.uncertainty import Score
 from fusionlab.workspace import Workspace
+from tests.test_app_pages import chart_titles, open_page
 
 
 # -- planning ------------------------------------------------------------------------------------------------
@@ -160,6 +161,12 @@ def test_a_sweep_runs_through_the_worker_and_reports_its_grid(tiny_workspace, tm
     text = _cli(home, "sweeps", "show", "rte-sweep").stdout
     assert "adding mnli (attention)" in text and "best" in text
     assert "rte-sweep" in _cli(home, "sweeps").stdout
+    page = open_page("runs.py", home, {"sweep": "rte-sweep"})  # the Runs page draws the same report
+    assert not page.exception and not page.error
+    titles = chart_titles(page)
+    assert any(t.startswith("rte-sweep: dev accuracy of each fusion") for t in titles)
+    assert "Does the fusion lean on the sources that help? Weight given vs score added" in titles
+    assert any(c.value.startswith("6 of 6 runs finished") for c in page.caption)
 
     # cancel and resume act on the group; resume queues only what did not finish
     again = _cli(home, "sweep", "rte", "--sources", "mnli", "--subsets", "singles", "--no-wait", *BUDGET, *data)

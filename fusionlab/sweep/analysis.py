@@ -92,6 +92,7 @@ class SweepReport:
     finished: int
     total: int
     own_adapter: float | None  # the target's adapter alone on the same dev examples
+    majority: float | None  # always answering the majority class, on the same examples
     dev_examples: int | None
     grid: list[GridCell]
     best: list[BestSubset]
@@ -113,6 +114,7 @@ def sweep_report(workspace: Workspace, record: SweepRecord) -> SweepReport:
     scores: dict[tuple[tuple[str, ...], str], dict[int, float]] = defaultdict(dict)
     usage: dict[tuple[str, str], list[float]] = defaultdict(list)
     own: list[float] = []
+    majority: float | None = None
     metric, examples, finished = "", None, 0
     cells = record.cell_runs()
     for cell, run_id in cells:
@@ -122,6 +124,7 @@ def sweep_report(workspace: Workspace, record: SweepRecord) -> SweepReport:
             continue
         finished += 1
         metric = result.main_metric
+        majority = result.majority_baseline.get(metric, majority)
         scores[(cell.subset, cell.method)][cell.seed] = result.score
         if result.score_interval is not None:
             examples = result.score_interval.examples
@@ -143,6 +146,7 @@ def sweep_report(workspace: Workspace, record: SweepRecord) -> SweepReport:
         finished=finished,
         total=len(cells),
         own_adapter=own_score,
+        majority=majority,
         dev_examples=examples,
         grid=grid,
         best=[b for m in spec.methods if (b := _best(grid, m)) is not None],
