@@ -409,6 +409,12 @@ class RunStore:
             )
             return Run._from_row(self._require(conn, row["id"]))
 
+    def next_queued(self) -> Run | None:
+        """The run :meth:`claim_next` would claim now, left queued (``None``: queue empty)."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE status = ? ORDER BY id LIMIT 1", (QUEUED,)).fetchone()
+            return None if row is None else Run._from_row(row)
+
     def set_node(self, run_id: int, node: str) -> None:
         """Record the cluster node a running run has started on (shown as ``node`` by ``runs show --json``)."""
         self._transition(run_id, (RUNNING,), "place", "UPDATE runs SET node = ? WHERE id = ?", (str(node),))

@@ -507,14 +507,17 @@ def test_real_adapter_and_fusion_runs_train_on_the_cluster(
     ws: Workspace, dispatch: Callable[..., Running], shared_data_dir: Path
 ) -> None:
     """The real training executor on a node: an adapter trained from task data shipped through the object store,
-    then a fusion over it (its adapter checkpoint shipped the same way); both published here, loadable, scored."""
+    then a fusion over it and a pack adapter (both checkpoints shipped the same way; queued behind the adapter,
+    the fusion waits for it to be published); both published here, loadable, scored."""
+    from fusionlab.pack.store import PACK_DIR, install_pack
     from fusionlab.runspec import AdapterRun, Budget, FusionRun, run_result
 
     wait_cluster_idle()
+    install_pack(ws, PACK_DIR)
     budget = Budget(steps=2, batch_size=4, max_length=32, max_train_samples=16, max_eval_samples=16, eval_steps=2)
-    adapter = AdapterRun(task="rte", name="rte", training_config=budget.training_config(),
+    adapter = AdapterRun(task="rte", name="rte-own", training_config=budget.training_config(),
                          model_config=budget.model_config(), data_dir=str(shared_data_dir))  # fmt: skip
-    fusion = FusionRun(target_task="rte", adapters=["rte"], name="rte-attention",
+    fusion = FusionRun(target_task="rte", adapters=["rte-own", "mnli"], name="rte-own-attention",
                        training_config=budget.training_config(), model_config=budget.model_config(),
                        data_dir=str(shared_data_dir))  # fmt: skip
     store = RunStore(ws.runs_db)
@@ -523,7 +526,8 @@ def test_real_adapter_and_fusion_runs_train_on_the_cluster(
     wait_until(lambda: all(store.get(i).is_terminal for i in ids), "both real runs to end", timeout=300)
     runs = [store.get(i) for i in ids]
     assert [r.status for r in runs] == [FINISHED, FINISHED], [r.error for r in runs]
-    assert all(r.node for r in runs) and ws.list_adapters() == ["rte"] and ws.list_fusions() == ["rte-attention"]
+    assert all(r.node for r in runs) and "rte-own" in ws.list_adapters() and "rte-own-attention" in ws.list_fusions()
+    assert runs[1].started_at >= runs[0].ended_at  # it read what the adapter run published
     for run in runs:
         result = run_result(run)
         assert result is not None and 0.0 <= result.score <= 1.0
@@ -531,5 +535,5 @@ def test_real_adapter_and_fusion_runs_train_on_the_cluster(
     assert not store.metrics(ids[0]).empty  # the training curve came back live
     from fusionlab.model import FusionModel
 
-    model = FusionModel.from_pretrained(ws.fusion_dir("rte-attention"), adapters_dir=ws.adapters_dir)
-    assert model.adapter_manager.names == ["rte"]
+    model = FusionModel.from_pretrained(ws.fusion_dir("rte-own-attention"), adapters_dir=ws.adapters_dir)
+    assert model.adapter_manager.names == ["rte-own", "mnli"]

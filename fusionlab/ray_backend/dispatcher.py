@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fusionlab.backends import RAY_LOCK_NAME, BackendSettings
-from fusionlab.ray_backend.files import gather_inputs, publish
+from fusionlab.ray_backend.files import gather_inputs, publish, waits_for
 from fusionlab.ray_backend.messages import (
     CANCELLED,
     FAILED,
@@ -335,7 +335,11 @@ class Dispatcher:
             )
 
     def _submit(self) -> None:
-        while self.store.list_runs(status=QUEUED, limit=1) and len(self.inflight) < self.capacity():
+        while len(self.inflight) < self.capacity():
+            head = self.store.next_queued()
+            running = [(a.run.kind, a.run.name) for a in self.inflight.values()]
+            if head is None or waits_for(head.config, head.kind, head.name, running):
+                return  # in queue order: the head waits for what it reads (or writes) to be published first
             run = self.store.claim_next(os.getpid(), self.device_label, backend="ray")
             if run is None:
                 return

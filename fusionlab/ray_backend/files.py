@@ -35,6 +35,36 @@ def _adapter_names(config: dict[str, Any]) -> list[str]:
     return [name for name in names if isinstance(name, str)]
 
 
+ARTIFACT_DIRS = {"adapter": "adapters", "fusion": "fusions", "comparison": "comparisons"}
+
+
+def places_read(config: dict[str, Any]) -> set[str]:
+    """The workspace places a run reads (the adapters it fuses)."""
+    return {f"adapters/{name}" for name in _adapter_names(config)}
+
+
+def places_written(kind: str, name: str) -> set[str]:
+    """The workspace place a run of a known kind publishes (none for a kind this fusionlab does not know)."""
+    from fusionlab.runspec import RUN_KINDS, spec_class
+
+    if kind not in RUN_KINDS:
+        return set()
+    directory = ARTIFACT_DIRS.get(spec_class(kind).artifact)
+    return {f"{directory}/{name}"} if directory and name else set()
+
+
+def waits_for(config: dict[str, Any], kind: str, name: str, running: list[tuple[str, str]]) -> bool:
+    """Whether a queued run must wait for one of the ``running`` runs (kind, name) to end: it reads what
+    one of them will publish, or publishes the same place. The local worker runs the queue one run at a time, so
+    a fusion queued after its adapter sees that adapter; run in parallel, queue order must still mean that."""
+    mine_read, mine_written = places_read(config), places_written(kind, name)
+    for other_kind, other_name in running:
+        theirs = places_written(other_kind, other_name)
+        if theirs & (mine_read | mine_written):
+            return True
+    return False
+
+
 def _task_data_dir(config: dict[str, Any], task: str) -> Path | None:
     from fusionlab.data.loading import resolve_data_dir  # the data layer is heavy; only runs with a task need it
 
