@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from fusionlab.checkpoint import pinned_adapter_dir, read_meta
+from fusionlab.checkpoint import pinned_adapter_dir, read_meta, workspace_root_of
 from fusionlab.dashboard.visitors import Visitor, owner_label, shown_path
 from fusionlab.data.tasks import TASKS
 from fusionlab.metrics import metric_label
@@ -504,7 +504,7 @@ def _checkpoint_folders(run: Run) -> list[tuple[str, Path]]:
     if meta["kind"] == "adapter":
         return [(f"adapters/{path.name}", path)]
     folders = [(f"fusions/{path.name}", path)]
-    adapters_dir = path.parent.parent / "adapters"
+    adapters_dir = workspace_root_of(path) / "adapters"
     for entry in meta["adapters"]:
         pinned = pinned_adapter_dir(adapters_dir / entry["name"], entry["content_hash"])
         if pinned is None:
