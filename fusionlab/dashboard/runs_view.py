@@ -28,9 +28,16 @@ from fusionlab.metrics import metric_label
 from fusionlab.reported import Reported
 from fusionlab.runspec import FusionStats, RunKind, layers_frame, run_result
 
-__all__ = ["FAILED", "FINISHED", "STATUSES", "Reported", "run_result"]  # for the Runs page, with the functions below
+__all__ = [
+    "CANCELLED",
+    "FAILED",
+    "FINISHED",
+    "STATUSES",
+    "Reported",
+    "run_result",
+]  # for the Runs page, with the functions below
 from fusionlab.runspec import run_task as stored_run_task
-from fusionlab.runstore import FAILED, FINISHED, STATUSES, Run, RunStore, Snapshot
+from fusionlab.runstore import CANCELLED, FAILED, FINISHED, STATUSES, Run, RunStore, Snapshot
 from fusionlab.workspace import CHECKPOINT_MARKER
 
 HISTORY_COLUMNS = [
