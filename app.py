@@ -24,8 +24,15 @@ from fusionlab.dashboard.markdown import md
 torch.set_num_threads(1)
 
 # The pages' links run along the top and the sidebar (workspace, who you are) starts closed: on a projector at
-# 1280×720 or a small laptop the page itself gets the width; the sidebar is one click away.
-st.set_page_config(page_title="fusionlab", layout="wide", initial_sidebar_state="collapsed")
+# 1280×720 or a small laptop the page itself gets the width; the sidebar is one click away. The menu (top right)
+# holds this About and the theme choice only: `client.toolbarMode = "minimal"` (.streamlit/config.toml) shows
+# nothing else to a visitor.
+st.set_page_config(
+    page_title="fusionlab",
+    layout="wide",
+    initial_sidebar_state="collapsed",
+    menu_items={"About": "**fusionlab**: adapter fusion on transformer encoders, seen from inside."},
+)
 
 # Less empty space above each page's title (Streamlit leaves room for a header the top navigation already fills):
 # on a projector at 1280×720 that space is what keeps the Playground's answers above the fold.

@@ -158,5 +158,5 @@ if allowed:
         else:
             st.caption("Nothing here can be deleted: the pack's artifacts are read-only.")
         count, megabytes = workspace_view.unused_version_count(workspace)
-        label = f"Remove {count} earlier adapter version{'s' if count != 1 else ''} no fusion uses ({megabytes:.1f} MB)"
+        label = f"Remove {count} earlier version{'s' if count != 1 else ''} nothing uses ({megabytes:.1f} MB)"
         st.button(label, key="prune_versions", disabled=not count, on_click=manage, args=(workspace_view.prune,))

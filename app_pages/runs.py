@@ -22,6 +22,7 @@ from fusionlab.dashboard.run_charts import (
     trajectory_chart,
 )
 from fusionlab.dashboard.runs_view import (
+    CANCELLED,
     FAILED,
     FINISHED,
     STATUSES,
@@ -252,6 +253,8 @@ if run.status == FAILED:
     if run.error and "\n" in run.error.strip():
         with st.expander("Full error (for debugging)"):
             st.code(run.error, language=None)
+elif run.status == CANCELLED:
+    st.info("This run was cancelled before it finished: it has no results.")
 elif run.status != FINISHED:
     st.info(
         f"This run is {run.status}; its results appear here once it has finished (watch it live on the Train page)."

@@ -721,7 +721,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     for removal in removed:
         print(f"deleted {removal.description}")
     if not removed:
-        print("no earlier adapter version is unused; nothing deleted")
+        print("no earlier version is unused; nothing deleted")
     return 0
 
 
@@ -1076,7 +1076,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "delete",
-        help="delete an adapter or a fusion (refused if anything still needs it), or the unused adapter versions",
+        help="delete an adapter or a fusion (refused if anything still needs it), or the unused earlier versions",
     )
     p.add_argument("kind", choices=["adapter", "fusion", "versions"])
     p.add_argument("name", nargs="?", help="the adapter's or fusion's name (not for `versions`)")

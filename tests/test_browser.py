@@ -136,7 +136,31 @@ def wait_for_app(page) -> None:
 
     page.locator("[data-testid='stApp'][data-test-connection-state='CONNECTED']").wait_for(state="attached")
     page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(state="attached")
-    expect(page.get_by_test_id("stSkeleton")).to_have_count(0)
+    # Elements drawn after the script ended (a chart's, a table's) stand as skeletons until they are: on a loaded
+    # machine the Runs page's took 6 s, past expect's default 5 s, so wait as long as for a page itself.
+    expect(page.get_by_test_id("stSkeleton")).to_have_count(0, timeout=120_000)
+
+
+TINY_BUDGET = (
+    ("Max steps", "2"),
+    ("Max train samples (0 = all)", "32"),
+    ("Max dev samples (0 = all)", "16"),
+    ("Max length (tokens)", "32"),
+    ("Batch size", "4"),
+)
+"""A Train page budget that trains in seconds: what the browser tests queue, so a test never waits on a real run."""
+
+
+def set_tiny_budget(page, tab: str) -> None:
+    """Unfold the budget on the Train page's open ``tab`` and fill in :data:`TINY_BUDGET` (only the open tab's
+    panel is in the page, so its fields are the only ones with these labels)."""
+    panel = page.get_by_role("tabpanel", name=tab)
+    panel.get_by_text(re.compile(r"^Budget: \d+ steps")).click()  # the budget fields are folded away
+    for label, value in TINY_BUDGET:
+        field = panel.get_by_label(label, exact=True)
+        field.fill(value)
+        field.press("Enter")
+        wait_for_app(page)
 
 
 def shoot(page, name: str) -> None:
@@ -320,18 +344,7 @@ def test_queue_a_tiny_training_run_and_watch_it_finish(app, page):
     page.keyboard.press("Escape")
     wait_for_app(page)
     assert "cb —" in tasks.inner_text() and "cola" not in tasks.inner_text()
-    page.get_by_text(re.compile(r"^Budget: \d+ steps")).first.click()  # the budget fields are folded away
-    for label, value in (
-        ("Max steps", "2"),
-        ("Max train samples (0 = all)", "32"),
-        ("Max dev samples (0 = all)", "16"),
-        ("Max length (tokens)", "32"),
-        ("Batch size", "4"),
-    ):
-        field = page.get_by_label(label, exact=True).first
-        field.fill(value)
-        field.press("Enter")
-        wait_for_app(page)
+    set_tiny_budget(page, "Adapter runs")
     page.get_by_role("button", name="Queue adapter runs").click()
     # Wait for the click's own answer, not for any "queued": get_by_text matches substrings case-insensitively,
     # so "Nothing queued." (on the page before the click's rerun even starts) used to satisfy the wait, and

@@ -21,16 +21,23 @@ from urllib.parse import quote
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from fusionlab.checkpoint import pinned_adapter_dir, read_meta
+from fusionlab.checkpoint import pinned_adapter_dir, read_meta, workspace_root_of
 from fusionlab.dashboard.visitors import Visitor, owner_label, shown_path
 from fusionlab.data.tasks import TASKS
 from fusionlab.metrics import metric_label
 from fusionlab.reported import Reported
 from fusionlab.runspec import FusionStats, RunKind, layers_frame, run_result
 
-__all__ = ["FAILED", "FINISHED", "STATUSES", "Reported", "run_result"]  # for the Runs page, with the functions below
+__all__ = [
+    "CANCELLED",
+    "FAILED",
+    "FINISHED",
+    "STATUSES",
+    "Reported",
+    "run_result",
+]  # for the Runs page, with the functions below
 from fusionlab.runspec import run_task as stored_run_task
-from fusionlab.runstore import FAILED, FINISHED, STATUSES, Run, RunStore, Snapshot
+from fusionlab.runstore import CANCELLED, FAILED, FINISHED, STATUSES, Run, RunStore, Snapshot
 from fusionlab.workspace import CHECKPOINT_MARKER
 
 HISTORY_COLUMNS = [
@@ -504,7 +511,7 @@ def _checkpoint_folders(run: Run) -> list[tuple[str, Path]]:
     if meta["kind"] == "adapter":
         return [(f"adapters/{path.name}", path)]
     folders = [(f"fusions/{path.name}", path)]
-    adapters_dir = path.parent.parent / "adapters"
+    adapters_dir = workspace_root_of(path) / "adapters"
     for entry in meta["adapters"]:
         pinned = pinned_adapter_dir(adapters_dir / entry["name"], entry["content_hash"])
         if pinned is None:

@@ -308,15 +308,15 @@ def remove(workspace: Workspace, kind: str, name: str) -> str:
 
 
 def unused_version_count(workspace: Workspace) -> tuple[int, float]:
-    """How many earlier adapter versions no fusion uses, and their size in MB."""
+    """How many earlier adapter and fusion versions nothing uses, and their size in MB."""
     versions = unused_versions(workspace)
     return len(versions), sum(v.size_bytes for v in versions) / 1e6
 
 
 def prune(workspace: Workspace) -> str:
-    """Remove the unused earlier adapter versions and say how many, or raise :class:`DashboardError`."""
+    """Remove the unused earlier versions and say how many, or raise :class:`DashboardError`."""
     try:
         removed = prune_versions(workspace)
     except RemovalRefused as err:
         raise DashboardError(f"Nothing was deleted: {err}.") from err
-    return f"Deleted {len(removed)} unused adapter version{'s' if len(removed) != 1 else ''}."
+    return f"Deleted {len(removed)} unused earlier version{'s' if len(removed) != 1 else ''}."
