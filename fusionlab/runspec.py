@@ -283,6 +283,8 @@ class FusionRun(_RunSpec):
             _fail("FusionRun", "target_task", f"must name a task, got {self.target_task!r}")
         self._artifact_names("adapters")
         self.adapters = list(self.adapters)
+        if len(self.adapters) < 2:  # one name alone takes that adapter's own path: the fusion would learn nothing
+            _fail("FusionRun", "adapters", f"a fusion needs two adapters or more to mix, got {self.adapters!r}")
         if self.fusion_config is not None and not isinstance(self.fusion_config, FusionConfig):
             _fail("FusionRun", "fusion_config", f"must be a FusionConfig, got {type(self.fusion_config).__name__}")
         base = self.fusion_config or FusionConfig(adapter_names=list(self.adapters))
