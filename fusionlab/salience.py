@@ -163,8 +163,9 @@ def integrated_gradients(
         inputs[k][:, :kept] if inputs.get(k) is not None else None for k in ("attention_mask", "token_type_ids")
     )
     baseline = baseline_ids[:, :kept]
-    with torch.no_grad():
-        change = float(logits(ids, *extra)[0, target] - logits(baseline, *extra)[0, target])
+    with torch.no_grad():  # the input and the baseline in one batch: one forward pass, not two
+        both = logits(torch.cat([ids, baseline]), *(None if t is None else t.expand(2, -1) for t in extra))
+        change = float(both[0, target] - both[1, target])
     explainer = LayerIntegratedGradients(logits, model.base_model.embeddings.word_embeddings)
     fixed = steps is not None
     steps = steps or FIRST_STEPS
