@@ -246,7 +246,8 @@ run_id = st.selectbox(
     on_change=lambda: st.query_params.update({RUN_PARAM: str(st.session_state["runs_detail"])}),
 )
 run = by_id[run_id]
-st.caption(f"{md(run.kind)} · task {md(run_task(run))} · status {md(run.status)}")
+task = run_task(run)
+st.caption(f"{md(run.kind)}{f' · task {md(task)}' if task else ''} · status {md(run.status)}")
 
 if run.status == FAILED:
     st.error(error_first_line(run) or "the run failed without an error message")

@@ -143,3 +143,15 @@ def test_a_student_sees_no_server_paths(classroom, monkeypatch):
     assert not at.exception, at.exception
     shown = " ".join(m.value for m in at.markdown)
     assert str(workspace.root) not in shown and f"`{workspace.root.name}`" in shown
+
+
+def test_a_run_queued_outside_the_dashboard_is_labelled_the_teachers(tmp_path):
+    """Name ownership counts a run queued from the command line as the teacher's; the "queued by" column says so
+    rather than leaving the cell empty."""
+    from fusionlab.dashboard.visitors import OUTSIDE_LABEL, owner_label
+
+    store = RunStore(Workspace(tmp_path).ensure().runs_db)
+    outside = store.get(store.enqueue("train_adapter", "rte", {}))
+    visitor = Visitor(new_token(), "anna")
+    mine = store.get(store.enqueue("train_adapter", "cb", {}, owner=visitor.owner_id, owner_name="anna"))
+    assert owner_label(outside, visitor) == OUTSIDE_LABEL and owner_label(mine, visitor) == "you"

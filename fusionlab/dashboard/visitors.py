@@ -101,10 +101,14 @@ def shown_path(path: object, visible: bool) -> str:
     return Path(text).name or "(on the server)"
 
 
+OUTSIDE_LABEL = "teacher (outside the dashboard)"
+
+
 def owner_label(run: Run, visitor: Visitor | None = None) -> str:
-    """Who queued a run, as the queue shows it: "you", their name, or nothing for runs without an owner."""
+    """Who queued a run, as the queue shows it: "you", their name, or — for a run queued outside the dashboard
+    (the command line, the demo), which name ownership counts as the teacher's — "teacher (outside the dashboard)"."""
     if run.owner is None:
-        return ""
+        return OUTSIDE_LABEL
     if visitor is not None and run.owner == visitor.owner_id:
         return "you"
     return run.owner_name or "another visitor"
