@@ -9,7 +9,6 @@ from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.markdown import code, md
 from fusionlab.dashboard.visitors import can_manage, sees_server_paths, shown_path
 from fusionlab.dashboard.widgets import current_visitor, server_config, settings_or_stop
-from fusionlab.demo import PROFILES
 
 DIAGRAM = Path(__file__).resolve().parents[1] / "assets" / "adapter_fusion.svg"
 NUMBER = st.column_config.NumberColumn(format="%.3f")
@@ -102,7 +101,7 @@ st.markdown(
     "The workspace starts with the **pretrained pack**: adapters for eight GLUE/SuperGLUE tasks and a "
     "low-resource IMDb one, plus fusions for IMDb and RTE (marked *pack (read-only)*; their scores are on the "
     "full dev split). The demo trains two more fusions live over the pack's adapters, so you can watch their "
-    f"weights form on the **Train** page: {' and '.join(f.describe() for f in PROFILES['classroom'].fusions)}; "
+    f"weights form on the **Train** page: {workspace_view.demo_description()}; "
     "each fusion's score is shown beside its own adapter's alone."
 )
 config = server_config()

@@ -59,8 +59,6 @@ from fusionlab.dashboard.runs_view import (
 from fusionlab.dashboard.usage_chart import EXPLANATION, adapter_usage, adapter_usage_heatmap
 from fusionlab.dashboard.visitors import sees_server_paths
 from fusionlab.dashboard.widgets import current_visitor, open_run_store, server_config, session_settings
-from fusionlab.sweep.analysis import sweep_report
-from fusionlab.sweep.group import SweepError, list_sweeps, load_record
 
 ALL_EXAMPLES = "all dev examples"
 RUN_PARAM = "run"  # ?run=7 opens run 7 in the detail section
@@ -84,15 +82,15 @@ def adapter_usage_section(workspace) -> None:
 def sweeps_section(workspace) -> None:
     """A sweep's grid and its sources' effects (``fusionlab sweep``), read from its finished runs."""
     st.header("Sweeps: which sources help")
-    names = list_sweeps(workspace)
+    names = sweep_view.list_sweeps(workspace)
     if not names:
         st.info("No sweep in this workspace yet. `fusionlab sweep TARGET --sources A,B,C` queues one: a fusion over "
                 "the target's adapter and each subset of the sources, for each method and seed.")  # fmt: skip
         return
     name = st.selectbox("Sweep", names, key="sweep", bind="query-params")
     try:
-        report = sweep_report(workspace, load_record(workspace, name))
-    except SweepError as err:
+        report = sweep_view.report_of(workspace, name)
+    except DashboardError as err:
         st.error(md(err))
         return
     st.caption(md(" ".join(sweep_view.summary_lines(report))))

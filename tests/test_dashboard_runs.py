@@ -191,7 +191,7 @@ def test_fusion_config_names_itself_like_the_cli() -> None:
     assert config.adapters == config.fusion_config.adapter_names == ["rte", "sst2"]
     assert config.fusion_config.fusion_method == "weighted"
     assert config.fusion_config.temperature == 2.0
-    assert fusion_run_config("rte", ["rte"], name="  mine ").name == "mine"
+    assert fusion_run_config("rte", ["rte", "sst2"], name="  mine ").name == "mine"
     assert FusionRun.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
@@ -207,10 +207,13 @@ def test_fusion_config_names_itself_like_the_cli() -> None:
         (lambda: adapter_run_config("rte", 8, "relu", Limits(max_length=0), None), "ModelConfig.max_length"),
         (lambda: fusion_run_config("rte", []), "FusionConfig.adapter_names"),
         (lambda: fusion_run_config("rte", ["rte", "rte"]), "FusionConfig.adapter_names"),
-        (lambda: fusion_run_config("rte", ["rte"], method="sum"), "FusionConfig.fusion_method"),
-        (lambda: fusion_run_config("rte", ["rte"], temperature=0.0), "FusionConfig.temperature"),
-        (lambda: fusion_run_config("rte", ["rte"], heads=0), "FusionConfig.num_attention_heads"),
-        (lambda: fusion_run_config("rte", ["rte"], value_regularization=-1.0), "FusionConfig.value_regularization"),
+        (lambda: fusion_run_config("rte", ["rte", "sst2"], method="sum"), "FusionConfig.fusion_method"),
+        (lambda: fusion_run_config("rte", ["rte", "sst2"], temperature=0.0), "FusionConfig.temperature"),
+        (lambda: fusion_run_config("rte", ["rte", "sst2"], heads=0), "FusionConfig.num_attention_heads"),
+        (
+            lambda: fusion_run_config("rte", ["rte", "sst2"], value_regularization=-1.0),
+            "FusionConfig.value_regularization",
+        ),
     ],
 )
 def test_bad_values_raise_the_configs_value_error(build, message: str) -> None:
@@ -298,7 +301,7 @@ def test_a_fusion_needs_its_adapters_trained_or_queued(store: RunStore, workspac
     with pytest.raises(MissingAdaptersError):
         queue_fusion_run(store, workspace, fusion_run_config("rte", ["rte", "cola"], limits=TINY))
     with pytest.raises(ValueError, match=r"FusionRun.name: .*may hold only letters"):
-        queue_fusion_run(store, workspace, fusion_run_config("rte", ["rte"], name="../escape"))
+        queue_fusion_run(store, workspace, fusion_run_config("rte", ["rte", "sst2"], name="../escape"))
     assert [run.id for run in store.list_runs(status=QUEUED)] == [fusion_id]
 
 

@@ -11,9 +11,23 @@ import plotly.graph_objects as go
 
 from fusionlab.dashboard.charts import GRID, NEUTRAL, adapter_tick, style_figure
 from fusionlab.dashboard.colors import adapter_color
+from fusionlab.dashboard.errors import DashboardError
 from fusionlab.fusion.registry import fusion_class
 from fusionlab.metrics import metric_label
-from fusionlab.sweep.analysis import SweepReport
+from fusionlab.sweep.analysis import SweepReport, sweep_report
+from fusionlab.sweep.group import SweepError, list_sweeps, load_record
+from fusionlab.workspace import Workspace
+
+__all__ = ["effect_chart", "grid_chart", "list_sweeps", "report_of", "summary_lines"]
+
+
+def report_of(workspace: Workspace, name: str) -> SweepReport:
+    """The report of sweep ``name``; a :class:`DashboardError` saying why when its record cannot be read."""
+    try:
+        return sweep_report(workspace, load_record(workspace, name))
+    except SweepError as err:
+        raise DashboardError(str(err)) from None
+
 
 METHOD_SYMBOLS = ("circle", "diamond", "square", "triangle-up")
 

@@ -22,7 +22,7 @@ from typing import Any
 from fusionlab.checkpoint import CheckpointError, adapter_mismatches, pinned_adapter_dir, read_meta
 from fusionlab.config import ModelConfig
 from fusionlab.dashboard.errors import DashboardError
-from fusionlab.demo import demo_runs, enqueue_demo, missing_adapters, missing_data
+from fusionlab.demo import PROFILES, demo_runs, enqueue_demo, missing_adapters, missing_data
 from fusionlab.housekeeping import ADAPTER, FUSION, RemovalRefused, delete_artifact, prune_versions, unused_versions
 from fusionlab.metrics import metric_label
 from fusionlab.pack.card import ArtifactCard
@@ -168,6 +168,11 @@ def _card_scores(card: ArtifactCard) -> tuple[str, float, float | None]:
     """A pack artifact's scores from its card: the saved weights on the full dev split."""
     metric = card.dev.main_metric
     return metric, card.dev.main, card.dev.majority_baseline.get(metric)
+
+
+def demo_description(profile: str = "classroom") -> str:
+    """The demo's fusions as Home describes them, from the demo plan itself (never numbers copied by hand)."""
+    return " and ".join(fusion.describe() for fusion in PROFILES[profile].fusions)
 
 
 def device_description() -> str:
