@@ -13,7 +13,7 @@ from fusionlab.dashboard.charts import GRID, NEUTRAL, adapter_tick, style_figure
 from fusionlab.dashboard.colors import adapter_color
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.fusion.registry import fusion_class
-from fusionlab.metrics import metric_label
+from fusionlab.metrics import METRIC_RANGES, metric_label
 from fusionlab.sweep.analysis import SweepReport, sweep_report
 from fusionlab.sweep.group import SweepError, list_sweeps, load_record
 from fusionlab.workspace import Workspace
@@ -54,19 +54,23 @@ def grid_chart(report: SweepReport) -> go.Figure | None:
     for i, method in enumerate(methods):
         ordered = sorted((c for c in report.grid if c.method == method), key=lambda c: subsets.index(c.subset))
         means = [c.score.mean for c in ordered]
+        low, high = METRIC_RANGES.get(report.metric, (float("-inf"), float("inf")))
         fig.add_scatter(
             x=means,
             y=["+".join(c.subset) for c in ordered],
             mode="markers",
             name=f"{method} fusion",
             marker={"symbol": METHOD_SYMBOLS[i % len(METHOD_SYMBOLS)], "size": 10},
-            error_x=_whiskers([c.score.low for c in ordered], means, [c.score.high for c in ordered]),
+            error_x=_whiskers(
+                [max(c.score.low, low) for c in ordered], means, [min(c.score.high, high) for c in ordered]
+            ),  # a t-interval over few seeds can pass the metric's bounds: drawn up to them
             hovertext=[f"{report.target}+{'+'.join(c.subset)}, {method}: {c.score.text()}" for c in ordered],
             hovertemplate="%{hovertext}<extra></extra>",
         )
-    for value, text in ((report.own_adapter, f"{report.target} adapter alone"), (report.majority, "majority class")):
-        if value is not None:
-            fig.add_vline(x=value, line_dash="dot", line_color=NEUTRAL, annotation_text=text, annotation_position="top")
+    references = [(report.own_adapter, f"{report.target} adapter alone"), (report.majority, "majority class")]
+    shown = sorted((v, t) for v, t in references if v is not None)
+    for (value, text), side in zip(shown, ("top left", "top right")):  # the lower one's label left, the other right
+        fig.add_vline(x=value, line_dash="dot", line_color=NEUTRAL, annotation_text=text, annotation_position=side)
     fig.update_yaxes(categoryorder="array", categoryarray=labels[::-1], gridcolor=GRID)
     metric = metric_label(report.metric) if report.metric else "score"
     title = f"{report.name}: dev {metric} of each fusion over {report.target} + a subset of sources (mean over seeds, 95 % interval)"
@@ -104,6 +108,9 @@ def effect_chart(report: SweepReport) -> go.Figure | None:
             hovertemplate="%{hovertext}<extra></extra>",
         )
     fig.add_hline(y=0, line_color=NEUTRAL)
+    widest = max(e.usage for e in effects if e.usage is not None)
+    fig.update_xaxes(range=[0, max(2.0, 1.1 * widest)])  # from "ignored" to twice the even share at least:
+    # a briefly trained fusion stays near 1, and an axis zoomed onto 0.998–1.000 would make that look like a choice
     fig.add_vline(x=1, line_dash="dot", line_color=NEUTRAL, annotation_text="even share", annotation_position="top")
     metric = metric_label(report.metric) if report.metric else "score"
     title = "Does the fusion lean on the sources that help? Weight given vs score added"
