@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from fusionlab.config import JsonConfig, _fail, check_name
 from fusionlab.runstore import CANCELLED, FAILED, QUEUED, RUNNING, RunStore
 from fusionlab.schema import stamp, upgrade
-from fusionlab.sweep.spec import SweepCell, SweepSpec, plan_runs
+from fusionlab.sweep.spec import SweepCell, SweepSpec, cells, plan_runs
 from fusionlab.workspace import Workspace
 
 SWEEPS_DIR = "sweeps"
@@ -63,7 +63,7 @@ class SweepRecord(JsonConfig):
 
     def cell_runs(self) -> list[tuple[SweepCell, int | None]]:
         """Every planned cell with its run id (``None`` for a cell not queued yet)."""
-        return [(cell, self.runs.get(cell.key)) for cell, _ in plan_runs(self.spec, self.name)]
+        return [(cell, self.runs.get(cell.key)) for cell in cells(self.spec)]  # no run specs built: it is polled
 
 
 def sweeps_dir(workspace: Workspace) -> Path:
@@ -152,7 +152,7 @@ def cancel_sweep(workspace: Workspace, record: SweepRecord) -> int:
 def resume_sweep(workspace: Workspace, record: SweepRecord) -> list[int]:
     """Queue a fresh run for every cell that failed, was cancelled or was never queued; returns the new ids."""
     store = RunStore(workspace.runs_db)
-    planned = dict((cell.key, run) for cell, run in plan_runs(record.spec, record.name))
+    planned = {cell.key: run for cell, run in plan_runs(record.spec, record.name)}
     queued = []
     for cell, run_id in record.cell_runs():
         if run_id is not None and store.get(run_id).status not in (FAILED, CANCELLED):
