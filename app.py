@@ -24,20 +24,30 @@ from fusionlab.dashboard.markdown import md
 torch.set_num_threads(1)
 
 # The pages' links run along the top and the sidebar (workspace, who you are) starts closed: on a projector at
-# 1280×720 or a small laptop the page itself gets the width; the sidebar is one click away.
-st.set_page_config(page_title="fusionlab", layout="wide", initial_sidebar_state="collapsed")
+# 1280×720 or a small laptop the page itself gets the width; the sidebar is one click away. The menu (top right)
+# holds this About and the theme choice only: `client.toolbarMode = "minimal"` (.streamlit/config.toml) shows
+# nothing else to a visitor.
+st.set_page_config(
+    page_title="fusionlab",
+    layout="wide",
+    initial_sidebar_state="collapsed",
+    menu_items={"About": "**fusionlab**: adapter fusion on transformer encoders, seen from inside."},
+)
 
 # Less empty space above each page's title (Streamlit leaves room for a header the top navigation already fills):
 # on a projector at 1280×720 that space is what keeps the Playground's answers above the fold.
 # Columns that must not get too narrow stack instead (an 800-px window): the Playground's two answer cards (12rem
 # each, or their titles are cut) and the Compare page's two scatter charts (26rem each, or the legend fills them).
-# A metric's value (the Playground's answer) wraps where Streamlit would cut it off (labels wrap at their
-# underscores: markdown.breakable).
+# A metric's value (the Playground's answer) wraps where Streamlit would cut it off, at word boundaries only
+# (labels wrap at their underscores: markdown.breakable), never inside a word ("contradictio / n"): its size
+# follows the window so the longest label of a task fits a card.
 WRAPPING = {"verdicts": "12rem", "compare_charts": "26rem"}
 ANSWER = "[data-testid='stMetricValue']"
 st.html(
     "<style>[data-testid='stMainBlockContainer'] { padding-top: 3.5rem; }"
-    f"{ANSWER}, {ANSWER} * {{ white-space: normal !important; overflow-wrap: anywhere; text-overflow: clip; line-height: 1.2; }}"
+    f"{ANSWER}, {ANSWER} * {{ white-space: normal !important; overflow-wrap: break-word; word-break: normal; "
+    "text-overflow: clip; line-height: 1.2; }"
+    f"{ANSWER} {{ font-size: clamp(1.3rem, 1.9vw, 2.25rem) !important; }}"
     + "".join(
         f".st-key-{key} [data-testid='stHorizontalBlock'] {{ flex-wrap: wrap; }}"
         f".st-key-{key} [data-testid='stColumn'] {{ min-width: {width}; }}"

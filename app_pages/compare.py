@@ -3,8 +3,12 @@
 import streamlit as st
 
 from fusionlab.dashboard import compare_charts, compare_view, urlstate
+from fusionlab.dashboard.compare_view import CompareOptions
+from fusionlab.dashboard.errors import in_user_words
 from fusionlab.dashboard.markdown import code, md
-from fusionlab.dashboard.widgets import settings_or_stop
+from fusionlab.dashboard.train_view import describe_task, ensure_worker, task_names
+from fusionlab.dashboard.visitors import can_manage
+from fusionlab.dashboard.widgets import current_visitor, open_run_store, server_config, settings_or_stop
 
 st.title("Compare methods")
 st.markdown(
@@ -14,14 +18,54 @@ st.markdown(
     "scored it on the **same dev examples**."
 )
 
-workspace = settings_or_stop().workspace
+settings = settings_or_stop()
+workspace = settings.workspace
 saved = compare_view.saved_comparisons(workspace)
+
+
+def start_form() -> None:
+    """Queue a comparison for the worker, as `fusionlab compare` does (the Runs page follows and cancels it)."""
+    visitor, config = current_visitor(), server_config()
+    if not can_manage(visitor, config.classroom):
+        st.caption("On this shared server the teacher starts comparisons (each one trains for minutes).")
+        return
+    adapters = workspace.list_adapters()
+    left, right = st.columns(2)
+    target = left.selectbox("Target task", task_names(), format_func=describe_task, key="cmp_target")
+    chosen = right.multiselect(
+        "Adapters (the target's own first)", adapters, key="cmp_adapters", placeholder="Choose two or more"
+    )
+    chosen_methods = left.multiselect(
+        "Methods", compare_view.method_names(), key="cmp_methods", placeholder="All of them"
+    )
+    steps = right.number_input(
+        "Training steps of every trained method", 1, compare_view.MAX_COMPARE_STEPS, 30, step=10, key="cmp_steps"
+    )
+    seed = left.number_input("Seed", 0, 2**31 - 1, 42, key="cmp_seed")
+    if any(s.slug == f"{target}-s{seed}" for s in saved):
+        right.caption(f"Replaces the saved comparison {code(f'{target}-s{seed}')} when it ends.")
+    if st.button("Queue comparison", type="primary", key="cmp_queue"):
+        try:
+            options = CompareOptions(
+                target=target, adapters=chosen, methods=chosen_methods, max_steps=int(steps), seed=int(seed)
+            )
+            run_id = compare_view.queue_comparison(
+                open_run_store(workspace), workspace, options, settings.data_dir_str, visitor.owner_id, visitor.name
+            )
+        except ValueError as err:
+            st.error(md(in_user_words(err)))
+        else:
+            ensure_worker(workspace)
+            st.success(f"Queued comparison run #{run_id}: follow it on the Runs page; it appears here when it ends.")
+
+
+with st.expander("Start a comparison", expanded=not saved):
+    start_form()
 if not saved:
     st.info(
-        "This workspace has no comparison yet. Run one from a terminal on the server, e.g. "
+        "This workspace has no comparison yet: start one above, or from a terminal on the server, e.g. "
         f"{code('fusionlab compare cb --adapters cb,mnli,rte --max-steps 30')} (about 6 minutes on 2 CPU cores; "
-        "more steps for numbers worth comparing), "
-        "then reload this page."
+        "more steps for numbers worth comparing)."
     )
     st.stop()
 
@@ -59,7 +103,11 @@ st.dataframe(
     column_config={
         "method": st.column_config.TextColumn(pinned=True),  # in view while a narrow screen scrolls the numbers
         score_column: st.column_config.NumberColumn(format="%.3f"),
+        "95 % interval": st.column_config.TextColumn(help="bootstrap over the same dev examples (empty: not recorded)"),
         "vs adapter alone": st.column_config.NumberColumn(format="%+.3f", help="minus the target adapter's score"),
+        "paired verdict": st.column_config.TextColumn(
+            help="paired 95 % interval of the difference on the same examples: 'within noise' when it includes 0"
+        ),
         "latency vs encoder": st.column_config.NumberColumn(format="%.2f×"),
         "params at inference": st.column_config.NumberColumn(format="localized", help="beyond the frozen encoder"),
         "trained params": st.column_config.NumberColumn(

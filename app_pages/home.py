@@ -4,10 +4,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from fusionlab.dashboard import workspace_view
+from fusionlab.dashboard import curve_view, workspace_view
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.markdown import code, md
-from fusionlab.dashboard.visitors import can_manage
+from fusionlab.dashboard.visitors import can_manage, sees_server_paths, shown_path
 from fusionlab.dashboard.widgets import current_visitor, server_config, settings_or_stop
 
 DIAGRAM = Path(__file__).resolve().parents[1] / "assets" / "adapter_fusion.svg"
@@ -28,7 +28,7 @@ summary = workspace_view.summarize_workspace(workspace)
 
 st.header("This workspace")
 st.markdown(
-    f"{code(summary.root)}  \n**Base model** (frozen): {code(summary.base_model)}  \n**Models run on**: {md(summary.device)}"
+    f"{code(shown_path(summary.root, sees_server_paths(current_visitor(), server_config().classroom)))}  \n**Base model** (frozen): {code(summary.base_model)}  \n**Models run on**: {md(summary.device)}"
 )
 cols = st.columns(4)
 cols[0].metric("Adapters", len(summary.adapters))
@@ -84,20 +84,40 @@ if summary.fusions:
 else:
     st.info("No fusion yet: prepare the demo below, or train one on the Train page.")
 
+curves = curve_view.saved_curves(workspace)
+if curves:
+    st.subheader("Does fusion help when the target has little data?")
+    for saved in curves:
+        if saved.curve is None:
+            st.error(md(saved.error))
+            continue
+        chart = curve_view.curve_chart(saved.curve)
+        if chart is not None:
+            st.plotly_chart(chart, key=f"curve_{saved.source}_{saved.name}")
+        st.caption(md(curve_view.describe(saved.curve)))
+
 st.subheader("Classroom demo")
 st.markdown(
     "The workspace starts with the **pretrained pack**: adapters for eight GLUE/SuperGLUE tasks and a "
     "low-resource IMDb one, plus fusions for IMDb and RTE (marked *pack (read-only)*; their scores are on the "
     "full dev split). The demo trains two more fusions live over the pack's adapters, so you can watch their "
-    "weights form on the **Train** page: **imdb-live** (movie reviews from 500 training examples, fusing "
-    "imdb, sst2, mnli, qnli) and **rte-live** (entailment, fusing rte, mnli, qnli, sst2, boolq), 80 and 100 "
-    "training steps; each fusion's score is shown beside its own adapter's alone."
+    f"weights form on the **Train** page: {workspace_view.demo_description()}; "
+    "each fusion's score is shown beside its own adapter's alone."
 )
 config = server_config()
 allowed = can_manage(current_visitor(), config.classroom)
 if not allowed:
     st.caption("On this classroom server the teacher prepares the demo (unlock it in the sidebar with the passphrase).")
-if st.button("Prepare demo workspace", type="primary", icon=":material/rocket_launch:", disabled=not allowed):
+present = workspace_view.demo_present(workspace)
+confirmed = True
+if present and allowed:
+    confirmed = st.checkbox(
+        f"The demo's fusions ({', '.join(present)}) are already trained here: train them again from scratch "
+        "(a few minutes; the worker's queue waits behind them)",
+        key="demo_retrain",
+    )
+label = "Train the demo again" if present else "Prepare demo workspace"
+if st.button(label, type="primary", icon=":material/rocket_launch:", disabled=not (allowed and confirmed)):
     try:
         outcome = workspace_view.prepare_demo(workspace, settings.data_dir_str)
     except DashboardError as err:
@@ -137,5 +157,5 @@ if allowed:
         else:
             st.caption("Nothing here can be deleted: the pack's artifacts are read-only.")
         count, megabytes = workspace_view.unused_version_count(workspace)
-        label = f"Remove {count} earlier adapter version{'s' if count != 1 else ''} no fusion uses ({megabytes:.1f} MB)"
+        label = f"Remove {count} earlier version{'s' if count != 1 else ''} nothing uses ({megabytes:.1f} MB)"
         st.button(label, key="prune_versions", disabled=not count, on_click=manage, args=(workspace_view.prune,))

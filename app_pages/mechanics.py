@@ -19,7 +19,7 @@ st.markdown(
 )
 
 source = st.radio("Adapter outputs", [RANDOM, REAL], horizontal=True, **urlstate.bound(urlstate.SOURCE))
-method = st.radio("Fusion method", mechanics.METHODS, horizontal=True, **urlstate.bound(urlstate.METHOD))
+method = st.radio("Fusion method", mechanics.methods(), horizontal=True, **urlstate.bound(urlstate.METHOD))
 temperature = st.slider("Temperature", 0.05, 5.0, 1.0, step=0.05, **urlstate.bound(urlstate.TEMPERATURE))
 
 try:
@@ -27,7 +27,7 @@ try:
         cols = st.columns(3)
         num_adapters = cols[0].slider("Adapters", 2, len(mechanics.RANDOM_ADAPTER_NAMES), 3)
         seed = cols[1].number_input("Seed", min_value=0, value=0, step=1)
-        heads = cols[2].selectbox("Attention heads", mechanics.HEAD_CHOICES, disabled=method != "attention")
+        heads = cols[2].selectbox("Attention heads", mechanics.HEAD_CHOICES, disabled=not mechanics.has_heads(method))
         outputs = mechanics.random_outputs(num_adapters, seed=int(seed))
     else:
         workspace = session_settings().workspace
@@ -89,3 +89,4 @@ else:
     )
 st.dataframe(mechanics.stats_rows(result), hide_index=True)
 st.caption(md(mechanics.fused_summary(result)))
+st.caption(md(mechanics.scale_note(result)))

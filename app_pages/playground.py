@@ -8,7 +8,14 @@ from fusionlab.dashboard import charts, dev_browser, urlstate
 from fusionlab.dashboard.dev_browser import DevExample
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.examples import examples_for
-from fusionlab.dashboard.inference import Comparison, FusionInfo, Prediction, Predictor, comparable_fusions
+from fusionlab.dashboard.inference import (
+    Comparison,
+    FusionInfo,
+    Prediction,
+    Predictor,
+    WeightOverride,
+    comparable_fusions,
+)
 from fusionlab.dashboard.markdown import breakable, md
 from fusionlab.dashboard.widgets import (
     AdapterPredictor,
@@ -94,6 +101,34 @@ def input_panel(fusion: str, info: FusionInfo) -> tuple[str, str | None, list[st
     return text, pair, active
 
 
+def what_if_panel(fusion: str, info: FusionInfo, active: list[str]) -> WeightOverride | None:
+    """What if the fusion trusted one adapter more? A slider per adapter switched on sets its fusion weight
+    (in every layer or one); the others keep their learned proportions, scaled to share the rest. Kept in the
+    link; "back to learned" is one click."""
+    if len(active) < 2 or not st.toggle("What if: set fusion weights by hand", **urlstate.bound(f"whatif_{fusion}")):
+        return None
+    layers = [None, *range(info.num_layers)]
+    layer_key = urlstate.weight_layer_key(fusion)
+    urlstate.set_default(layer_key, "every layer")
+    layer_label = st.selectbox(
+        "In", ["every layer", *(f"layer {i + 1}" for i in range(info.num_layers))], **urlstate.bound(layer_key)
+    )
+    layer = layers[["every layer", *(f"layer {i + 1}" for i in range(info.num_layers))].index(layer_label)]
+    chosen = {}
+    for column, name in zip(st.columns(len(active)), active):
+        key = urlstate.weight_key(fusion, name)
+        urlstate.set_default(key, urlstate.LEARNED)
+        value = column.select_slider(md(name), urlstate.WEIGHT_CHOICES, **urlstate.bound(key))
+        if value != urlstate.LEARNED:
+            chosen[name] = float(value)
+    st.button("Back to learned", key=f"whatif_reset_{fusion}", on_click=urlstate.back_to_learned, args=(fusion, active))
+    try:
+        return WeightOverride(chosen, layer) if chosen else None
+    except ValueError as err:
+        st.error(md(err))
+        return None
+
+
 def fusion_title(comparison: Comparison) -> str:
     count = len(comparison.active_adapters)
     return f"Fusion over {count} adapter{'s' if count > 1 else ''}"
@@ -147,8 +182,11 @@ def composed_panel(first: Comparison, other: AdapterPredictor, text: str, pair: 
         )
 
 
-def verdict_panel(info: FusionInfo, comparison: Comparison) -> None:
-    """The two answers side by side: the target's own adapter alone, then the fusion."""
+def verdict_panel(info: FusionInfo, comparison: Comparison, gold: str | None, override: WeightOverride | None) -> None:
+    """The two answers side by side: the target's own adapter alone, then the fusion; whether they disagree, and
+    the gold label when the input is a dev example loaded from the browser below."""
+    if comparison.unfamiliar:
+        st.warning(md(comparison.unfamiliar))
     if comparison.truncated:
         st.warning(
             f"The input has {comparison.original_tokens} tokens; only the first {comparison.kept_tokens} "
@@ -163,12 +201,32 @@ def verdict_panel(info: FusionInfo, comparison: Comparison) -> None:
             st.info(f"The target task {md(info.target)} has no adapter of its own in this fusion.")
     with fused:
         verdict(fusion_title(comparison), comparison.fused)
+    if override is not None:
+        where = "every layer" if override.layer is None else f"layer {override.layer + 1}"
+        shown = ", ".join(f"{name} {value:.2f}" for name, value in override.weights.items())
+        st.caption(
+            f"The fusion's weights are set by hand in {where}: {md(shown)}; the other adapters share the rest "
+            "in their learned proportions."
+        )
     if len(comparison.active_adapters) == 1:
         st.info(
             f"With one adapter switched on, every fusion weight is 1, yet the fusion need not agree with "
             f"{md(comparison.active_adapters[0])} alone: the fusion passes the adapter's output through its own "
             "trained layers (attention fusion's value projection) and classifies with its own head, trained on the "
             "mix of all its adapters. The difference is that head and projection, not a choice among adapters."
+        )
+    if comparison.single is not None and comparison.single.label != comparison.fused.label:
+        st.info(
+            f"They disagree: the adapter alone says {md(comparison.single.label)}, the fusion "
+            f"{md(comparison.fused.label)}. The weights below show which adapters the fusion leaned on."
+        )
+    if gold is not None:
+        right = [
+            who for who, p in (("adapter", comparison.single), ("fusion", comparison.fused)) if p and p.label == gold
+        ]
+        st.caption(
+            f"Gold label of this dev example: **{md(gold)}** — "
+            + (f"{' and '.join(right)} right." if right else "both wrong.")
         )
 
 
@@ -188,13 +246,15 @@ def explore(
     inputs, verdicts = st.columns([3, 2], gap="large")  # side by side: both answers above the fold at 1280×720
     with inputs:
         text, pair, active = input_panel(fusion, info)
+        override = what_if_panel(fusion, info, active)
     try:
-        comparison = predictor.compare(text, pair, active)
+        comparison = predictor.compare(text, pair, active, override)
     except DashboardError as err:
         verdicts.error(md(err))
+        dev_set_browser(workspace, fusion)  # still there to load an example from
         return
     with verdicts:
-        verdict_panel(info, comparison)
+        verdict_panel(info, comparison, loaded_gold(text, pair), override)
     zoom = st.toggle(
         "Zoom the colours to the weights shown",
         value=False,
@@ -211,7 +271,7 @@ def explore(
             compare_panel(comparison, other.compare(text, pair, adapters), zoom)
         except DashboardError as err:
             st.info(f"The second view: {md(err)}")
-    tab_layers, tab_tokens, tab_learned, tab_drop = st.tabs(
+    tab_layers, tab_tokens, tab_learned, tab_drop, tab_words = st.tabs(
         urlstate.WEIGHT_VIEWS, on_change="rerun", **urlstate.bound(urlstate.VIEW)
     )
     if tab_layers.open:
@@ -272,16 +332,50 @@ def explore(
             else:
                 st.plotly_chart(charts.dev_drop_chart(drops))
 
+    if tab_words.open:
+        salience_panel(predictor, text, pair, active, override)
+
     dev_set_browser(workspace, fusion)
 
 
+def salience_panel(
+    predictor: Predictor, text: str, pair: str | None, active: list[str], override: WeightOverride | None
+) -> None:
+    """Token salience of the target adapter alone and of the fusion, on one scale (computed only when open)."""
+    try:
+        with st.spinner("Integrated gradients for both models…"):
+            result = predictor.salience(text, pair, active, override)
+    except DashboardError as err:
+        st.info(md(err))
+        return
+    st.plotly_chart(charts.salience_heatmap(result))
+    towards, away = charts.SALIENCE_HUES
+    hues = f"{towards.capitalize()} pushes towards “{result.label}”, {away} away from it."
+    st.caption(md(f"{hues} {result.describe_differences()}"))
+    st.caption(md(result.method_note()))
+
+
+LOADED = "dev_loaded"  # (text, pair, gold) of the dev example last loaded: its gold label is shown with the answers
+
+
+def use_dev_example(example: DevExample) -> None:
+    """The dev example goes into the text box(es), and so into the URL; its gold label is remembered."""
+    st.session_state[urlstate.TEXT] = example.text
+    st.session_state[urlstate.PAIR] = example.pair or ""
+    st.session_state[LOADED] = (example.text, example.pair or "", example.gold)
+
+
+def loaded_gold(text: str, pair: str | None) -> str | None:
+    """The gold label of the input if it is the dev example last loaded, unchanged (an edit makes it another)."""
+    loaded = st.session_state.get(LOADED)
+    return loaded[2] if loaded and loaded[:2] == (text, pair or "") else None
+
+
 def load_dev_example(shown: list[DevExample]) -> None:
-    """Table selection callback: the chosen dev example goes into the text box(es), and so into the URL."""
+    """Table selection callback: the chosen dev example goes into the text box(es)."""
     rows = st.session_state["dev_table"].selection.rows
     if rows:
-        example = shown[rows[0]]
-        st.session_state[urlstate.TEXT] = example.text
-        st.session_state[urlstate.PAIR] = example.pair or ""
+        use_dev_example(shown[rows[0]])
 
 
 def dev_set_browser(workspace: Workspace, fusion: str) -> None:
@@ -300,6 +394,18 @@ def dev_set_browser(workspace: Workspace, fusion: str) -> None:
         counts = dev_browser.outcome_counts(examples)
         for column, (outcome, count) in zip(st.columns(len(counts)), counts.items()):
             column.metric(outcome, count)
+        gallery = dev_browser.disagreements(examples)
+        if gallery:
+            st.caption("Where the two disagree (click one to load it above):")
+            for column, example in zip(st.columns(len(gallery)), gallery):
+                column.button(
+                    md(dev_browser.readable(example.text)[:60]),
+                    key=f"disagree_{example.row}",
+                    on_click=use_dev_example,
+                    args=(example,),
+                    help=md(f"gold {example.gold}: {example.outcome}"),
+                    width="stretch",
+                )
         gold_col, outcome_col = st.columns(2)
         golds = sorted({e.gold for e in examples})
         gold = gold_col.selectbox("Gold label", [None, *golds], format_func=lambda g: g or "any", key="dev_gold")
@@ -317,7 +423,11 @@ def dev_set_browser(workspace: Workspace, fusion: str) -> None:
             on_select=lambda: load_dev_example(shown),
             selection_mode="single-row",
             key="dev_table",
-            column_config={"fusion confidence": st.column_config.NumberColumn(format="%.2f")},
+            column_config={
+                "text": st.column_config.TextColumn(width="large"),
+                "fusion confidence": st.column_config.NumberColumn(format="%.2f"),
+                "outcome": st.column_config.TextColumn(width="medium"),  # "adapter right, fusion wrong" whole
+            },
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from fusionlab.dashboard import sweep_view
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.markdown import md
 from fusionlab.dashboard.run_charts import (
@@ -21,15 +22,19 @@ from fusionlab.dashboard.run_charts import (
     trajectory_chart,
 )
 from fusionlab.dashboard.runs_view import (
+    CANCELLED,
     FAILED,
     FINISHED,
     STATUSES,
     Reported,
     archive_name,
     artifact_zip,
+    checkpoint_path,
     checkpoint_problem,
+    comparison_link,
     config_diff,
     confusion,
+    curve_marks,
     curves,
     default_overlay,
     dev_metric_names,
@@ -41,6 +46,7 @@ from fusionlab.dashboard.runs_view import (
     history_frame,
     metric_label,
     metric_names,
+    mine,
     requested_index,
     run_label,
     run_ref,
@@ -51,7 +57,8 @@ from fusionlab.dashboard.runs_view import (
     weights_frame,
 )
 from fusionlab.dashboard.usage_chart import EXPLANATION, adapter_usage, adapter_usage_heatmap
-from fusionlab.dashboard.widgets import open_run_store, session_settings
+from fusionlab.dashboard.visitors import sees_server_paths
+from fusionlab.dashboard.widgets import current_visitor, open_run_store, server_config, session_settings
 
 ALL_EXAMPLES = "all dev examples"
 RUN_PARAM = "run"  # ?run=7 opens run 7 in the detail section
@@ -70,6 +77,28 @@ def adapter_usage_section(workspace) -> None:
         st.caption(f"{EXPLANATION} Hover a cell for 1/N, the difference from it and the weight in every layer.")
     if usage.skipped:
         st.caption("Not shown: " + "; ".join(f"{md(name)} ({md(reason)})" for name, reason in usage.skipped))
+
+
+def sweeps_section(workspace) -> None:
+    """A sweep's grid and its sources' effects (``fusionlab sweep``), read from its finished runs."""
+    st.header("Sweeps: which sources help")
+    names = sweep_view.list_sweeps(workspace)
+    if not names:
+        st.info("No sweep in this workspace yet. `fusionlab sweep TARGET --sources A,B,C` queues one: a fusion over "
+                "the target's adapter and each subset of the sources, for each method and seed.")  # fmt: skip
+        return
+    name = st.selectbox("Sweep", names, key="sweep", bind="query-params")
+    try:
+        report = sweep_view.report_of(workspace, name)
+    except DashboardError as err:
+        st.error(md(err))
+        return
+    st.caption(md(" ".join(sweep_view.summary_lines(report))))
+    for figure in (sweep_view.grid_chart(report), sweep_view.effect_chart(report)):
+        if figure is not None:
+            st.plotly_chart(figure)
+    if not report.grid:
+        st.info("No run of this sweep has finished yet: its grid appears as they do.")
 
 
 st.title("Runs")
@@ -98,7 +127,12 @@ def ref(run_id: int) -> str:
 
 # -- history -----------------------------------------------------------------------------------------------
 st.header("History")
-history = history_frame(runs)
+config, visitor = server_config(), current_visitor()
+if config.classroom and st.toggle("Only my runs", key="runs_mine", bind="query-params"):
+    runs_listed = mine(runs, visitor)
+else:
+    runs_listed = runs
+history = history_frame(runs_listed, visitor)
 kind_col, status_col, task_col, text_col = st.columns(4)
 # The filters are kept in the link too, so a copied link shows the same rows.
 kinds = kind_col.multiselect("Kind", sorted(history["kind"].unique()), key="runs_kinds", bind="query-params")
@@ -112,6 +146,7 @@ st.dataframe(
     hide_index=True,
     column_config={
         "id": st.column_config.NumberColumn("run", format="#%d"),
+        "owner": st.column_config.TextColumn("queued by") if config.classroom else None,
         "created": st.column_config.TextColumn("queued at"),
         "started": st.column_config.TextColumn("started at"),
         "ended": st.column_config.TextColumn("ended at"),
@@ -140,23 +175,38 @@ else:
         bind="query-params",
     )
     dev_metrics = dev_metric_names(metric_names(store, overlaid))
+    marks = [curve_marks(by_id[run_id]) for run_id in overlaid]
     loss_col, dev_col = st.columns(2)
     with loss_col:
-        chart = curves_chart(curves(store, overlaid, "loss"), "loss", "Training loss")
+        chart = curves_chart(curves(store, overlaid, "loss"), "loss", "Training loss", marks)
         if chart is None:
             st.info("None of the chosen runs has logged a training loss yet.")
         else:
             st.plotly_chart(chart, key="runs_loss")
+            st.caption(
+                "Cross-entropy on the training batches. Dotted: chance, the loss of a uniform guess over the "
+                "labels (ln of their number); dashed: the step whose weights each run kept."
+            )
     with dev_col:
         if not dev_metrics:
-            st.info("None of the chosen runs has been evaluated on its dev set yet.")
+            st.info("None of the chosen runs has been evaluated during training yet.")
         else:
             dev_metric = st.selectbox(
-                "Dev metric", dev_metrics, format_func=metric_label, key="runs_dev_metric", bind="query-params"
+                "Metric during training (selection split)",
+                dev_metrics,
+                format_func=metric_label,
+                key="runs_dev_metric",
+                bind="query-params",
             )
-            chart = curves_chart(curves(store, overlaid, dev_metric), dev_metric)
+            chart = curves_chart(curves(store, overlaid, dev_metric), dev_metric, marks=marks)
             if chart is not None:
                 st.plotly_chart(chart, key="runs_dev")
+                st.caption(
+                    "Measured during training on the selection split, carved from the training data: it chose the "
+                    "kept step (dashed), so its best value is optimistic. The dev scores under Run details are "
+                    "measured afterwards, on the dev split. Dotted: the majority-class baseline recorded on the dev "
+                    "split."
+                )
 
 # -- config diff -------------------------------------------------------------------------------------------
 st.header("Config diff")
@@ -166,7 +216,7 @@ else:
     a_col, b_col = st.columns(2)
     run_a = a_col.selectbox("Run A", list(by_id), index=1, format_func=ref, key="runs_diff_a", bind="query-params")
     run_b = b_col.selectbox("Run B", list(by_id), index=0, format_func=ref, key="runs_diff_b", bind="query-params")
-    diff = config_diff(by_id[run_a], by_id[run_b])
+    diff = config_diff(by_id[run_a], by_id[run_b], paths_visible=sees_server_paths(visitor, config.classroom))
     differing = int(diff["differs"].sum())
     only = st.toggle("Only the differences", key="runs_diff_only", bind="query-params")
     st.caption(f"{differing} of {len(diff)} settings differ (highlighted).")
@@ -194,17 +244,24 @@ run_id = st.selectbox(
     on_change=lambda: st.query_params.update({RUN_PARAM: str(st.session_state["runs_detail"])}),
 )
 run = by_id[run_id]
-st.caption(f"{md(run.kind)} · task {md(run_task(run))} · status {md(run.status)}")
+task = run_task(run)
+st.caption(f"{md(run.kind)}{f' · task {md(task)}' if task else ''} · status {md(run.status)}")
 
 if run.status == FAILED:
     st.error(error_first_line(run) or "the run failed without an error message")
     if run.error and "\n" in run.error.strip():
         with st.expander("Full error (for debugging)"):
             st.code(run.error, language=None)
+elif run.status == CANCELLED:
+    st.info("This run was cancelled before it finished: it has no results.")
 elif run.status != FINISHED:
     st.info(
         f"This run is {run.status}; its results appear here once it has finished (watch it live on the Train page)."
     )
+
+link = comparison_link(run)
+if link is not None:
+    st.info(f"This comparison's table and charts are on the [Compare methods]({link}) page.")
 
 result = run_result(run)
 if result is not None:
@@ -260,7 +317,7 @@ if problem:
 else:
     st.download_button(
         "Download run (zip: run.json + the checkpoint and every adapter it needs, loadable on its own)"
-        if run.artifacts
+        if checkpoint_path(run) is not None
         else "Download run (zip: run.json)",
         data=lambda: artifact_zip(store, run),
         file_name=f"{archive_name(run)}.zip",
@@ -271,3 +328,4 @@ else:
 
 # -- adapter usage across fusions ------------------------------------------------------------------------------
 adapter_usage_section(workspace)
+sweeps_section(workspace)

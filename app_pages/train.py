@@ -12,6 +12,7 @@ from fusionlab.dashboard.errors import DashboardError, in_user_words
 from fusionlab.dashboard.markdown import code, md
 from fusionlab.dashboard.run_charts import curves_chart, fusion_weight_bars
 from fusionlab.dashboard.runs_view import (
+    curve_marks,
     dev_metric_for,
     error_first_line,
     main_metric,
@@ -28,6 +29,7 @@ from fusionlab.dashboard.train_view import (
     FAILED,
     FUSION_LIMITS,
     NON_LINEARITIES,
+    TRAIN_ADAPTER,
     TRAIN_FUSION,
     Limits,
     QueueView,
@@ -40,7 +42,6 @@ from fusionlab.dashboard.train_view import (
     fusion_methods,
     fusion_name,
     fusion_run_config,
-    own_name,
     pending_adapter_names,
     queue_adapter_runs,
     queue_fusion_run,
@@ -57,7 +58,11 @@ def limits_inputs(prefix: str, defaults: Limits) -> dict:
     """The shared limit fields, as :meth:`Limits.from_form` takes them (0 in an optional field means "no limit"
     or "only at the end"); built into a :class:`Limits` where the click is handled, so that a bad value is shown
     as an error instead of breaking the page."""
-    left, middle, right = st.columns(3)
+    box = st.expander(
+        f"Budget: {defaults.steps} steps on up to {defaults.max_train_samples or 'all'} examples (the classroom "
+        "profile); open to change it"
+    )
+    left, middle, right = box.columns(3)
     max_steps = left.number_input("Max steps", value=defaults.steps, step=10, key=f"{prefix}_max_steps")
     batch_size = left.number_input("Batch size", value=defaults.batch_size, step=4, key=f"{prefix}_batch_size")
     learning_rate = left.number_input(
@@ -117,7 +122,10 @@ workspace = settings.workspace
 config = server_config()
 visitor = current_visitor()
 requester = Requester(
-    visitor.owner_id, visitor.name, queue_limit(visitor, config.classroom, config.max_queued_per_visitor)
+    visitor.owner_id,
+    visitor.name,
+    queue_limit(visitor, config.classroom, config.max_queued_per_visitor),
+    guarded=config.classroom and not visitor.teacher,  # a student: own names, nobody else's work replaced
 )
 
 st.caption(
@@ -125,7 +133,10 @@ st.caption(
     "queued after the adapters it needs starts once they are trained."
 )
 
-adapter_tab, fusion_tab = st.tabs(["Adapter runs", "Fusion run"])
+# Keyed and tracked, so the open tab survives every rerun (a changed field, an error shown in the tab) and a link.
+adapter_tab, fusion_tab = st.tabs(
+    ["Adapter runs", "Fusion run"], key="train_tab", on_change="rerun", bind="query-params"
+)
 
 with adapter_tab:
     tasks = st.multiselect(
@@ -139,13 +150,19 @@ with adapter_tab:
             sizes[task] = columns[i % len(columns)].number_input(
                 task, value=DEFAULT_ADAPTER_SIZE, step=8, key=f"train_adapter_size_{task}"
             )
-    from_pack = {task: own_name(workspace, task) for task in tasks if own_name(workspace, task) != task}
-    retrained = sorted(set(tasks) & set(workspace.list_adapters()) - set(from_pack))
-    if from_pack:
+    planned = {task: requester.default_name(workspace, task) for task in tasks}
+    renamed = {task: name for task, name in planned.items() if name != task}
+    if renamed:
         st.caption(
-            "From the pretrained pack (read-only); your run is saved beside it as: "
-            + ", ".join(f"{md(task)} → {md(name)}" for task, name in from_pack.items())
+            "Saved as: "
+            + ", ".join(f"{md(task)} → {md(name)}" for task, name in renamed.items())
+            + (" (your own names on this shared server)" if requester.guarded else " (beside the pack's read-only one)")
         )
+    for name in planned.values():
+        note = requester.name_note(store, workspace, TRAIN_ADAPTER, name, name)
+        if note is not None and note[0]:
+            st.error(md(note[1]))
+    retrained = sorted(set(planned.values()) & set(workspace.list_adapters()))
     if retrained:
         st.caption(
             "Already trained; the new run makes a new version (fusions keep the version they were trained on): "
@@ -222,14 +239,12 @@ with fusion_tab:
         disabled=not facts.has_value_projection,
         help="methods with a value projection (attention)",
     )
-    name = middle.text_input(
-        "Fusion name",
-        key="fusion_name",
-        placeholder=own_name(workspace, fusion_name(target, method), kind="fusion"),
-        help="empty: the default",
-    )
-    if fusion_name(target, method, name) in workspace.list_fusions():
-        st.caption(f"A fusion named {md(fusion_name(target, method, name))} exists; this run replaces it when it ends.")
+    default_name = requester.default_name(workspace, fusion_name(target, method), "fusion")
+    name = middle.text_input("Fusion name", key="fusion_name", placeholder=default_name, help="empty: the default")
+    planned_name = name.strip() or default_name  # what the hint, the note and the queued run all use
+    note = requester.name_note(store, workspace, TRAIN_FUSION, planned_name, default_name)
+    if note is not None:
+        (st.error if note[0] else st.caption)(md(note[1]))
     fusion_limits = limits_inputs("fusion", FUSION_LIMITS)
     if st.button("Queue fusion run", type="primary", key="queue_fusion"):
         try:
@@ -242,7 +257,7 @@ with fusion_tab:
                 value_regularization=value_regularization,
                 limits=Limits.from_form(**fusion_limits),
                 data_dir=settings.data_dir_str,
-                name=name or own_name(workspace, fusion_name(target, method), kind="fusion"),
+                name=planned_name,
             )
             run_id = queue_fusion_run(store, workspace, run, requester)
         except ValueError as err:
@@ -296,18 +311,23 @@ def live_section() -> None:
             disabled=run.cancel_requested or not can_cancel(visitor, run, config.classroom),
         )
         st.progress(progress, text=message)
+        st.caption(view.timing())
         loss_column, dev_column = st.columns(2)
         with loss_column:
-            chart = curves_chart(run_curve(run, view.metrics, "loss"), "loss", "Training loss")
+            marks = [curve_marks(run)]  # chance level (ln of the label count) and, once ended, the kept step
+            chart = curves_chart(run_curve(run, view.metrics, "loss"), "loss", "Training loss", marks)
             if chart is None:
                 st.info("The loss appears after the first logged steps.")
             else:
                 st.plotly_chart(chart, key="live_loss")
         with dev_column:
             dev_metric = dev_metric_for(run, view.metrics)
-            chart = curves_chart(run_curve(run, view.metrics, dev_metric), dev_metric)
+            chart = curves_chart(run_curve(run, view.metrics, dev_metric), dev_metric, marks=marks)
             if chart is None:
-                st.info("The dev metric appears after the first evaluation.")
+                st.info(
+                    "The score on the selection split (carved from the training data; it chooses the kept step) "
+                    "appears after the first evaluation."
+                )
             else:
                 st.plotly_chart(chart, key="live_dev")
         if run.kind == TRAIN_FUSION:

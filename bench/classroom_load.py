@@ -11,9 +11,9 @@ Who renders. ``--browsers`` of the students use real Chromium tabs (measured: na
 shown; an action → the new answer rendered). The others speak the browser's websocket protocol to the server
 without rendering (:mod:`bench.streamlit_client`): the server does the same work for them (script run, model
 calls, charts serialised and sent), but their pages are not drawn, because thirty Chromium renderers on the
-server's own two cores would measure Chromium, not the server (``--browsers 30`` does exactly that; the README
-gives both). Measured for them: request → "script finished". The browsers run at a lower CPU priority
-(``--browser-nice``) for the same reason; the server's CPU time per phase is reported too.
+server's own two cores would measure Chromium, not the server (``--browsers 30`` does exactly that;
+``docs/classroom.md`` gives both). Measured for them: request → "script finished". The browsers run at a lower
+CPU priority (``--browser-nice``) for the same reason; the server's CPU time per phase is reported too.
 
 Errors: a timeout of 60 s, an exception box, a page without both predictions. Runs recorded per click.
 Prints a table and writes JSON.
@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -164,6 +165,7 @@ async def queue_a_run(browser, url: str, queue_at: float, barrier: asyncio.Barri
         await page.get_by_role("option", name="rte — ").first.click()
         await page.keyboard.press("Escape")
         await settled(page)
+        await page.get_by_text(re.compile(r"^Budget: \d+ steps")).first.click()  # the fields fold under it
         steps = page.get_by_label("Max steps", exact=True).first
         await steps.fill("2")
         await steps.press("Enter")

@@ -3,13 +3,15 @@
 The AdapterFusion paper (BERT-base, full training) reports, from single-task adapter to fusion:
 RTE 71.0 -> 76.8, MRPC 85.2 -> 90.3, CB 86.1 -> 92.1. This script runs that comparison on the bundled
 all-MiniLM-L6-v2 with the pretrained pack as the source adapters (stage 1, trained once, as in the paper). The
-single-task adapter is the pack's own for the target (``--retrain-target``: retrained per seed with the pack's
-recipe); per seed, fusions over [that adapter, the sources] are trained with the target's recipe (the pack
-fusion's sources by default, ``--all-sources`` for every other pack adapter), and every saved checkpoint is
-scored afresh on the target's full dev split (the loop's own dev subset only picks the best step).
+single-task adapter is retrained per seed with the pack's recipe (``--pack-target``: the pack's own for every
+seed); per seed, fusions over [that adapter, the sources] are trained with the target's recipe (the pack
+fusion's sources by default, ``--all-sources`` for every other pack adapter). Every choice during training is
+made on the selection split carved from train; every saved checkpoint is scored afresh on the target's full dev
+split with its 95 % interval, and each fusion's gain over the adapter with a paired interval on the same
+examples ("within noise" where it includes 0).
 
-Targets: rte, cb, mrpc and a low-resource sentiment target, imdb with 500 training reviews (where the SST-2
-adapter has something to give). Writes a Markdown table (mean ± std over seeds) and JSON with every run.
+Targets: rte, cb, mrpc and a low-resource sentiment target, imdb with the pack's few training reviews (where
+the SST-2 adapter has something to give). Writes a Markdown table (mean ± std over seeds) and JSON with every run.
 
 Usage: ``python bench/quality.py [--tasks rte,cb,mrpc,imdb] [--seeds 1,2,3] [--methods attention,weighted,average]
 [--out bench/results]`` (``--quick``: a few steps, to check the script runs).
@@ -18,17 +20,18 @@ Usage: ``python bench/quality.py [--tasks rte,cb,mrpc,imdb] [--seeds 1,2,3] [--m
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
 import time
 from pathlib import Path
 
-from fusionlab import FusionTrainer
+from fusionlab import AdapterConfig, FusionTrainer
+from fusionlab.budgets import NO_LIMIT, resolve_budget
 from fusionlab.data import get_task
-from fusionlab.pack.recipe import ADAPTERS, FUSIONS, FusionRecipe, adapter_recipe
+from fusionlab.pack.recipe import ADAPTERS, FUSIONS
 from fusionlab.pack.store import install_pack, pack_dir
+from fusionlab.runspec import Budget
 from fusionlab.workspace import Workspace
 
 PAPER = {"rte": (71.0, 76.8), "mrpc": (85.2, 90.3), "cb": (86.1, 92.1)}
@@ -48,50 +51,53 @@ def sources_for(task: str, everything: bool) -> list[str]:
     return [a for a in DEFAULT_SOURCES if a != task]
 
 
-def fresh_score(trainer: FusionTrainer, path: Path, task: str) -> float:
-    """Main metric (%) of a saved checkpoint, loaded back, on the task's full dev split."""
-    result = trainer.evaluate(path)
-    return 100 * result.metrics[get_task(task).main_metric]
-
-
-def target_adapter(workspace: Workspace, task: str, seed: int, args: argparse.Namespace) -> tuple[str, float, float]:
-    """The single-task adapter: the pack's own (trained once, as stage 1 of the paper), or one retrained with
-    the pack's recipe and this seed (``--retrain-target``). Returns its name, fresh full-dev score, seconds."""
-    recipe = dataclasses.replace(adapter_recipe(task), seed=seed)
-    trainer = FusionTrainer(recipe.model_config(), recipe.training_config(), workspace, args.data_dir)
-    if not args.retrain_target:
-        return task, fresh_score(trainer, workspace.adapter_dir(task), task), 0.0
+def budget(task: str, stage: str, seed: int, args: argparse.Namespace) -> Budget:
+    """The pack's recipe for the stage (the ``recipe`` profile: epochs, early stopping on the selection split),
+    with this seed; ``--quick``: three steps on a few examples."""
     if args.quick:
-        recipe = dataclasses.replace(recipe, steps=3, max_train_samples=32, max_eval_samples=16, eval_steps=None)
-        trainer = FusionTrainer(recipe.model_config(), recipe.training_config(), workspace, args.data_dir)
+        return resolve_budget(task, stage, seed=seed, steps=3, max_train_samples=32, max_eval_samples=16,
+                              eval_steps=NO_LIMIT, snapshot_steps=NO_LIMIT)  # fmt: skip
+    return resolve_budget(task, stage, seed=seed, snapshot_steps=NO_LIMIT)
+
+
+def trainer_for(workspace: Workspace, plan: Budget, args: argparse.Namespace) -> FusionTrainer:
+    return FusionTrainer(plan.model_config(), plan.training_config(), workspace, args.data_dir)
+
+
+def target_adapter(workspace: Workspace, task: str, seed: int, args: argparse.Namespace) -> tuple[str, object, float]:
+    """The single-task adapter, retrained with the pack's recipe and this seed (the paper's single-task baseline
+    varies with its seed too), or the pack's own (``--pack-target``). Returns its name, its fresh evaluation on
+    the full dev split, and the seconds it took."""
+    trainer = trainer_for(workspace, budget(task, "adapter", seed, args), args)
+    if args.pack_target:
+        return task, trainer.evaluate(workspace.adapter_dir(task)), 0.0
     start = time.monotonic()
-    single = trainer.train_adapter(task, recipe.adapter_config(), name=f"{task}-s{seed}")
-    return single.name, fresh_score(trainer, single.path, task), time.monotonic() - start
+    single = trainer.train_adapter(task, AdapterConfig(task_name=task), name=f"{task}-s{seed}")
+    return single.name, trainer.evaluate(single.path), time.monotonic() - start
+
+
+def interval(score) -> dict:
+    return {"value": 100 * score.value, "low": 100 * score.low, "high": 100 * score.high, "n": score.examples}
 
 
 def run_seed(workspace: Workspace, task: str, seed: int, methods: list[str], args: argparse.Namespace) -> dict:
-    """The target adapter and one fusion per method for one seed: fresh full-dev scores and seconds."""
-    own, single, seconds = target_adapter(workspace, task, seed, args)
-    recipe = adapter_recipe(task)
-    row = {"single": single, "seconds": {"single": seconds}, "adapters": [own, *sources_for(task, args.all_sources)]}
+    """The target adapter and one fusion per method for one seed: fresh full-dev scores with their intervals,
+    each fusion's paired difference from the adapter on the same examples, and the seconds."""
+    metric = get_task(task).main_metric
+    own, alone, seconds = target_adapter(workspace, task, seed, args)
+    row = {
+        "single": interval(alone.score(metric)),
+        "seconds": {"single": seconds},
+        "adapters": [own, *sources_for(task, args.all_sources)],
+    }
     for method in methods:
-        fusion = FusionRecipe(
-            f"{task}-s{seed}-{method}",
-            task,
-            row["adapters"],
-            method=method,
-            steps=3 if args.quick else recipe.steps,
-            max_length=recipe.max_length,
-            batch_size=16,
-            max_train_samples=32 if args.quick else recipe.max_train_samples,
-            eval_steps=None if args.quick else recipe.eval_steps,
-            max_eval_samples=16 if args.quick else recipe.max_eval_samples,
-            seed=seed,
-        )
-        trainer = FusionTrainer(fusion.model_config(), fusion.training_config(), workspace, args.data_dir)
+        trainer = trainer_for(workspace, budget(task, "fusion", seed, args), args)
         start = time.monotonic()
-        fused = trainer.train_fusion(task, fusion.adapters, method=method, name=fusion.name)
-        row[method] = fresh_score(trainer, fused.path, task)
+        fused = trainer.train_fusion(task, row["adapters"], method=method, name=f"{task}-s{seed}-{method}")
+        evaluation = trainer.evaluate(fused.path)
+        row[method] = interval(evaluation.score(metric))
+        difference = evaluation.difference(alone, metric)
+        row[f"{method} - single"] = {**interval(difference), "verdict": difference.verdict()}
         row["seconds"][method] = time.monotonic() - start
         row.setdefault("fusion_stats", {})[method] = fused.evaluation.fusion_stats.to_dict()
     return row
@@ -105,24 +111,36 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
+def paired(runs: list[dict], method: str) -> str:
+    """Mean paired gain over seeds, and how many seeds' paired 95 % intervals exclude 0 (better / worse)."""
+    gains = [r[f"{method} - single"] for r in runs if f"{method} - single" in r]
+    if not gains:
+        return "–"
+    better = sum(g["verdict"] == "better" for g in gains)
+    worse = sum(g["verdict"] == "worse" for g in gains)
+    mean = statistics.mean(g["value"] for g in gains)
+    return f"{mean:+.1f} ({better} better, {worse} worse, {len(gains) - better - worse} within noise)"
+
+
 def table(rows: dict[str, list[dict]], methods: list[str], seeds: str) -> str:
     head = " | ".join(f"{m} fusion" for m in methods)
     lines = [
         f"Single-task adapter vs fusion over the target's adapter and the pack's source adapters, all-MiniLM-L6-v2, "
-        f"fusion seeds {seeds}, main metric (%) of the saved weights on the full dev split (mean ± std over seeds):",
+        f"seeds {seeds} (adapter and fusion both retrained per seed unless --pack-target), main metric (%) of the "
+        f"saved weights on the full dev split, selected on the selection split carved from train (mean ± std over "
+        f"seeds); Δ: the fusion's paired gain over the adapter on the same examples, with how many seeds' paired "
+        f"95 % intervals exclude 0:",
         "",
-        f"| task | metric | single adapter | {head} | Δ attention | paper (BERT-base) single → fusion |",
-        "|---|---|---|" + "---|" * len(methods) + "---|---|",
+        f"| task | metric | n dev | single adapter | {head} | Δ attention (paired) | paper (BERT-base) single → fusion |",
+        "|---|---|---|---|" + "---|" * len(methods) + "---|---|",
     ]
     for task, runs in rows.items():
-        single = [r["single"] for r in runs]
-        cells = [fmt([r[m] for r in runs if m in r]) for m in methods]
-        attention = [r["attention"] for r in runs if "attention" in r]
-        delta = f"{statistics.mean(attention) - statistics.mean(single):+.1f}" if attention else "–"
+        single = [r["single"]["value"] for r in runs]
+        cells = [fmt([r[m]["value"] for r in runs if m in r]) for m in methods]
         paper = PAPER.get(task)
         lines.append(
-            f"| {task} | {get_task(task).main_metric} | {fmt(single)} | {' | '.join(cells)} | {delta} | "
-            f"{f'{paper[0]} → {paper[1]}' if paper else '–'} |"
+            f"| {task} | {get_task(task).main_metric} | {runs[0]['single']['n']} | {fmt(single)} | "
+            f"{' | '.join(cells)} | {paired(runs, 'attention')} | {f'{paper[0]} → {paper[1]}' if paper else '–'} |"
         )
     return "\n".join(lines)
 
@@ -134,7 +152,7 @@ def main() -> None:
     parser.add_argument("--methods", default="attention,weighted,average")
     parser.add_argument("--data-dir", default=os.environ.get("FUSIONLAB_DATA_DIR"))
     parser.add_argument("--out", default="bench/results")
-    parser.add_argument("--retrain-target", action="store_true", help="retrain the target adapter for every seed")
+    parser.add_argument("--pack-target", action="store_true", help="use the pack's target adapter for every seed")
     parser.add_argument("--all-sources", action="store_true", help="fuse every pack adapter (the paper's setting)")
     parser.add_argument("--quick", action="store_true", help="a few steps per stage: checks the script runs")
     args = parser.parse_args()
@@ -154,7 +172,7 @@ def main() -> None:
         for seed in args.seeds.split(","):
             row = run_seed(workspace, task, int(seed), methods, args)
             rows.setdefault(task, []).append({"seed": int(seed), **row})
-            scores = ", ".join(f"{k} {v:.1f}" for k, v in row.items() if isinstance(v, float))
+            scores = ", ".join(f"{k} {v['value']:.1f}" for k, v in row.items() if isinstance(v, dict) and "value" in v)
             print(f"{task} seed {seed}: {scores}", flush=True)
     text = table(rows, methods, args.seeds)
     print("\n" + text)

@@ -6,8 +6,9 @@ The public names are imported lazily: ``import fusionlab.runstore`` (the dashboa
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from fusionlab.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -54,10 +55,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from fusionlab.training import FusionTrainer
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fusionlab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr("fusionlab", _EXPORTS, globals())

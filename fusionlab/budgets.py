@@ -12,11 +12,12 @@ where it was queued. Now each of those asks :func:`resolve_budget` for a *profil
 * ``compare``: the composition lab's (:data:`COMPARE`: ``fusionlab compare``'s defaults and ``CompareOptions``'),
   one evaluation at the end.
 
-Not yet routed through here (next steps of the run-layer issue): the demo's per-run budgets (``demo.PROFILES``)
-and the pack builder's per-artifact recipes, which are the ``recipe`` profile's source.
+The demo's runs are the ``classroom`` profile with their own steps and subsets as overrides; the pack builder's
+per-artifact recipes are the ``recipe`` profile's source.
 
 Anything the user chose is passed as an override and wins over the profile; an override of ``None`` means "not
-chosen". The result is a validated :class:`~fusionlab.runspec.Budget`.
+chosen", and :data:`NO_LIMIT` means "chosen: none" (all examples, no evaluation before the end, no snapshots),
+where the profile has a limit. The result is a validated :class:`~fusionlab.runspec.Budget`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ from fusionlab.pack.recipe import ADAPTERS, FUSIONS
 from fusionlab.runspec import Budget
 
 STAGES = ("adapter", "fusion")
+
+
+class _NoLimit:
+    def __repr__(self) -> str:
+        return "NO_LIMIT"
+
+
+NO_LIMIT: Any = _NoLimit()
+"""An override that sets an optional budget field to ``None`` ("all examples", "only at the end", "never"),
+where a plain ``None`` would mean "not chosen" and keep the profile's value."""
 PROFILES = {
     "recipe": "the pretrained pack's tuned budget for the task (generic defaults for other tasks)",
     "classroom": "a short run that ends while you watch (about two minutes on a laptop CPU)",
@@ -44,23 +55,18 @@ COMPARE = Budget(steps=200, learning_rate=1e-3, batch_size=16, warmup_ratio=0.06
 
 
 def _recipe(task: str, stage: str) -> Budget:
+    """The pack's recipe: the task's adapter recipe; for a fusion, the pack's fusion for that target, else the
+    adapter's schedule (a fusion trains on the same data as its target's adapter) at the fusions' learning rate,
+    with weight snapshots for the live view."""
     adapter = next((r for r in ADAPTERS if r.task == task), None)
     if adapter is None:
         return GENERIC
     if stage == "adapter":
         return adapter.budget()
-    # a fusion takes its target's truncation and data subsets, and the pack fusion's steps, lr and batch
-    fusion = next((f for f in FUSIONS if f.target == task), FUSIONS[0])
-    steps = fusion.steps
-    return dataclasses.replace(
-        adapter.budget(),
-        steps=steps,
-        learning_rate=fusion.learning_rate,
-        batch_size=fusion.batch_size,
-        warmup_ratio=fusion.warmup_ratio,
-        eval_steps=max(1, steps // 4),
-        snapshot_steps=max(1, steps // 10),
-    )
+    fusion = next((f for f in FUSIONS if f.target == task), None)
+    if fusion is not None:
+        return fusion.budget(snapshots=True)
+    return dataclasses.replace(adapter.budget(snapshots=True), learning_rate=FUSIONS[0].learning_rate)
 
 
 def _profile(task: str, stage: str, profile: str) -> Budget:
@@ -85,10 +91,10 @@ def resolve_budget(task: str, stage: str, profile: str = "recipe", **overrides: 
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Budget)})
     if unknown:
         raise ValueError(f"unknown budget option(s) {', '.join(unknown)}")
-    chosen = {k: v for k, v in overrides.items() if v is not None}
+    chosen = {k: None if v is NO_LIMIT else v for k, v in overrides.items() if v is not None}
     base = _profile(task, stage, profile)
     if "epochs" in chosen and "steps" not in chosen:
         chosen["steps"] = -1
-    if "steps" in chosen and "eval_steps" not in chosen:
+    if chosen.get("steps") is not None and "eval_steps" not in chosen:
         chosen["eval_steps"] = max(1, chosen["steps"] // 4) if chosen["steps"] > 0 else base.eval_steps
     return dataclasses.replace(base, **chosen)

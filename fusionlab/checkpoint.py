@@ -279,34 +279,53 @@ def load_adapter_into(model: FusionModel, directory: str | os.PathLike, name: st
     return name
 
 
-# -- adapter versions ----------------------------------------------------------------------------------------
+# -- versions: an adapter or a fusion replaced under its own name ---------------------------------------------
 VERSIONS_DIR = ".versions"
-"""Where earlier versions of an adapter are kept: ``adapters/.versions/<name>/<content hash>/``. Retraining an
-adapter publishes a new version under its name; every fusion keeps loading the exact version it was trained
-with, found here by the content hash it recorded."""
+"""Where earlier versions of a checkpoint are kept: ``adapters/.versions/<name>/<hash>/`` and
+``fusions/.versions/<name>/<hash>/``. Retraining publishes a new version under the name; every fusion keeps loading
+the exact adapter version it was trained with, found here by the content hash it recorded, and a fusion retrained
+under its name leaves the one it replaces here, loadable (its results and its owner's work are not lost). Listings
+skip the directory: its name starts with a dot and holds no checkpoint marker of its own."""
 
 
-def version_dir(adapter_dir: Path, content_hash: str) -> Path:
-    """Where the version of adapter ``adapter_dir.name`` with ``content_hash`` is kept once it is replaced."""
-    return adapter_dir.parent / VERSIONS_DIR / adapter_dir.name / content_hash[:16]
+def version_hash(directory: Path, meta: dict) -> str | None:
+    """What tells two versions of the checkpoint at ``directory`` apart: an adapter's content hash (what fusions
+    pin), a fusion's weights file SHA-256 (hashed afresh for one saved before it was recorded; None if absent)."""
+    if meta["kind"] == "adapter":
+        return meta["content_hash"]
+    weights = directory / FUSION_WEIGHTS
+    return meta.get("weights_sha256") or (file_sha256(weights) if weights.is_file() else None)
 
 
-def keep_version(adapter_dir: Path) -> Path | None:
-    """Copy the adapter checkpoint at ``adapter_dir`` (about to be replaced) to its version directory; returns
-    it, or None if there is nothing to keep. A fusion trained on it keeps loading it after the retrain."""
+def version_dir(checkpoint_dir: Path, version: str) -> Path:
+    """Where version ``version`` (:func:`version_hash`) of checkpoint ``checkpoint_dir.name`` is kept once replaced."""
+    return checkpoint_dir.parent / VERSIONS_DIR / checkpoint_dir.name / version[:16]
+
+
+def keep_version(checkpoint_dir: Path) -> Path | None:
+    """Copy the adapter or fusion checkpoint at ``checkpoint_dir`` (about to be replaced) to its version
+    directory; returns it, or None if there is nothing to keep. The one path both kinds are versioned by."""
     try:
-        meta = read_meta(adapter_dir)
+        meta = read_meta(checkpoint_dir)
     except CheckpointError:
         return None
-    if meta["kind"] != "adapter":
+    version = version_hash(checkpoint_dir, meta)
+    if version is None:
         return None
-    target = version_dir(adapter_dir, meta["content_hash"])
+    target = version_dir(checkpoint_dir, version)
     if not (target / META_FILE).is_file():
         with atomic_directory(target) as tmp:
-            for file in adapter_dir.iterdir():
+            for file in checkpoint_dir.iterdir():
                 if file.is_file():
                     shutil.copy2(file, tmp / file.name)
     return target
+
+
+def workspace_root_of(checkpoint_dir: Path) -> Path:
+    """The workspace a checkpoint directory belongs to: ``<root>/<kind>s/<name>`` or, for a kept version,
+    ``<root>/<kind>s/.versions/<name>/<hash>`` (a fusion finds its adapters under ``<root>/adapters``)."""
+    path = checkpoint_dir.resolve()
+    return path.parents[3] if path.parent.parent.name == VERSIONS_DIR else path.parent.parent
 
 
 def pinned_adapter_dir(adapter_dir: Path, content_hash: str) -> Path | None:
@@ -351,6 +370,7 @@ def save_fusion(model: FusionModel, directory: str | os.PathLike, extra: dict | 
         "extra": extra or {},
     }
     tensors = _prefixed("fusion_layers", model.fusion_layers) | _prefixed("fusion_head", model.fusion_head)
+    keep_version(Path(directory))
     with atomic_directory(directory) as tmp:
         save_file(tensors, str(tmp / FUSION_WEIGHTS))
         meta["weights_sha256"] = file_sha256(tmp / FUSION_WEIGHTS)
@@ -370,7 +390,7 @@ def adapter_mismatches(meta: dict, found: Mapping[str, str | None]) -> tuple[lis
 def _find_adapter_dir(name: str, fusion_path: Path, adapters_dir: Path | None, adapter_paths: Mapping) -> Path:
     if name in adapter_paths:
         return Path(adapter_paths[name])
-    root = adapters_dir if adapters_dir is not None else fusion_path.resolve().parent.parent / "adapters"
+    root = adapters_dir if adapters_dir is not None else workspace_root_of(fusion_path) / "adapters"
     return root / name
 
 
@@ -384,7 +404,7 @@ def load_model(
     """Rebuild a ``model_class`` (a :class:`fusionlab.model.FusionModel`) from an adapter or a fusion checkpoint.
 
     For a fusion, each adapter is looked up in ``adapter_paths[name]``, else ``adapters_dir/name``, else
-    ``<workspace>/adapters/name`` (the fusion's grandparent directory, as the workspace lays them out). A missing
+    ``<workspace>/adapters/name`` (the workspace the fusion's directory, or its kept version's, is in). A missing
     adapter, or one whose weights changed since the fusion was trained, raises :class:`CheckpointError` naming it.
     """
     path = Path(directory)

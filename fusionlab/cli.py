@@ -4,31 +4,168 @@ Training commands do not train in the terminal's process: they queue a run in th
 sure a worker is serving the queue, and follow the run with a progress bar. The run is therefore recorded
 exactly like one started from the dashboard, survives a closed terminal, and Ctrl-C offers to cancel it.
 ``--inline`` trains in this process instead (no worker; still recorded nowhere but the checkpoint).
+
+Only light modules are imported here: torch, transformers, pandas, the trainer, the pack's checkpoints and the
+composition lab are imported inside the commands that use them, so ``fusionlab --help`` and every
+``fusionlab COMMAND --help`` answer at once instead of loading a deep-learning stack first (a test checks that
+importing this module loads no torch).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import fusionlab
+from fusionlab import config
+from fusionlab.backends import DEFAULT_MAX_ATTEMPTS, RAY, BackendSettings, add_backend_flags
 from fusionlab.budgets import COMPARE, PROFILES, resolve_budget
 from fusionlab.config import NON_LINEARITIES, AdapterConfig, FusionConfig
 from fusionlab.dashboard.server_config import SERVER_FLAGS, add_server_flags
 from fusionlab.devices import AUTO, device_argument
-from fusionlab.fusion.registry import fusion_methods
-from fusionlab.pack.store import own_name, ready_workspace
 from fusionlab.reported import Reported
-from fusionlab.runspec import AdapterRun, Budget, CustomData, FusionRun, fusion_name, run_record, run_result
+from fusionlab.runspec import (
+    AdapterRun,
+    Budget,
+    CustomData,
+    FusionRun,
+    RunKind,
+    RunSpec,
+    fusion_name,
+    run_record,
+    run_result,
+)
 from fusionlab.runstore import TERMINAL_STATUSES, Run, RunStore
 from fusionlab.worker import DEFAULT_IDLE_EXIT_SECONDS, DEFAULT_NICENESS
 from fusionlab.workspace import Workspace
 
 FOLLOW_POLL_S = 0.5
+RESTART_WORKER_S = 10.0
+"""With the Ray backend, the follower starts a dispatcher for a queued run at most this often (one that cannot
+reach its cluster exits at once, saying why in the run's message: it is not restarted twice a second)."""
+
+RUNS_ACTIONS = {
+    "list": "the latest runs, newest first, with their status and main metric",
+    "show": "one run (give its ID): its record, configuration and metric curves",
+    "cancel": "stop a queued or running run (give its ID); a run that has ended stays as it was",
+}
+PACK_ACTIONS = {
+    "list": "the pack's adapters and fusions with their dev scores, read from their cards",
+    "install": "copy the pack into the workspace (a new workspace gets it anyway, unless FUSIONLAB_PACK=off)",
+    "build": "retrain the pack from the task data (hours on a CPU; artifacts already up to date are kept)",
+}
+DEMO_PROFILES = {
+    "classroom": "two fusions, imdb-live and rte-live, trained live over the pretrained pack's adapters "
+    "(a few minutes on a CPU)",
+    "tiny": "four adapters and two fusions of its own, a few steps each (tests, and machines without the pack)",
+}
+"""The demo's profiles as ``--help`` describes them; the plans themselves are :data:`fusionlab.demo.PROFILES`
+(which loads the data layer, so it is read only when the demo runs; a test keeps the two lists equal)."""
+
+
+# -- help -----------------------------------------------------------------------------------------------------
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's formatter, with each option's default shown where it has one and line breaks kept.
+
+    The stock formatter reflows every text into one paragraph, which would run a list of choices (one a line,
+    each with what it does) together; and ``ArgumentDefaultsHelpFormatter`` alone would print "(default:
+    None)" after every option that is simply unset, or repeat a default its help already names.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if unset or "default" in text:
+            return text
+        return super()._get_help_string(action) or ""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        lines: list[str] = []
+        for line in text.splitlines():  # a loop, not a comprehension: super() needs this frame
+            lines += super()._split_lines(line, width) or [""]
+        return lines
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        """Each line on its own; an indented line (a list item) wraps under itself, past its own indent."""
+        filled = []
+        for line in text.splitlines():
+            own = indent + line[: len(line) - len(line.lstrip())]
+            hanging = own + "    " if own != indent else own
+            filled.append(textwrap.fill(line.strip(), width, initial_indent=own, subsequent_indent=hanging))
+        return "\n".join(filled)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser whose epilog can be written when its help is shown rather than when the CLI starts.
+
+    ``compare --help`` lists the composition lab's methods, read from its registry, which loads torch: written
+    eagerly, every ``fusionlab`` call (``--help`` included) would wait for torch to list them.
+    """
+
+    def __init__(self, *args: Any, epilog_from: Callable[[], str] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.epilog_from = epilog_from
+
+    def format_help(self) -> str:
+        if self.epilog_from is not None:
+            self.epilog, self.epilog_from = self.epilog_from(), None
+        return super().format_help()
+
+
+def choices_help(choices: Mapping[str, str]) -> str:
+    """An argument's help that names each choice with what it does, one a line (see :class:`HelpFormatter`)."""
+    return "\n".join(f"{name}: {text}" for name, text in choices.items())
+
+
+def compare_methods_help() -> str:
+    """``compare``'s epilog: every method it can run, with what it trains, read from the registry now (a fusion
+    method registered at run time is among them)."""
+    from fusionlab.composition.methods import FINETUNED, methods
+
+    lines = ["methods (--methods picks some; default: all but the +ft ones, which --finetune adds):"]
+    lines += [f"  {method.name}: {method.description}" for method in (*methods().values(), *FINETUNED.values())]
+    return "\n".join(lines)
+
+
+def ready_workspace(home: str | Path | None) -> Workspace:
+    """:func:`fusionlab.pack.store.ready_workspace`, imported when a command needs a workspace: the pack's store
+    reads checkpoints, which loads torch."""
+    from fusionlab.pack.store import ready_workspace as ready
+
+    return ready(home)
+
+
+def own_name(workspace: Workspace, name: str, kind: str = "adapter") -> str:
+    """:func:`fusionlab.pack.store.own_name`, imported when needed (see :func:`ready_workspace`)."""
+    from fusionlab.pack.store import own_name as own
+
+    return own(workspace, name, kind=kind)
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hide transformers' "Loading weights" progress bars while fusionlab loads a model for a one-line answer.
+
+    transformers 5 draws a bar for every model it loads; in ``fusionlab predict`` that is noise around the
+    prediction. Only transformers' own bars are switched off, and only for the duration, as they were before.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 # -- argument groups shared by the training commands ------------------------------------------------------
@@ -41,7 +178,7 @@ def _add_custom_task(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("your own data (the task argument then names the new task)")
     group.add_argument("--file", help="CSV (with header) or JSONL file of labelled examples")
     group.add_argument("--text-columns", default="text", help="one column, or two comma-separated for pairs")
-    group.add_argument("--label-column", default="label")
+    group.add_argument("--label-column", default="label", help="the column holding each example's label")
 
 
 def _custom_task(args: argparse.Namespace, task: str) -> CustomData | None:
@@ -114,15 +251,18 @@ def _budget(args: argparse.Namespace, task: str) -> Budget:
     )
 
 
-def _check_run(run: AdapterRun | FusionRun) -> None:
+def _check_run(run: RunSpec) -> None:
     """Fail in the terminal, not minutes later in the worker: the task must exist, the user's file be readable."""
     from fusionlab.base_model import check_max_length
     from fusionlab.data import get_task
 
-    if run.custom_task is not None:
-        run.custom_task.load()  # reads and checks the file, registers the task here
+    custom_task = getattr(run, "custom_task", None)
+    if custom_task is not None:
+        custom_task.load()  # reads and checks the file, registers the task here
     get_task(run.task_name)
-    check_max_length(run.model_config.max_length, run.model_config.model_name_or_path)
+    model_config = getattr(run, "model_config", None)
+    if model_config is not None:
+        check_max_length(model_config.max_length, model_config.model_name_or_path)
 
 
 # -- commands -----------------------------------------------------------------------------------------------
@@ -183,7 +323,9 @@ def fusion_run(args: argparse.Namespace) -> FusionRun:
     )
 
 
-def _launch(run: AdapterRun | FusionRun, args: argparse.Namespace) -> int:
+def _launch(run: RunSpec, args: argparse.Namespace) -> int:
+    """Queue ``run`` for the workspace's worker and follow it (or return at once with ``--no-wait``); with
+    ``--inline``, execute it in this process instead, still recorded in the run store."""
     _check_run(run)
     workspace = ready_workspace(args.home)
     if args.inline:
@@ -216,14 +358,17 @@ def _follow(store: RunStore, run_ids: Sequence[int], workspace: Workspace | None
     from fusionlab.worker import ensure_worker, worker_running
 
     failed = 0
+    started_at = float("-inf")
+    throttle = RESTART_WORKER_S if BackendSettings.from_environment().is_ray else 0.0
     try:
         for run_id in run_ids:
             run = store.get(run_id)
             with tqdm(total=100, desc=f"run {run_id} {run.name}", unit="%", leave=True) as bar:
                 while run.status not in TERMINAL_STATUSES:
                     store.mark_dead_runs_failed(pid_alive)
-                    if run.status == QUEUED and workspace is not None and not worker_running(workspace):
-                        ensure_worker(workspace)
+                    waited = time.monotonic() - started_at >= throttle  # a dispatcher may exit at once
+                    if run.status == QUEUED and workspace is not None and not worker_running(workspace) and waited:
+                        started_at = time.monotonic() if ensure_worker(workspace) else started_at
                     bar.n = round(100 * (run.progress or 0))
                     position = store.queue_position(run_id)
                     bar.set_postfix_str(f"queued #{position}" if position else (run.message or run.status))
@@ -248,7 +393,9 @@ def _follow(store: RunStore, run_ids: Sequence[int], workspace: Workspace | None
 
 def _print_run_outcome(run: Run) -> None:
     result = run_result(run)
-    if run.status == "finished" and result is not None:
+    if run.status == "finished" and run.kind == RunKind.COMPARE:
+        _print_comparison(Path(run.artifacts["comparison"]))
+    elif run.status == "finished" and result is not None:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
         base = ", ".join(f"{k}={v:.4f}" for k, v in result.majority_baseline.items())
         print(f"run {run.id}: {result.kind} {run.name} on {result.task}: {shown}  (majority baseline: {base})")
@@ -308,16 +455,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     workspace = ready_workspace(args.home)
     path = _checkpoint_dir(workspace, args.name)
-    model = FusionModel.from_pretrained(path, adapters_dir=workspace.adapters_dir).eval()
     if not args.text.strip():
         raise ValueError("the text is empty")
-    tokenizer = load_tokenizer(model.model_config.model_name_or_path)
+    with quiet_loading():
+        model = FusionModel.from_pretrained(path, adapters_dir=workspace.adapters_dir).eval()
+        tokenizer = load_tokenizer(model.model_config.model_name_or_path)
     encoded = encode_input(tokenizer, args.text, args.text_pair, model.model_config.max_length)
     if encoded.truncated:
         print(f"note: the text was truncated to {encoded.kept_tokens} tokens (it had {encoded.original_tokens})")
     adapters = args.adapters.split(",") if args.adapters else None
-    prediction, _ = predict(model, encoded, adapters)
+    override = None
+    if args.set_weight:
+        from fusionlab.fusion.override import parse_setting
+
+        override = parse_setting(args.set_weight, args.weight_layer)
+    prediction, _ = predict(model, encoded, adapters, fusion_weight_override=override)
     print(f"prediction: {prediction.label}  (adapters: {', '.join(prediction.adapters)})")
+    if override is not None:
+        where = "every layer" if override.layer is None else f"layer {override.layer + 1}"
+        shown = ", ".join(f"{name}={value:g}" for name, value in override.weights.items())
+        print(f"  with fusion weights set by hand in {where}: {shown} (the others keep their learned proportions)")
     for label, p in zip(prediction.labels, prediction.probabilities):
         print(f"  {label:<16} {p:.4f}")
     return 0
@@ -391,6 +548,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"fusionlab serve: the dashboard's app.py is not at {app} (run from a source checkout)", file=sys.stderr)
         return 2
     mode = "classroom" if config.classroom else "single user"
+    if config.backend == RAY:
+        mode += f", runs on the Ray cluster at {config.ray_address}"
     print(f"settings checked ({mode}, workspace {config.home}); starting the dashboard on port {args.port}")
     if args.check:
         return 0
@@ -399,6 +558,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.backend == RAY:
+        return _serve_ray(args)
     from fusionlab.worker import serve
 
     if serve(args.home, args.device, args.once, args.idle_exit, args.nice) is None:
@@ -406,8 +567,38 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_ray(args: argparse.Namespace) -> int:
+    """``fusionlab worker --backend ray``: the workspace's dispatcher to a Ray cluster (fusionlab.ray_backend)."""
+    import logging
+
+    from fusionlab.ray_backend.dispatcher import ClusterUnreachable, serve_ray
+    from fusionlab.worker import lower_priority
+
+    try:
+        settings = BackendSettings(
+            backend=RAY,
+            ray_address=args.ray_address,
+            cpus_per_run=args.cpus_per_run,
+            gpus_per_run=args.gpus_per_run,
+            max_attempts=args.max_attempts,
+        )
+    except ValueError as err:
+        print(f"fusionlab worker: {err}", file=sys.stderr)
+        return 2
+    lower_priority(args.nice)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [dispatcher %(process)d] %(message)s")
+    try:
+        ended = serve_ray(args.home, settings, args.once, args.idle_exit)
+    except ClusterUnreachable as err:
+        print(f"fusionlab worker: {err}; the queued runs stay queued", file=sys.stderr)
+        return 2
+    if ended is None:
+        print("another Ray dispatcher already serves this workspace")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    from fusionlab.demo import demo_runs, missing_adapters, missing_data
+    from fusionlab.demo import missing_adapters, missing_data, workspace_plan
 
     workspace = ready_workspace(args.home)
     problems = missing_data(args.profile, args.data_dir)
@@ -421,7 +612,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("  (the pretrained pack's adapters and fusions are in the workspace and need no data)", file=sys.stderr)
         return 2
     store = RunStore(workspace.runs_db)
-    plan = demo_runs(args.profile, args.data_dir)
+    plan = workspace_plan(workspace, args.profile, args.data_dir)  # the pack's adapters are used, not retrained
     started = time.monotonic()
     if args.inline:
         from fusionlab.worker import run_inline
@@ -530,17 +721,15 @@ def cmd_delete(args: argparse.Namespace) -> int:
     for removal in removed:
         print(f"deleted {removal.description}")
     if not removed:
-        print("no earlier adapter version is unused; nothing deleted")
+        print("no earlier version is unused; nothing deleted")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Every composition method over the same adapters, trained in this process, then one table."""
-    from fusionlab.composition.compare import RESULT_FILE, compare_methods, format_table
+    """Every composition method over the same adapters: a ``compare`` run, queued and followed like a training."""
     from fusionlab.composition.results import CompareOptions
-    from fusionlab.composition.session import comparison_dir
+    from fusionlab.composition.run import CompareRun
 
-    workspace = ready_workspace(args.home)
     options = CompareOptions(
         target=args.target,
         adapters=[a.strip() for a in args.adapters.split(",") if a.strip()],
@@ -556,8 +745,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         search_evaluations=args.search_evaluations,
         curves=not args.no_curves,
     )
-    comparison = compare_methods(options, workspace, args.data_dir, args.model, progress=lambda m: print(m, flush=True))
-    print()
+    return _launch(CompareRun(options=options, data_dir=args.data_dir, model=args.model), args)
+
+
+def _print_comparison(path: Path) -> None:
+    """A finished comparison as the CLI shows it: the headline, the table, the curves, where it is saved."""
+    from fusionlab.composition.compare import format_table
+    from fusionlab.composition.results import Comparison
+
+    comparison = Comparison.load(path)
+    options = comparison.options
     print(
         f"{options.target}: {comparison.score_label} on "
         f"{comparison.dev_examples} examples (majority class {comparison.majority_baseline:.4f}); latency: one "
@@ -568,7 +765,155 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if points:
             cells = ", ".join(f"{p.label} {p.metric:.4f} @ {comparison.latency_ratio(p):.2f}x" for p in points)
             print(f"{title} (attention fusion): {cells}")
-    print(f"saved: {comparison_dir(workspace, options) / RESULT_FILE}")
+    print(f"saved: {path}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Queue a sweep (every chosen subset of sources × methods × seeds, as ordinary fusion runs) and follow it."""
+    from fusionlab.sweep.group import queue_sweep
+    from fusionlab.sweep.spec import SweepSpec, plan_runs
+
+    if args.inline:
+        raise SystemExit("a sweep is a group of queued runs: it has no --inline (the worker trains them)")
+    if args.seed is not None:
+        raise SystemExit("a sweep trains every cell with each of --seeds: give --seeds, not --seed")
+    spec = SweepSpec(
+        target=args.target,
+        sources=_names(args.sources),
+        subsets=args.subsets,
+        methods=_names(args.methods),
+        seeds=[int(s) for s in _names(args.seeds)],
+        budget=_budget(args, args.target),
+        data_dir=args.data_dir,
+    )
+    workspace = ready_workspace(args.home)
+    missing = [a for a in (spec.target, *spec.sources) if a not in workspace.list_adapters()]
+    if missing:
+        raise SystemExit(
+            f"the sweep fuses adapters this workspace does not have: {', '.join(missing)} (it has "
+            f"{', '.join(workspace.list_adapters()) or 'none'}); train them first with `fusionlab train-adapter`"
+        )
+    _check_run(plan_runs(spec, "check")[0][1])
+    record = queue_sweep(workspace, spec, args.name)
+    from fusionlab.worker import ensure_worker
+
+    ensure_worker(workspace)
+    print(f"queued sweep {record.name}: {len(record.runs)} fusion runs ({spec.subsets} subsets of "
+          f"{', '.join(spec.sources)} × {', '.join(spec.methods)} × seeds {', '.join(map(str, spec.seeds))})")  # fmt: skip
+    if args.no_wait:
+        return 0
+    return _follow_sweep(workspace, record.name)
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _follow_sweep(workspace: Workspace, name: str) -> int:
+    """One progress bar for the whole group (finished runs of all), until every run has ended; Ctrl-C asks
+    whether to cancel the sweep. Prints the sweep's report at the end."""
+    from tqdm import tqdm
+
+    from fusionlab.processes import pid_alive
+    from fusionlab.sweep.analysis import format_report, sweep_report
+    from fusionlab.sweep.group import cancel_sweep, load_record, sweep_statuses
+    from fusionlab.worker import ensure_worker, worker_running
+
+    store = RunStore(workspace.runs_db)
+    record = load_record(workspace, name)
+    total = len(record.runs)
+    try:
+        with tqdm(total=total, desc=f"sweep {name}", unit="run") as bar:
+            while True:
+                store.mark_dead_runs_failed(pid_alive)
+                counts = sweep_statuses(workspace, record)
+                if (counts["queued"] or counts["running"]) and not worker_running(workspace):
+                    ensure_worker(workspace)
+                bar.n = sum(counts[s] for s in TERMINAL_STATUSES)
+                bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+                bar.refresh()
+                if bar.n >= total:
+                    break
+                time.sleep(FOLLOW_POLL_S)
+    except KeyboardInterrupt:
+        answer = input("\ncancel the sweep? [y/N] ") if sys.stdin.isatty() else "n"
+        if answer.strip().lower().startswith("y"):
+            print(f"cancel requested for {cancel_sweep(workspace, record)} run(s)")
+        else:
+            print(f"the worker keeps going; follow with `fusionlab sweeps show {name}`")
+        return 130
+    print(format_report(sweep_report(workspace, record)))
+    return 0 if counts["finished"] == total else 1
+
+
+SWEEPS_ACTIONS = {
+    "list": "the workspace's sweeps, with how many runs of each have finished",
+    "show": "one sweep's grid, best subsets and each source's effect (--json: as a record)",
+    "follow": "follow a sweep's runs until they end, then show it",
+    "cancel": "stop every queued or running run of a sweep",
+    "resume": "queue again every run of a sweep that failed or was cancelled",
+}
+
+
+def cmd_sweeps(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from fusionlab.sweep.analysis import format_report, sweep_report
+    from fusionlab.sweep.group import SweepError, cancel_sweep, list_sweeps, load_record, resume_sweep, sweep_statuses
+
+    workspace = Workspace(args.home).ensure()
+    if args.action == "list":
+        names = list_sweeps(workspace)
+        for name in names:
+            counts = sweep_statuses(workspace, load_record(workspace, name))
+            print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        if not names:
+            print("no sweeps yet: start one with `fusionlab sweep TARGET --sources A,B,C`")
+        return 0
+    if not args.name:
+        raise SystemExit(f"`fusionlab sweeps {args.action}` needs the sweep's name (see `fusionlab sweeps list`)")
+    try:
+        record = load_record(workspace, args.name)
+    except SweepError as err:
+        raise SystemExit(str(err)) from None
+    if args.action == "show":
+        report = sweep_report(workspace, record)
+        print(json.dumps(asdict(report), indent=2) if args.json else format_report(report))
+    elif args.action == "follow":
+        return _follow_sweep(workspace, record.name)
+    elif args.action == "cancel":
+        print(f"sweep {record.name}: cancel requested for {cancel_sweep(workspace, record)} run(s)")
+    elif args.action == "resume":
+        queued = resume_sweep(workspace, record)
+        if queued:
+            from fusionlab.worker import ensure_worker
+
+            ensure_worker(workspace)
+        print(
+            f"sweep {record.name}: {len(queued)} run(s) queued again"
+            + (f" ({', '.join(map(str, queued))})" if queued else "")
+        )
+    return 0
+
+
+def cmd_curve(args: argparse.Namespace) -> int:
+    """The learning curve: adapter alone vs fusion at each training-set size, in this process, resumable."""
+    from fusionlab.curve import CurvePlan, curve_path, format_summary, run_curve
+    from fusionlab.pack.store import ready_workspace
+
+    plan = CurvePlan(
+        target=args.target,
+        sources=[s.strip() for s in args.sources.split(",") if s.strip()],
+        sizes=[int(k) for k in args.sizes.split(",") if k.strip()],
+        seeds=[int(s) for s in args.seeds.split(",") if s.strip()],
+        method=args.method,
+        steps=args.steps,
+    )
+    workspace = ready_workspace(args.home)
+    out = Path(args.out) if args.out else curve_path(workspace, plan)
+    curve = run_curve(plan, workspace, args.data_dir, out, log=lambda m: print(m, flush=True))
+    print(format_summary(curve))
+    print(f"saved: {out}")
     return 0
 
 
@@ -593,15 +938,22 @@ def cmd_export_adapterhub(args: argparse.Namespace) -> int:
 
 # -- parser ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fusionlab", description="Adapter Fusion on transformer encoders.")
+    parser = argparse.ArgumentParser(
+        prog="fusionlab", description="Adapter Fusion on transformer encoders.", formatter_class=HelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"fusionlab {fusionlab.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
 
     p = sub.add_parser("train-adapter", help="train one task adapter (stage 1)")
     p.add_argument("task", help="task name, e.g. sst2 (see `fusionlab tasks`)")
     p.add_argument("--name", help="adapter name (default: the task)")
     p.add_argument("--adapter-size", type=int, default=64, help="bottleneck size (default: 64)")
-    p.add_argument("--non-linearity", default=AdapterConfig.non_linearity, choices=NON_LINEARITIES)
+    p.add_argument(
+        "--non-linearity",
+        default=AdapterConfig.non_linearity,
+        choices=NON_LINEARITIES,
+        help="activation between the adapter's down- and up-projection",
+    )
     _add_common(p)
     _add_custom_task(p)
     _add_training(p, "adapter")
@@ -610,7 +962,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-fusion", help="train fusion over frozen adapters for a target task (stage 2)")
     p.add_argument("target", help="target task, e.g. rte")
     p.add_argument("--adapters", required=True, help="comma-separated adapter names, e.g. rte,sst2,mnli,boolq")
-    p.add_argument("--method", default=FusionConfig.fusion_method, choices=fusion_methods())
+    p.add_argument(
+        "--method",
+        default=FusionConfig.fusion_method,
+        choices=config.FUSION_METHODS,  # the registered methods: fusion.registry keeps it current, without torch
+        help="how the adapters' outputs are combined",
+    )
     p.add_argument("--name", help="fusion name (default: TARGET-METHOD, or TARGET-METHOD-2 beside the pack's)")
     p.add_argument("--heads", type=int, default=1, help="attention heads (attention fusion)")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")
@@ -625,7 +982,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="adapter or fusion name in the workspace")
     p.add_argument("--adapters", help="comma-separated subset of the fusion's adapters (ablation)")
     p.add_argument("--task", help="evaluate on another task's dev split")
-    p.add_argument("--max-samples", type=int, default=None)
+    p.add_argument("--max-samples", type=int, default=None, help="at most this many examples (a fixed subset)")
     p.add_argument(
         "--split",
         choices=("validation", "selection"),
@@ -639,17 +996,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict the label of a text (or a text pair)")
     p.add_argument("name", help="adapter or fusion name in the workspace")
-    p.add_argument("text")
+    p.add_argument("text", help="the text to classify")
     p.add_argument("text_pair", nargs="?", default=None, help="second text, for pair tasks")
     p.add_argument("--adapters", help="comma-separated adapters (one = single-task path)")
+    p.add_argument(
+        "--set-weight",
+        action="append",
+        metavar="ADAPTER=WEIGHT",
+        help="what if: set an adapter's fusion weight by hand (repeatable; the others share the rest in their "
+        "learned proportions), e.g. --set-weight sst2=0.7",
+    )
+    p.add_argument("--weight-layer", type=int, help="set the weights in this layer only (from 1; default: every layer)")
     _add_common(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("runs", help="list, show or cancel runs")
-    p.add_argument("action", nargs="?", choices=["list", "show", "cancel"], default="list")
-    p.add_argument("id", nargs="?", type=int)
-    p.add_argument("--status", choices=["queued", "running", "finished", "failed", "cancelled"])
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("action", nargs="?", choices=list(RUNS_ACTIONS), default="list", help=choices_help(RUNS_ACTIONS))
+    p.add_argument("id", nargs="?", type=int, help="the run's id (show, cancel), as `fusionlab runs` lists it")
+    p.add_argument(
+        "--status", choices=["queued", "running", "finished", "failed", "cancelled"], help="list: only these"
+    )
+    p.add_argument("--limit", type=int, default=50, help="list: at most this many runs")
     p.add_argument("--json", action="store_true", help="print the run records as JSON (list, show)")
     _add_common(p)
     p.set_defaults(func=cmd_runs)
@@ -682,18 +1049,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_NICENESS,
         help="lower the worker's CPU priority, 0-19 (default: %(default)s)",
     )
+    add_backend_flags(p)
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        default=DEFAULT_MAX_ATTEMPTS,
+        help="with ray: start a run at most this often when nodes are lost under it (default: %(default)s)",
+    )
     _add_common(p)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", help="prepare a classroom-ready workspace (adapters + fusions) on CPU")
-    p.add_argument("--profile", default="classroom", choices=["classroom", "tiny"])
+    p.add_argument("--profile", default="classroom", choices=list(DEMO_PROFILES), help=choices_help(DEMO_PROFILES))
     p.add_argument("--inline", action="store_true", help="train in this process instead of the worker")
     p.add_argument("--no-wait", action="store_true", help="queue the demo's runs and return at once")
     _add_common(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("pack", help="the pretrained adapter pack: list it, install it, or rebuild it")
-    p.add_argument("action", choices=["list", "install", "build"])
+    p.add_argument("action", choices=list(PACK_ACTIONS), help=choices_help(PACK_ACTIONS))
     p.add_argument("--only", help="build: comma-separated artifact names (default: all)")
     p.add_argument("--out", help="build: where to write the pack (default: the bundled pack directory)")
     p.add_argument("--force", action="store_true", help="build: retrain artifacts that are up to date")
@@ -702,7 +1076,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "delete",
-        help="delete an adapter or a fusion (refused if anything still needs it), or the unused adapter versions",
+        help="delete an adapter or a fusion (refused if anything still needs it), or the unused earlier versions",
     )
     p.add_argument("kind", choices=["adapter", "fusion", "versions"])
     p.add_argument("name", nargs="?", help="the adapter's or fusion's name (not for `versions`)")
@@ -720,27 +1094,82 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "compare",
         help="fusion against merging, a gradient-free search, AdapterDrop and pruning, on the same adapters",
-        description="Runs in this process (minutes to hours on a CPU); results go to "
-        "<workspace>/comparisons/TARGET-sSEED/comparison.json.",
+        description="A run like a training (minutes to hours on a CPU): queued for the workspace's worker, listed "
+        "by `fusionlab runs`, cancellable; results go to <workspace>/comparisons/TARGET-sSEED/comparison.json.",
+        epilog_from=compare_methods_help,
     )
     p.add_argument("target", help="target task, e.g. rte")
     p.add_argument("--adapters", required=True, help="comma-separated source adapters, e.g. rte,mnli,qnli,sst2,boolq")
-    p.add_argument("--methods", help="comma-separated subset, e.g. fusion:attention,merge:ties,lorahub (default: all)")
     p.add_argument(
-        "--max-steps", type=int, default=COMPARE.steps, help="training steps of every trained method (%(default)s)"
+        "--methods",
+        help="comma-separated subset, e.g. fusion:attention,merge:ties,lorahub (default: all; listed below)",
     )
-    p.add_argument("--lr", type=float, default=COMPARE.learning_rate, help="learning rate (%(default)s)")
-    p.add_argument("--batch-size", type=int, default=COMPARE.batch_size, help="per-device batch (%(default)s)")
-    p.add_argument("--max-length", type=int, default=COMPARE.max_length, help="tokens per example (%(default)s)")
-    p.add_argument("--max-train-samples", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=COMPARE.steps, help="training steps of every trained method")
+    p.add_argument("--lr", type=float, default=COMPARE.learning_rate, help="learning rate")
+    p.add_argument("--batch-size", type=int, default=COMPARE.batch_size, help="per-device batch")
+    p.add_argument("--max-length", type=int, default=COMPARE.max_length, help="tokens per example")
+    p.add_argument("--max-train-samples", type=int, default=None, help="seeded subset of the train split")
     p.add_argument("--max-eval-samples", type=int, default=None, help="the task's fixed dev subset of this size")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="random seed")
     p.add_argument("--finetune", action="store_true", help="also fine-tune each merged adapter (rows …+ft)")
     p.add_argument("--search-evaluations", type=int, default=40, help="candidates the LoraHub search scores")
     p.add_argument("--no-curves", action="store_true", help="skip the AdapterDrop and pruning curves")
     p.add_argument("--model", default=None, help="base model (default: bundled all-MiniLM-L6-v2)")
+    p.add_argument("--inline", action="store_true", help="run in this process instead of the worker")
+    p.add_argument("--no-wait", action="store_true", help="queue the comparison and return at once")
     _add_common(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "sweep",
+        help="which sources help this target? fuse every chosen subset of them (× methods × seeds) as queued runs",
+        description="Queues one ordinary fusion run per subset of the sources × method × seed, each over the "
+        "target's own adapter plus that subset, all with the same budget, and follows them as one group. The "
+        "local worker runs them one after another. `fusionlab sweeps show NAME` then gives the grid of subsets "
+        "× methods (mean and interval over seeds), the best subset, and each source's marginal effect beside "
+        "how much weight the fusion gives it.",
+    )
+    p.add_argument("target", help="target task (its own adapter is in every fusion)")
+    p.add_argument("--sources", required=True, help="comma-separated source adapters (at most 8)")
+    p.add_argument(
+        "--subsets",
+        choices=["all", "singles", "leave-one-out"],
+        default="all",
+        help="which subsets of the sources: all: every non-empty subset; singles: each alone; leave-one-out: all "
+        "of them, and all but one in turn (default: %(default)s)",
+    )
+    p.add_argument("--methods", default="attention", help="comma-separated fusion methods (default: %(default)s)")
+    p.add_argument("--seeds", default="1", help="comma-separated seeds, at most 10 (default: %(default)s)")
+    p.add_argument("--name", default=None, help="the sweep's name (default: TARGET-sweep, then -2, -3…)")
+    _add_training(p, "fusion")
+    _add_common(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("sweeps", help="list, show, follow, cancel or resume sweeps")
+    p.add_argument("action", nargs="?", choices=list(SWEEPS_ACTIONS), default="list", help=choices_help(SWEEPS_ACTIONS))
+    p.add_argument("name", nargs="?", help="the sweep's name, as `fusionlab sweeps` lists it")
+    p.add_argument("--json", action="store_true", help="show: the report as JSON")
+    _add_common(p)
+    p.set_defaults(func=cmd_sweeps)
+
+    p = sub.add_parser(
+        "curve",
+        help="learning curve: the target's adapter alone vs fusion at each training-set size, several seeds",
+        description="Does fusion help most when the target has little data? For each size k and seed (another "
+        "random subset of k examples) the target's adapter and a fusion over it and the source adapters are trained "
+        "on the same examples, selected on the carved selection split and scored on the whole dev split, with "
+        "intervals and the paired gain. Runs in this process (hours on a CPU); resumable: points already in the "
+        "output file are skipped.",
+    )
+    p.add_argument("--target", default="imdb", help="target task")
+    p.add_argument("--sources", default="sst2,mnli,qnli,sick", help="comma-separated source adapters")
+    p.add_argument("--sizes", default="50,100,250,500,1000", help="comma-separated training-set sizes k")
+    p.add_argument("--seeds", default="1,2", help="comma-separated seeds (each draws another subset)")
+    p.add_argument("--method", default="attention", choices=config.FUSION_METHODS, help="fusion method")
+    p.add_argument("--steps", type=int, default=300, help="about this many optimisation steps per model")
+    p.add_argument("--out", default=None, help="JSON file (default: <workspace>/curves/TARGET-METHOD.json)")
+    _add_common(p)
+    p.set_defaults(func=cmd_curve)
 
     p = sub.add_parser("tasks", help="list the built-in tasks")
     _add_common(p)

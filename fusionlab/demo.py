@@ -4,7 +4,8 @@ The pack (:mod:`fusionlab.pack`) already holds strong source adapters, trained f
 adds two fusions over them, each in a couple of minutes on 2 CPU cores, so the fusion weights can be watched
 as they move on the Train page:
 
-* **imdb-live**: sentiment of full movie reviews from only 500 training reviews, fusing the low-resource IMDb
+* **imdb-live**: sentiment of full movie reviews from only a few hundred training reviews (the pack's
+  ``IMDB_LOW_RESOURCE``), fusing the low-resource IMDb
   adapter with SST-2 (sentence sentiment), MNLI and QNLI: the notebook's story, sentiment adapter alone vs
   all adapters fused;
 * **rte-live**: textual entailment (RTE, 2,490 pairs) fusing the RTE adapter with MNLI, QNLI, SST-2 and BoolQ.
@@ -17,9 +18,12 @@ pack).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from fusionlab.budgets import NO_LIMIT, resolve_budget
 from fusionlab.config import AdapterConfig, FusionConfig
 from fusionlab.data.loading import split_unreachable
 from fusionlab.data.tasks import get_task
@@ -37,6 +41,11 @@ class DemoFusion:
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     method: str = "attention"
+
+    def describe(self) -> str:
+        """One line for the Home page, from the plan itself (so the page never states other numbers)."""
+        data = f" from {self.max_train_samples:,} training examples" if self.max_train_samples else ""
+        return f"**{self.name}** ({self.target}{data}, fusing {', '.join(self.adapters)}; {self.steps} training steps)"
 
 
 @dataclass(frozen=True)
@@ -85,17 +94,27 @@ PROFILES: dict[str, DemoProfile] = {
 }
 
 
-def _budget(p: DemoProfile, steps: int, max_length: int, train: int | None, dev: int | None) -> Budget:
-    return Budget(
+def _budget(
+    p: DemoProfile, task: str, stage: str, steps: int, max_length: int, train: int | None, dev: int | None
+) -> Budget:
+    """The classroom profile of :func:`~fusionlab.budgets.resolve_budget`, with the demo's own numbers on top
+    (``None`` here means "no limit", as in the profile tables above)."""
+
+    def limit(value: int | None) -> Any:
+        return NO_LIMIT if value is None else value
+
+    return resolve_budget(
+        task,
+        stage,
+        "classroom",
         steps=steps,
-        learning_rate=1e-3,
         warmup_ratio=0.06,
         batch_size=p.batch_size,
         max_length=max_length,
-        max_train_samples=train,
-        max_eval_samples=dev,
-        eval_steps=p.eval_steps,
-        snapshot_steps=p.snapshot_steps,
+        max_train_samples=limit(train),
+        max_eval_samples=limit(dev),
+        eval_steps=limit(p.eval_steps),
+        snapshot_steps=limit(p.snapshot_steps),
     )
 
 
@@ -106,7 +125,9 @@ def demo_runs(profile: str = "classroom", data_dir: str | None = None) -> list[A
     p = PROFILES[profile]
     runs: list[AdapterRun | FusionRun] = []
     for task, steps in p.adapter_steps.items():
-        budget = _budget(p, steps, p.adapter_max_length, p.adapter_max_train_samples, p.adapter_max_eval_samples)
+        budget = _budget(
+            p, task, "adapter", steps, p.adapter_max_length, p.adapter_max_train_samples, p.adapter_max_eval_samples
+        )
         runs.append(
             AdapterRun(
                 task=task,
@@ -117,7 +138,15 @@ def demo_runs(profile: str = "classroom", data_dir: str | None = None) -> list[A
             )
         )
     for fusion in p.fusions:
-        budget = _budget(p, fusion.steps, fusion.max_length, fusion.max_train_samples, fusion.max_eval_samples)
+        budget = _budget(
+            p,
+            fusion.target,
+            "fusion",
+            fusion.steps,
+            fusion.max_length,
+            fusion.max_train_samples,
+            fusion.max_eval_samples,
+        )
         runs.append(
             FusionRun(
                 target_task=fusion.target,
@@ -155,6 +184,22 @@ def missing_adapters(profile: str, available: set[str]) -> list[str]:
     return [a for a in needed if a not in available and a not in p.adapter_steps]
 
 
-def enqueue_demo(store, profile: str = "classroom", data_dir: str | None = None) -> list[int]:
-    """Queue every demo run; returns their run ids in execution order."""
-    return [store.enqueue(run.kind, run.name, run.to_dict()) for run in demo_runs(profile, data_dir)]
+def workspace_plan(workspace, profile: str = "classroom", data_dir: str | None = None) -> list[AdapterRun | FusionRun]:
+    """:func:`demo_runs` as they run in ``workspace``: an adapter the pack already holds (read-only) is the
+    pack's, not retrained; a fusion whose name the pack holds is saved beside it (``rte-attention-2``)."""
+    from fusionlab.pack.store import is_pack_artifact, own_name
+
+    plan: list[AdapterRun | FusionRun] = []
+    for run in demo_runs(profile, data_dir):
+        if isinstance(run, AdapterRun):
+            if not is_pack_artifact(workspace.adapter_dir(run.name)):
+                plan.append(run)
+        else:
+            plan.append(dataclasses.replace(run, name=own_name(workspace, run.name, kind="fusion")))
+    return plan
+
+
+def enqueue_demo(store, profile: str = "classroom", data_dir: str | None = None, workspace=None) -> list[int]:
+    """Queue every demo run (as they run in ``workspace``, if given); returns their ids in execution order."""
+    plan = workspace_plan(workspace, profile, data_dir) if workspace is not None else demo_runs(profile, data_dir)
+    return [store.enqueue(run.kind, run.name, run.to_dict()) for run in plan]

@@ -133,14 +133,19 @@ def metric_range(name: str) -> tuple[float, float] | None:
     return METRIC_RANGES.get(name.removeprefix("eval_"))
 
 
-def metric_label(name: str) -> str:
-    """A metric's name as people write it: ``eval_matthews_corrcoef`` → ``dev Matthews correlation (MCC)``.
+EVAL_PREFIX_LABEL = "selection-split"
+"""How an in-training evaluation (``eval_<name>``) is named: the trainer measures it on the selection split carved
+from train (what chooses the kept step), never on the dev split a run reports (see ``docs/measuring.md``)."""
 
-    The trainer logs dev metrics as ``eval_<name>``; an unknown name is shown with spaces for underscores.
+
+def metric_label(name: str) -> str:
+    """A metric's name as people write it: ``eval_matthews_corrcoef`` → ``selection-split Matthews correlation
+    (MCC)``, ``macro_f1`` → ``macro F1``.
+
+    The trainer logs its evaluations during training as ``eval_<name>``, on the selection split (not the dev
+    split: a view that shows dev scores writes "dev" itself); an unknown name is shown with spaces for underscores.
     """
-    prefix, base = ("dev ", name.removeprefix("eval_")) if name.startswith("eval_") else ("", name)
-    if prefix and base == "loss":
-        return "dev loss"
+    prefix, base = (f"{EVAL_PREFIX_LABEL} ", name.removeprefix("eval_")) if name.startswith("eval_") else ("", name)
     return prefix + METRIC_LABELS.get(base, base.replace("_", " "))
 
 

@@ -30,6 +30,7 @@ from fusionlab import checkpoint
 from fusionlab.adapters.manager import AdapterManager
 from fusionlab.base_model import ffn_blocks, ffn_output_modules, load_encoder
 from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig
+from fusionlab.fusion.override import WeightOverride
 from fusionlab.fusion.registry import build_fusion
 from fusionlab.heads import ClassificationHead, pool
 
@@ -70,6 +71,8 @@ class _ForwardContext:
     weights: list[torch.Tensor] = field(default_factory=list)
     inputs: list[torch.Tensor] = field(default_factory=list)
     residuals: list[torch.Tensor] = field(default_factory=list)
+    override: WeightOverride | None = None
+    """Fusion weights set by hand (the what-if instrument), applied in the layers it names."""
 
 
 _ACTIVE = threading.local()  # id(model) -> _ForwardContext; thread-local so a shared model serves many sessions
@@ -350,6 +353,9 @@ class FusionModel(nn.Module):
         factored = getattr(fusion, "accepts_factored_deltas", False)
         deltas = self.adapter_manager.layer_deltas(read, context.names, layer, factored=factored)
         fused, weights = fusion.fuse_deltas(read, deltas, hidden, context.fusion_indices)
+        if context.override is not None and context.override.applies_to(layer):
+            weights = context.override.apply(weights, context.names)
+            fused = fusion.combine(weights, deltas, hidden)  # the same mixing, with the weights set by hand
         if context.collect_weights:
             context.weights.append(weights.view(*shape[:-1], *weights.shape[-2:]))
         return fused.view(shape)
@@ -394,6 +400,7 @@ class FusionModel(nn.Module):
         force_fusion: bool = False,
         output_adapter_inputs: bool = False,
         drop_first_layers: int = 0,
+        fusion_weight_override: WeightOverride | None = None,
         **encoder_kwargs,
     ) -> FusionModelOutput:
         """Run the encoder with the named adapters (see the module docstring for which path is taken).
@@ -407,6 +414,10 @@ class FusionModel(nn.Module):
         ``drop_first_layers=k`` is AdapterDrop (Rücklé et al., 2021) at inference: the first ``k`` layers run
         without adapters and fusion, saving their cost; ``0`` is the full model, exactly. The weights and inputs
         returned then cover the remaining layers only.
+
+        ``fusion_weight_override`` sets some adapters' fusion weights by hand (every layer, or one): the others
+        keep their learned proportions, scaled to share the rest, and the layer mixes with these weights as with
+        its own (:mod:`fusionlab.fusion.override`); the weights returned are the ones used.
         """
         if getattr(self, "_is_replica", False):
             raise RuntimeError(
@@ -428,9 +439,14 @@ class FusionModel(nn.Module):
         if token_type_ids is not None and self._accepts_token_type_ids:
             encoder_kwargs["token_type_ids"] = token_type_ids
         collect_weights = output_fusion_weights and fusion_indices is not None
+        if fusion_weight_override is not None:
+            if fusion_indices is None:
+                raise ValueError("setting fusion weights needs the fusion path: fuse two adapters or more")
+            fusion_weight_override.check(names, self.num_layers)
         context = _ForwardContext(
             names, fusion_indices, collect_weights, output_adapter_inputs, drop_first_layers, self._placement(names)
         )
+        context.override = fusion_weight_override
         contexts = _ACTIVE.__dict__.setdefault("contexts", {})
         contexts[id(self)] = context
         try:

@@ -8,6 +8,7 @@ head; several: the fusion's).
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from fusionlab.data import encode_texts
+from fusionlab.fusion.override import WeightOverride
 from fusionlab.model import FusionModel, FusionModelOutput
 
 
@@ -49,6 +51,34 @@ class EncodedInput:
         return self.original_tokens > self.kept_tokens
 
 
+UNKNOWN_SHARE = 0.3
+"""Above this share of unknown tokens the answer is mostly about the ones the model could read: say so."""
+FOREIGN_SHARE = 0.5
+"""Above this share of letters outside the Latin script the input is mostly in a language the encoder did not
+learn (the bundled all-MiniLM-L6-v2 and the task data are English)."""
+
+
+def unfamiliar_input(texts: Sequence[str | None], tokens: Sequence[str], unk_token: str | None) -> str | None:
+    """Why the model's answer on this input means little, or ``None``: most of it unknown to the tokenizer
+    (emoji, symbols: they become ``unk_token``), or mostly in another script than the English it learned. A
+    confident answer on "😀😀😀" or on Chinese text is the head's guess, not understanding."""
+    words = [t for t in tokens if not (t.startswith("[") and t.endswith("]")) or t == unk_token]
+    unknown = sum(t == unk_token for t in words)
+    if words and unknown / len(words) > UNKNOWN_SHARE:
+        return (
+            f"{unknown} of the input's {len(words)} tokens are unknown to the model's vocabulary (emoji, symbols, "
+            "unusual characters): its answer rests on the rest and says little."
+        )
+    letters = [c for text in texts if text for c in text if c.isalpha()]
+    foreign = sum(not unicodedata.name(c, "").startswith("LATIN") for c in letters)
+    if letters and foreign / len(letters) > FOREIGN_SHARE:
+        return (
+            "Most of the input is not in the Latin script: the encoder and the task data are English, so the "
+            "answer (however confident) is not to be trusted."
+        )
+    return None
+
+
 def encode_input(tokenizer, text: str, text_pair: str | None, max_length: int) -> EncodedInput:
     """Tokenise one text (or pair) for a model trained at ``max_length`` tokens."""
     encoded = encode_texts(tokenizer, text, text_pair, max_length)
@@ -64,14 +94,17 @@ def predict(
     adapter_names: Sequence[str] | None,
     force_fusion: bool = False,
     output_fusion_weights: bool = False,
+    fusion_weight_override: WeightOverride | None = None,
 ) -> tuple[Prediction, FusionModelOutput]:
-    """The model's prediction with ``adapter_names`` (see :meth:`FusionModel.forward` for the path taken)."""
+    """The model's prediction with ``adapter_names`` (see :meth:`FusionModel.forward` for the path taken and
+    for weights set by hand)."""
     with torch.inference_mode():
         out = model(
             **encoded.inputs,
             adapter_names=adapter_names,
             force_fusion=force_fusion,
             output_fusion_weights=output_fusion_weights,
+            fusion_weight_override=fusion_weight_override,
         )
     names = list(out.adapter_names or [])
     labels = tuple(model.label_names(names, force_fusion=force_fusion))

@@ -10,14 +10,27 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from typing import Any
+from typing import Any, Protocol
 
-from fusionlab.runstore import RunStore
 from fusionlab.workspace import Workspace
 
 CANCEL_CHECK_INTERVAL_S = 0.5
 
 log = logging.getLogger(__name__)
+
+
+class RunReports(Protocol):
+    """Where a run's reports go: the run store itself (:class:`fusionlab.runstore.RunStore`) for a local worker,
+    or, on a Ray cluster's node, a channel back to the dispatcher that writes them into the store
+    (:mod:`fusionlab.ray_backend.remote`). Executors see neither: they only call their :class:`RunContext`."""
+
+    def log_metrics(self, run_id: int, step: int, values: dict[str, float]) -> None: ...
+
+    def add_snapshot(self, run_id: int, step: int, payload: dict[str, Any]) -> None: ...
+
+    def set_progress(self, run_id: int, progress: float, message: str | None = None) -> None: ...
+
+    def is_cancel_requested(self, run_id: int) -> bool: ...
 
 
 class RunCancelled(Exception):
@@ -27,10 +40,10 @@ class RunCancelled(Exception):
 class RunContext:
     """What an executor may do besides computing: report progress, metrics and snapshots, and see a cancel.
 
-    All reporting goes straight to the run store, where the dashboard polls it.
+    All reporting goes to ``store``: the run store, where the dashboard polls it, or a channel that ends there.
     """
 
-    def __init__(self, workspace: Workspace, store: RunStore, run_id: int, device: str) -> None:
+    def __init__(self, workspace: Workspace, store: RunReports, run_id: int, device: str) -> None:
         self.workspace = workspace
         self.store = store
         self.run_id = run_id
@@ -55,7 +68,7 @@ class RunContext:
             self._checked_at = now
             try:
                 self._cancelled = self.store.is_cancel_requested(self.run_id)
-            except sqlite3.Error as err:
+            except (sqlite3.Error, ConnectionError) as err:
                 log.warning("run %d: could not read the cancel flag (%s); will retry", self.run_id, err)
         return self._cancelled
 

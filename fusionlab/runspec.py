@@ -19,9 +19,10 @@ The stored JSON keeps the field names the run store has always held (``adapter_c
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from fusionlab.config import AdapterConfig, FusionConfig, JsonConfig, ModelConfig, TrainingConfig, _fail, check_name
 from fusionlab.runstore import Run
@@ -38,6 +39,7 @@ class RunKind(str, Enum):
 
     TRAIN_ADAPTER = "train_adapter"
     TRAIN_FUSION = "train_fusion"
+    COMPARE = "compare"
 
     def __str__(self) -> str:
         return self.value
@@ -46,6 +48,27 @@ class RunKind(str, Enum):
 TRAIN_ADAPTER = RunKind.TRAIN_ADAPTER
 TRAIN_FUSION = RunKind.TRAIN_FUSION
 TRAINING_EXECUTOR = "fusionlab.training.jobs:run_training_job"
+
+
+class RunSpec(Protocol):
+    """What every run kind's typed spec offers the run layer (queueing, the worker, the views)."""
+
+    kind: ClassVar[RunKind]
+    artifact: ClassVar[str]
+    executor: ClassVar[str]
+    reports_run_result: ClassVar[bool]
+    name: str
+
+    @property
+    def task_name(self) -> str: ...
+
+    @classmethod
+    def stored_task(cls, config: dict[str, Any]) -> str | None: ...
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 def logging_interval(steps: int) -> int:
@@ -139,6 +162,8 @@ class _RunSpec(JsonConfig):
     """What it saves: ``adapter`` or ``fusion`` (the checkpoint's kind, and a :class:`RunResult`'s)."""
     executor: ClassVar[str] = TRAINING_EXECUTOR
     """The worker's executor for this kind, as ``module:function`` (imported when such a run starts)."""
+    reports_run_result: ClassVar[bool] = True
+    """Its finished row holds a :class:`RunResult` (one trained artifact, scored)."""
     _nested: ClassVar[dict[str, type[JsonConfig]]] = {
         "training_config": TrainingConfig,
         "model_config": ModelConfig,
@@ -152,6 +177,11 @@ class _RunSpec(JsonConfig):
 
     @property
     def task_name(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @classmethod
+    def stored_task(cls, config: dict[str, Any]) -> str | None:  # pragma: no cover - overridden
+        """The task a stored config trains for, read without validating the rest."""
         raise NotImplementedError
 
     def _check_common(self) -> None:
@@ -224,6 +254,10 @@ class AdapterRun(_RunSpec):
     def task_name(self) -> str:
         return self.task
 
+    @classmethod
+    def stored_task(cls, config: dict[str, Any]) -> str | None:
+        return config.get("task")
+
 
 @dataclass
 class FusionRun(_RunSpec):
@@ -249,6 +283,8 @@ class FusionRun(_RunSpec):
             _fail("FusionRun", "target_task", f"must name a task, got {self.target_task!r}")
         self._artifact_names("adapters")
         self.adapters = list(self.adapters)
+        if len(self.adapters) < 2:  # one name alone takes that adapter's own path: the fusion would learn nothing
+            _fail("FusionRun", "adapters", f"a fusion needs two adapters or more to mix, got {self.adapters!r}")
         if self.fusion_config is not None and not isinstance(self.fusion_config, FusionConfig):
             _fail("FusionRun", "fusion_config", f"must be a FusionConfig, got {type(self.fusion_config).__name__}")
         base = self.fusion_config or FusionConfig(adapter_names=list(self.adapters))
@@ -271,22 +307,41 @@ class FusionRun(_RunSpec):
     def task_name(self) -> str:
         return self.target_task
 
+    @classmethod
+    def stored_task(cls, config: dict[str, Any]) -> str | None:
+        return config.get("target_task")
+
     @property
     def method(self) -> str:
         assert self.fusion_config is not None  # set by validate
         return self.fusion_config.fusion_method
 
 
-RUN_KINDS: dict[RunKind, type[AdapterRun] | type[FusionRun]] = {cls.kind: cls for cls in (AdapterRun, FusionRun)}
-"""Run kind → its typed spec (and through it, its artifact and executor): the one registry of kinds."""
+RUN_KINDS: dict[RunKind, str] = {
+    RunKind.TRAIN_ADAPTER: "fusionlab.runspec:AdapterRun",
+    RunKind.TRAIN_FUSION: "fusionlab.runspec:FusionRun",
+    RunKind.COMPARE: "fusionlab.composition.run:CompareRun",
+}
+"""Run kind → its typed spec class, as ``module:Class`` (and through the class, its artifact and executor): the
+one registry of kinds. Imported when first asked for, like the executors, so that a kind defined in a package
+that itself builds on runs (the composition lab) adds no import circle."""
+
+
+def spec_class(kind: str) -> type[RunSpec]:
+    """The typed spec class of a run kind; ``ValueError`` naming the known kinds for any other."""
+    if kind not in RUN_KINDS:
+        raise ValueError(f"unknown run kind {kind!r}; known: {', '.join(RUN_KINDS)}")
+    module_name, class_name = RUN_KINDS[RunKind(kind)].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def kind_saving(artifact: str) -> RunKind:
-    """The run kind that saves an ``adapter`` or a ``fusion``."""
-    for kind, cls in RUN_KINDS.items():
-        if cls.artifact == artifact:
+    """The run kind that saves an ``adapter``, a ``fusion`` or a ``comparison``."""
+    for kind in RUN_KINDS:
+        if spec_class(kind).artifact == artifact:
             return kind
-    raise ValueError(f"no run kind saves a {artifact!r}; known: {', '.join(c.artifact for c in RUN_KINDS.values())}")
+    known = ", ".join(spec_class(k).artifact for k in RUN_KINDS)
+    raise ValueError(f"no run kind saves a {artifact!r}; known: {known}")
 
 
 def fusion_name(target_task: str, method: str, name: str | None = None) -> str:
@@ -295,17 +350,16 @@ def fusion_name(target_task: str, method: str, name: str | None = None) -> str:
     return (name or "").strip() or f"{target_task}-{method}"
 
 
-def parse_run(kind: str, config: dict[str, Any]) -> AdapterRun | FusionRun:
+def parse_run(kind: str, config: dict[str, Any]) -> RunSpec:
     """The typed run behind a stored ``(kind, config)``; ``ValueError`` naming the field if it is invalid."""
-    if kind not in RUN_KINDS:
-        raise ValueError(f"unknown run kind {kind!r}; known: {', '.join(RUN_KINDS)}")
-    return RUN_KINDS[kind].from_dict(config)
+    return spec_class(kind).from_dict(config)
 
 
 def run_task(kind: str, config: dict[str, Any]) -> str | None:
-    """The task a stored run trains for, without validating the rest (a run of an unknown kind: ``None``)."""
-    key = {RunKind.TRAIN_ADAPTER: "task", RunKind.TRAIN_FUSION: "target_task"}.get(kind)
-    value = config.get(key) if key and isinstance(config, dict) else None
+    """The task a stored run is for, without validating the rest (a run of an unknown kind: ``None``)."""
+    if kind not in RUN_KINDS or not isinstance(config, dict):
+        return None
+    value = spec_class(kind).stored_task(config)
     return value if isinstance(value, str) else None
 
 
@@ -474,7 +528,10 @@ def _legacy_main_metric(task: str | None, metrics: dict[str, float]) -> str:
 
 
 def run_result(run: Run) -> RunResult | None:
-    """The result a stored run holds (``None`` until it has finished)."""
+    """The training result a stored run holds (``None`` until it has finished, and for kinds that train no
+    single artifact, such as a comparison: their summary is their ``final_metrics``)."""
+    if run.kind in RUN_KINDS and not spec_class(run.kind).reports_run_result:
+        return None
     return RunResult.from_record(run.final_metrics, run.artifacts, run_task(run.kind, run.config))
 
 
@@ -501,13 +558,21 @@ def run_record(run: Run) -> dict[str, Any]:
         "started_at": run.started_at,
         "ended_at": run.ended_at,
         "device": run.device,
+        "node": run.node,
+        "attempts": run.attempts,
         "owner": run.owner,
         "owner_name": run.owner_name,
-        "metrics": dict(result.metrics) if result else {},
+        "metrics": dict(result.metrics) if result else _summary_scores(run),
         "score": result.score_text() if result else None,
-        "result": result.to_dict() if result else None,
+        "result": result.to_dict() if result else (run.final_metrics or None),
         "result_error": result_error,
         "error": run.error,
         "cancel_requested": run.cancel_requested,
     }
     return stamp(record)
+
+
+def _summary_scores(run: Run) -> dict[str, float]:
+    """A run without a training result (a comparison): the scores its summary lists, if it has finished."""
+    scores = (run.final_metrics or {}).get("scores")
+    return {str(k): float(v) for k, v in scores.items()} if isinstance(scores, dict) else {}

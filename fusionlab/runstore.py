@@ -95,6 +95,9 @@ def _add_missing_columns(conn: sqlite3.Connection, table: str, columns: dict[str
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: lambda conn: _execute_all(conn, _SCHEMA),  # the tables
     2: lambda conn: _add_missing_columns(conn, "runs", {"owner": "TEXT", "owner_name": "TEXT"}),  # who queued it
+    3: lambda conn: _add_missing_columns(  # where it ran: a cluster's node, how many tries, which backend
+        conn, "runs", {"node": "TEXT", "attempts": "INTEGER NOT NULL DEFAULT 0", "backend": "TEXT"}
+    ),
 }
 """``version -> migration`` to that version from the one before. A new column is one more entry here."""
 STORE_VERSION = max(MIGRATIONS)
@@ -151,6 +154,13 @@ class Run:
     None (the command line, the worker's own runs, a single-user dashboard)."""
     owner_name: str | None = None
     """The name that visitor showed when queueing (for display; permissions go by ``owner``)."""
+    node: str | None = None
+    """The Ray node id the run last ran on (``None`` for a run executed by a local worker)."""
+    attempts: int = 0
+    """How many times a worker or dispatcher claimed the run: 1 for a run that ran once, 2 after a retry."""
+    backend: str | None = None
+    """Who executes it: ``None``/``"local"`` (a local worker) or ``"ray"`` (a dispatcher, see
+    :mod:`fusionlab.ray_backend`)."""
 
     @property
     def is_terminal(self) -> bool:
@@ -178,6 +188,9 @@ class Run:
             cancel_requested=bool(row["cancel_requested"]),
             owner=row["owner"],
             owner_name=row["owner_name"],
+            node=row["node"],
+            attempts=row["attempts"],
+            backend=row["backend"],
         )
 
 
@@ -213,6 +226,16 @@ def _dumps(value: Any, what: str) -> str:
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def _requeue(conn: sqlite3.Connection, run_id: int, message: str) -> None:
+    """Back to the queue at its old place, without the abandoned attempt's metrics and snapshots."""
+    conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+    conn.execute("DELETE FROM snapshots WHERE run_id = ?", (run_id,))
+    conn.execute(
+        "UPDATE runs SET status = ?, started_at = NULL, worker_pid = NULL, progress = 0, message = ? WHERE id = ?",
+        (QUEUED, message, run_id),
+    )
 
 
 class RunStore:
@@ -367,8 +390,11 @@ class RunStore:
             )
             return Run._from_row(self._require(conn, int(cursor.lastrowid)))
 
-    def claim_next(self, worker_pid: int, device: str) -> Run | None:
-        """Atomically move the oldest queued run to ``running`` for this worker (``None``: queue empty)."""
+    def claim_next(self, worker_pid: int, device: str, backend: str | None = None) -> Run | None:
+        """Atomically move the oldest queued run to ``running`` for this worker (``None``: queue empty).
+
+        Each claim counts one more attempt; ``backend`` records who executes it (``"ray"`` for a dispatcher).
+        """
         with self._connect() as conn:  # cheap read first, so an idle worker's polling takes no write lock
             if conn.execute("SELECT 1 FROM runs WHERE status = ? LIMIT 1", (QUEUED,)).fetchone() is None:
                 return None
@@ -377,10 +403,34 @@ class RunStore:
             if row is None:
                 return None
             conn.execute(
-                "UPDATE runs SET status = ?, started_at = ?, worker_pid = ?, device = ?, progress = 0 WHERE id = ?",
-                (RUNNING, time.time(), worker_pid, device, row["id"]),
+                "UPDATE runs SET status = ?, started_at = ?, worker_pid = ?, device = ?, progress = 0, message = NULL, "
+                "attempts = attempts + 1, backend = ? WHERE id = ?",
+                (RUNNING, time.time(), worker_pid, device, backend, row["id"]),
             )
             return Run._from_row(self._require(conn, row["id"]))
+
+    def next_queued(self) -> Run | None:
+        """The run :meth:`claim_next` would claim now, left queued (``None``: queue empty)."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE status = ? ORDER BY id LIMIT 1", (QUEUED,)).fetchone()
+            return None if row is None else Run._from_row(row)
+
+    def set_node(self, run_id: int, node: str) -> None:
+        """Record the cluster node a running run has started on (shown as ``node`` by ``runs show --json``)."""
+        self._transition(run_id, (RUNNING,), "place", "UPDATE runs SET node = ? WHERE id = ?", (str(node),))
+
+    def requeue(self, run_id: int, reason: str) -> None:
+        """Put a running run back at its place in the queue (its id) to be tried again, e.g. after the cluster
+        node under it died; ``reason`` becomes its message.
+
+        The metrics and snapshots of the abandoned attempt are deleted, so the next attempt's curve is the only
+        one; the attempt count is kept (the next claim adds one).
+        """
+        with self._connect(write=True) as conn:
+            status = self._require(conn, run_id)["status"]
+            if status != RUNNING:
+                raise ValueError(f"cannot requeue run {run_id}: it is {status}")
+            _requeue(conn, run_id, str(reason))
 
     def queue_position(self, run_id: int) -> int | None:
         """1-based place of a queued run in the queue (1 = runs next); ``None`` if it is not queued."""
@@ -558,8 +608,12 @@ class RunStore:
         A worker killed with SIGKILL (or by the OOM killer, or a crash in native code) cannot record
         anything, so its run would otherwise show "running" forever. ``alive(pid)`` decides whether a worker
         still exists.
+
+        A run a Ray dispatcher held (``backend = 'ray'``) is put back in the queue instead: it executed on the
+        cluster, not in the dead process, and nothing of it was published (only the dispatcher publishes), so
+        the next dispatcher runs it again — the run is neither lost nor done twice.
         """
-        query = "SELECT id, worker_pid FROM runs WHERE status = ?"
+        query = "SELECT id, worker_pid, backend, cancel_requested FROM runs WHERE status = ?"
         with self._connect() as conn:  # every dashboard poll calls this: a cheap read first, no write lock
             rows = conn.execute(query, (RUNNING,)).fetchall()
         if all(row["worker_pid"] is not None and alive(row["worker_pid"]) for row in rows):
@@ -569,6 +623,9 @@ class RunStore:
             for row in conn.execute(query, (RUNNING,)).fetchall():
                 pid = row["worker_pid"]
                 if pid is not None and alive(pid):
+                    continue
+                if row["backend"] == "ray" and not row["cancel_requested"]:
+                    _requeue(conn, row["id"], f"queued again: its Ray dispatcher (process {pid}) stopped")
                     continue
                 who = "its worker process" if pid is None else f"worker process {pid}"
                 conn.execute(

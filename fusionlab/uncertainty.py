@@ -57,6 +57,10 @@ class _Interval(JsonConfig):
     def validate(self) -> None:
         self._positive_int("examples")
 
+    def bounds_text(self, digits: int = 3) -> str:
+        """``[0.520, 0.635]``: the interval alone, for a table whose other column holds the value."""
+        return f"[{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
 
 @dataclass
 class Score(_Interval):

@@ -31,18 +31,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fusionlab.backends import RAY_LOCK_NAME, BackendSettings
 from fusionlab.devices import AUTO, place_process
 from fusionlab.processes import pid_alive
 from fusionlab.run_context import RunCancelled, RunContext
-from fusionlab.runspec import RUN_KINDS
+from fusionlab.runspec import RUN_KINDS, spec_class
 from fusionlab.runstore import QUEUED, Run, RunStore
 from fusionlab.workspace import Workspace
 
 EXECUTORS_ENV = "FUSIONLAB_EXECUTORS"
 """Extra or overriding executors: ``"kind=module:function,kind2=module:function"``."""
 
-BUILTIN_EXECUTORS = {kind.value: spec.executor for kind, spec in RUN_KINDS.items()}
-"""Run kind → executor, as each kind's spec class declares it (:data:`fusionlab.runspec.RUN_KINDS`)."""
 DEFAULT_IDLE_EXIT_SECONDS = 60.0
 DEFAULT_NICENESS = 10
 """The worker trains at a lower CPU priority than the processes that answer people: a dashboard on the same
@@ -56,9 +55,14 @@ Executor = Callable[[Run, "RunContext"], tuple[dict[str, Any], dict[str, Any]]]
 
 
 # -- executors -----------------------------------------------------------------------------------------
+def builtin_executors() -> dict[str, str]:
+    """Run kind → executor, as each kind's spec class declares it (:data:`fusionlab.runspec.RUN_KINDS`)."""
+    return {kind.value: spec_class(kind).executor for kind in RUN_KINDS}
+
+
 def executor_specs() -> dict[str, str]:
     """The registry: run kind → ``"module:function"``, built-ins overlaid with ``$FUSIONLAB_EXECUTORS``."""
-    specs = dict(BUILTIN_EXECUTORS)
+    specs = builtin_executors()
     for item in os.environ.get(EXECUTORS_ENV, "").split(","):
         if not item.strip():
             continue
@@ -88,7 +92,8 @@ def resolve_executor(kind: str) -> Executor:
         ) from None
 
 
-def _check_result(kind: str, result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def check_result(kind: str, result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``result`` if it keeps the executor contract ``(final_metrics, artifacts)``, else ``TypeError``."""
     if not (isinstance(result, tuple) and len(result) == 2 and all(isinstance(part, dict) for part in result)):
         raise TypeError(
             f"the executor for run kind {kind!r} returned {type(result).__name__}; "
@@ -97,7 +102,7 @@ def _check_result(kind: str, result: Any) -> tuple[dict[str, Any], dict[str, Any
     return result
 
 
-def _describe(err: BaseException) -> str:
+def describe_error(err: BaseException) -> str:
     """A readable first line (``ValueError: bad learning rate``), then the traceback for debugging."""
     trace = "".join(traceback.format_exception(type(err), err, err.__traceback__))
     return f"{type(err).__name__}: {err}\n\n{trace}"
@@ -115,13 +120,13 @@ def _execute(workspace: Workspace, store: RunStore, run: Run, device: str) -> No
     log.info("run %d (%s %r) started on %s", run.id, run.kind, run.name, device)
     ctx = RunContext(workspace, store, run.id, device)
     try:
-        final_metrics, artifacts = _check_result(run.kind, resolve_executor(run.kind)(run, ctx))
+        final_metrics, artifacts = check_result(run.kind, resolve_executor(run.kind)(run, ctx))
     except RunCancelled:
         log.info("run %d cancelled", run.id)
         _record(store.mark_cancelled, run.id)
     except Exception as err:
         log.info("run %d failed: %s: %s", run.id, type(err).__name__, err)
-        _record(store.fail, run.id, _describe(err))
+        _record(store.fail, run.id, describe_error(err))
     except BaseException as err:  # SIGTERM (via SystemExit) or Ctrl-C: record why, then let the worker stop
         reason = f"worker process {os.getpid()} was stopped ({type(err).__name__}) while the run was running"
         _record(store.fail, run.id, reason)
@@ -150,7 +155,7 @@ def _file_safe(device: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", device)
 
 
-def _try_lock(path: Path, patience: float) -> int | None:
+def try_lock(path: Path, patience: float) -> int | None:
     """An fd holding the exclusive lock on ``path``, or ``None`` if another process kept it ``patience`` s.
 
     flock cannot be queried without taking it, so :func:`worker_running` takes the lock for an instant; the
@@ -172,11 +177,17 @@ def _try_lock(path: Path, patience: float) -> int | None:
 
 def worker_running(workspace: Workspace, device: str = AUTO) -> bool:
     """Whether a worker currently serves ``device`` in this workspace."""
-    fd = _try_lock(lock_path(workspace, device), patience=0.1)
+    fd = try_lock(lock_path(workspace, device), patience=0.1)
     if fd is None:
         return True
     os.close(fd)
     return False
+
+
+def dispatcher_running(workspace: Workspace) -> bool:
+    """Whether a Ray dispatcher serves this workspace's queue (``fusionlab worker --backend ray``); a workspace
+    that never had one gets no lock file from asking."""
+    return lock_path(workspace, RAY_LOCK_NAME).exists() and worker_running(workspace, RAY_LOCK_NAME)
 
 
 def worker_pid(workspace: Workspace, device: str = AUTO) -> int | None:
@@ -216,7 +227,7 @@ def run_worker(
     executed = 0
     first = True
     while True:
-        fd = _try_lock(path, patience=1.0)
+        fd = try_lock(path, patience=1.0)
         if fd is None:
             if first:
                 log.info("another worker already serves %s in %s (see %s); exiting", device, ws.root, path)
@@ -264,23 +275,32 @@ def ensure_worker(
     workspace: Workspace | str | os.PathLike[str] | None = None,
     device: str = AUTO,
     idle_exit_seconds: float = DEFAULT_IDLE_EXIT_SECONDS,
+    backend: BackendSettings | None = None,
 ) -> bool:
     """Start a detached worker for ``device`` unless one is running; return whether one was started.
 
     Call it after every enqueue. Two callers racing may both start one; the lock lets only one serve.
     The worker's output goes to ``logs/worker-<device>.log`` in the workspace.
+
+    ``backend`` (default: from ``$FUSIONLAB_BACKEND`` and friends, the local backend when unset) may name the
+    Ray backend: then the process started is the workspace's one dispatcher (``logs/worker-ray.log``), and no
+    local worker is started beside a dispatcher that serves the queue already.
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     ws.ensure()
-    if worker_running(ws, device):
+    backend = BackendSettings.from_environment() if backend is None else backend
+    if backend.is_ray:
+        device = RAY_LOCK_NAME
+    if worker_running(ws, device) or dispatcher_running(ws):
         return False
     env = dict(os.environ)
     if _PACKAGE_PARENT.name not in ("site-packages", "dist-packages"):
         # A source checkout: let the child import this very fusionlab whatever its working directory.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_PARENT), env.get("PYTHONPATH")]))
+    placement = [] if backend.is_ray else ["--device", device]  # a dispatcher places runs on the cluster
     command = [
-        sys.executable, "-m", "fusionlab.cli", "worker", "--home", str(ws.root), "--device", device,
-        "--idle-exit", str(idle_exit_seconds),
+        sys.executable, "-m", "fusionlab.cli", "worker", "--home", str(ws.root), *placement,
+        "--idle-exit", str(idle_exit_seconds), *backend.argv(),
     ]  # fmt: skip
     with open(ws.logs_dir / f"worker-{_file_safe(device)}.log", "ab") as log_file:
         process = subprocess.Popen(

@@ -16,4 +16,4 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # CPU wheel of torch first: the project's range then keeps it (GPU users install their CUDA build here instead).
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python -m pip install -q -e ".[dev,ray]"

@@ -63,3 +63,31 @@ def bad_result(run: Run, ctx: RunContext) -> Result:
 def report_placement(run: Run, ctx: RunContext) -> Result:
     """What the worker's process sees of the GPUs (its placement), as the run's artifacts."""
     return {}, {"device": ctx.device, "visible": os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")}
+
+
+def clock_steps(run: Run, ctx: RunContext) -> Result:
+    """Like :func:`count_steps`, but each step's metrics carry the wall clock they were sent at (``sent_at``),
+    so a test can measure how long a report takes to reach the run store."""
+    steps = run.config.get("steps", 5)
+    for step in range(1, steps + 1):
+        ctx.raise_if_cancelled()
+        ctx.log_metrics(step, {"loss": 1.0 / step, "sent_at": time.time()})
+        ctx.set_progress(step / steps, f"step {step}/{steps}")
+        time.sleep(run.config.get("delay", 0.0))
+    return {"steps": steps}, {}
+
+
+def stubborn(run: Run, ctx: RunContext) -> Result:
+    """Never looks at a cancel: sleeps ``seconds`` in small pieces (a run stuck in native code, say)."""
+    deadline = time.monotonic() + run.config.get("seconds", 60.0)
+    ctx.set_progress(0.5, "busy")
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {}, {}
+
+
+def sleep_run(run: Run, ctx: RunContext) -> Result:
+    """Sleeps a fixed ``seconds`` and reports one metric: the work of the dispatch bench, whose time is known."""
+    ctx.log_metrics(1, {"loss": 1.0})
+    time.sleep(run.config.get("seconds", 1.0))
+    return {"slept": run.config.get("seconds", 1.0)}, {}

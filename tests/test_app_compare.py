@@ -73,6 +73,10 @@ def test_the_charts_plot_every_method_on_honest_axes(comparison):
     assert 0 <= low <= min(comparison.majority_baseline, *(r.value for r in comparison.results))
     assert max(r.value for r in comparison.results) <= high <= 1.02
     assert any("majority class" in a.text for a in latency.layout.annotations)
+    for trace in latency.data:  # every score with its 95 % interval, whole on the axis
+        result = comparison.result(trace.name)
+        assert trace.error_y.array[0] == pytest.approx(result.interval.high - result.value)
+        assert low <= result.interval.low and result.interval.high <= high
 
     params = compare_charts.accuracy_parameters_chart(comparison)
     assert "adapter" not in {t.name for t in params.data}  # it trained nothing here: the dashed line instead
@@ -87,9 +91,26 @@ def test_the_charts_plot_every_method_on_honest_axes(comparison):
         assert title_of(figure).startswith("cb: ")
 
 
-def test_labels_of_crowded_points_are_left_to_the_legend():
-    shown = compare_charts.labelled_points([1.0, 1.001, 1.3], [0.70, 0.701, 0.70], [0.9, 1.4], [0.5, 0.8])
-    assert shown == [True, False, True]
+def test_labels_never_cover_a_marker_or_another_label():
+    """Crowded points: a label moves below, right or left of its point rather than over a neighbour's marker
+    (the ties label used to cover the average marker); a marker on top of another gets none (legend, hover)."""
+    from fusionlab.dashboard.compare_charts import MARKER_HALF, _label_box, _overlap, label_positions
+
+    xs, ys = [1.0, 1.001, 1.3, 1.02, 1.05], [0.70, 0.701, 0.70, 0.72, 0.70]
+    texts = ["average", "ties", "attention", "task_arithmetic", "dare"]
+    x_range, y_range = [0.9, 1.4], [0.5, 0.8]
+    positions = label_positions(xs, ys, texts, x_range, y_range)
+    assert positions[1] is None  # its marker sits on average's
+    assert positions[0] == "bottom center"  # above average is task_arithmetic's marker: the label goes below
+    assert positions[2] == "top center"  # a point on its own keeps the usual place
+    points = [((x - 0.9) / 0.5, (y - 0.5) / 0.3) for x, y in zip(xs, ys)]
+    mx, my = MARKER_HALF
+    markers = [(x - mx, y - my, x + mx, y + my) for x, y in points]
+    boxes = {i: _label_box(*points[i], 0.013 * len(texts[i]), p) for i, p in enumerate(positions) if p}
+    for i, box in boxes.items():
+        assert not any(_overlap(box, m) for j, m in enumerate(markers) if j != i), texts[i]
+        assert not any(_overlap(box, other) for j, other in boxes.items() if j != i), texts[i]
+    assert sum(p is not None for p in positions) >= 3  # most points keep a name on the chart
 
 
 def test_the_page_shows_the_table_and_three_charts(cb_comparison):
@@ -156,3 +177,44 @@ def test_the_compare_pages_link_opens_the_fusion_beside_its_best_merged_adapter(
     assert f"One adapter: {best.method}" in labels
     captions = [c.value.replace("\\", "") for c in at.caption]
     assert any(f"{best.method} over cb, mnli, rte, trained by comparison cb-s42" in c for c in captions)
+
+
+def test_the_runs_page_lists_the_comparison_run_and_links_to_its_table(cb_comparison):
+    """The comparison ran as a run kind: the Runs page lists it and, in its details, points to the table."""
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=120)
+    at.session_state[HOME_KEY] = str(cb_comparison[0])
+    at.run()
+    assert not at.exception, at.exception
+    assert any("compare?comparison=cb-s42" in info.value for info in at.info), [i.value for i in at.info]
+    assert any("compare · task cb · status finished" in caption.value for caption in at.caption)
+
+
+def test_a_comparison_is_queued_from_the_page_as_a_run(tiny_workspace, tmp_path, monkeypatch):
+    """The page's form queues a ``compare`` run for the worker, like ``fusionlab compare``; bad choices are told
+    in the user's words and queue nothing."""
+    from fusionlab import worker
+    from fusionlab.runstore import RunStore
+
+    home = shutil.copytree(tiny_workspace.root, tmp_path / "ws")
+    monkeypatch.setattr(worker, "ensure_worker", lambda *a, **k: False)
+    at = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=120)
+    at.session_state[HOME_KEY] = str(home)
+    at.run()
+    assert not at.exception, at.exception
+    assert "fusion:attention" in at.multiselect(key="cmp_methods").options
+    at.selectbox(key="cmp_target").set_value("rte")
+    at.multiselect(key="cmp_adapters").set_value(["rte"]).run()
+    at.button(key="cmp_queue").click().run()
+    assert "at least two adapters" in at.error[0].value
+    store = RunStore(Workspace(home).runs_db)
+    assert store.list_runs() == []
+    at.multiselect(key="cmp_adapters").set_value(["rte", "mnli"]).run()
+    at.multiselect(key="cmp_methods").set_value(["fusion:attention", "merge:ties"]).run()
+    at.number_input(key="cmp_steps").set_value(5).run()
+    at.button(key="cmp_queue").click().run()
+    [run] = store.list_runs()
+    assert (run.kind, run.name, run.status) == ("compare", "rte-s42", "queued")
+    assert run.config["options"]["methods"] == ["fusion:attention", "merge:ties"]
+    assert run.config["options"]["max_steps"] == 5
+    at.button(key="cmp_queue").click().run()  # the same target and seed again: refused, said why
+    assert "already queued" in at.error[0].value and len(store.list_runs()) == 1

@@ -79,6 +79,20 @@ def test_home_summarises_the_workspace_and_queues_the_demo_once(tiny_workspace, 
     assert started == []
 
 
+def test_preparing_the_demo_again_asks_first(tiny_workspace, tmp_path, monkeypatch):
+    """A workspace that has the demo's fusions does not silently retrain them: the button waits for a yes."""
+    home = tmp_path / "ws"
+    shutil.copytree(tiny_workspace.root, home)
+    shutil.copytree(home / "fusions" / "rte-attention", home / "fusions" / "rte-live")  # as if prepared before
+    monkeypatch.setattr(workspace_view, "ensure_worker", lambda ws: True)
+    at = open_page("home.py", home)
+    assert not at.exception
+    retrain = button(at, "Train the demo again")
+    assert retrain.disabled and "rte-live" in at.checkbox(key="demo_retrain").label
+    at.checkbox(key="demo_retrain").check().run()
+    assert not button(at, "Train the demo again").disabled
+
+
 @pytest.mark.skipif(not (PACK_DIR / "pack.json").is_file(), reason="the pack is not built")
 def test_a_fresh_workspace_opens_on_the_pack_and_queues_the_live_demo_once(tmp_path, monkeypatch, shared_data_dir):
     monkeypatch.setenv("FUSIONLAB_PACK", str(PACK_DIR))
@@ -167,6 +181,12 @@ def test_playground_compares_single_and_fused_predictions(tiny_workspace):
     assert not at.exception
     assert [m.label for m in at.metric][2:] == list(OUTCOMES) and sum(int(m.value) for m in at.metric[2:]) > 0
     assert {"gold", "adapter alone", "fusion", "outcome"} <= set(at.dataframe[0].value.columns)
+    gallery = [b for b in at.button if b.key and b.key.startswith("disagree_")]
+    assert gallery  # a few examples where the adapter alone and the fusion disagree, one click away
+    gallery[0].click().run()
+    assert not at.exception
+    assert any(c.value.startswith("Gold label of this dev example") for c in at.caption)
+    assert any(i.value.startswith("They disagree") for i in at.info)
 
     at.toggle(key="adapter_on_rte-attention_sst2").set_value(False).run()
     assert not at.exception
@@ -242,13 +262,16 @@ def test_a_link_to_a_fusion_that_is_not_there_says_so(tiny_workspace):
 def test_efficiency_shows_parameters_sizes_and_measured_latency(tiny_workspace):
     at = open_page("efficiency.py", tiny_workspace.root)
     assert not at.exception and not at.error
-    assert "Fewer than full fine-tuning" in metric_labels(at)
+    assert "Trained, vs full fine-tuning" in metric_labels(at)
     assert len(at.get("plotly_chart")) == 2
+    assert "that fusion training updates (fusion layers + target head)" in at.caption[0].value
 
     at.slider[0].set_value(1)
+    at.select_slider[0].set_value(32)
     button(at, "Measure latency").click().run()
     assert not at.exception
-    assert any(t.startswith("Latency vs number of fused adapters") for t in chart_titles(at))
+    assert any(t.startswith("Latency vs number of fused adapters (32 tokens") for t in chart_titles(at))
+    assert any("1 timed run per configuration" in caption.value for caption in at.caption)
 
 
 # -- Mechanics ------------------------------------------------------------------------------------------------
@@ -291,3 +314,26 @@ def test_compare_mode_puts_two_adapter_subsets_side_by_side(tiny_workspace):
         "rte-attention over rte, sst2",
     ]
     assert [m.label for m in at.metric][2:] == ["Fusion over 4 adapters", "Fusion over 2 adapters"]
+
+
+def test_the_what_if_panel_sets_a_weight_and_goes_back(tiny_workspace):
+    """A slider sets sst2's fusion weight by hand (kept in the link); the answer is the model's own with that
+    override, the card says so, and one click goes back to the learned weights."""
+    from fusionlab.dashboard.inference import WeightOverride
+    from fusionlab.dashboard.widgets import load_predictor
+
+    at = open_page("playground.py", tiny_workspace.root)
+    at.toggle(key="whatif_rte-attention").set_value(True).run()
+    assert not at.exception
+    at.select_slider(key="w_rte-attention_sst2").set_value("1.00").run()
+    assert not at.exception and not at.error
+    assert any(c.value.startswith("The fusion's weights are set by hand in every layer: sst2 1.00") for c in at.caption)
+    first = examples_for("rte")[0]
+    expected = load_predictor(tiny_workspace, "rte-attention").compare(
+        first.text, first.pair, None, WeightOverride({"sst2": 1.0})
+    )
+    assert at.metric[1].value.replace("\\_", "_").replace("\u200b", "") == expected.fused.label
+    at.select_slider(key="w_rte-attention_mnli").set_value("0.50").run()  # 1.5 in all: refused, said why
+    assert "at most 1 is shared" in at.error[0].value
+    button(at, "Back to learned").click().run()
+    assert not any("set by hand in" in c.value for c in at.caption) and not at.error

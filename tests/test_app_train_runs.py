@@ -191,7 +191,11 @@ def test_live_section_follows_and_cancels_a_running_fusion(
     (progress,) = at.get("progress")
     assert (progress.value, progress.text) == (50, "step 1/2")
     assert f"**1.** `train_fusion` #{waiting_id} rte-attention (queued)" in texts(at.markdown)
-    assert chart_titles(at) == ["Training loss", "Dev accuracy by training step", "Fusion weights per layer at step 2"]
+    assert chart_titles(at) == [
+        "Training loss",
+        "Selection-split accuracy by training step",
+        "Fusion weights per layer at step 2",
+    ]
 
     at.toggle(key="live_follow").set_value(False).run()
     at.select_slider(key="live_step").set_value(1).run()
@@ -230,8 +234,8 @@ def test_runs_page_lists_compares_and_diffs_runs(runs_store: RunStore, executed:
     assert at.multiselect(key="runs_overlaid").value == [executed.fusion_id]  # one task on the dev axis
     at.multiselect(key="runs_overlaid").set_value([executed.fusion_id, executed.adapter_id]).run()
     titles = chart_titles(at)
-    assert titles[:2] == ["Training loss", "Dev accuracy by training step"]
-    assert at.selectbox(key="runs_dev_metric").format_func("eval_accuracy") == "dev accuracy"
+    assert titles[:2] == ["Training loss", "Selection-split accuracy by training step"]
+    assert at.selectbox(key="runs_dev_metric").format_func("eval_accuracy") == "selection-split accuracy"
 
     at.selectbox(key="runs_diff_a").set_value(executed.adapter_id).run()
     at.selectbox(key="runs_diff_b").set_value(executed.fusion_id).run()

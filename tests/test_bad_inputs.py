@@ -169,3 +169,12 @@ def test_abandoned_temporary_directories_are_removed_and_live_ones_kept(tmp_path
     ready_workspace(workspace.root)
     assert not dead.exists() and live.exists()
     shutil.rmtree(live)
+
+
+def test_a_fusion_over_one_adapter_is_refused_with_the_reason():
+    """One name alone takes that adapter's own path and head: such a "fusion" would train nothing (its loss had no
+    gradient, and the run failed deep in the trainer)."""
+    from fusionlab.runspec import FusionRun
+
+    with pytest.raises(ValueError, match="a fusion needs two adapters or more to mix"):
+        FusionRun(target_task="rte", adapters=["rte"])

@@ -71,3 +71,14 @@ def test_classroom_load_bench_runs_a_small_class(tmp_path):
         assert phase["session_interactions"] >= 1 and phase["server_cpu_s"] > 0
     assert idle["queue_clicks"] == idle["runs_recorded"] == 2
     assert "| idle |" in proc.stdout and "| training run going |" in proc.stdout
+
+
+@pytest.mark.slow
+def test_salience_bench_times_both_models_on_forty_tokens(tmp_path):
+    out = tmp_path / "salience.json"
+    command = [sys.executable, str(REPO / "bench" / "salience.py"), "--quick", "--repeats", "1", "--out", str(out)]
+    subprocess.run(command, check=True, cwd=REPO, capture_output=True)
+    report = json.loads(out.read_text())
+    assert report["tokens"] == 40 and report["threads"] == 2
+    (row,) = report["rows"]
+    assert row["what"] == "both (adaptive)" and row["seconds"] > 0

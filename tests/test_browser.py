@@ -136,7 +136,31 @@ def wait_for_app(page) -> None:
 
     page.locator("[data-testid='stApp'][data-test-connection-state='CONNECTED']").wait_for(state="attached")
     page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(state="attached")
-    expect(page.get_by_test_id("stSkeleton")).to_have_count(0)
+    # Elements drawn after the script ended (a chart's, a table's) stand as skeletons until they are: on a loaded
+    # machine the Runs page's took 6 s, past expect's default 5 s, so wait as long as for a page itself.
+    expect(page.get_by_test_id("stSkeleton")).to_have_count(0, timeout=120_000)
+
+
+TINY_BUDGET = (
+    ("Max steps", "2"),
+    ("Max train samples (0 = all)", "32"),
+    ("Max dev samples (0 = all)", "16"),
+    ("Max length (tokens)", "32"),
+    ("Batch size", "4"),
+)
+"""A Train page budget that trains in seconds: what the browser tests queue, so a test never waits on a real run."""
+
+
+def set_tiny_budget(page, tab: str) -> None:
+    """Unfold the budget on the Train page's open ``tab`` and fill in :data:`TINY_BUDGET` (only the open tab's
+    panel is in the page, so its fields are the only ones with these labels)."""
+    panel = page.get_by_role("tabpanel", name=tab)
+    panel.get_by_text(re.compile(r"^Budget: \d+ steps")).click()  # the budget fields are folded away
+    for label, value in TINY_BUDGET:
+        field = panel.get_by_label(label, exact=True)
+        field.fill(value)
+        field.press("Enter")
+        wait_for_app(page)
 
 
 def shoot(page, name: str) -> None:
@@ -172,6 +196,11 @@ CUT_OFF = """(root) => [root, ...root.querySelectorAll('*')].filter((e) => e.scr
   .map((e) => e.textContent)"""
 
 
+LINES = """(e) => { const range = document.createRange(); range.selectNodeContents(e);
+  return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size; }"""
+"""How many lines an element's text occupies (one per distinct line top)."""
+
+
 def test_the_projector_view_shows_both_answers_whole_above_the_fold(app, browser):
     """At 1280×720 (a projector) both answer cards, bars included, are on the first screen, and an answer is never
     cut off: the task's longest label, as the page writes it (breakable at its underscores), wraps in its card."""
@@ -193,6 +222,8 @@ def test_the_projector_view_shows_both_answers_whole_above_the_fold(app, browser
             label = values.nth(i).locator("p").first  # the answer as markdown renders it
             label.evaluate("(e) => { e.textContent = 'not_\\u200bentailment'; }")  # the longest RTE label
             assert values.nth(i).evaluate(CUT_OFF) == [], "a long answer is cut off instead of wrapping"
+            label.evaluate("(e) => { e.textContent = 'contradiction'; }")  # MNLI's longest word: never split
+            assert label.evaluate(LINES) == 1, "a one-word answer is broken inside the word"
 
 
 def test_playground_shows_both_predictions_and_the_heatmap(app, page):
@@ -313,17 +344,7 @@ def test_queue_a_tiny_training_run_and_watch_it_finish(app, page):
     page.keyboard.press("Escape")
     wait_for_app(page)
     assert "cb —" in tasks.inner_text() and "cola" not in tasks.inner_text()
-    for label, value in (
-        ("Max steps", "2"),
-        ("Max train samples (0 = all)", "32"),
-        ("Max dev samples (0 = all)", "16"),
-        ("Max length (tokens)", "32"),
-        ("Batch size", "4"),
-    ):
-        field = page.get_by_label(label, exact=True).first
-        field.fill(value)
-        field.press("Enter")
-        wait_for_app(page)
+    set_tiny_budget(page, "Adapter runs")
     page.get_by_role("button", name="Queue adapter runs").click()
     # Wait for the click's own answer, not for any "queued": get_by_text matches substrings case-insensitively,
     # so "Nothing queued." (on the page before the click's rerun even starts) used to satisfy the wait, and
@@ -340,6 +361,30 @@ def test_queue_a_tiny_training_run_and_watch_it_finish(app, page):
     assert store.get(run.id).status == "finished", store.get(run.id).error
     assert page.get_by_text("dev accuracy").count() >= 1
     shoot(page, "train-finished")
+
+
+def test_the_open_train_tab_stays_open_through_every_change(app, page):
+    """Changing a field or failing to queue on the Fusion run tab used to jump back to the first tab."""
+    url, _ = app
+    page.goto(f"{url}/train")
+    wait_for_app(page)
+    fusion_tab = page.get_by_role("tab", name="Fusion run")
+    fusion_tab.click()
+    wait_for_app(page)
+    page.get_by_role("button", name="Queue fusion run").click()  # no adapters chosen: an error, in this tab
+    wait_for_app(page)
+    assert fusion_tab.get_attribute("aria-selected") == "true"
+    error = page.get_by_test_id("stAlertContentError").filter(has_text="adapter")
+    error.first.wait_for(state="visible")
+    page.get_by_text(re.compile(r"^Budget: \d+ steps")).last.click()
+    steps = page.get_by_label("Max steps", exact=True).last
+    steps.fill("30")
+    steps.press("Enter")
+    wait_for_app(page)
+    assert fusion_tab.get_attribute("aria-selected") == "true"
+    assert "train_tab=Fusion" in page.url  # and a copied link opens it too
+    assert_no_exception(page)
+    shoot(page, "train-fusion-tab")
 
 
 def test_the_chosen_theme_stays_on_every_page_after_a_reload(app, page):

@@ -88,6 +88,35 @@ def test_a_retrained_adapter_is_a_new_version_and_the_fusion_keeps_its_own(tmp_p
         FusionModel.from_pretrained(tmp_path / "fusions" / "f1", encoder=tiny_encoder("bert"))
 
 
+def test_a_retrained_fusion_keeps_the_version_it_replaces_and_listings_do_not_show_it(tmp_path):
+    """Retraining a fusion under its name keeps the replaced one under ``fusions/.versions/<name>/<hash>/`` by
+    the adapters' code path: it loads on its own (same logits as before the retrain), the name loads the new
+    weights, saving the same weights again keeps nothing twice, and no listing takes the version for a fusion."""
+    from fusionlab.workspace import Workspace
+
+    model = trained_like()
+    save_workspace(model, tmp_path)
+    ids, mask = batch()
+    with torch.no_grad():
+        before = model(input_ids=ids, attention_mask=mask).logits
+        model.fusion_layers[0].value.weight.add_(0.3)
+        after = model(input_ids=ids, attention_mask=mask).logits
+    old_sha = read_meta(tmp_path / "fusions" / "f1")["weights_sha256"]
+    model.save_pretrained(tmp_path / "fusions" / "f1")  # retrained under its own name
+    model.save_pretrained(tmp_path / "fusions" / "f1")  # the same weights again: that version is kept once
+
+    versions = tmp_path / "fusions" / ".versions" / "f1"
+    new_sha = read_meta(tmp_path / "fusions" / "f1")["weights_sha256"]
+    assert sorted(p.name for p in versions.iterdir()) == sorted([old_sha[:16], new_sha[:16]])
+    assert sorted(p.name for p in (versions / old_sha[:16]).iterdir()) == ["fusion.safetensors", "fusionlab.json"]
+    old = FusionModel.from_pretrained(versions / old_sha[:16], encoder=tiny_encoder("bert")).eval()  # its adapters
+    new = FusionModel.from_pretrained(tmp_path / "fusions" / "f1", encoder=tiny_encoder("bert")).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(old(input_ids=ids, attention_mask=mask).logits, before, rtol=0, atol=0)
+        torch.testing.assert_close(new(input_ids=ids, attention_mask=mask).logits, after, rtol=0, atol=0)
+    assert Workspace(tmp_path).list_fusions() == ["f1"] and Workspace(tmp_path).list_adapters() == ["a", "b", "c"]
+
+
 def test_bad_checkpoints_give_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         FusionModel.from_pretrained(tmp_path / "nowhere")

@@ -6,9 +6,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from fusionlab.pack.store import PACK_DIR
 from fusionlab.runstore import RunStore
 from fusionlab.worker import pid_alive, worker_pid
 from fusionlab.workspace import Workspace
@@ -225,3 +227,108 @@ def test_serve_refuses_bad_server_settings_in_the_terminal(home, tmp_path):
     good.write_text("correct horse battery\n", encoding="utf-8")
     done = fusionlab(home, "serve", "--check", "--classroom", "--teacher-passphrase-file", str(good))
     assert done.returncode == 0 and "settings checked (classroom" in done.stdout
+
+
+# -- help and output hygiene ------------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def help_text(capsys, monkeypatch, *argv):
+    """What `fusionlab ARGV --help` prints, wide enough that no description is wrapped mid-sentence."""
+    from fusionlab.cli import main
+
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--help"])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_compare_help_lists_every_method(capsys, monkeypatch):
+    from fusionlab.composition.methods import FINETUNED, methods
+
+    shown = help_text(capsys, monkeypatch, "compare")
+    for method in (*methods().values(), *FINETUNED.values()):
+        assert f"  {method.name}: {method.description}" in shown
+
+
+@pytest.mark.parametrize(
+    ("command", "choices", "default"),
+    [
+        (["runs"], "RUNS_ACTIONS", "(default: list)"),
+        (["pack"], "PACK_ACTIONS", None),
+        (["demo"], "DEMO_PROFILES", "(default: classroom)"),
+    ],
+)
+def test_help_describes_each_choice(capsys, monkeypatch, command, choices, default):
+    from fusionlab import cli
+
+    shown = help_text(capsys, monkeypatch, *command)
+    described = getattr(cli, choices)
+    assert "{" + ",".join(described) + "}" in shown  # the choices argparse accepts are the ones described
+    for name, text in described.items():
+        assert f"{name}: {text}" in shown
+    assert default is None or default in shown
+
+
+def test_help_shows_defaults_but_not_unset_options(capsys, monkeypatch):
+    shown = help_text(capsys, monkeypatch, "compare")
+    assert "training steps of every trained method (default: 200)" in shown
+    assert "(default: None)" not in shown and "(default: False)" not in shown
+
+
+def test_the_demo_help_describes_the_demo_profiles_that_exist():
+    from fusionlab.cli import DEMO_PROFILES
+    from fusionlab.demo import PROFILES
+
+    assert list(DEMO_PROFILES) == list(PROFILES)
+
+
+HEAVY = ("torch", "transformers", "pandas", "streamlit")
+RUN_THEN_LIST_HEAVY = f"""
+import sys
+from fusionlab.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(sorted(m for m in {HEAVY!r} if m in sys.modules))
+"""
+
+
+def heavy_modules_after(*argv):
+    """Which of torch, transformers, pandas, streamlit a fresh interpreter holds after `fusionlab ARGV`."""
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_THEN_LIST_HEAVY, *argv], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_importing_the_cli_loads_no_torch():
+    code = "import fusionlab.cli, sys; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "False False", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["runs", "--help"], ["train-fusion", "--help"], ["demo", "--help"]])
+def test_help_loads_no_deep_learning_stack(argv):
+    """Help answers at once: only `compare --help`, which lists the composition lab's methods, loads torch."""
+    assert heavy_modules_after(*argv) == "[]"
+
+
+@pytest.mark.skipif(not (PACK_DIR / "pack.json").is_file(), reason="the pack is not built")
+def test_predict_prints_the_answer_without_loading_bars(home):
+    env = {**os.environ, "FUSIONLAB_HOME": str(home), "FUSIONLAB_PACK": str(PACK_DIR), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "fusionlab.cli", "predict", "sst2", "What a wonderful film."],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "prediction:" in done.stdout
+    assert "Loading weights" not in done.stdout + done.stderr

@@ -13,6 +13,9 @@ from fusionlab.composition.merging import MergeOptions, add_merged_adapter
 from fusionlab.composition.results import CompareOptions, Comparison
 from fusionlab.composition.search import SCRATCH, SearchOptions, evolve, probe_loss, search_coefficients
 from fusionlab.config import AdapterConfig
+from fusionlab.runspec import run_record
+from fusionlab.runstore import RunStore
+from fusionlab.workspace import Workspace
 from tests.conftest import tiny_encoder
 from tests.test_model import batch, build, perturb_adapters
 
@@ -151,6 +154,10 @@ def test_compare_options_name_the_bad_field():
         CompareOptions.from_dict({"target": "rte", "adapters": ["rte", "mnli"], "steps": 3})
 
 
+def attention_verdict(comparison: Comparison) -> str:
+    return comparison.result("fusion:attention").vs_adapter.verdict()
+
+
 @pytest.mark.slow
 def test_every_method_over_pack_adapters_on_real_cb_data(cb_comparison):
     """The whole comparison on real code paths: pack adapters, real CB examples, the CLI's table; every score from
@@ -167,9 +174,19 @@ def test_every_method_over_pack_adapters_on_real_cb_data(cb_comparison):
                        "merge:task_arithmetic", "merge:ties", "merge:dare", "lorahub"]  # fmt: skip
     for method in methods:
         assert method in out
+    adapter = comparison.result("adapter")
     for result in comparison.results:
         assert result.agrees_with_training, result
         assert result.latency_ms > 0 and 0 <= result.value <= 1
+        # every score with its interval on the same dev examples, every gain paired with the adapter's
+        assert result.interval.examples == comparison.dev_examples
+        assert result.interval.low <= result.value <= result.interval.high and result.interval.value == result.value
+        if result is not adapter:
+            assert result.vs_adapter.value == pytest.approx(result.value - adapter.value)
+            assert result.vs_adapter.verdict() in ("better", "worse", "within noise")
+    assert adapter.vs_adapter is None
+    verdicts = {row["method"]: row["paired verdict"] for row in comparison.table()}
+    assert verdicts["adapter"] is None and verdicts["fusion:attention"] == attention_verdict(comparison)
     attention = comparison.result("fusion:attention")
     assert comparison.adapter_drop[0].metric == attention.value  # k = 0 is the full fusion
     assert [p.dropped_layers for p in comparison.adapter_drop] == list(range(7))
@@ -181,6 +198,11 @@ def test_every_method_over_pack_adapters_on_real_cb_data(cb_comparison):
     merged = FusionModel.from_pretrained(saved.parent / comparison.result("merge:ties").checkpoint)
     assert merged.adapter_manager.names == ["cb-merge-ties"]  # a standalone adapter checkpoint, sources folded in
     assert json.loads(saved.read_text())["options"]["adapters"] == ["cb", "mnli", "rte"]
+    [run] = RunStore(Workspace(home).runs_db).list_runs()  # a run like any training: queued, run by the worker
+    record = run_record(run)
+    assert (record["kind"], record["name"], record["task"], record["status"]) == ("compare", "cb-s42", "cb", "finished")
+    assert record["metrics"] == {r.method: r.value for r in comparison.results}
+    assert run.artifacts["comparison"] == str(saved) and run.device != "inline"
 
 
 @pytest.mark.slow

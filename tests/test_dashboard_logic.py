@@ -214,8 +214,14 @@ def test_parameter_report_adds_up(attention):
     assert report.base == sum(p.numel() for p in attention.model.base_model.parameters())
     assert report.added + report.base == report.total == breakdown["total"]
     assert report.trainable == report.fusion + report.fusion_head  # fusion training updates only these
-    assert report.reduction_factor == pytest.approx(report.base / report.added)
+    assert report.base_over_added == pytest.approx(report.base / report.added)
+    assert report.base_over_trained == pytest.approx(report.base / report.trainable)
+    assert report.base_over_trained > report.base_over_added  # fewer parameters trained than added
     assert 0 < report.trainable_share < 1
+    assert (report.num_layers, report.method) == (attention.info.num_layers, "attention")
+    assert report.fusion_per_layer * report.num_layers == report.fusion
+    summary = efficiency.parameter_summary(report)
+    assert f"{report.fusion_over_adapter:.1f}× one adapter" in summary and "small" not in summary
 
 
 def test_checkpoint_sizes_are_the_bytes_of_their_files(tiny_workspace, attention):
@@ -237,6 +243,13 @@ def test_latency_is_measured_for_one_to_all_adapters(attention, latency):
     assert report.fusion_adapters == attention.info.adapters
     assert len(report.fusion_ms) == 4 and all(ms > 0 for ms in report.fusion_ms)
     assert report.base_ms > 0 and report.single_ms > 0 and report.single_adapter == "rte"
+    assert report.tokens == efficiency.default_latency_tokens(attention.info.max_length)  # a realistic length
+    for timing in (report.base, report.single, *report.fusion):
+        assert timing.low <= timing.q1 <= timing.median <= timing.q3 <= timing.high
+    short = efficiency.measure_latency(attention, repeats=3, warmup=0, tokens=32)
+    assert short.tokens == 32 and short.repeats == 3
+    with pytest.raises(ValueError, match="max_length"):
+        efficiency.measure_latency(attention, tokens=attention.info.max_length + 1)
     with pytest.raises(ValueError, match="repeats"):
         efficiency.measure_latency(attention, repeats=0)
     with pytest.raises(ValueError, match="warmup"):
@@ -252,7 +265,7 @@ def test_random_outputs_are_seeded_and_temperature_sharpens():
     a, b = mechanics.random_outputs(3, seed=7), mechanics.random_outputs(3, seed=7)
     assert torch.equal(a.outputs, b.outputs)
     assert not torch.equal(a.outputs, mechanics.random_outputs(3, seed=8).outputs)
-    for method in mechanics.METHODS:
+    for method in mechanics.methods():
         sharp = mechanics.fuse(a, method, temperature=0.1, num_heads=4)
         flat = mechanics.fuse(a, method, temperature=5.0, num_heads=4)
         np.testing.assert_allclose(sharp.weights.sum(axis=-1), 1.0, atol=1e-5)
@@ -278,6 +291,7 @@ def test_real_outputs_reproduce_the_models_fusion_weights(attention):
     whole = [F.cosine_similarity(outputs.outputs[:, 0], outputs.outputs[:, i], dim=-1).mean() for i in range(4)]
     assert min(whole) > 0.99 > float(np.ptp(result.cosine)) > 0.01  # the changes tell the adapters apart
     assert mechanics.fused_summary(result).startswith("Fused change to the hidden state: mean")
+    assert result.trained_layer and "acts on the hidden state inside that sum too" in mechanics.scale_note(result)
 
 
 def test_mechanics_rejects_bad_settings(attention):
@@ -389,7 +403,7 @@ def test_charts_return_none_instead_of_empty_figures():
 def test_efficiency_and_mechanics_charts(tiny_workspace, attention, latency):
     report = efficiency.parameter_report(attention)
     params = _check(charts.parameter_chart(report))
-    assert "millions" in params.layout.xaxis.title.text
+    assert "millions" in params.layout.xaxis.title.text and params.layout.xaxis.range[0] == 0
     _check(charts.checkpoint_size_chart(efficiency.checkpoint_sizes(tiny_workspace, attention)))
     assert _check(charts.latency_chart(latency)).layout.yaxis.title.text == "latency (ms)"
     result = mechanics.fuse(mechanics.random_outputs(4), "attention", 0.5, num_heads=2)
@@ -445,10 +459,24 @@ def test_the_dev_browser_scores_each_example_both_ways(attention, shared_data_di
     gold = examples[0].gold
     assert all(e.gold == gold for e in dev_browser.filter_examples(examples, gold=gold))
     assert set(examples[0].as_row()) >= {"text", "second text", "gold", "adapter alone", "fusion", "outcome"}
+    gallery = dev_browser.disagreements(examples)
+    assert gallery == [e for e in gallery if e.disagree] and len(gallery) <= 4
+    assert len(gallery) == min(4, sum(e.disagree for e in examples))
+    if any(e.outcome == dev_browser.FUSION_WINS for e in examples):
+        assert gallery[0].outcome == dev_browser.FUSION_WINS  # fusion's wins and losses in turn, its win first
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DashboardError, match="needs the task's dev split: rte validation: not in the data directory"):
         dev_browser.dev_examples(attention, str(tmp_path))
+
+
+def test_dataset_markup_is_read_as_text_in_the_browser():
+    from fusionlab.dashboard.dev_browser import DevExample, readable
+
+    assert readable("Great cast.<br /><br />Awful script.<BR>") == "Great cast. Awful script."
+    review = DevExample(0, "Fine.<br /><br />Not great.", None, "neg", "neg", 0.9, "pos")
+    assert review.as_row()["text"] == "Fine. Not great." and review.text.count("<br />") == 2  # loaded as scored
+    assert review.disagree and not DevExample(1, "x", None, "pos", "pos", 0.9, "pos").disagree
 
 
 def test_leave_one_out_over_the_dev_set(attention, shared_data_dir):
@@ -479,3 +507,22 @@ def test_library_messages_are_shown_in_the_forms_words():
     )
     assert in_user_words("AdapterConfig.non_linearity: bad") == "Non linearity: bad"  # no label: the field, readable
     assert in_user_words("choose at least one task") == "choose at least one task"
+
+
+def test_input_the_model_cannot_read_is_flagged():
+    """Emoji and Chinese come out of the tokenizer as [UNK]; Cyrillic is read letter by letter: the answer on
+    either is a guess, however confident, and the Playground says so. English (and French) pass."""
+    from fusionlab.base_model import load_tokenizer
+    from fusionlab.prediction import encode_input, unfamiliar_input
+
+    tokenizer = load_tokenizer()
+
+    def check(text: str, pair: str | None = None) -> str | None:
+        encoded = encode_input(tokenizer, text, pair, 128)
+        return unfamiliar_input((text, pair), encoded.tokens, tokenizer.unk_token)
+
+    assert "unknown to the model's vocabulary" in check("😀😀😀 🎬🍿")
+    assert "unknown to the model's vocabulary" in check("这部电影非常好看，演员也很棒。")
+    assert "not in the Latin script" in check("Этот фильм просто великолепен!")
+    assert check("This movie is absolutely fantastic!") is None
+    assert check("A man is playing a guitar.", "Someone plays music 🎸.") is None  # one emoji among words

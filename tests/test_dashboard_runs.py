@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ from fusionlab.config import AdapterConfig, ModelConfig, TrainingConfig
 from fusionlab.dashboard.charts import title_of
 from fusionlab.dashboard.colors import adapter_color
 from fusionlab.dashboard.run_charts import (
+    KEPT_LABEL,
     confusion_chart,
     curves_chart,
     fusion_heatmap,
@@ -42,6 +44,7 @@ from fusionlab.dashboard.runs_view import (
     artifact_zip,
     config_diff,
     confusion,
+    curve_marks,
     curves,
     default_overlay,
     dev_metric_names,
@@ -53,6 +56,7 @@ from fusionlab.dashboard.runs_view import (
     history_frame,
     metric_names,
     requested_index,
+    run_result,
     snapshots_by_step,
     weight_trajectory,
     weights_frame,
@@ -187,7 +191,7 @@ def test_fusion_config_names_itself_like_the_cli() -> None:
     assert config.adapters == config.fusion_config.adapter_names == ["rte", "sst2"]
     assert config.fusion_config.fusion_method == "weighted"
     assert config.fusion_config.temperature == 2.0
-    assert fusion_run_config("rte", ["rte"], name="  mine ").name == "mine"
+    assert fusion_run_config("rte", ["rte", "sst2"], name="  mine ").name == "mine"
     assert FusionRun.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
@@ -203,10 +207,13 @@ def test_fusion_config_names_itself_like_the_cli() -> None:
         (lambda: adapter_run_config("rte", 8, "relu", Limits(max_length=0), None), "ModelConfig.max_length"),
         (lambda: fusion_run_config("rte", []), "FusionConfig.adapter_names"),
         (lambda: fusion_run_config("rte", ["rte", "rte"]), "FusionConfig.adapter_names"),
-        (lambda: fusion_run_config("rte", ["rte"], method="sum"), "FusionConfig.fusion_method"),
-        (lambda: fusion_run_config("rte", ["rte"], temperature=0.0), "FusionConfig.temperature"),
-        (lambda: fusion_run_config("rte", ["rte"], heads=0), "FusionConfig.num_attention_heads"),
-        (lambda: fusion_run_config("rte", ["rte"], value_regularization=-1.0), "FusionConfig.value_regularization"),
+        (lambda: fusion_run_config("rte", ["rte", "sst2"], method="sum"), "FusionConfig.fusion_method"),
+        (lambda: fusion_run_config("rte", ["rte", "sst2"], temperature=0.0), "FusionConfig.temperature"),
+        (lambda: fusion_run_config("rte", ["rte", "sst2"], heads=0), "FusionConfig.num_attention_heads"),
+        (
+            lambda: fusion_run_config("rte", ["rte", "sst2"], value_regularization=-1.0),
+            "FusionConfig.value_regularization",
+        ),
     ],
 )
 def test_bad_values_raise_the_configs_value_error(build, message: str) -> None:
@@ -294,7 +301,7 @@ def test_a_fusion_needs_its_adapters_trained_or_queued(store: RunStore, workspac
     with pytest.raises(MissingAdaptersError):
         queue_fusion_run(store, workspace, fusion_run_config("rte", ["rte", "cola"], limits=TINY))
     with pytest.raises(ValueError, match=r"FusionRun.name: .*may hold only letters"):
-        queue_fusion_run(store, workspace, fusion_run_config("rte", ["rte"], name="../escape"))
+        queue_fusion_run(store, workspace, fusion_run_config("rte", ["rte", "sst2"], name="../escape"))
     assert [run.id for run in store.list_runs(status=QUEUED)] == [fusion_id]
 
 
@@ -535,12 +542,12 @@ def test_run_charts_are_titled_and_never_empty(executed: ExecutedRuns) -> None:
     assert _titles(loss) == ("Loss by training step", "step", "loss")
     assert len(loss.data) == 2 and loss.data[0].line.color != loss.data[1].line.color
     assert loss.layout.showlegend
-    dev = curves_chart(curves(store, ids, "eval_accuracy"), "eval_accuracy", "Dev accuracy")
-    assert _titles(dev) == ("Dev accuracy", "step", "dev accuracy")
+    dev = curves_chart(curves(store, ids, "eval_accuracy"), "eval_accuracy", "Selection accuracy")
+    assert _titles(dev) == ("Selection accuracy", "step", "selection-split accuracy")
     # whole training steps from 0, even when a curve has a single point
     assert (dev.layout.xaxis.range[0], dev.layout.xaxis.dtick, dev.layout.xaxis.tickformat) == (0, 1, "d")
     assert dev.layout.yaxis.range[0] == 0 and 1 <= dev.layout.yaxis.range[1] <= 1.05  # accuracy on its own 0-1
-    assert loss.layout.yaxis.range is None  # a loss has no fixed range
+    assert loss.layout.yaxis.range[0] == 0  # a loss from 0: no magnified wobble
 
     stats = fusion_stats(store.get(executed.fusion_id))
     heatmap = fusion_heatmap(stats.frame(), "Mean fusion weight")
@@ -574,6 +581,25 @@ def test_run_charts_are_titled_and_never_empty(executed: ExecutedRuns) -> None:
     assert confusion_chart([], [], "x") is None
 
 
+@pytest.mark.slow
+def test_a_real_runs_curves_show_chance_and_the_kept_step(executed: ExecutedRuns) -> None:
+    store = executed.store
+    run = store.get(executed.fusion_id)
+    result = run_result(run)
+    marks = curve_marks(run)
+    assert (marks.best_step, marks.majority, marks.num_labels) == (result.best_step, result.majority_baseline, 2)
+
+    loss = curves_chart(curves(store, [run.id], "loss"), "loss", "Training loss", [marks])
+    [chance] = [trace for trace in loss.data if trace.meta == "chance"]
+    assert chance.y[0] == pytest.approx(math.log(2))  # RTE: two labels
+    assert loss.layout.yaxis.range[0] == 0 and loss.layout.yaxis.range[1] >= math.log(2)
+    dev = curves_chart(curves(store, [run.id], "eval_accuracy"), "eval_accuracy", marks=[marks])
+    [majority] = [trace for trace in dev.data if trace.meta == "chance"]
+    assert majority.y[0] == result.majority_baseline["accuracy"]
+    [kept] = [trace for trace in dev.data if trace.meta == "kept"]
+    assert kept.x[0] == result.best_step and KEPT_LABEL in kept.name
+
+
 def test_a_run_claimed_while_the_queue_is_read_is_shown_once(
     store: RunStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -601,9 +627,10 @@ def test_step_ticks_are_whole_nice_numbers() -> None:
 def test_metric_names_read_as_people_write_them() -> None:
     from fusionlab.metrics import metric_label
 
-    assert metric_label("eval_matthews_corrcoef") == "dev Matthews correlation (MCC)"
-    assert metric_label("eval_accuracy") == "dev accuracy" and metric_label("macro_f1") == "macro F1"
-    assert metric_label("eval_loss") == "dev loss" and metric_label("grad_norm") == "grad norm"
+    # the trainer's eval_ metrics are measured on the selection split, never on dev
+    assert metric_label("eval_matthews_corrcoef") == "selection-split Matthews correlation (MCC)"
+    assert metric_label("eval_accuracy") == "selection-split accuracy" and metric_label("macro_f1") == "macro F1"
+    assert metric_label("eval_loss") == "selection-split loss" and metric_label("grad_norm") == "grad norm"
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import torch
 
 from fusionlab import AdapterConfig, AdapterManager, FusionConfig, FusionModel, ModelConfig
 from fusionlab.composition.methods import methods
-from fusionlab.fusion import AverageFusion
+from fusionlab.fusion import AverageFusion, WeightedFusion
 from fusionlab.fusion.registry import fusion_class, fusion_methods, register_fusion, unregister_fusion
 
 PAGES = Path(__file__).resolve().parents[1] / "app_pages"
@@ -85,3 +85,31 @@ def test_the_playground_reads_the_facts_from_the_class(fourth_method):
     predictor.info = Info()
     predictor.model = type("M", (), {"fusion_layers": [MedianFusion(8, 2)]})()
     assert predictor._learned_weights(("a", "b")) is None  # fixed weights: nothing learned to show
+
+
+class SharpFusion(WeightedFusion):
+    """A made-up learned method (a weighted fusion under another name): Mechanics must demonstrate it."""
+
+    method = "sharp-test"
+
+
+def test_mechanics_demonstrates_a_registered_learned_method(fourth_method, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from fusionlab.dashboard import mechanics
+
+    register_fusion(SharpFusion)
+    try:
+        assert "sharp-test" in mechanics.methods() and "median-test" not in mechanics.methods()  # learns nothing
+        result = mechanics.fuse(mechanics.random_outputs(3, seed=0), "sharp-test", temperature=0.5)
+        assert result.layer_source.startswith("a fresh sharp-test fusion layer (small random logits")
+        assert result.weights.shape[-1] == 3
+        monkeypatch.setenv("FUSIONLAB_HOME", str(tmp_path / "ws"))
+        at = AppTest.from_file(str(PAGES / "mechanics.py"), default_timeout=60)
+        at.run()
+        assert "sharp-test" in at.radio[1].options
+        at.radio[1].set_value("sharp-test").run()
+        assert not at.exception, at.exception
+        assert at.selectbox[0].disabled  # no heads: the heads picker is off, read from the class
+    finally:
+        unregister_fusion(SharpFusion.method)

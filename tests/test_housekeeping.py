@@ -1,4 +1,4 @@
-"""Removing artifacts (the teacher's delete, pruning earlier adapter versions) never breaks what remains."""
+"""Removing artifacts (the teacher's delete, pruning earlier adapter and fusion versions) never breaks what remains."""
 
 from __future__ import annotations
 
@@ -51,6 +51,51 @@ def test_pruning_removes_only_versions_no_fusion_was_trained_on(tmp_path):
     assert not unused[0].path.exists() and unused_versions(workspace) == []
     assert len(list((workspace.adapters_dir / ".versions" / "c").iterdir())) == 1
     torch.testing.assert_close(logits(workspace, "f1"), before, rtol=0, atol=0)  # f1 still loads its own c
+
+
+def retrain_fusion(model, workspace: Workspace, name: str, shift: float) -> None:
+    with torch.no_grad():
+        model.fusion_layers[0].value.bias.add_(shift)
+    model.save_pretrained(workspace.fusion_dir(name))
+
+
+def test_fusion_versions_are_pruned_and_deleted_with_the_adapter_versions(tmp_path, capsys):
+    """One pruning covers both kinds: an earlier fusion version is needed by nothing, so it goes (after the
+    adapter versions no fusion pins); deleting a fusion takes its earlier versions with it."""
+    from fusionlab.cli import main
+
+    workspace = Workspace(tmp_path).ensure()
+    model = trained_like()
+    save_workspace(model, workspace.root)
+    retrain(model, workspace, "c", 0.5)
+    retrain(model, workspace, "c", 0.5)  # an adapter version no fusion pins
+    retrain_fusion(model, workspace, "f1", 0.2)  # f1 now pins the latest c; its first version is kept
+    kept = workspace.fusions_dir / ".versions" / "f1"
+    assert len(list(kept.iterdir())) == 1
+    unused = unused_versions(workspace)
+    assert [(r.kind, r.name.split("@")[0]) for r in unused] == [
+        ("adapter version", "c"),
+        ("adapter version", "c"),
+        ("fusion version", "f1"),
+    ]  # both earlier c's: the first is pinned only by f1's kept version, which this pruning removes too
+    old_f1 = f"f1@{next(kept.iterdir()).name}"
+    assert fusions_using(workspace, "a") == ["f1", old_f1]  # a kept fusion version loads only while a does
+    with pytest.raises(RemovalRefused, match=f"fused by f1, {old_f1}: .* with `fusionlab delete versions`"):
+        delete_artifact(workspace, "adapter", "a")
+
+    assert main(["delete", "versions", "--home", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "deleted fusion version f1@" in out and out.count("deleted adapter version c@") == 2
+    assert not list(kept.iterdir()) and workspace.list_fusions() == ["f1"]
+    logits(workspace, "f1")  # the latest f1 still loads
+    assert main(["delete", "versions", "--home", str(tmp_path)]) == 0
+    assert "no earlier version is unused; nothing deleted" in capsys.readouterr().out
+
+    retrain_fusion(model, workspace, "f1", 0.2)
+    assert len(list(kept.iterdir())) == 1
+    delete_artifact(workspace, "fusion", "f1")  # with its kept versions: then nothing holds a any more
+    assert not kept.exists() and workspace.list_fusions() == []
+    delete_artifact(workspace, "adapter", "a")
 
 
 def test_delete_refuses_what_would_break_something(tmp_path):

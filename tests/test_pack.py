@@ -8,12 +8,12 @@ import shutil
 import pytest
 import torch
 
-from fusionlab import FusionModel, FusionTrainer
+from fusionlab import FusionModel, FusionTrainer, ModelConfig, TrainingConfig
 from fusionlab.base_model import load_tokenizer
 from fusionlab.data import encode_texts
 from fusionlab.pack import PACK_DIR, PackError, install_pack, read_card
 from fusionlab.pack.recipe import ADAPTERS, FUSIONS
-from fusionlab.pack.store import MANIFEST_FILE, read_manifest, ready_workspace
+from fusionlab.pack.store import MANIFEST_FILE, is_pack_artifact, read_manifest, ready_workspace
 from fusionlab.workspace import Workspace
 
 pytestmark = pytest.mark.skipif(not (PACK_DIR / MANIFEST_FILE).is_file(), reason="the pack is not built")
@@ -73,9 +73,15 @@ def test_pack_artifacts_are_read_only_for_training(tmp_path, with_pack, shared_d
     workspace = ready_workspace(tmp_path / "ws")
     trainer = FusionTrainer(workspace=workspace, data_dir=shared_data_dir)
     with pytest.raises(ValueError, match="comes from the pretrained pack and is read-only"):
-        trainer.train_adapter("rte")
+        trainer.train_adapter("rte", name="rte")
     with pytest.raises(ValueError, match="read-only"):
         trainer.train_fusion("imdb", ["imdb", "sst2"], name="imdb-attention")
+    # a default name follows the one naming rule (the CLI's): <target>-<method>, beside the pack's as -2
+    tiny = TrainingConfig(max_steps=2, max_train_samples=16, max_eval_samples=16, per_device_train_batch_size=8)
+    trainer.model_config = ModelConfig(max_length=32)
+    result = trainer.train_fusion("imdb", ["imdb", "sst2"], training_config=tiny)
+    assert result.name == "imdb-attention-2" and (workspace.fusions_dir / "imdb-attention-2").is_dir()
+    assert is_pack_artifact(workspace.fusions_dir / "imdb-attention")  # the pack's, untouched
 
 
 @pytest.mark.slow
@@ -157,3 +163,16 @@ def test_build_writes_cards_from_fresh_evaluations_resumes_and_rebuilds_what_dep
     build.build_pack(tmp_path / "pack", data_dir=shared_data_dir, log=lines.append)
     rebuilt = [line.split(":")[0] for line in lines if ": training {" in line]
     assert rebuilt == ["adapter rte", "fusion cb-fused"]  # the fusion over the changed adapter, too
+
+
+def test_the_tiny_demo_in_a_pack_workspace_uses_the_packs_adapters(tmp_path, with_pack):
+    """A workspace with the pack holds read-only rte, mnli...: the demo does not try to retrain them (it would be
+    refused); a fusion whose name the pack holds is saved beside it."""
+    from fusionlab.demo import demo_runs, workspace_plan
+    from fusionlab.runspec import FusionRun
+
+    workspace = ready_workspace(tmp_path / "ws")
+    plan = workspace_plan(workspace, "tiny")
+    assert all(isinstance(run, FusionRun) for run in plan)  # every tiny adapter is the pack's already
+    assert [run.name for run in plan] == ["rte-attention-2", "rte-weighted"]
+    assert [run.adapters for run in plan] == [run.adapters for run in demo_runs("tiny") if isinstance(run, FusionRun)]

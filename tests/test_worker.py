@@ -18,8 +18,8 @@ import pytest
 
 from fusionlab.runstore import CANCELLED, FAILED, FINISHED, RUNNING, RunStore
 from fusionlab.worker import (
-    BUILTIN_EXECUTORS,
     DEFAULT_NICENESS,
+    builtin_executors,
     ensure_worker,
     executor_specs,
     pid_alive,
@@ -237,7 +237,7 @@ def test_executor_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FUSIONLAB_EXECUTORS", " demo = my.module:demo , extra=pkg.mod:run,")
     specs = executor_specs()
     assert specs["demo"] == "my.module:demo" and specs["extra"] == "pkg.mod:run"
-    assert specs["train_adapter"] == BUILTIN_EXECUTORS["train_adapter"]
+    assert specs["train_adapter"] == builtin_executors()["train_adapter"]
     monkeypatch.setenv("FUSIONLAB_EXECUTORS", "demo=no_colon")
     with pytest.raises(ValueError, match="not of the form kind=module:function"):
         executor_specs()

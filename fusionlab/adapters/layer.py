@@ -17,6 +17,7 @@ up-projection into those two operations; see there.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -103,6 +104,16 @@ def stack_adapters(adapters: Sequence[BottleneckAdapter]) -> StackedAdapters:
         up_bias=torch.stack([a.up.bias for a in adapters]),
         activation=acts.pop(),
     )
+
+
+def snapshot_cache_mode() -> contextlib.AbstractContextManager:
+    """The mode an inference snapshot builds what it keeps in (stacked weights, attention folds): ordinary
+    tensors without gradients, even when first built inside ``torch.inference_mode()``. Inference tensors could
+    not be used again with autograd on, and salience (integrated gradients) runs the same snapshot with it on."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode(False))
+    stack.enter_context(torch.no_grad())
+    return stack
 
 
 def bottleneck(stacked: StackedAdapters, hidden: torch.Tensor) -> torch.Tensor:

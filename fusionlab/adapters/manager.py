@@ -19,6 +19,7 @@ from fusionlab.adapters.layer import (
     FactoredDeltas,
     StackedAdapters,
     factor_stacked,
+    snapshot_cache_mode,
     stack_adapters,
 )
 from fusionlab.config import AdapterConfig
@@ -156,7 +157,8 @@ class AdapterManager(nn.Module):
             return stack_adapters(blocks)
         cache_key = (key, tuple(names))
         if cache_key not in self.stacks:
-            self.stacks[cache_key] = stack_adapters(blocks)
+            with snapshot_cache_mode():
+                self.stacks[cache_key] = stack_adapters(blocks)
         return self.stacks[cache_key]
 
     # -- inspection ---------------------------------------------------------------------------------------

@@ -22,14 +22,27 @@ from fusionlab.composition.results import CompareOptions, Comparison, MethodResu
 from fusionlab.composition.session import Session, comparison_dir
 from fusionlab.config import ModelConfig
 from fusionlab.devices import describe_device
-from fusionlab.evaluation import evaluate_model
+from fusionlab.evaluation import EvaluationResult, evaluate_model
 from fusionlab.metrics import majority_baseline
 from fusionlab.model import FusionModel
 from fusionlab.text_table import align_columns
+from fusionlab.training.loop import Reporter
 from fusionlab.workspace import Workspace
 
 RESULT_FILE = "comparison.json"
 Progress = Callable[[str], None]
+
+
+class MethodsReporter(Reporter):
+    """Follows a comparison: which method starts (of how many), what it says, and every training step through
+    the :class:`~fusionlab.training.loop.Reporter` events (which may cancel it). The default ignores them all;
+    the worker's (:class:`~fusionlab.composition.run.CompareReporter`) records them."""
+
+    def method_started(self, index: int, total: int, method: str) -> None:
+        """Method ``index`` (0-based) of ``total`` starts; raise to stop the comparison before it."""
+
+    def say(self, message: str) -> None:
+        """A line of progress (what the CLI printed when comparisons ran in the terminal)."""
 
 
 def chosen_methods(options: CompareOptions) -> list[Method]:
@@ -43,8 +56,9 @@ def chosen_methods(options: CompareOptions) -> list[Method]:
     return [known[n] for n in names]
 
 
-def score(session: Session, method: Method, trained: Trained) -> tuple[MethodResult, FusionModel]:
-    """A fresh load of the saved checkpoint, scored on the dev subset; with the model, to time it later."""
+def score(session: Session, method: Method, trained: Trained) -> tuple[MethodResult, FusionModel, EvaluationResult]:
+    """A fresh load of the saved checkpoint, scored on the dev subset (with its bootstrap interval); with the
+    model, to time it later, and the evaluation, whose predictions pair it with the adapter's."""
     model = session.load(trained.path)
     evaluation = evaluate_model(
         model, session.dev, session.spec, session.collator, trained.adapters, keep_predictions=False
@@ -68,8 +82,9 @@ def score(session: Session, method: Method, trained: Trained) -> tuple[MethodRes
         train_seconds=trained.seconds,
         checkpoint=str(trained.path.relative_to(session.root)),
         details=dict(trained.details),
+        interval=evaluation.score(session.spec.main_metric),
     )
-    return result, model
+    return result, model, evaluation
 
 
 def compare_methods(
@@ -78,16 +93,23 @@ def compare_methods(
     data_dir: str | None = None,
     model_name: str | None = None,
     progress: Progress | None = None,
+    reporter: MethodsReporter | None = None,
 ) -> Comparison:
     """Run every chosen method for ``options.target`` over ``options.adapters``; save and return the comparison.
 
     Methods are trained and scored one after the other; then every configuration (each method, each point of the
     curves, the plain encoder) is timed round-robin on the same batch, so the latency ratios come from one run.
+    ``reporter`` (the worker's) follows the methods and the training steps, and can cancel between and within.
     """
-    say = progress or (lambda message: None)
+
+    def say(message: str) -> None:
+        for listener in (progress, reporter.say if reporter else None):
+            if listener is not None:
+                listener(message)
+
     model_name = model_name or ModelConfig().model_name_or_path
     methods = chosen_methods(options)
-    session = Session(options, workspace, data_dir, model_name)
+    session = Session(options, workspace, data_dir, model_name, reporter=reporter)
     comparison = Comparison(
         options=options,
         model_name_or_path=model_name,
@@ -97,14 +119,17 @@ def compare_methods(
         device=describe_device(),
     )
     calls: dict[str, dropping.Call] = {}
-    for method in methods:
+    evaluations: dict[str, EvaluationResult] = {}
+    for index, method in enumerate(methods):
+        if reporter is not None:
+            reporter.method_started(index, len(methods), method.name)
         say(f"{method.name}: {method.description}")
         try:
             trained = method.run(session)
         except MethodNotApplicable as err:
             say(f"{method.name}: skipped ({err})")
             continue
-        result, model = score(session, method, trained)
+        result, model, evaluations[method.name] = score(session, method, trained)
         comparison.results.append(result)
         calls[method.name] = dropping.model_call(model, session.latency_batch, adapter_names=trained.adapters)
         if "base" not in calls:
@@ -116,11 +141,23 @@ def compare_methods(
             comparison.adapter_drop, drop_calls = dropping.adapter_drop_curve(model, session.dev, *args)
             comparison.pruning, prune_calls = dropping.pruning_curve(model, session.dev, session.few_shot, *args)
             calls |= drop_calls | prune_calls
+    _pair_with_adapter(comparison, evaluations)
     if calls:
         say(f"timing {len(calls)} configurations round-robin, {options.latency_repeats} rounds")
         _fill_latencies(comparison, dropping.time_interleaved(calls, options.latency_repeats))
     comparison.save(session.root / RESULT_FILE)
     return comparison
+
+
+def _pair_with_adapter(comparison: Comparison, evaluations: dict[str, EvaluationResult]) -> None:
+    """Every row's paired difference from the target's own adapter, on the same dev examples: what says whether
+    a method's gain is beyond noise (a paired interval that includes 0 is "within noise")."""
+    alone = evaluations.get("adapter")
+    if alone is None:
+        return
+    for result in comparison.results:
+        if result.method != "adapter":
+            result.vs_adapter = evaluations[result.method].difference(alone, result.main_metric)
 
 
 def retime(

@@ -17,6 +17,7 @@ from fusionlab.composition.dropping import CurvePoint
 from fusionlab.composition.search import MAX_EVALUATIONS
 from fusionlab.config import MAX_NAME_LENGTH, JsonConfig, check_name
 from fusionlab.metrics import metric_label
+from fusionlab.uncertainty import Difference, Score
 
 MAX_COMPARE_STEPS = 20_000
 
@@ -103,8 +104,16 @@ class MethodResult(JsonConfig):
     train_seconds: float = 0.0
     checkpoint: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    interval: Score | None = None
+    """The main metric's 95 % bootstrap interval on the same dev examples (None in comparisons saved before)."""
+    vs_adapter: Difference | None = None
+    """Paired difference from the target's own adapter on the same examples (None for the adapter's own row)."""
 
     def validate(self) -> None:
+        if isinstance(self.interval, dict):
+            self.interval = Score.from_dict(self.interval)
+        if isinstance(self.vs_adapter, dict):
+            self.vs_adapter = Difference.from_dict(self.vs_adapter)
         for name in ("value", "latency_ms", "train_seconds"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -170,7 +179,9 @@ class Comparison(JsonConfig):
                 "method": r.method,
                 "family": r.family,
                 self.score_label: r.value,
+                "95 % interval": r.interval.bounds_text() if r.interval else None,
                 "vs adapter alone": self.gain_over_adapter(r),
+                "paired verdict": r.vs_adapter.verdict() if r.vs_adapter else None,
                 "latency vs encoder": self.latency_ratio(r),
                 "params at inference": r.inference_params,
                 "trained params": r.trained_params,

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import torch
 
-from fusionlab.budgets import COMPARE
+from fusionlab.budgets import resolve_budget
 from fusionlab.checkpoint import read_meta
 from fusionlab.composition.merging import MergeOptions
 from fusionlab.composition.results import CompareOptions
@@ -20,6 +20,7 @@ from fusionlab.config import ModelConfig, TrainingConfig
 from fusionlab.data import DEV_SUBSET_SEED, get_task, make_collator
 from fusionlab.model import FusionModel
 from fusionlab.pack.store import install_pack
+from fusionlab.training.loop import Reporter
 from fusionlab.training.trainer import FusionTrainer, TrainResult
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
 
@@ -41,8 +42,10 @@ class Session:
         data_dir: str | None,
         model_name: str,
         copy_adapters: bool = True,
+        reporter: Reporter | None = None,
     ) -> None:
-        """``copy_adapters=False`` reopens a finished comparison over the adapter copies it already holds."""
+        """``copy_adapters=False`` reopens a finished comparison over the adapter copies it already holds;
+        ``reporter`` receives every method's training steps (and may cancel them)."""
         self.options = options
         self.spec = get_task(options.target)
         self.root = comparison_dir(source, options)
@@ -50,24 +53,29 @@ class Session:
         if copy_adapters:
             self._copy_adapters(source)
         model_config = ModelConfig(model_name_or_path=model_name, max_length=options.max_length)
-        self.trainer = FusionTrainer(model_config, self.training_config(), self.workspace, data_dir)
+        self.trainer = FusionTrainer(model_config, self.training_config(), self.workspace, data_dir, reporter)
         self.collator = make_collator(self.trainer.tokenizer)
         self.dev = self.trainer.tokenized_split(self.spec, "validation", options.max_eval_samples, DEV_SUBSET_SEED)
         self.latency_batch = self.collator([self.dev[i] for i in range(min(options.latency_batch, len(self.dev)))])
 
     def training_config(self) -> TrainingConfig:
+        """The ``compare`` profile of :func:`~fusionlab.budgets.resolve_budget` with the comparison's choices:
+        the same budget for every trained method, and one evaluation, at the end, so nothing is selected."""
         o = self.options
-        return TrainingConfig(
+        budget = resolve_budget(
+            o.target,
+            "fusion",
+            "compare",
+            steps=o.max_steps,
             learning_rate=o.learning_rate,
-            max_steps=o.max_steps,
-            per_device_train_batch_size=o.batch_size,
-            eval_steps=o.max_steps,  # one evaluation, at the end: nothing is selected on the dev set
-            logging_steps=max(1, o.max_steps // 10),
+            batch_size=o.batch_size,
+            max_length=o.max_length,
             max_train_samples=o.max_train_samples,
             max_eval_samples=o.max_eval_samples,
-            warmup_ratio=COMPARE.warmup_ratio,
+            eval_steps=o.max_steps,
             seed=o.seed,
         )
+        return budget.training_config()
 
     def _copy_adapters(self, source: Workspace) -> None:
         for name in self.options.adapters:

@@ -1,8 +1,9 @@
 """Charts of a saved comparison: dev score against latency, against trained parameters, and the fusion cut down.
 
 Every chart shares two reference lines, so its vertical scale cannot exaggerate: the majority class (what
-predicting the most frequent label scores) and the target's own adapter alone. The score axis spans from below
-the lower of them to above the best method, never beyond 0–1. Methods keep one colour and marker per method on
+predicting the most frequent label scores) and the target's own adapter alone. Every score carries its 95 %
+bootstrap interval as an error bar, and the score axis spans from below the lower of the lines and the intervals
+to above the best, never beyond 0–1. Methods keep one colour and marker per method on
 every chart (fusions in purples, merges in greens, the search in orange, the adapter in the task's colour).
 """
 
@@ -79,30 +80,66 @@ def _score_title(comparison: Comparison) -> str:
     return f"{metric_label(comparison.main_metric)} ({comparison.dev_examples} dev examples)"
 
 
-def labelled_points(
-    xs: list[float],
-    ys: list[float],
-    x_range: list[float],
-    y_range: list[float],
-    gap: tuple[float, float] = (0.12, 0.08),
-) -> list[bool]:
-    """Which points get a text label: the first of any cluster (points closer than ``gap``, as fractions of the
-    axes' spans); the others are named by the legend and on hover, so no two labels print over each other."""
+CHAR_WIDTH, LABEL_HEIGHT = 0.013, 0.06
+"""A label's size as fractions of the plot (about 7 px a character and one 14-px line on a 560 × 260 px plot)."""
+MARKER_HALF = (0.015, 0.03)
+"""Half a marker's width and height, as fractions of the plot."""
+POSITIONS = ("top center", "bottom center", "middle right", "middle left")
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in fractions of the plot
+
+
+def _label_box(x: float, y: float, width: float, position: str) -> Box:
+    mx, my = MARKER_HALF
+    if position == "top center":
+        return (x - width / 2, y + my, x + width / 2, y + my + LABEL_HEIGHT)
+    if position == "bottom center":
+        return (x - width / 2, y - my - LABEL_HEIGHT, x + width / 2, y - my)
+    if position == "middle right":
+        return (x + mx, y - LABEL_HEIGHT / 2, x + mx + width, y + LABEL_HEIGHT / 2)
+    return (x - mx - width, y - LABEL_HEIGHT / 2, x - mx, y + LABEL_HEIGHT / 2)
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def label_positions(
+    xs: list[float], ys: list[float], texts: list[str], x_range: list[float], y_range: list[float]
+) -> list[str | None]:
+    """Where each point's text label goes (a Plotly ``textposition``), or ``None`` for no label: above the point
+    if that place is free, else below, right or left, so that no label covers a marker or another label. A point
+    whose marker sits on an earlier one's gets none (the legend and the hover name it)."""
     span_x = (x_range[1] - x_range[0]) or 1.0
     span_y = (y_range[1] - y_range[0]) or 1.0
-    placed: list[tuple[float, float]] = []
-    shown = []
-    for x, y in zip(xs, ys):
-        point = (x / span_x, y / span_y)
-        free = all(abs(point[0] - p[0]) > gap[0] or abs(point[1] - p[1]) > gap[1] for p in placed)
-        if free:
-            placed.append(point)
-        shown.append(free)
-    return shown
+    points = [((x - x_range[0]) / span_x, (y - y_range[0]) / span_y) for x, y in zip(xs, ys)]
+    mx, my = MARKER_HALF
+    markers = [(x - mx, y - my, x + mx, y + my) for x, y in points]
+    placed: list[Box] = []
+    positions: list[str | None] = []
+    for i, ((x, y), text) in enumerate(zip(points, texts)):
+        if any(_overlap(markers[i], markers[j]) for j in range(i)):
+            positions.append(None)
+            continue
+        chosen = None
+        for position in POSITIONS:
+            box = _label_box(x, y, CHAR_WIDTH * len(text), position)
+            inside = box[0] >= 0 and box[2] <= 1 and box[1] >= 0 and box[3] <= 1.1  # a little room above the plot
+            others = (m for j, m in enumerate(markers) if j != i)
+            if inside and not any(_overlap(box, m) for m in others) and not any(_overlap(box, b) for b in placed):
+                chosen = position
+                placed.append(box)
+                break
+        positions.append(chosen)
+    return positions
+
+
+def _short_name(result: MethodResult) -> str:
+    return result.method.split(":")[-1]
 
 
 def _method_point(
-    fig: go.Figure, comparison: Comparison, result: MethodResult, x: float, hover_x: str, label: bool
+    fig: go.Figure, comparison: Comparison, result: MethodResult, x: float, hover_x: str, label: str | None
 ) -> None:
     fig.add_scatter(
         name=result.method,
@@ -115,12 +152,38 @@ def _method_point(
             "symbol": FAMILY_SYMBOLS.get(result.family, "circle"),
             "line": {"width": 1, "color": "rgba(128,128,128,0.8)"},
         },
-        text=[result.method.split(":")[-1] if label else ""],
-        textposition="top center",
+        text=[_short_name(result) if label else ""],
+        textposition=label or "top center",
         cliponaxis=False,
-        customdata=[[result.method, hover_x]],  # data, not template: a name cannot break the hover
-        hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>score %{y:.3f}<extra></extra>",
+        error_y=_interval_bar(result),
+        customdata=[[result.method, hover_x, _interval_text(result)]],  # data, not template: names stay text
+        hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>score %{y:.3f} %{customdata[2]}<extra></extra>",
     )
+
+
+def _extent(results: list[MethodResult]) -> list[float]:
+    """Every score and interval bound the chart draws: the axis spans them all, so no error bar is cut."""
+    bounds = [b for r in results if r.interval for b in (r.interval.low, r.interval.high)]
+    return [r.value for r in results] + bounds
+
+
+def _interval_bar(result: MethodResult) -> dict | None:
+    """The score's 95 % bootstrap interval as an error bar (comparisons saved before intervals: none)."""
+    if result.interval is None:
+        return None
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [result.interval.high - result.value],
+        "arrayminus": [result.value - result.interval.low],
+        "thickness": 1,
+        "width": 3,
+    }
+
+
+def _interval_text(result: MethodResult) -> str:
+    verdict = f"; vs adapter: {result.vs_adapter.verdict()}" if result.vs_adapter is not None else ""
+    return (result.interval.bounds_text() if result.interval else "") + verdict
 
 
 def accuracy_latency_chart(comparison: Comparison) -> go.Figure | None:
@@ -131,8 +194,8 @@ def accuracy_latency_chart(comparison: Comparison) -> go.Figure | None:
     fig = go.Figure()
     ratios = [comparison.latency_ratio(r) for r in results]
     x_range = [min(0.9, min(ratios) - 0.05), max(ratios) * 1.08 + 0.05]
-    y_range = score_range(comparison, [r.value for r in results])
-    labels = labelled_points(ratios, [r.value for r in results], x_range, y_range)
+    y_range = score_range(comparison, _extent(results))
+    labels = label_positions(ratios, [r.value for r in results], [_short_name(r) for r in results], x_range, y_range)
     for result, ratio, label in zip(results, ratios, labels):
         _method_point(fig, comparison, result, ratio, f"{ratio:.2f}× the encoder's latency", label)
     _encoder_line(fig)
@@ -152,8 +215,9 @@ def accuracy_parameters_chart(comparison: Comparison) -> go.Figure | None:
     fig = go.Figure()
     counts = [r.trained_params for r in trained]
     x_range = [math.log10(min(counts)) - 0.5, math.log10(max(counts)) + 0.5]
-    y_range = score_range(comparison, [r.value for r in comparison.results])
-    labels = labelled_points([math.log10(n) for n in counts], [r.value for r in trained], x_range, y_range)
+    y_range = score_range(comparison, _extent(comparison.results))
+    logs = [math.log10(n) for n in counts]
+    labels = label_positions(logs, [r.value for r in trained], [_short_name(r) for r in trained], x_range, y_range)
     for result, label in zip(trained, labels):
         hover = f"{result.trained_params:,} trained parameters"
         _method_point(fig, comparison, result, result.trained_params, hover, label)

@@ -15,11 +15,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from fusionlab.checkpoint import CheckpointError, read_meta
 from fusionlab.composition.compare import RESULT_FILE
-from fusionlab.composition.results import Comparison
+from fusionlab.composition.methods import methods
+from fusionlab.composition.results import MAX_COMPARE_STEPS, CompareOptions, Comparison
+from fusionlab.composition.run import CompareRun
 from fusionlab.composition.session import COMPARISONS_DIR
+from fusionlab.data.tasks import get_task
 from fusionlab.metrics import metric_label
+from fusionlab.runstore import QUEUED, RUNNING, RunStore
 from fusionlab.workspace import Workspace
+
+__all__ = ["MAX_COMPARE_STEPS", "CompareOptions", "method_names"]  # for the page's form, with the functions below
 
 MAX_LISTED = 200
 """At most this many comparisons are listed (newest first): a page never reads an unbounded directory."""
@@ -128,3 +135,37 @@ def playground_query(slug: str, comparison: Comparison) -> str | None:
     if single:
         params["compare"] = f"{slug}/{max(single, key=lambda r: r.value).method}"
     return urlencode(params)
+
+
+# -- starting a comparison from the page ---------------------------------------------------------------------
+def method_names() -> list[str]:
+    """Every registered composition method, as the form offers them (read when drawn: a method registered at
+    run time is among them)."""
+    return list(methods())
+
+
+def queue_comparison(
+    store: RunStore,
+    workspace: Workspace,
+    options: CompareOptions,
+    data_dir: str | None = None,
+    owner: str | None = None,
+    owner_name: str | None = None,
+) -> int:
+    """Queue a ``compare`` run for the workspace's worker (as ``fusionlab compare`` does); returns its id.
+
+    Checked here, while the user still looks at the form: the target task exists, every adapter is trained in
+    the workspace, and no comparison of the same target and seed is queued or running (it would write the same
+    directory). A finished one of that target and seed is replaced when the new one ends.
+    """
+    get_task(options.target)
+    for name in options.adapters:
+        try:
+            read_meta(workspace.adapter_dir(name))
+        except (CheckpointError, FileNotFoundError, ValueError):
+            raise ValueError(f"adapter {name} is not trained in this workspace") from None
+    run = CompareRun(options=options, data_dir=data_dir)
+    pending = [r for r in store.list_runs(status=(QUEUED, RUNNING), kind=CompareRun.kind) if r.name == run.name]
+    if pending:
+        raise ValueError(f"comparison {run.name} is already queued or running (run #{pending[0].id})")
+    return store.enqueue(run.kind, run.name, run.to_dict(), owner, owner_name)

@@ -9,6 +9,7 @@ batched evaluation the training uses.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -49,10 +50,15 @@ class DevExample:
             return FUSION_WINS if fusion_right else ADAPTER_WINS
         return BOTH_RIGHT if fusion_right else BOTH_WRONG
 
+    @property
+    def disagree(self) -> bool:
+        """The fusion and the target's adapter alone give different answers (the examples worth a look)."""
+        return self.single is not None and self.single != self.fused
+
     def as_row(self) -> dict[str, object]:
-        row: dict[str, object] = {"row": self.row, "text": self.text}
+        row: dict[str, object] = {"row": self.row, "text": readable(self.text)}
         if self.pair is not None:
-            row["second text"] = self.pair
+            row["second text"] = readable(self.pair)
         return row | {
             "gold": self.gold,
             "adapter alone": self.single or "",
@@ -143,6 +149,25 @@ def dev_leave_one_out(predictor: Predictor, data_dir: str | None, limit: int = D
         {name: result.metrics[metric] for name, result in dropped.items()},
         {name: result.difference(full, metric) for name, result in dropped.items()},
     )
+
+
+_MARKUP_BREAK = re.compile(r"(?:\s*<br\s*/?>\s*)+", re.IGNORECASE)
+
+
+def readable(text: str) -> str:
+    """A dataset text as a table shows it: the HTML line breaks IMDb's reviews carry (``<br /><br />``) become
+    one space (the text loaded into the Playground stays the text the model was scored on)."""
+    return _MARKUP_BREAK.sub(" ", text).strip()
+
+
+def disagreements(examples: list[DevExample], count: int = 4) -> list[DevExample]:
+    """A short gallery of examples where the two answers differ: fusion right and adapter right in turn, the
+    shortest first (they fit on a button and read in a glance)."""
+    wins = sorted((e for e in examples if e.outcome == FUSION_WINS), key=lambda e: len(e.text))
+    losses = sorted((e for e in examples if e.outcome == ADAPTER_WINS), key=lambda e: len(e.text))
+    others = sorted((e for e in examples if e.disagree and e.outcome == BOTH_WRONG), key=lambda e: len(e.text))
+    interleaved = [e for pair in zip(wins, losses) for e in pair] + wins[len(losses) :] + losses[len(wins) :]
+    return (interleaved + others)[:count]
 
 
 def outcome_counts(examples: list[DevExample]) -> dict[str, int]:

@@ -28,10 +28,12 @@ from fusionlab.dashboard.answers import AnswerCache
 from fusionlab.dashboard.errors import DashboardError
 from fusionlab.dashboard.examples import TEXT_MAX_CHARS
 from fusionlab.data import TaskSpec, get_task
+from fusionlab.fusion.override import WeightOverride
 from fusionlab.fusion.registry import fusion_class
 from fusionlab.inference_snapshot import freeze_for_inference
 from fusionlab.model import FusionModel
-from fusionlab.prediction import EncodedInput, Prediction, encode_input, predict
+from fusionlab.prediction import EncodedInput, Prediction, encode_input, predict, unfamiliar_input
+from fusionlab.salience import Salience, salience
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
 
 
@@ -76,6 +78,8 @@ class Comparison:
     learned_weights: np.ndarray | None  # [layers, active adapters], weighted fusion only
     original_tokens: int
     kept_tokens: int
+    unfamiliar: str | None = None
+    """Why the answer means little (mostly unknown tokens, or not the encoder's language); None if nothing."""
 
     @property
     def truncated(self) -> bool:
@@ -188,6 +192,7 @@ class Predictor:
         self.model = freeze_for_inference(model)  # answers only: stacked weights and folds are built once
         self.tokenizer = load_tokenizer(self.info.model_name)
         self._answers: AnswerCache[Comparison] = AnswerCache()
+        self._saliences: AnswerCache[Salience] = AnswerCache()  # its own lock, then the model's (never the reverse)
         self.lock = self._answers.lock  # also taken by whoever else runs this model (Efficiency, the dev set)
         self.model_calls = 0
         """How many inputs were run through the model (answers served from the cache are not counted)."""
@@ -228,16 +233,61 @@ class Predictor:
         return active
 
     def compare(
-        self, text: str | None, text_pair: str | None = None, active_adapters: list[str] | None = None
+        self,
+        text: str | None,
+        text_pair: str | None = None,
+        active_adapters: list[str] | None = None,
+        override: WeightOverride | None = None,
     ) -> Comparison:
         """Predict with the target adapter alone and with the fusion over ``active_adapters`` (default: all).
 
         Switching adapters off keeps the fusion head and renormalises the fusion weights over the adapters
-        left on (one adapter left on still goes through the fusion layers: ``force_fusion=True``).
+        left on (one adapter left on still goes through the fusion layers: ``force_fusion=True``). ``override``
+        sets some of their weights by hand (the what-if panel); a bad one is a :class:`DashboardError`.
         """
         text, text_pair = self.check_input(text, text_pair)
         active = self.check_adapters(active_adapters)
-        return self._answers.get((text, text_pair, active), lambda: self._compare(text, text_pair, active))
+        if override is not None and not override.weights:
+            override = None
+        if override is not None:
+            try:
+                override.check(active, self.info.num_layers)
+            except ValueError as err:
+                raise DashboardError(str(err)) from None
+            if len(active) < 2:
+                raise DashboardError("Setting a weight by hand needs two adapters or more switched on.")
+        key = _answer_key(text, text_pair, active, override)
+        return self._answers.get(key, lambda: self._compare(text, text_pair, active, override))
+
+    def salience(
+        self,
+        text: str | None,
+        text_pair: str | None = None,
+        active_adapters: list[str] | None = None,
+        override: WeightOverride | None = None,
+    ) -> Salience:
+        """Which tokens push the target adapter alone and the fusion (as :meth:`compare` runs it) towards the
+        fusion's answer: integrated gradients for both, on the same class (:mod:`fusionlab.salience`)."""
+        comparison = self.compare(text, text_pair, active_adapters, override)  # checks the input, gives the class
+        if comparison.single is None:
+            raise DashboardError(
+                f"Fusion {self.info.name!r} does not fuse {self.info.target}'s own adapter, so there is no single "
+                "adapter to set beside it."
+            )
+        text, text_pair = self.check_input(text, text_pair)
+        override = None if override is None or not override.weights else override
+        key = _answer_key(text, text_pair, comparison.active_adapters, override)
+        label = comparison.fused.label
+
+        def compute() -> Salience:
+            with self.lock:
+                encoded = self.encode(text, text_pair)
+                return salience(
+                    self.model, self.tokenizer, encoded, self.info.target, comparison.active_adapters,
+                    comparison.fused.labels.index(label), label, override,
+                )  # fmt: skip
+
+        return self._saliences.get(key, compute)
 
     def leave_one_out(
         self, text: str | None, text_pair: str | None = None, active_adapters: list[str] | None = None
@@ -258,13 +308,18 @@ class Predictor:
             drops.append(AdapterDrop(name, float(without.probabilities[answer]), without.label))
         return LeaveOneOut(full.fused.label, full.fused.confidence, tuple(drops))
 
-    def _compare(self, text: str, text_pair: str | None, active: tuple[str, ...]) -> Comparison:
+    def _compare(
+        self, text: str, text_pair: str | None, active: tuple[str, ...], override: WeightOverride | None = None
+    ) -> Comparison:
         """One model call for a checked input (see :meth:`compare`); call under ``lock``."""
         info = self.info
         self.model_calls += 1
         encoded = self.encode(text, text_pair)
         single = predict(self.model, encoded, [info.target])[0] if info.has_target_adapter else None
-        fused, out = predict(self.model, encoded, list(active), force_fusion=True, output_fusion_weights=True)
+        fused, out = predict(
+            self.model, encoded, list(active), force_fusion=True, output_fusion_weights=True,
+            fusion_weight_override=override,
+        )  # fmt: skip
         token_weights = fusion_weights.example_tokens(out.fusion_weights, 0, encoded.kept_tokens).numpy()
         token_weights.setflags(write=False)  # a cached answer is shared by every session: nobody may edit it
         learned = self._learned_weights(active)
@@ -279,6 +334,7 @@ class Predictor:
             learned_weights=learned,
             original_tokens=encoded.original_tokens,
             kept_tokens=encoded.kept_tokens,
+            unfamiliar=unfamiliar_input((text, text_pair), encoded.tokens, self.tokenizer.unk_token),
         )
 
     def _learned_weights(self, active: tuple[str, ...]) -> np.ndarray | None:
@@ -289,6 +345,18 @@ class Predictor:
         indices = [self.info.adapters.index(name) for name in active]
         with torch.no_grad():
             return torch.stack([layer.adapter_weights(indices) for layer in self.model.fusion_layers]).float().numpy()
+
+
+def _answer_key(
+    text: str, text_pair: str | None, active: tuple[str, ...], override: WeightOverride | None
+) -> tuple[object, ...]:
+    """What an answer depends on beyond the loaded fusion: the input, the adapters on, the weights set by hand."""
+    return (
+        text,
+        text_pair,
+        active,
+        None if override is None else (tuple(sorted(override.weights.items())), override.layer),
+    )
 
 
 def checkpoint_signature(workspace: Workspace, fusion: str) -> tuple[tuple[str, int], ...]:

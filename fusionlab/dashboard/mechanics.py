@@ -22,11 +22,22 @@ import torch.nn.functional as F
 from fusionlab import fusion_weights
 from fusionlab.config import FusionConfig
 from fusionlab.dashboard.inference import Predictor
-from fusionlab.fusion import LEARNED_WEIGHT_METHODS, AttentionFusion, FusionLayer, WeightedFusion, build_fusion
+from fusionlab.fusion import FusionLayer, build_fusion, fusion_class, learned_weight_methods
 from fusionlab.model import FusionModel
 
-METHODS = LEARNED_WEIGHT_METHODS
-RANDOM_ADAPTER_NAMES = ("sentiment", "nli", "qa", "paraphrase", "grammar", "topic")
+
+def methods() -> tuple[str, ...]:
+    """The methods the page demonstrates: every registered one that learns its weights (read when drawn)."""
+    return learned_weight_methods()
+
+
+def has_heads(method: str) -> bool:
+    """Whether the heads picker means anything for ``method`` (declared on its class)."""
+    return fusion_class(method).has_heads
+
+
+RANDOM_ADAPTER_NAMES = tuple(f"random {letter}" for letter in "ABCDEF")
+"""The random outputs' names: random vectors, not a sentiment or an NLI adapter (task names would suggest they were)."""
 HEAD_CHOICES = (1, 2, 4, 8)
 
 
@@ -137,6 +148,9 @@ class MechanicsResult:
     """What the statistics and similarities describe: the outputs themselves (random outputs), or for a real
     sentence each output's *change* to the hidden state. Real outputs are hidden state + a small adapter change,
     so the outputs themselves are all ~0.998 alike and say nothing; their changes differ."""
+    trained_layer: bool = False
+    """Whether the layer is a trained fusion's (else a fresh one, as the method initialises it)."""
+    hidden_size: int = 0
 
     @property
     def num_heads(self) -> int:
@@ -160,25 +174,24 @@ class MechanicsResult:
 
 def _fusion_layer(
     outputs: AdapterOutputs, method: str, temperature: float, num_heads: int, seed: int
-) -> tuple[FusionLayer, str]:
+) -> tuple[FusionLayer, str, bool]:
+    """The layer to fuse with, where it comes from in words, and whether it is a trained one."""
     hidden, num = outputs.outputs.shape[-1], outputs.outputs.shape[1]
     config = outputs.fusion_config
     if config is not None and outputs.fusion_state is not None and config.fusion_method == method:
         # Rebuilt from its weights rather than copied: a trained layer may hold caches that do not deep-copy.
         layer = build_fusion(config, hidden)
         layer.load_state_dict(outputs.fusion_state)
-        source = f"the trained {method} fusion layer"
+        source, trained = f"the trained {method} fusion layer", True
     else:
         torch.manual_seed(seed)
-        if method == "attention":
-            layer = AttentionFusion(hidden, num, num_attention_heads=num_heads)
-            source = f"a fresh attention fusion layer ({num_heads} head{'s' if num_heads > 1 else ''}, seed {seed})"
-        else:
-            # Uniform logits would ignore the temperature; small random ones show what it does.
-            layer = WeightedFusion(hidden, num, weight_initialization="normal")
-            source = f"a fresh weighted fusion layer (small random logits, seed {seed})"
+        cls = fusion_class(method)
+        layer = cls.illustration(hidden, num, num_heads)
+        details = [f"{num_heads} head{'s' if num_heads > 1 else ''}"] if cls.has_heads else []
+        details += [cls.illustration_note] if cls.illustration_note else []
+        source, trained = f"a fresh {method} fusion layer ({', '.join([*details, f'seed {seed}'])})", False
     layer.temperature = float(temperature)
-    return layer.eval(), source
+    return layer.eval(), source, trained
 
 
 def fuse(
@@ -188,13 +201,13 @@ def fuse(
 
     ``num_heads`` and ``seed`` only matter for a fresh layer; a trained layer keeps its own heads and weights.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method not in methods():
+        raise ValueError(f"method must be one of {', '.join(methods())}, got {method!r}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    if method == "attention" and outputs.outputs.shape[-1] % num_heads:
+    if fusion_class(method).has_heads and outputs.outputs.shape[-1] % num_heads:
         raise ValueError(f"{num_heads} heads do not divide the hidden size {outputs.outputs.shape[-1]}")
-    layer, layer_source = _fusion_layer(outputs, method, temperature, num_heads, seed)
+    layer, layer_source, trained = _fusion_layer(outputs, method, temperature, num_heads, seed)
     with torch.inference_mode():
         result = layer.fuse(outputs.outputs, query=outputs.query)
         fused, each = result.hidden_states, outputs.outputs  # [T, H], [T, N, H]
@@ -214,6 +227,8 @@ def fuse(
         layer_source=layer_source,
         output_source=outputs.source,
         compared="output" if outputs.residual is None else "change to the hidden state",
+        trained_layer=trained,
+        hidden_size=int(outputs.outputs.shape[-1]),
     )
 
 
@@ -237,3 +252,44 @@ def fused_summary(result: MechanicsResult) -> str:
     """The fused output's (or change's) statistics, in words."""
     f = result.fused
     return f"Fused {result.compared}: mean {f.mean:.4f}, std {f.std:.4f}, L2 norm per token {f.norm:.3f}."
+
+
+def has_value_projection(method: str) -> bool:
+    """Whether ``method`` passes the weighted sum through a learned value projection (declared on its class)."""
+    return fusion_class(method).has_value_projection
+
+
+def scale_note(result: MechanicsResult) -> str:
+    """Why the fused output (or change) is as long as it is next to the adapters' (their L2 norms per token).
+
+    Without a value projection the fusion is a weighted average (weights summing to 1), never longer on a token
+    than the longest adapter's. With one, the weighted sum goes through a learned matrix and bias: identity in a
+    fresh layer, but a trained one can scale and turn it, and for a real sentence it acts on the hidden state
+    inside that sum too, so the fused change can be several times any adapter's.
+    """
+    method = result.method.capitalize()
+    what = "output" if result.compared == "output" else "change"
+    if not has_value_projection(result.method):
+        return (
+            f"{method} fusion has no value projection: the fused {what} is the adapters' {what}s weighted by weights "
+            f"that sum to 1, so on every token it is no longer than the longest of them."
+        )
+    size = f"{result.hidden_size}×{result.hidden_size} " if result.hidden_size else ""
+    projection = f"a value projection (a learned {size}matrix and a bias)"
+    if not result.trained_layer:
+        return (
+            f"{method} fusion passes the weighted sum of the adapters' outputs through {projection}. A fresh layer's "
+            f"starts as the identity, so here the fused {what} is that weighted sum itself."
+        )
+    inside = ", and it acts on the hidden state inside that sum too" if result.compared != "output" else ""
+    text = (
+        f"{method} fusion passes the weighted sum of the adapters' outputs through {projection}, trained with the "
+        f"fusion: it can scale and turn the sum{inside}, so the fused {what} is not bounded by the adapters' {what}s."
+    )
+    longest = max((a.norm for a in result.adapters), default=0.0)
+    if longest > 0 and result.fused.norm > 1.05 * longest:
+        text += (
+            f" Here it is {result.fused.norm / longest:.1f}× as long as the longest adapter's (L2 norm per token "
+            f"{result.fused.norm:.2f} against at most {longest:.2f})."
+        )
+    return text

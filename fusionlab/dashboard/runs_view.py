@@ -9,24 +9,35 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import zipfile
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from fusionlab.checkpoint import pinned_adapter_dir, read_meta
+from fusionlab.checkpoint import pinned_adapter_dir, read_meta, workspace_root_of
+from fusionlab.dashboard.visitors import Visitor, owner_label, shown_path
 from fusionlab.data.tasks import TASKS
 from fusionlab.metrics import metric_label
 from fusionlab.reported import Reported
-from fusionlab.runspec import FusionStats, layers_frame, run_result
+from fusionlab.runspec import FusionStats, RunKind, layers_frame, run_result
 
-__all__ = ["FAILED", "FINISHED", "STATUSES", "Reported", "run_result"]  # for the Runs page, with the functions below
+__all__ = [
+    "CANCELLED",
+    "FAILED",
+    "FINISHED",
+    "STATUSES",
+    "Reported",
+    "run_result",
+]  # for the Runs page, with the functions below
 from fusionlab.runspec import run_task as stored_run_task
-from fusionlab.runstore import FAILED, FINISHED, STATUSES, Run, RunStore, Snapshot
+from fusionlab.runstore import CANCELLED, FAILED, FINISHED, STATUSES, Run, RunStore, Snapshot
 from fusionlab.workspace import CHECKPOINT_MARKER
 
 HISTORY_COLUMNS = [
@@ -34,6 +45,7 @@ HISTORY_COLUMNS = [
     "kind",
     "name",
     "task",
+    "owner",
     "status",
     "created",
     "started",
@@ -59,6 +71,13 @@ class ArtifactsUnavailableError(FileNotFoundError):
 def run_task(run: Run) -> str | None:
     """The task a run trains for: ``task`` of an adapter run, ``target_task`` of a fusion run."""
     return stored_run_task(run.kind, run.config)
+
+
+def comparison_link(run: Run) -> str | None:
+    """The Compare methods page's link to a finished comparison run (``None`` for any other run)."""
+    if run.kind != RunKind.COMPARE or run.status != FINISHED:
+        return None
+    return f"compare?comparison={quote(run.name)}"
 
 
 def run_ref(run: Run) -> str:
@@ -112,8 +131,16 @@ def _clock(seconds: float) -> str:
     return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
-def history_frame(runs: list[Run]) -> pd.DataFrame:
+def mine(runs: list[Run], visitor: Visitor) -> list[Run]:
+    """The runs this visitor queued (the Runs page's "only my runs" on a shared server)."""
+    return [run for run in runs if run.owner is not None and run.owner == visitor.owner_id]
+
+
+def history_frame(runs: list[Run], visitor: Visitor | None = None) -> pd.DataFrame:
     """One row per run (columns :data:`HISTORY_COLUMNS`), in the order given (the store lists newest first).
+
+    ``owner`` is who queued it: "you" for ``visitor``'s own runs, else the name they showed (empty for runs
+    queued outside the dashboard).
 
     ``score`` is the final dev value of ``metric``, the task's main metric; ``error`` is the first line of a
     failed run's error (the rest is its traceback, for the detail view); ``duration_s`` runs up to now for a
@@ -130,6 +157,7 @@ def history_frame(runs: list[Run]) -> pd.DataFrame:
                 "kind": run.kind,
                 "name": run.name,
                 "task": run_task(run),
+                "owner": owner_label(run, visitor) if visitor is not None else (run.owner_name or ""),
                 "status": run.status,
                 "created": run.created_at,
                 "started": run.started_at,
@@ -141,7 +169,7 @@ def history_frame(runs: list[Run]) -> pd.DataFrame:
             }
         )
     frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    for column in ("task", "metric", "error"):  # an empty cell, not the word "None"
+    for column in ("task", "owner", "metric", "error"):  # an empty cell, not the word "None"
         frame[column] = frame[column].fillna("")
     for column in ("created", "started", "ended"):
         frame[column] = _local_time(frame[column])
@@ -212,7 +240,8 @@ def metric_names(store: RunStore, run_ids: list[int]) -> list[str]:
 
 
 def dev_metric_names(names: list[str]) -> list[str]:
-    """The dev-set metrics among logged metric names (the trainer logs them as ``eval_<metric>``)."""
+    """The in-training evaluations among logged metric names (the trainer logs them as ``eval_<metric>``; they
+    are measured on the selection split carved from train, which chooses the kept step, not on the dev split)."""
     return [name for name in names if name.startswith("eval_")]
 
 
@@ -248,6 +277,65 @@ def curves(store: RunStore, run_ids: list[int], metric: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+@dataclass(frozen=True)
+class CurveMarks:
+    """What one run's curves are read against: chance, and the step whose weights it kept.
+
+    ``majority`` is the majority-class baseline the run recorded (:attr:`RunResult.majority_baseline`, on its dev
+    split), keyed by metric name without the ``eval_`` prefix; ``best_step`` is the step it kept, the best on the
+    selection split (``None`` until the run has finished).
+    """
+
+    run: str
+    """The run's label (:func:`run_label`), as in a :func:`curves` frame's ``run`` column."""
+    num_labels: int | None = None
+    majority: dict[str, float] = field(default_factory=dict)
+    best_step: int | None = None
+
+    @property
+    def chance_loss(self) -> float | None:
+        """The cross-entropy of a uniform guess over the labels, ln(number of labels): a loss above it has
+        learned nothing yet (``None`` when the number of labels is unknown)."""
+        return math.log(self.num_labels) if self.num_labels and self.num_labels >= 2 else None
+
+    def chance(self, metric: str) -> float | None:
+        """The chance level of a logged metric: ln(labels) for the training loss, the majority-class baseline
+        for a score (``eval_accuracy`` → ``majority["accuracy"]``), else ``None``."""
+        if metric == "loss":
+            return self.chance_loss
+        return self.majority.get(metric.removeprefix("eval_")) if metric.startswith("eval_") else None
+
+
+def _num_labels(run: Run, labels: list[str]) -> int | None:
+    """How many labels the run's task has: as its result recorded them, else its built-in task's, else its
+    adapter config's (a user's task before the run has finished: unknown)."""
+    if labels:
+        return len(labels)
+    task = TASKS.get(run_task(run) or "")
+    if task is not None:
+        return task.num_labels
+    adapter_config = run.config.get("adapter_config") if isinstance(run.config, dict) else None
+    names = adapter_config.get("label_names") if isinstance(adapter_config, dict) else None
+    return len(names) if isinstance(names, list) and len(names) >= 2 else None
+
+
+def curve_marks(run: Run) -> CurveMarks:
+    """The chance levels and kept step of ``run``'s curves (:class:`CurveMarks`); a result this fusionlab cannot
+    read gives none of the result's marks, never an error."""
+    try:
+        result = run_result(run)
+    except ValueError:
+        result = None
+    if result is None:
+        return CurveMarks(run_label(run), _num_labels(run, []))
+    return CurveMarks(
+        run_label(run),
+        _num_labels(run, list(result.label_names)),
+        dict(result.majority_baseline),
+        result.best_step,
+    )
+
+
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dicts as one level with dotted keys (``training_config.max_steps``); lists stay whole."""
     if not isinstance(value, dict):
@@ -261,25 +349,31 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 NOT_SET = "not set"
 
 
-def _shown(value: Any) -> str:
+def _shown(value: Any, paths_visible: bool = True) -> str:
     """A config value as text: JSON, so ``1`` and ``"1"`` stay distinguishable; an unset value (None) reads
-    :data:`NOT_SET` (a string value "not set" would show in quotes)."""
-    return NOT_SET if value is None else json.dumps(value, sort_keys=True)
+    :data:`NOT_SET` (a string value "not set" would show in quotes). An absolute path is cut to its last part
+    unless ``paths_visible`` (see :func:`~fusionlab.dashboard.visitors.sees_server_paths`)."""
+    if value is None:
+        return NOT_SET
+    if not paths_visible and isinstance(value, str) and Path(value).is_absolute():
+        value = shown_path(value, False)
+    return json.dumps(value, sort_keys=True)
 
 
-def config_diff(run_a: Run, run_b: Run) -> pd.DataFrame:
+def config_diff(run_a: Run, run_b: Run, paths_visible: bool = True) -> pd.DataFrame:
     """The two runs' configs side by side (:data:`DIFF_COLUMNS`), one row per flattened dotted key.
 
     The run kind is compared too (row ``kind``), since an adapter and a fusion run share few keys. Values are
     JSON text (so a column never mixes types); a key only one config has shows :data:`ABSENT` on the other
-    side. Rows are sorted by key; ``differs`` marks the rows to highlight.
+    side. Rows are sorted by key; ``differs`` marks the rows to highlight. Absolute paths (the data directory,
+    a user's file) show only their last part unless ``paths_visible``.
     """
     flat_a = {"kind": run_a.kind, **flatten(run_a.config)}
     flat_b = {"kind": run_b.kind, **flatten(run_b.config)}
     rows = []
     for key in sorted(set(flat_a) | set(flat_b)):
-        a = _shown(flat_a[key]) if key in flat_a else ABSENT
-        b = _shown(flat_b[key]) if key in flat_b else ABSENT
+        a = _shown(flat_a[key], paths_visible) if key in flat_a else ABSENT
+        b = _shown(flat_b[key], paths_visible) if key in flat_b else ABSENT
         rows.append({"key": key, "A": a, "B": b, "differs": a != b})
     return pd.DataFrame(rows, columns=DIFF_COLUMNS)
 
@@ -417,7 +511,7 @@ def _checkpoint_folders(run: Run) -> list[tuple[str, Path]]:
     if meta["kind"] == "adapter":
         return [(f"adapters/{path.name}", path)]
     folders = [(f"fusions/{path.name}", path)]
-    adapters_dir = path.parent.parent / "adapters"
+    adapters_dir = workspace_root_of(path) / "adapters"
     for entry in meta["adapters"]:
         pinned = pinned_adapter_dir(adapters_dir / entry["name"], entry["content_hash"])
         if pinned is None:

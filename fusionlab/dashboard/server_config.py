@@ -4,9 +4,11 @@ A teacher runs one server and thirty students open it, so nothing a browser send
 workspaces a visitor can pick from are the ones that already exist under the configured root, and the data
 directory is fixed. Sources, later ones winning: a JSON file named by ``$FUSIONLAB_SERVER_CONFIG``, the
 environment (``FUSIONLAB_HOME``, ``FUSIONLAB_WORKSPACE_ROOT``, ``FUSIONLAB_DATA_DIR``, ``FUSIONLAB_CLASSROOM``,
-``FUSIONLAB_MAX_QUEUED``, ``FUSIONLAB_TEACHER_PASSPHRASE``), then the flags after ``--``::
+``FUSIONLAB_MAX_QUEUED``, ``FUSIONLAB_TEACHER_PASSPHRASE``, and the backend's ``FUSIONLAB_BACKEND``,
+``FUSIONLAB_RAY_ADDRESS``, ``FUSIONLAB_CPUS_PER_RUN``, ``FUSIONLAB_GPUS_PER_RUN``), then the flags after ``--``::
 
     streamlit run app.py -- --classroom --workspace-root /srv/fusionlab --max-queued 2
+    streamlit run app.py -- --backend ray --ray-address auto     # "Queue" sends runs to a Ray cluster
 
 Started with none of them, the server is today's single-user dashboard on ``./fusionlab-workspace``.
 """
@@ -22,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fusionlab.backends import BACKEND_FLAGS, LOCAL, BackendSettings, add_backend_flags
+from fusionlab.backends import environment_values as backend_environment
 from fusionlab.config import JsonConfig, _fail
-from fusionlab.data.loading import resolve_data_dir
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
 
 CONFIG_ENV = "FUSIONLAB_SERVER_CONFIG"
@@ -54,14 +57,30 @@ class ServerConfig(JsonConfig):
     only the teacher (who knows the passphrase) may prepare the demo or cancel anyone's run."""
     max_queued_per_visitor: int = 3
     teacher_passphrase: str | None = field(default=None, repr=False)
+    backend: str = LOCAL
+    """Where "Queue" sends runs: ``local`` (a worker on this machine) or ``ray`` (a cluster; see
+    :mod:`fusionlab.backends`), with the cluster's address and what each run needs of it."""
+    ray_address: str = "auto"
+    cpus_per_run: float = 1.0
+    gpus_per_run: float | None = None
 
     def validate(self) -> None:
         self.home = self.home or str(Workspace(None).root)
+        self.backend_settings()  # its own checks
         if not isinstance(self.classroom, bool):
             _fail("ServerConfig", "classroom", f"must be true or false, got {self.classroom!r}")
         self._bounded_int("max_queued_per_visitor", MAX_QUEUE_QUOTA)
         if self.teacher_passphrase is not None and len(self.teacher_passphrase) < 8:
             _fail("ServerConfig", "teacher_passphrase", "must have at least 8 characters")
+
+    def backend_settings(self) -> BackendSettings:
+        """The backend the workers this server starts use (exported to its environment by the dashboard)."""
+        return BackendSettings(
+            backend=self.backend,
+            ray_address=self.ray_address,
+            cpus_per_run=self.cpus_per_run,
+            gpus_per_run=self.gpus_per_run,
+        )
 
     @property
     def home_workspace(self) -> Workspace:
@@ -84,6 +103,9 @@ class ServerConfig(JsonConfig):
         return found
 
     def resolved_data_dir(self) -> Path | None:
+        # imported here: the data layer loads transformers, and `fusionlab --help` reads this module's flags
+        from fusionlab.data.loading import resolve_data_dir
+
         return resolve_data_dir(self.data_dir)
 
     def is_teacher_passphrase(self, typed: str | None) -> bool:
@@ -118,9 +140,18 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classroom", action="store_true", default=None, help="classroom mode (names, quotas)")
     parser.add_argument("--max-queued", type=int, dest="max_queued_per_visitor", help="runs one visitor may queue")
     parser.add_argument("--teacher-passphrase-file", help="a file holding the passphrase (not on the command line)")
+    add_backend_flags(parser, defaults=False)
 
 
-SERVER_FLAGS = ("home", "workspace_root", "data_dir", "classroom", "max_queued_per_visitor", "teacher_passphrase_file")
+SERVER_FLAGS = (
+    "home",
+    "workspace_root",
+    "data_dir",
+    "classroom",
+    "max_queued_per_visitor",
+    "teacher_passphrase_file",
+    *BACKEND_FLAGS,
+)
 
 
 def _flags(argv: Sequence[str]) -> dict[str, Any]:
@@ -148,6 +179,7 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
                 raise ValueError(f"${variable} must be an integer, got {raw!r}") from None
         else:
             values[key] = raw
+    values.update(backend_environment(environ))
     return values
 
 

@@ -26,12 +26,23 @@ from fusionlab.base_model import check_max_length
 from fusionlab.budgets import CLASSROOM, resolve_budget
 from fusionlab.checkpoint import read_meta
 from fusionlab.config import NON_LINEARITIES, AdapterConfig, FusionConfig
+from fusionlab.dashboard.ownership import NameTaken, check_free, personal_name
 from fusionlab.data.tasks import TASKS, get_task
 from fusionlab.devices import AUTO
 from fusionlab.fusion.registry import fusion_class, fusion_methods
 from fusionlab.pack.store import is_pack_artifact, own_name
 from fusionlab.processes import pid_alive
-from fusionlab.runspec import TRAIN_ADAPTER, TRAIN_FUSION, AdapterRun, Budget, FusionRun, fusion_name, parse_run
+from fusionlab.runspec import (
+    TRAIN_ADAPTER,
+    TRAIN_FUSION,
+    AdapterRun,
+    Budget,
+    FusionRun,
+    RunKind,
+    fusion_name,
+    parse_run,
+    spec_class,
+)
 from fusionlab.runstore import (
     CANCELLED,
     FAILED,
@@ -45,7 +56,7 @@ from fusionlab.runstore import (
     Snapshot,
 )
 from fusionlab.worker import worker_running
-from fusionlab.workspace import Workspace
+from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
 
 CLASSROOM_PROFILE = "classroom"
 
@@ -56,6 +67,7 @@ __all__ = [  # what the Train page uses; it imports nothing from the core direct
     "FAILED",
     "FUSION_LIMITS",
     "NON_LINEARITIES",
+    "TRAIN_ADAPTER",
     "TRAIN_FUSION",
     "Limits",
     "QueueView",
@@ -95,11 +107,45 @@ def describe_task(name: str) -> str:
 
 @dataclass(frozen=True)
 class Requester:
-    """Who queues a run from the Train page, and how many pending runs they may have (None: no limit)."""
+    """Who queues a run from the Train page, how many pending runs they may have (None: no limit), and whether
+    they are ``guarded``: a student on a classroom server, whose default names carry their name and who may not
+    replace what another visitor's run holds (:mod:`fusionlab.dashboard.ownership`)."""
 
     owner: str | None = None
     name: str | None = None
     limit: int | None = None
+    guarded: bool = False
+
+    def default_name(self, workspace: Workspace, base: str, kind: str = "adapter") -> str:
+        """The name a run gets when the visitor leaves it empty: ``<base>-<visitor>`` for a guarded visitor,
+        else ``base`` (or ``base-2``... beside the pack's read-only artifact of that name)."""
+        return personal_name(base, self.name) if self.guarded else own_name(workspace, base, kind)
+
+    def check_free(self, store: RunStore, workspace: Workspace, run: AdapterRun | FusionRun, default: str) -> None:
+        """A guarded visitor's run may not save over another visitor's (or the teacher's) adapter or fusion."""
+        if self.guarded:
+            check_free(store, workspace, run.kind, run.name, self.owner, default)
+
+    def name_note(
+        self, store: RunStore, workspace: Workspace, kind: RunKind, name: str, default: str
+    ) -> tuple[bool, str] | None:
+        """What the form says under a name before it is queued: ``(True, why it is refused)``, ``(False, what
+        the run will replace)``, or ``None`` for a new name. The same rules as queueing, so hint and outcome agree."""
+        artifact = spec_class(kind).artifact
+        directory = workspace.adapter_dir(name) if kind == TRAIN_ADAPTER else workspace.fusion_dir(name)
+        if is_pack_artifact(directory):
+            return (
+                True,
+                f"{name} is the pretrained pack's {artifact} (read-only): leave the name empty or choose another",
+            )
+        if self.guarded:
+            try:
+                check_free(store, workspace, kind, name, self.owner, default)
+            except NameTaken as err:
+                return True, str(err)
+        if (directory / CHECKPOINT_MARKER).is_file():
+            return False, f"A {artifact} named {name} exists; this run replaces it when it ends."
+        return None
 
     def check_room(self, store: RunStore, adding: int) -> None:
         """Refuse the whole selection at once when it would take the requester past their quota."""
@@ -263,9 +309,11 @@ def queue_adapter_runs(
         adapter_run_config(task, adapter_sizes.get(task, AdapterConfig.adapter_size), non_linearity, limits, data_dir)
         for task in tasks
     ]
-    if workspace is not None:
-        runs = [dataclasses.replace(run, name=own_name(workspace, run.name)) for run in runs]
     requester = requester or Requester()
+    if workspace is not None:
+        runs = [dataclasses.replace(run, name=requester.default_name(workspace, run.name)) for run in runs]
+        for run in runs:
+            requester.check_free(store, workspace, run, run.name)
     requester.check_room(store, len(runs))
     return [requester.enqueue(store, run) for run in runs]
 
@@ -324,9 +372,13 @@ def queue_fusion_run(store: RunStore, workspace: Workspace, run: FusionRun, requ
     duplicated.
     """
     adapters = run.adapters
+    requester = requester or Requester()
     if is_pack_artifact(workspace.fusion_dir(run.name)):  # also a ValueError for names such as "../x"
         raise ValueError(f"{run.name!r} is the pretrained pack's fusion (read-only): choose another name")
     workspace.fusion_dir(run.name)  # a ValueError for names such as "../x" that would escape fusions/
+    requester.check_free(
+        store, workspace, run, requester.default_name(workspace, fusion_name(run.target_task, run.method), "fusion")
+    )
     available = set(available_adapters(workspace, store))
     missing = [adapter for adapter in adapters if adapter not in available]
     if missing:
@@ -335,7 +387,18 @@ def queue_fusion_run(store: RunStore, workspace: Workspace, run: FusionRun, requ
     if len(set(activations.values())) > 1:
         used = ", ".join(f"{name} uses {activation}" for name, activation in activations.items())
         raise ValueError(f"adapters fused together must share one non-linearity, but {used}")
-    return (requester or Requester()).enqueue(store, run)
+    return requester.enqueue(store, run)
+
+
+ETA_AFTER = 0.05
+"""The share of a run's steps after which the Train page estimates the time left (before, too noisy to say)."""
+
+
+def clock(seconds: float) -> str:
+    """A duration as a person reads it: ``0:42``, ``12:05``, ``1:02:09``."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 STALL_AFTER_S = 20.0
@@ -404,6 +467,18 @@ class QueueView:
         if run.cancel_requested:
             return run.progress, "cancel requested: stopping at the next step"
         return run.progress, run.message or "starting (loading the model and data)"
+
+    def timing(self, now: float | None = None) -> str:
+        """How long the active run has trained and, once it is far enough in to say, about how long it has left
+        (a straight extrapolation of its progress, which is steps: evaluations make the end a little later)."""
+        run = self.active
+        if run is None or run.started_at is None:
+            return ""
+        elapsed = max(0.0, (time.time() if now is None else now) - run.started_at)
+        text = f"running for {clock(elapsed)}"
+        if ETA_AFTER <= run.progress < 1:
+            text += f" · about {clock(elapsed * (1 - run.progress) / run.progress)} left"
+        return text
 
     @property
     def latest_snapshot(self) -> Snapshot | None:

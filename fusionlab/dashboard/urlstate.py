@@ -32,7 +32,7 @@ LAYER = "layer"
 COMPARE = "compare"
 COMPARISON = "comparison"
 
-WEIGHT_VIEWS = ("Layers × adapters", "Tokens × adapters", "Learned weights", "Drop each adapter")
+WEIGHT_VIEWS = ("Layers × adapters", "Tokens × adapters", "Learned weights", "Drop each adapter", "Which words decide")
 """The Playground's weight tabs; a tab's label is its value in the URL (``view=``), so renaming one breaks links."""
 
 
@@ -66,6 +66,25 @@ def forget_inputs() -> None:
     text boxes start again from that task's first example instead of keeping text meant for the last one."""
     for key in (TEXT, PAIR):
         st.session_state.pop(key, None)
+
+
+LEARNED = "learned"
+WEIGHT_CHOICES = (LEARNED, *(f"{i / 20:.2f}" for i in range(21)))
+"""The what-if sliders' stops: the fusion's own weight, or 0 to 1 in steps of 0.05 (text, so the link keeps them)."""
+
+
+def weight_key(fusion: str, adapter: str) -> str:
+    return f"w_{fusion}_{adapter}"
+
+
+def weight_layer_key(fusion: str) -> str:
+    return f"wlayer_{fusion}"
+
+
+def back_to_learned(fusion: str, adapters: Sequence[str]) -> None:
+    """Button callback: every what-if slider of the fusion back to its learned weight."""
+    for adapter in adapters:
+        st.session_state[weight_key(fusion, adapter)] = LEARNED
 
 
 def use_example(example: Example) -> None:

@@ -13,6 +13,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 from fusionlab.runstore import Run
 
@@ -84,10 +85,30 @@ def queue_limit(visitor: Visitor, classroom: bool, quota: int) -> int | None:
     return quota if classroom and not visitor.teacher else None
 
 
+def sees_server_paths(visitor: Visitor, classroom: bool) -> bool:
+    """Whether the pages may show this visitor the server's directories (workspace, data, a config's paths): the
+    teacher and a single user may; a student on a shared server sees names only (a path tells how the server is
+    laid out, which no visitor needs)."""
+    return not classroom or visitor.teacher
+
+
+def shown_path(path: object, visible: bool) -> str:
+    """A path as a page shows it: whole where :func:`sees_server_paths`, else only its last part (a workspace's
+    name), so nothing about the server's layout reaches a student's browser."""
+    text = str(path)
+    if visible or not text:
+        return text
+    return Path(text).name or "(on the server)"
+
+
+OUTSIDE_LABEL = "teacher (outside the dashboard)"
+
+
 def owner_label(run: Run, visitor: Visitor | None = None) -> str:
-    """Who queued a run, as the queue shows it: "you", their name, or nothing for runs without an owner."""
+    """Who queued a run, as the queue shows it: "you", their name, or — for a run queued outside the dashboard
+    (the command line, the demo), which name ownership counts as the teacher's — "teacher (outside the dashboard)"."""
     if run.owner is None:
-        return ""
+        return OUTSIDE_LABEL
     if visitor is not None and run.owner == visitor.owner_id:
         return "you"
     return run.owner_name or "another visitor"

@@ -10,6 +10,7 @@ the dashboard only.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -26,7 +27,15 @@ from fusionlab.dashboard.inference import Predictor, checkpoint_signature, prefe
 from fusionlab.dashboard.markdown import code, md
 from fusionlab.dashboard.server_config import ServerConfig, load_server_config
 from fusionlab.dashboard.settings import DATA_KEY, HOME_KEY, WORKSPACE_KEY, Settings, resolve_settings
-from fusionlab.dashboard.visitors import Visitor, check_visitor_name, generated_name, new_token, valid_token
+from fusionlab.dashboard.visitors import (
+    Visitor,
+    check_visitor_name,
+    generated_name,
+    new_token,
+    sees_server_paths,
+    shown_path,
+    valid_token,
+)
 from fusionlab.pack.store import PackError
 from fusionlab.runstore import RunStore
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
@@ -50,7 +59,11 @@ def set_server_argv(argv: list[str]) -> None:
 def server_config() -> ServerConfig:
     """The server's settings (file, environment, flags); a broken configuration stops the page saying why."""
     try:
-        return load_server_config(_SERVER_ARGV)
+        config = load_server_config(_SERVER_ARGV)
+        backend = config.backend_settings()
+        if backend.is_ray:  # the dispatcher this server starts (ensure_worker reads the environment) is Ray's
+            backend.export(os.environ)
+        return config
     except (OSError, ValueError) as err:
         st.error(f"The server's configuration is invalid: {md(err)}")
         st.stop()
@@ -187,14 +200,18 @@ def load_adapter_predictor(model: ComposedModel) -> AdapterPredictor:
 
 
 @st.cache_data(max_entries=16, show_spinner="Timing the encoder, one adapter and fusion…")
-def _cached_latency(root: str, fusion: str, signature: tuple[tuple[str, int], ...], repeats: int) -> LatencyReport:
-    return measure_latency(load_predictor(Workspace(root), fusion), repeats)
+def _cached_latency(
+    root: str, fusion: str, signature: tuple[tuple[str, int], ...], repeats: int, tokens: int | None
+) -> LatencyReport:
+    return measure_latency(load_predictor(Workspace(root), fusion), repeats, tokens=tokens)
 
 
-def cached_latency(workspace: Workspace, fusion: str, repeats: int = DEFAULT_REPEATS) -> LatencyReport:
-    """:func:`~fusionlab.dashboard.efficiency.measure_latency`, remembered per fusion and checkpoint version
-    (a measurement takes seconds)."""
-    return _cached_latency(str(workspace.root), fusion, checkpoint_signature(workspace, fusion), repeats)
+def cached_latency(
+    workspace: Workspace, fusion: str, repeats: int = DEFAULT_REPEATS, tokens: int | None = None
+) -> LatencyReport:
+    """:func:`~fusionlab.dashboard.efficiency.measure_latency`, remembered per fusion, checkpoint version, number
+    of runs and input length (a measurement takes seconds)."""
+    return _cached_latency(str(workspace.root), fusion, checkpoint_signature(workspace, fusion), repeats, tokens)
 
 
 @st.cache_data(max_entries=8, show_spinner="Scoring the dev examples with the fusion and with its adapter alone…")
@@ -300,10 +317,12 @@ def visitor_sidebar(config: ServerConfig) -> Visitor:
 
 
 def workspace_sidebar(config: ServerConfig) -> None:
-    """Where this session works: a choice among the workspaces that exist (never a typed path), and the data."""
+    """Where this session works: a choice among the workspaces that exist (never a typed path), and the data.
+    A student on a classroom server sees their names only (:func:`~fusionlab.dashboard.visitors.shown_path`)."""
+    visible = sees_server_paths(current_visitor(), config.classroom)
     offered = [str(w.root) for w in config.workspaces()]
     if st.session_state.get(HOME_KEY):
-        st.sidebar.caption(f"Workspace: {code(st.session_state[HOME_KEY])}")
+        st.sidebar.caption(f"Workspace: {code(shown_path(st.session_state[HOME_KEY], visible))}")
     elif len(offered) > 1:
         st.sidebar.selectbox(
             "Workspace",
@@ -313,6 +332,9 @@ def workspace_sidebar(config: ServerConfig) -> None:
             help="The workspaces on this server; the teacher's server settings decide which exist.",
         )
     else:
-        st.sidebar.caption(f"Workspace: {code(offered[0])}")
+        st.sidebar.caption(f"Workspace: {code(shown_path(offered[0], visible))}")
     data = st.session_state.get(DATA_KEY) or config.resolved_data_dir()
-    st.sidebar.caption(f"Task data: {code(data) if data else 'none (the pack needs none)'}")
+    if not visible:
+        st.sidebar.caption("Task data: " + ("on the server" if data else "none (the pack needs none)"))
+    else:
+        st.sidebar.caption(f"Task data: {code(data) if data else 'none (the pack needs none)'}")

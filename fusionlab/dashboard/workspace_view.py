@@ -22,7 +22,7 @@ from typing import Any
 from fusionlab.checkpoint import CheckpointError, adapter_mismatches, pinned_adapter_dir, read_meta
 from fusionlab.config import ModelConfig
 from fusionlab.dashboard.errors import DashboardError
-from fusionlab.demo import demo_runs, enqueue_demo, missing_adapters, missing_data
+from fusionlab.demo import PROFILES, demo_runs, enqueue_demo, missing_adapters, missing_data
 from fusionlab.housekeeping import ADAPTER, FUSION, RemovalRefused, delete_artifact, prune_versions, unused_versions
 from fusionlab.metrics import metric_label
 from fusionlab.pack.card import ArtifactCard
@@ -170,6 +170,11 @@ def _card_scores(card: ArtifactCard) -> tuple[str, float, float | None]:
     return metric, card.dev.main, card.dev.majority_baseline.get(metric)
 
 
+def demo_description(profile: str = "classroom") -> str:
+    """The demo's fusions as Home describes them, from the demo plan itself (never numbers copied by hand)."""
+    return " and ".join(fusion.describe() for fusion in PROFILES[profile].fusions)
+
+
 def device_description() -> str:
     """Where the dashboard's models run: the GPU's name, or the CPU with its thread count."""
     import torch
@@ -258,6 +263,13 @@ class DemoOutcome:
         return f"Queued {len(self.run_ids)} demo runs (ids {self.run_ids[0]}–{self.run_ids[-1]}); {worker}."
 
 
+def demo_present(workspace: Workspace) -> list[str]:
+    """The demo's fusions already trained in the workspace: preparing the demo again retrains them (minutes),
+    which the Home page asks about first."""
+    trained = set(workspace.list_fusions())
+    return [run.name for run in demo_runs(DEMO_PROFILE) if isinstance(run, FusionRun) and run.name in trained]
+
+
 def prepare_demo(workspace: Workspace, data_dir: str | None) -> DemoOutcome:
     """Queue the classroom demo and make sure a worker serves it; refuse if it is already queued or running."""
     problems = missing_data(DEMO_PROFILE, data_dir)
@@ -301,15 +313,15 @@ def remove(workspace: Workspace, kind: str, name: str) -> str:
 
 
 def unused_version_count(workspace: Workspace) -> tuple[int, float]:
-    """How many earlier adapter versions no fusion uses, and their size in MB."""
+    """How many earlier adapter and fusion versions nothing uses, and their size in MB."""
     versions = unused_versions(workspace)
     return len(versions), sum(v.size_bytes for v in versions) / 1e6
 
 
 def prune(workspace: Workspace) -> str:
-    """Remove the unused earlier adapter versions and say how many, or raise :class:`DashboardError`."""
+    """Remove the unused earlier versions and say how many, or raise :class:`DashboardError`."""
     try:
         removed = prune_versions(workspace)
     except RemovalRefused as err:
         raise DashboardError(f"Nothing was deleted: {err}.") from err
-    return f"Deleted {len(removed)} unused adapter version{'s' if len(removed) != 1 else ''}."
+    return f"Deleted {len(removed)} unused earlier version{'s' if len(removed) != 1 else ''}."

@@ -7,12 +7,11 @@ AdapterManager``: the model is built from these layers, so it is not re-exported
 from fusionlab.fusion.attention import AttentionFusion
 from fusionlab.fusion.average import AverageFusion
 from fusionlab.fusion.base import FusionLayer, FusionOutput
-from fusionlab.fusion.registry import FUSION_CLASSES, LEARNED_WEIGHT_METHODS, build_fusion, fusion_class
+from fusionlab.fusion.registry import FUSION_CLASSES, build_fusion, fusion_class, learned_weight_methods
 from fusionlab.fusion.weighted import WeightedFusion
 
 __all__ = [
     "FUSION_CLASSES",
-    "LEARNED_WEIGHT_METHODS",
     "AttentionFusion",
     "AverageFusion",
     "FusionLayer",
@@ -20,4 +19,5 @@ __all__ = [
     "WeightedFusion",
     "build_fusion",
     "fusion_class",
+    "learned_weight_methods",
 ]

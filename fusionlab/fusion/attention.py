@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fusionlab.adapters.layer import FactoredDeltas
+from fusionlab.adapters.layer import FactoredDeltas, snapshot_cache_mode
 from fusionlab.config import FusionConfig
 from fusionlab.fusion.base import FusionLayer, weighted_sum
 
@@ -101,14 +101,21 @@ class AttentionFusion(FusionLayer):
             deltas = deltas.materialize()  # see accepts_factored_deltas
         scores = self._scores(query, deltas)  # [M, h, N]
         weights = torch.softmax(scores / (math.sqrt(dim) * self.temperature), dim=-1)
+        return self.combine(weights, deltas, residual), weights
+
+    def combine(
+        self, weights: torch.Tensor, deltas: torch.Tensor | FactoredDeltas, residual: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Each head's weighted sum through its slice of the value projection (one head: the whole of it)."""
+        heads, dim = self.num_attention_heads, self.head_dim
+        if heads > 1 and isinstance(deltas, FactoredDeltas):
+            deltas = deltas.materialize()
         mixed = weighted_sum(self.dropout(weights), deltas, residual)  # [M, h, H]
         if heads == 1:
-            fused = nn.functional.linear(mixed.squeeze(1), self.value.weight, self.value.bias)
-        else:
-            value_w = self.value.weight.view(heads, dim, self.hidden_size)
-            per_head = torch.bmm(mixed.transpose(0, 1), value_w.transpose(1, 2))  # [h, M, d]
-            fused = per_head.transpose(0, 1).reshape(-1, self.hidden_size) + self.value.bias
-        return fused, weights
+            return nn.functional.linear(mixed.squeeze(1), self.value.weight, self.value.bias)
+        value_w = self.value.weight.view(heads, dim, self.hidden_size)
+        per_head = torch.bmm(mixed.transpose(0, 1), value_w.transpose(1, 2))  # [h, M, d]
+        return per_head.transpose(0, 1).reshape(-1, self.hidden_size) + self.value.bias
 
     def _scores(self, query: torch.Tensor, deltas: torch.Tensor | FactoredDeltas) -> torch.Tensor:
         """``(W_k,j^T q_j) . d_i`` for every head j and adapter i: returns [M, heads, N]."""
@@ -136,7 +143,8 @@ class AttentionFusion(FusionLayer):
         if entry is None or entry[0] is not deltas.stacked:
             if len(self.folds) >= MAX_SNAPSHOT_FOLDS:  # stacks from outside the snapshot's own: never grow unbounded
                 self.folds.clear()
-            entry = (deltas.stacked, *self._fold(deltas))
+            with snapshot_cache_mode():
+                entry = (deltas.stacked, *self._fold(deltas))
             self.folds[id(deltas.stacked)] = entry
         return entry[1], entry[2]
 

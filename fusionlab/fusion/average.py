@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from fusionlab.adapters.layer import FactoredDeltas
-from fusionlab.fusion.base import FusionLayer, weighted_sum
+from fusionlab.fusion.base import FusionLayer
 
 
 class AverageFusion(FusionLayer):
@@ -28,4 +28,4 @@ class AverageFusion(FusionLayer):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         rows, num = deltas.shape[:2]
         weights = torch.full((rows, 1, num), 1.0 / num, dtype=deltas.dtype, device=deltas.device)
-        return weighted_sum(self.dropout(weights), deltas, residual).squeeze(1), weights
+        return self.combine(weights, deltas, residual), weights

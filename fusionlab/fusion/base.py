@@ -59,6 +59,21 @@ class FusionLayer(nn.Module):
     and the fused change can be larger than any one adapter's)."""
     token_independent_weights: ClassVar[bool] = False
     """Whether its weights are the same for every token (one per layer and adapter: ``adapter_weights``)."""
+    accepts_factored_deltas: ClassVar[bool] = False
+    """Whether ``fuse_deltas`` takes :class:`FactoredDeltas` (bottleneck activations, not [M, N, H] tensors):
+    the model then skips materialising every adapter's delta."""
+    illustration_note: ClassVar[str] = ""
+    """How :meth:`illustration` differs from a trained layer's start, for the Mechanics page's caption."""
+
+    @classmethod
+    def illustration(cls, hidden_size: int, num_adapters: int, num_heads: int = 1) -> FusionLayer:
+        """A freshly initialised layer for the Mechanics page, which shows what one fusion layer does to
+        adapter outputs before (or without) training: this method's own starting state, with ``num_heads``
+        heads where it has heads. Seed torch first for a reproducible one."""
+        names = [f"adapter{i}" for i in range(num_adapters)]
+        heads = num_heads if cls.has_heads else 1
+        config = FusionConfig(fusion_method=cls.method, adapter_names=names, num_attention_heads=heads)
+        return cls.from_config(config, hidden_size)
 
     @classmethod
     def from_config(cls, config: FusionConfig, hidden_size: int) -> FusionLayer:
@@ -147,6 +162,14 @@ class FusionLayer(nn.Module):
         deltas are, when only a subset is fused; the weights are then renormalised over that subset.
         """
         raise NotImplementedError
+
+    def combine(
+        self, weights: torch.Tensor, deltas: torch.Tensor | FactoredDeltas, residual: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The fused states ``[M, H]`` for given weights ``[M, heads, N]``: what :meth:`fuse_deltas` does with
+        the weights it computed, and what a :class:`~fusionlab.fusion.override.WeightOverride` reuses with
+        weights set by hand. The plain weighted sum here; attention fusion adds its value projection."""
+        return weighted_sum(self.dropout(weights), deltas, residual).squeeze(1)
 
     def regularization_loss(self) -> torch.Tensor:
         """Extra training loss of this layer (zero unless the method defines one)."""

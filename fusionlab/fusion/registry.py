@@ -27,13 +27,16 @@ if tuple(FUSION_CLASSES) != FUSION_METHODS:  # pragma: no cover - a programming 
 
 BUILTIN_METHODS = tuple(FUSION_CLASSES)
 
-LEARNED_WEIGHT_METHODS = tuple(name for name, cls in FUSION_CLASSES.items() if cls.learns_weights)
-"""Methods whose weights over adapters are learned: the ones worth showing as what a fusion chose."""
-
 
 def fusion_methods() -> tuple[str, ...]:
     """Every registered method's name, in registration order (the pickers' choices)."""
     return tuple(FUSION_CLASSES)
+
+
+def learned_weight_methods() -> tuple[str, ...]:
+    """Registered methods whose weights over adapters are learned: the ones worth showing as what a fusion
+    chose (read when asked, so a method registered at run time is among them)."""
+    return tuple(name for name, cls in FUSION_CLASSES.items() if cls.learns_weights)
 
 
 def register_fusion(cls: type[FusionLayer]) -> type[FusionLayer]:

@@ -14,7 +14,7 @@ from torch import nn
 
 from fusionlab.adapters.layer import FactoredDeltas
 from fusionlab.config import WEIGHT_INITIALIZATIONS, FusionConfig
-from fusionlab.fusion.base import FusionLayer, weighted_sum
+from fusionlab.fusion.base import FusionLayer
 
 
 class WeightedFusion(FusionLayer):
@@ -28,6 +28,11 @@ class WeightedFusion(FusionLayer):
     method = "weighted"
     token_independent_weights = True
     accepts_factored_deltas = True  # fuse_deltas takes FactoredDeltas as well as [M, N, H] tensors
+    illustration_note = "small random logits: uniform ones would hide what the temperature does"
+
+    @classmethod
+    def illustration(cls, hidden_size: int, num_adapters: int, num_heads: int = 1) -> WeightedFusion:
+        return cls(hidden_size, num_adapters, weight_initialization="normal")
 
     def __init__(
         self,
@@ -77,7 +82,7 @@ class WeightedFusion(FusionLayer):
         adapter_indices: Sequence[int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         weights = self.adapter_weights(adapter_indices).expand(deltas.shape[0], 1, -1)
-        return weighted_sum(self.dropout(weights), deltas, residual).squeeze(1), weights
+        return self.combine(weights, deltas, residual), weights
 
     def extra_repr(self) -> str:
         learnable = isinstance(self.fusion_weights, nn.Parameter)

@@ -41,8 +41,8 @@ from fusionlab.data import (
 from fusionlab.evaluation import EvaluationResult, evaluate_model
 from fusionlab.metrics import majority_baseline
 from fusionlab.model import FusionModel
-from fusionlab.pack.store import install_pack, is_pack_artifact
-from fusionlab.runspec import AdapterRun, FusionRun, RunResult, SplitUse
+from fusionlab.pack.store import install_pack, is_pack_artifact, own_name
+from fusionlab.runspec import AdapterRun, FusionRun, RunResult, SplitUse, fusion_name
 from fusionlab.training.loop import LoopHooks, LoopResult, Reporter, resolve_precision, run_training
 from fusionlab.uncertainty import Difference, Score
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
@@ -277,7 +277,7 @@ class FusionTrainer:
         """Train one adapter (and its head) on ``task`` with the encoder frozen; save it to the workspace."""
         spec = task if isinstance(task, TaskSpec) else get_task(task)
         config = training_config or self.training_config
-        name = name or spec.name
+        name = name or own_name(self.workspace, spec.name)  # the task's name, beside the pack's adapter if it has it
         adapter_config = for_task(adapter_config or AdapterConfig(), spec)
         self._refuse_pack_artifact(self.workspace.adapter_dir(name))
         set_seed(config.seed)
@@ -321,7 +321,8 @@ class FusionTrainer:
             num_labels=spec.num_labels,
             label_names=list(spec.label_names),
         )
-        name = name or f"{spec.name}-{fusion_config.fusion_method}-{'+'.join(adapters)}"
+        # the one naming rule (the CLI's, the Train page's): <target>-<method>, beside the pack's if it has that
+        name = name or own_name(self.workspace, fusion_name(spec.name, fusion_config.fusion_method), kind="fusion")
         self._refuse_pack_artifact(self.workspace.fusion_dir(name))
         set_seed(config.seed)
         model = self.load_adapters(list(adapters))

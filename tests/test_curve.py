@@ -1,0 +1,81 @@
+"""The learning curve on real code paths: a tiny plan on the tiny workspace's adapters and real RTE data, every
+point trained, selected on the carved split and scored on the whole dev split; resumed without retraining; the
+CLI's table and the Home page's chart read the same file."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fusionlab.curve import CurvePlan, LearningCurve, curve_path, format_summary, run_curve
+from fusionlab.dashboard import curve_view
+from fusionlab.dashboard.settings import HOME_KEY
+from fusionlab.workspace import Workspace
+from tests.test_app_pages import PAGES
+
+TINY = dict(target="rte", sources=["mnli", "sst2"], sizes=[16, 48], seeds=[1], steps=4, batch_size=8,
+            max_length=32, max_eval_samples=16, patience=2)  # fmt: skip
+
+
+def test_a_plan_names_its_bad_field_and_bounds_its_size():
+    with pytest.raises(ValueError, match=r"CurvePlan\.sizes"):
+        CurvePlan(sizes=[0])
+    with pytest.raises(ValueError, match="at most 60 points"):
+        CurvePlan(sizes=list(range(1, 32)), seeds=[1, 2])
+    budget = CurvePlan().budget(100, seed=3)
+    assert (budget.max_train_samples, budget.seed, budget.steps) == (100, 3, -1)  # by epochs, seeded subset
+    assert budget.epochs * 7 >= 300 and budget.early_stopping_patience == 6  # about 300 steps at 7 per epoch
+
+
+@pytest.mark.slow
+def test_a_tiny_curve_is_measured_resumed_printed_and_drawn(tiny_workspace, tmp_path, shared_data_dir, monkeypatch):
+    workspace = Workspace(shutil.copytree(tiny_workspace.root, tmp_path / "ws"))
+    plan = CurvePlan(**TINY)
+    out = curve_path(workspace, plan)
+    curve = run_curve(plan, workspace, str(shared_data_dir), out, log=lambda m: None)
+    assert [(p.size, p.seed) for p in curve.points] == [(16, 1), (48, 1)]
+    for point in curve.points:
+        assert point.adapter.examples == point.fusion.examples == 277  # the whole RTE dev split, both
+        assert point.difference.value == pytest.approx(point.fusion.value - point.adapter.value)
+        assert point.difference.low <= point.difference.value <= point.difference.high
+    assert set(workspace.list_fusions()) >= {"rte-k16-s1-attention", "rte-k48-s1-attention"}
+    assert LearningCurve.load(out) == curve and json.loads(out.read_text())["schema_version"] >= 2
+
+    trained = {n: (workspace.adapter_dir(n) / "fusionlab.json").stat().st_mtime_ns for n in ("rte-k16-s1",)}
+    again = run_curve(plan, workspace, str(shared_data_dir), out, log=lambda m: None)  # resumed: nothing to do
+    assert again == curve
+    assert (workspace.adapter_dir("rte-k16-s1") / "fusionlab.json").stat().st_mtime_ns == trained["rte-k16-s1"]
+    with pytest.raises(ValueError, match="another plan"):
+        run_curve(CurvePlan(**{**TINY, "seeds": [2]}), workspace, str(shared_data_dir), out)
+
+    table = format_summary(curve)
+    assert table.splitlines()[0].split()[:2] == ["k", "seeds"] and len(table.splitlines()) == 4
+
+    monkeypatch.setenv("FUSIONLAB_PACK", "off")
+    [saved] = curve_view.saved_curves(workspace)
+    chart = curve_view.curve_chart(saved.curve)
+    assert len(chart.data) == 4 and list(chart.layout.yaxis.range)[1] == 1.0
+    at = AppTest.from_file(str(PAGES / "home.py"), default_timeout=120)
+    at.session_state[HOME_KEY] = str(workspace.root)
+    at.run()
+    assert not at.exception, at.exception
+    assert any("little data" in h.value for h in at.subheader)
+    assert any("its adapter trained on k examples" in c.value for c in at.caption)
+
+
+@pytest.mark.slow
+def test_the_cli_prints_the_curve(tiny_workspace, tmp_path, shared_data_dir):
+    from fusionlab.cli import main
+
+    home = shutil.copytree(tiny_workspace.root, tmp_path / "ws")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["curve", "--target", "rte", "--sources", "mnli,sst2", "--sizes", "16", "--seeds", "1",
+                     "--steps", "2", "--home", str(home), "--data-dir", str(shared_data_dir)])  # fmt: skip
+    assert code == 0, out.getvalue()
+    assert "saved: " in out.getvalue() and (home / "curves" / "rte-attention.json").is_file()
