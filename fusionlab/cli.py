@@ -678,6 +678,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 def cmd_pack(args: argparse.Namespace) -> int:
     from fusionlab.pack.store import PACK_DIR, install_pack, pack_dir, pack_summary
+    from fusionlab.reported import LEARNED
 
     if args.action == "build":
         from fusionlab.pack.build import build_pack
@@ -702,6 +703,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
             f"  {row['kind']:<7} {row['name']:<16} {row['task']:<6} dev {row['metric']} {row['score_text']}; "
             f"best step {row['best_step']}/{row['steps']}{over}"
         )
+        if row["learned"] not in (None, LEARNED):
+            print(f"          {row['learned']}: did not learn")
         if row["difference"]:
             print(f"          fusion − its adapter alone: {row['difference']}")
         print(f"          {row['selection']}")

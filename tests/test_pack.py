@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -176,3 +177,17 @@ def test_the_tiny_demo_in_a_pack_workspace_uses_the_packs_adapters(tmp_path, wit
     assert all(isinstance(run, FusionRun) for run in plan)  # every tiny adapter is the pack's already
     assert [run.name for run in plan] == ["rte-attention-2", "rte-weighted"]
     assert [run.adapters for run in plan] == [run.adapters for run in demo_runs("tiny") if isinstance(run, FusionRun)]
+
+
+def test_pack_list_says_which_adapters_did_not_learn(capsys, with_pack):
+    """``fusionlab pack list`` flags every artifact whose dev interval reaches its majority class, and only those:
+    a comparison built on an adapter that did not learn must not pass for transfer."""
+    from fusionlab.cli import main
+
+    assert main(["pack", "list"]) == 0
+    blocks = re.split(r"\n  (?=\S)", capsys.readouterr().out)[1:]  # one per artifact, with its indented lines
+    for entry, block in zip(read_manifest(PACK_DIR).entries, blocks, strict=True):
+        card = read_card(PACK_DIR / entry.relative_dir)
+        baseline = card.dev.majority_baseline[card.dev.main_metric]
+        assert block.split()[:2] == [entry.kind, entry.name]
+        assert ("did not learn" in block) == (card.dev.interval.low <= baseline), (entry.name, block)

@@ -179,6 +179,7 @@ def pack_summary(root: Path) -> list[dict]:
                 "metric": card.dev.main_metric,
                 "score": card.dev.main,
                 "score_text": card.dev.text(),
+                "learned": reported.learned(),
                 "dev_examples": card.dev.examples,
                 "steps": card.steps,
                 "best_step": card.best_step,
