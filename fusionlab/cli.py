@@ -696,6 +696,11 @@ def cmd_pack(args: argparse.Namespace) -> int:
         installed = install_pack(workspace, root)
         print(f"installed {len(installed)} artifact(s) into {workspace.root}: {', '.join(installed) or 'none needed'}")
         return 0
+    if args.markdown:
+        from fusionlab.pack.table import markdown_table
+
+        print(markdown_table(root))
+        return 0
     print(f"pack at {root}")
     for row in pack_summary(root):
         over = f" over {','.join(row['adapters'])}" if row["adapters"] else ""
@@ -1074,6 +1079,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="build: comma-separated artifact names (default: all)")
     p.add_argument("--out", help="build: where to write the pack (default: the bundled pack directory)")
     p.add_argument("--force", action="store_true", help="build: retrain artifacts that are up to date")
+    p.add_argument("--markdown", action="store_true", help="list: as the Markdown table docs/pack.md shows")
     _add_common(p)
     p.set_defaults(func=cmd_pack)
 

@@ -191,3 +191,13 @@ def test_pack_list_says_which_adapters_did_not_learn(capsys, with_pack):
         baseline = card.dev.majority_baseline[card.dev.main_metric]
         assert block.split()[:2] == [entry.kind, entry.name]
         assert ("did not learn" in block) == (card.dev.interval.low <= baseline), (entry.name, block)
+
+
+def test_the_documented_table_is_the_shipped_packs():
+    """docs/pack.md shows ``fusionlab pack list --markdown`` verbatim: a rebuilt pack cannot leave old numbers."""
+    from fusionlab.pack.table import markdown_table
+
+    doc = (PACK_DIR.parents[1] / "docs" / "pack.md").read_text(encoding="utf-8")
+    after = doc.split("<!-- pack-table", 1)[-1].split("-->\n", 1)[-1]
+    shown = after.split("\n<!-- /pack-table -->", 1)[0]
+    assert shown == markdown_table(PACK_DIR), "regenerate the table: fusionlab pack list --markdown"
