@@ -201,3 +201,22 @@ def test_the_documented_table_is_the_shipped_packs():
     after = doc.split("<!-- pack-table", 1)[-1].split("-->\n", 1)[-1]
     shown = after.split("\n<!-- /pack-table -->", 1)[0]
     assert shown == markdown_table(PACK_DIR), "regenerate the table: fusionlab pack list --markdown"
+
+
+def test_the_playground_opens_on_a_fusion_whose_gain_is_beyond_noise(tmp_path, with_pack):
+    """Of the pack's fusions, the default is one that beats its own adapter beyond noise (a sentiment one if
+    several do); only where none does is it a sentiment fusion whatever its gain."""
+    from fusionlab.dashboard.inference import SENTIMENT_TARGETS, preferred_fusion
+
+    workspace = ready_workspace(tmp_path / "ws")
+    fusions = workspace.list_fusions()
+    cards = {name: read_card(workspace.fusion_dir(name)) for name in fusions}
+    beyond = [
+        n for n, c in cards.items() if c.own_adapter_difference and c.own_adapter_difference.verdict() == "better"
+    ]
+    chosen = preferred_fusion(workspace, fusions)
+    if beyond:
+        assert chosen in beyond
+        assert cards[chosen].task in SENTIMENT_TARGETS or not any(cards[n].task in SENTIMENT_TARGETS for n in beyond)
+    else:
+        assert cards[chosen].task in SENTIMENT_TARGETS
