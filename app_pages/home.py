@@ -64,6 +64,12 @@ if summary.adapters:
         hide_index=True,
         column_config={"score": NUMBER, "majority baseline": NUMBER},
     )
+    st.caption(
+        "*score*: the saved weights on the whole dev split, with its 95 % interval and example count. *beyond "
+        "majority?*: whether that whole interval lies above the *majority baseline* (always answering the most "
+        "frequent dev label); where it does not, the adapter did not learn, and a fusion's gain over it is no "
+        "transfer."
+    )
 else:
     st.info("No adapter yet: prepare the demo below, or train one on the Train page.")
 st.subheader("Fusions")
@@ -78,8 +84,8 @@ if summary.fusions:
         "fusion. *fusion − adapter*: the difference with its paired 95 % interval (both models on the same "
         "resampled examples); where the interval includes 0 it is *within noise*, not a win or a loss. "
         "*step chosen on*: which examples chose the kept training step — examples carved from the training "
-        "data, never the dev examples it is scored on; artifacts saved before that rule (the current pack) say "
-        "*dev itself (optimistic)*."
+        "data, never the dev examples it is scored on; artifacts saved before that rule say *dev itself "
+        "(optimistic)*."
     )
 else:
     st.info("No fusion yet: prepare the demo below, or train one on the Train page.")

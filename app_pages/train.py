@@ -158,10 +158,12 @@ with adapter_tab:
             + ", ".join(f"{md(task)} → {md(name)}" for task, name in renamed.items())
             + (" (your own names on this shared server)" if requester.guarded else " (beside the pack's read-only one)")
         )
+    refused = False  # a refused name is said once, here, and the button waits until it is changed
     for name in planned.values():
         note = requester.name_note(store, workspace, TRAIN_ADAPTER, name, name)
         if note is not None and note[0]:
             st.error(md(note[1]))
+            refused = True
     retrained = sorted(set(planned.values()) & set(workspace.list_adapters()))
     if retrained:
         st.caption(
@@ -180,7 +182,7 @@ with adapter_tab:
         "command line trains the pretrained pack's longer recipe."
     )
     adapter_limits = limits_inputs("adapter", ADAPTER_LIMITS)
-    if st.button("Queue adapter runs", type="primary", key="queue_adapters"):
+    if st.button("Queue adapter runs", type="primary", key="queue_adapters", disabled=refused):
         try:
             ids = queue_adapter_runs(
                 store,
@@ -246,7 +248,8 @@ with fusion_tab:
     if note is not None:
         (st.error if note[0] else st.caption)(md(note[1]))
     fusion_limits = limits_inputs("fusion", FUSION_LIMITS)
-    if st.button("Queue fusion run", type="primary", key="queue_fusion"):
+    refused = note is not None and note[0]  # said once, under the box; the button waits until it is changed
+    if st.button("Queue fusion run", type="primary", key="queue_fusion", disabled=refused):
         try:
             run = fusion_run_config(
                 target,

@@ -28,6 +28,7 @@ from fusionlab import config
 from fusionlab.backends import DEFAULT_MAX_ATTEMPTS, RAY, BackendSettings, add_backend_flags
 from fusionlab.budgets import COMPARE, PROFILES, resolve_budget
 from fusionlab.config import NON_LINEARITIES, AdapterConfig, FusionConfig
+from fusionlab.curve import CurvePlan
 from fusionlab.dashboard.server_config import SERVER_FLAGS, add_server_flags
 from fusionlab.devices import AUTO, device_argument
 from fusionlab.reported import Reported
@@ -678,6 +679,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 def cmd_pack(args: argparse.Namespace) -> int:
     from fusionlab.pack.store import PACK_DIR, install_pack, pack_dir, pack_summary
+    from fusionlab.reported import LEARNED
 
     if args.action == "build":
         from fusionlab.pack.build import build_pack
@@ -695,6 +697,11 @@ def cmd_pack(args: argparse.Namespace) -> int:
         installed = install_pack(workspace, root)
         print(f"installed {len(installed)} artifact(s) into {workspace.root}: {', '.join(installed) or 'none needed'}")
         return 0
+    if args.markdown:
+        from fusionlab.pack.table import markdown_table
+
+        print(markdown_table(root))
+        return 0
     print(f"pack at {root}")
     for row in pack_summary(root):
         over = f" over {','.join(row['adapters'])}" if row["adapters"] else ""
@@ -702,6 +709,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
             f"  {row['kind']:<7} {row['name']:<16} {row['task']:<6} dev {row['metric']} {row['score_text']}; "
             f"best step {row['best_step']}/{row['steps']}{over}"
         )
+        if row["learned"] not in (None, LEARNED):
+            print(f"          {row['learned']}: did not learn")
         if row["difference"]:
             print(f"          fusion − its adapter alone: {row['difference']}")
         print(f"          {row['selection']}")
@@ -1071,6 +1080,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="build: comma-separated artifact names (default: all)")
     p.add_argument("--out", help="build: where to write the pack (default: the bundled pack directory)")
     p.add_argument("--force", action="store_true", help="build: retrain artifacts that are up to date")
+    p.add_argument("--markdown", action="store_true", help="list: as the Markdown table docs/pack.md shows")
     _add_common(p)
     p.set_defaults(func=cmd_pack)
 
@@ -1161,12 +1171,28 @@ def build_parser() -> argparse.ArgumentParser:
         "intervals and the paired gain. Runs in this process (hours on a CPU); resumable: points already in the "
         "output file are skipped.",
     )
-    p.add_argument("--target", default="imdb", help="target task")
-    p.add_argument("--sources", default="sst2,mnli,qnli,sick", help="comma-separated source adapters")
-    p.add_argument("--sizes", default="50,100,250,500,1000", help="comma-separated training-set sizes k")
-    p.add_argument("--seeds", default="1,2", help="comma-separated seeds (each draws another subset)")
-    p.add_argument("--method", default="attention", choices=config.FUSION_METHODS, help="fusion method")
-    p.add_argument("--steps", type=int, default=300, help="about this many optimisation steps per model")
+    plan = CurvePlan()  # the defaults live on the plan, once
+    p.add_argument("--target", default=plan.target, help="target task (default: %(default)s)")
+    p.add_argument(
+        "--sources", default=",".join(plan.sources), help="comma-separated source adapters (default: %(default)s)"
+    )
+    p.add_argument(
+        "--sizes",
+        default=",".join(map(str, plan.sizes)),
+        help="comma-separated training-set sizes k (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seeds",
+        default=",".join(map(str, plan.seeds)),
+        help="comma-separated seeds, each another subset (default: %(default)s)",
+    )
+    p.add_argument("--method", default=plan.method, choices=config.FUSION_METHODS, help="fusion method")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=plan.steps,
+        help="about this many optimisation steps per model (default: %(default)s)",
+    )
     p.add_argument("--out", default=None, help="JSON file (default: <workspace>/curves/TARGET-METHOD.json)")
     _add_common(p)
     p.set_defaults(func=cmd_curve)

@@ -43,7 +43,8 @@ class CurvePlan(JsonConfig):
     on the selection split)."""
 
     target: str = "imdb"
-    sources: list[str] = field(default_factory=lambda: ["sst2", "mnli", "qnli", "sick"])
+    sources: list[str] = field(default_factory=lambda: ["sst2", "mnli", "qnli"])
+    """The pack's ``imdb-attention`` sources, so that the curve's k = 100 is that fusion's design on other subsets."""
     sizes: list[int] = field(default_factory=lambda: [50, 100, 250, 500, 1000])
     seeds: list[int] = field(default_factory=lambda: [1, 2])
     method: str = "attention"

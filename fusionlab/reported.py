@@ -18,6 +18,13 @@ from fusionlab.uncertainty import Difference, Score
 
 NOT_HELD_OUT = "selected on the dev split it reports (before honest selection): an optimistic number"
 
+LEARNED = "learned"
+NOT_LEARNED = "not beyond the majority class"
+BELOW_MAJORITY = "below the majority class"
+"""The three answers of :meth:`Reported.learned`: a score whose whole interval lies above what always answering
+the most frequent dev label scores has learned something; one whose interval holds it did not show it did; one
+wholly below it learned something wrong."""
+
 
 def _typed(cls, value):
     try:
@@ -111,6 +118,16 @@ class Reported:
         """``better``/``worse``/``within noise`` for a fusion against its adapter; ``None`` where not measured."""
         return self.difference.verdict() if self.difference is not None else None
 
+    def learned(self) -> str | None:
+        """Whether the score is beyond the majority class, judged on its interval (``None`` where either the
+        interval or the baseline was not recorded). An adapter that did not learn makes every comparison built
+        on it meaningless, so every view says so next to the score."""
+        if self.interval is None or self.baseline is None:
+            return None
+        if self.interval.low > self.baseline:
+            return LEARNED
+        return BELOW_MAJORITY if self.interval.high < self.baseline else NOT_LEARNED
+
     def selection_text(self) -> str:
         return self.selection.text() if self.selection is not None else NOT_HELD_OUT
 
@@ -127,6 +144,8 @@ class Reported:
         lines = [f"dev {metric_label(self.metric)}: {self.score_text()}"]
         if self.baseline is not None:
             lines[0] += f"; majority class {self.baseline:.3f}"
+            if self.learned() not in (None, LEARNED):
+                lines[0] += f" ({self.learned()}: did not learn)"
         if self.own_value is not None:
             lines.append(f"its {task or 'own'} adapter alone, same examples: {self.own_text()}")
             lines.append(f"fusion − adapter (paired): {self.difference_text()}")

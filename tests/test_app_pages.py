@@ -17,8 +17,11 @@ from fusionlab.dashboard import workspace_view
 from fusionlab.dashboard.charts import title_of
 from fusionlab.dashboard.dev_browser import OUTCOMES
 from fusionlab.dashboard.examples import examples_for
+from fusionlab.dashboard.inference import preferred_fusion
 from fusionlab.dashboard.settings import HOME_KEY
 from fusionlab.pack import PACK_DIR
+from fusionlab.pack.recipe import ADAPTERS, FUSIONS, FusionRecipe
+from fusionlab.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = REPO / "app_pages"
@@ -102,7 +105,7 @@ def test_a_fresh_workspace_opens_on_the_pack_and_queues_the_live_demo_once(tmp_p
     at = open_page("home.py", tmp_path / "fresh")
     assert not at.exception and not at.error
     values = {m.label: m.value for m in at.metric}
-    assert (values["Adapters"], values["Fusions"]) == ("9", "2")
+    assert (values["Adapters"], values["Fusions"]) == (str(len(ADAPTERS)), str(len(FUSIONS)))
     fusions = at.dataframe[1].value
     assert set(fusions["source"]) == {"pack (read-only)"}
     assert (fusions["score"] > 0).all()
@@ -117,18 +120,30 @@ def test_a_fresh_workspace_opens_on_the_pack_and_queues_the_live_demo_once(tmp_p
 
     at = open_page("playground.py", tmp_path / "fresh")
     assert not at.exception and not at.error
-    assert at.selectbox(key="fusion").value == "imdb-attention"  # the sentiment fusion, as in the notebook
-    assert at.text_area(key="text").value == "This movie is absolutely fantastic!"
-    assert metric_labels(at) == ["imdb adapter alone", "Fusion over 4 adapters"]
-    assert [m.value for m in at.metric] == ["pos", "pos"]
+    default = _pack_default(tmp_path / "fresh")  # a gain beyond noise first, sentiment first (tested in test_pack)
+    assert at.selectbox(key="fusion").value == default.name
+    assert at.text_area(key="text").value == examples_for(default.target)[0].text
+    assert metric_labels(at) == [f"{default.target} adapter alone", f"Fusion over {len(default.adapters)} adapters"]
+    if default.target == "imdb":  # the notebook's sentence
+        assert at.text_area(key="text").value == "This movie is absolutely fantastic!"
+        assert [m.value for m in at.metric] == ["pos", "pos"]
+
+
+def _pack_default(home: Path) -> FusionRecipe:
+    """The pack fusion the Playground opens on, as its recipe."""
+    workspace = Workspace(home)
+    name = preferred_fusion(workspace, workspace.list_fusions())
+    return next(recipe for recipe in FUSIONS if recipe.name == name)
 
 
 @pytest.mark.skipif(not (PACK_DIR / "pack.json").is_file(), reason="the pack is not built")
 def test_switching_to_another_tasks_fusion_loads_that_tasks_example(tmp_path, monkeypatch):
     """The movie sentence is no RTE premise: switching from the sentiment fusion to the RTE one starts from an
-    RTE example (both sentences), with no error, instead of carrying the review over."""
+    RTE example (both sentences), with no error, instead of carrying the review over (and back again)."""
     monkeypatch.setenv("FUSIONLAB_PACK", str(PACK_DIR))
     at = open_page("playground.py", tmp_path / "fresh")
+    if _pack_default(tmp_path / "fresh").name == "rte-attention":
+        at.selectbox(key="fusion").set_value("imdb-attention").run()
     assert at.selectbox(key="fusion").value == "imdb-attention"
     assert at.text_area(key="text").value == "This movie is absolutely fantastic!"
     at.selectbox(key="fusion").set_value("rte-attention").run()

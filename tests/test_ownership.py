@@ -93,8 +93,8 @@ def test_the_train_and_runs_pages_show_the_classroom_rules(classroom, monkeypatc
     name_box = at.text_input(key="fusion_name")
     assert name_box.placeholder.startswith("rte-attention-")  # the student's own default
     name_box.set_value("rte-attention").run()
-    assert any("belongs to the teacher" in error.value for error in at.error)  # hint and outcome agree
-    at.button(key="queue_fusion").click().run()
+    assert len([e for e in at.error if "belongs to the teacher" in e.value]) == 1  # said once, under the name
+    assert at.button(key="queue_fusion").disabled  # and the button waits for another name
     assert not store.list_runs(kind="train_fusion")  # refused, nothing queued
     name_box.set_value("").run()
     at.button(key="queue_fusion").click().run()

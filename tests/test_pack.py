@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -176,3 +177,46 @@ def test_the_tiny_demo_in_a_pack_workspace_uses_the_packs_adapters(tmp_path, wit
     assert all(isinstance(run, FusionRun) for run in plan)  # every tiny adapter is the pack's already
     assert [run.name for run in plan] == ["rte-attention-2", "rte-weighted"]
     assert [run.adapters for run in plan] == [run.adapters for run in demo_runs("tiny") if isinstance(run, FusionRun)]
+
+
+def test_pack_list_says_which_adapters_did_not_learn(capsys, with_pack):
+    """``fusionlab pack list`` flags every artifact whose dev interval reaches its majority class, and only those:
+    a comparison built on an adapter that did not learn must not pass for transfer."""
+    from fusionlab.cli import main
+
+    assert main(["pack", "list"]) == 0
+    blocks = re.split(r"\n  (?=\S)", capsys.readouterr().out)[1:]  # one per artifact, with its indented lines
+    for entry, block in zip(read_manifest(PACK_DIR).entries, blocks, strict=True):
+        card = read_card(PACK_DIR / entry.relative_dir)
+        baseline = card.dev.majority_baseline[card.dev.main_metric]
+        assert block.split()[:2] == [entry.kind, entry.name]
+        assert ("did not learn" in block) == (card.dev.interval.low <= baseline), (entry.name, block)
+
+
+def test_the_documented_table_is_the_shipped_packs():
+    """docs/pack.md shows ``fusionlab pack list --markdown`` verbatim: a rebuilt pack cannot leave old numbers."""
+    from fusionlab.pack.table import markdown_table
+
+    doc = (PACK_DIR.parents[1] / "docs" / "pack.md").read_text(encoding="utf-8")
+    after = doc.split("<!-- pack-table", 1)[-1].split("-->\n", 1)[-1]
+    shown = after.split("\n<!-- /pack-table -->", 1)[0]
+    assert shown == markdown_table(PACK_DIR), "regenerate the table: fusionlab pack list --markdown"
+
+
+def test_the_playground_opens_on_a_fusion_whose_gain_is_beyond_noise(tmp_path, with_pack):
+    """Of the pack's fusions, the default is one that beats its own adapter beyond noise (a sentiment one if
+    several do); only where none does is it a sentiment fusion whatever its gain."""
+    from fusionlab.dashboard.inference import SENTIMENT_TARGETS, preferred_fusion
+
+    workspace = ready_workspace(tmp_path / "ws")
+    fusions = workspace.list_fusions()
+    cards = {name: read_card(workspace.fusion_dir(name)) for name in fusions}
+    beyond = [
+        n for n, c in cards.items() if c.own_adapter_difference and c.own_adapter_difference.verdict() == "better"
+    ]
+    chosen = preferred_fusion(workspace, fusions)
+    if beyond:
+        assert chosen in beyond
+        assert cards[chosen].task in SENTIMENT_TARGETS or not any(cards[n].task in SENTIMENT_TARGETS for n in beyond)
+    else:
+        assert cards[chosen].task in SENTIMENT_TARGETS

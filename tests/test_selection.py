@@ -11,8 +11,8 @@ import pytest
 from fusionlab.data import SELECTION, TASKS, get_task, load_split
 from fusionlab.data.loading import selection_keys
 from fusionlab.data.splits import selection_rows, selection_split, text_components
-from fusionlab.metrics import accuracy, matthews_corrcoef
-from fusionlab.reported import NOT_HELD_OUT, Reported
+from fusionlab.metrics import accuracy, majority_baseline, matthews_corrcoef
+from fusionlab.reported import BELOW_MAJORITY, LEARNED, NOT_HELD_OUT, NOT_LEARNED, Reported
 from fusionlab.runspec import RunResult
 from fusionlab.uncertainty import Difference, Score, mean_interval, paired_difference, score_interval
 
@@ -153,3 +153,23 @@ def test_training_selects_on_carved_examples_and_reports_dev_with_intervals(tmp_
 def test_every_builtin_task_can_carve_a_selection_split():
     for spec in TASKS.values():
         assert selection_keys(spec)({f: "x" for f in (*spec.text_fields, "passage", "question")})
+
+
+@requires_data
+def test_a_score_is_judged_against_the_majority_class_on_its_interval():
+    """On RTE's real dev labels: always answering the majority class is not learning, even though its score
+    equals the baseline; a score whose whole interval lies above it is; one wholly below it is worse than that"""
+    task = get_task("rte")
+    gold = np.array(load_split("rte", "validation", data_dir=DATA_DIR)["label"])
+    majority = int(np.bincount(gold).argmax())
+    baseline = majority_baseline(gold, task)["accuracy"]
+
+    def judged(predictions) -> Reported:
+        return Reported(metric="accuracy", baseline=baseline, interval=score_interval(predictions, gold, "accuracy"))
+
+    assert judged(np.full_like(gold, majority)).learned() == NOT_LEARNED
+    assert judged(gold).learned() == LEARNED
+    assert judged(1 - gold).learned() == BELOW_MAJORITY  # every answer wrong
+    assert "did not learn" in judged(np.full_like(gold, majority)).lines("rte")[0]
+    assert "did not learn" not in judged(gold).lines("rte")[0]
+    assert Reported(metric="accuracy", value=0.6).learned() is None  # no interval recorded: not judged

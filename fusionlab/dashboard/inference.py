@@ -32,6 +32,7 @@ from fusionlab.fusion.override import WeightOverride
 from fusionlab.fusion.registry import fusion_class
 from fusionlab.inference_snapshot import freeze_for_inference
 from fusionlab.model import FusionModel
+from fusionlab.pack.store import reported_of
 from fusionlab.prediction import EncodedInput, Prediction, encode_input, predict, unfamiliar_input
 from fusionlab.salience import Salience, salience
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
@@ -390,20 +391,22 @@ def comparable_fusions(workspace: Workspace, fusion: str) -> list[str]:
 
 
 def preferred_fusion(workspace: Workspace, fusions: Sequence[str]) -> str:
-    """The fusion a page opens on: a sentiment one if the workspace has one, else the first that can be read.
+    """The fusion a page opens on: one whose gain over its own adapter is beyond noise, sentiment first; else a
+    sentiment one; else the first that can be read.
 
-    Sentiment is where the story starts (the original notebook: "This movie is absolutely fantastic!", the
-    sentiment adapter alone vs all adapters fused), and a movie sentence needs no explanation in a classroom.
-    A fusion whose metadata is broken is never the default (it stays in the picker, where choosing it says why).
+    A class should first see fusion doing something measurable, and sentiment is where the story starts (the
+    original notebook: "This movie is absolutely fantastic!", the sentiment adapter alone vs all adapters fused):
+    a movie sentence needs no explanation in a classroom. A fusion whose metadata is broken is never the default
+    (it stays in the picker, where choosing it says why).
     """
-    targets = {}
-    for name in fusions:
+    ranked = []
+    for order, name in enumerate(fusions):
+        directory = workspace.fusion_dir(name)
         try:
-            targets[name] = read_meta(workspace.fusion_dir(name))["fusion_config"].get("target_task")
-        except (CheckpointError, ValueError):
+            meta = read_meta(directory)
+            target = meta["fusion_config"].get("target_task")
+        except (CheckpointError, ValueError, KeyError):
             continue
-    for target in SENTIMENT_TARGETS:
-        for name, fused_for in targets.items():
-            if fused_for == target:
-                return name
-    return next(iter(targets), fusions[0])
+        gains = reported_of(directory, meta.get("extra", {})).verdict() == "better"
+        ranked.append((not gains, target not in SENTIMENT_TARGETS, order, name))
+    return min(ranked)[-1] if ranked else fusions[0]

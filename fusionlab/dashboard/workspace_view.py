@@ -28,7 +28,7 @@ from fusionlab.metrics import metric_label
 from fusionlab.pack.card import ArtifactCard
 from fusionlab.pack.store import is_pack_artifact, read_card
 from fusionlab.processes import pid_alive
-from fusionlab.reported import Reported
+from fusionlab.reported import LEARNED, Reported
 from fusionlab.runspec import AdapterRun, FusionRun, parse_run
 from fusionlab.runstore import QUEUED, RUNNING, Run, RunStore
 from fusionlab.worker import ensure_worker
@@ -70,12 +70,20 @@ class CheckpointRow:
             row["its adapter alone"] = self.reported.own_text()
             row["fusion − adapter (paired)"] = self.reported.difference_text()
         row["majority baseline"] = self.baseline
+        row["beyond majority?"] = _learned_cell(self.reported.learned())
         row["step chosen on"] = self.reported.selection_short() if self.score is not None else None
         row["source"] = "pack (read-only)" if self.from_pack else "trained here"
         row["status"] = self.problem or "ready"
         if self.older_versions and not self.problem:
             row["status"] = f"ready (trained on an earlier {', '.join(self.older_versions)}; a newer version exists)"
         return row
+
+
+def _learned_cell(verdict: str | None) -> str | None:
+    """``yes`` or, for a score whose interval reaches the majority class, the reason in words."""
+    if verdict is None:
+        return None
+    return "yes" if verdict == LEARNED else f"no: {verdict}"
 
 
 @dataclass(frozen=True)

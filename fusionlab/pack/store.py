@@ -129,6 +129,16 @@ def read_card(directory: str | os.PathLike) -> ArtifactCard | None:
     return ArtifactCard.load(path)
 
 
+def reported_of(directory: str | os.PathLike, extra: dict) -> Reported:
+    """What a checkpoint reports about itself: a pack artifact's card (a fresh evaluation of its saved weights),
+    else its own ``extra`` block. An unreadable card reads as the checkpoint's own block."""
+    try:
+        card = read_card(directory)
+    except (OSError, ValueError):
+        card = None
+    return Reported.from_card(card) if card is not None else Reported.from_extra(extra)
+
+
 def install_pack(workspace: Workspace, root: Path | None = None) -> list[str]:
     """Copy the pack's artifacts that ``workspace`` does not have yet; returns what was installed.
 
@@ -179,6 +189,7 @@ def pack_summary(root: Path) -> list[dict]:
                 "metric": card.dev.main_metric,
                 "score": card.dev.main,
                 "score_text": card.dev.text(),
+                "learned": reported.learned(),
                 "dev_examples": card.dev.examples,
                 "steps": card.steps,
                 "best_step": card.best_step,
