@@ -82,3 +82,29 @@ def test_salience_bench_times_both_models_on_forty_tokens(tmp_path):
     assert report["tokens"] == 40 and report["threads"] == 2
     (row,) = report["rows"]
     assert row["what"] == "both (adaptive)" and row["seconds"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / "fusionlab" / "pack_data" / "pack.json").is_file(), reason="the pack is not built")
+def test_quality_bench_resumes_by_seed_and_refuses_other_settings(tmp_path, shared_data_dir):
+    """Two seeds of a quick CB comparison, the second added by a rerun that skips the first; a rerun with another
+    method is refused rather than mixed into the same table."""
+
+    def quality(*extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(REPO / "bench" / "quality.py"), "--quick", "--tasks", "cb"]
+        command += ["--data-dir", str(shared_data_dir), "--out", str(tmp_path), *extra]
+        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+
+    first = quality("--seeds", "1", "--methods", "attention")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = quality("--seeds", "1,2", "--methods", "attention")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "cb seed 1: already in" in second.stdout and "cb seed 2:" in second.stdout
+    saved = json.loads((tmp_path / "quality-cb.json").read_text())
+    [(seed_1, seed_2)] = [tuple(saved["rows"]["cb"])]
+    assert (seed_1["seed"], seed_2["seed"]) == (1, 2)
+    for row in (seed_1, seed_2):
+        assert row["single"]["n"] == 56 and row["attention - single"]["verdict"] in ("better", "worse", "within noise")
+    assert "| cb | accuracy | 56 |" in (tmp_path / "quality-cb.md").read_text()
+    other = quality("--seeds", "1", "--methods", "weighted")
+    assert other.returncode != 0 and "other methods" in other.stderr
