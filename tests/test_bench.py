@@ -101,7 +101,7 @@ def test_quality_bench_resumes_by_seed_and_refuses_other_settings(tmp_path, shar
     assert second.returncode == 0, second.stderr[-3000:]
     assert "cb seed 1: already in" in second.stdout and "cb seed 2:" in second.stdout
     saved = json.loads((tmp_path / "quality-cb.json").read_text())
-    [(seed_1, seed_2)] = [tuple(saved["rows"]["cb"])]
+    seed_1, seed_2 = saved["rows"]["cb"]
     assert (seed_1["seed"], seed_2["seed"]) == (1, 2)
     for row in (seed_1, seed_2):
         assert row["single"]["n"] == 56 and row["attention - single"]["verdict"] in ("better", "worse", "within noise")
