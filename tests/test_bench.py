@@ -108,3 +108,23 @@ def test_quality_bench_resumes_by_seed_and_refuses_other_settings(tmp_path, shar
     assert "| cb | accuracy | 56 |" in (tmp_path / "quality-cb.md").read_text()
     other = quality("--seeds", "1", "--methods", "weighted")
     assert other.returncode != 0 and "other methods" in other.stderr
+
+
+@pytest.mark.slow
+def test_encoder_ratio_bench_reports_both_stages_and_their_ratio(tmp_path):
+    out = tmp_path / "ratio.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "encoder_ratio.py"), "--quick", "--device", "cpu", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    steps = {row["stage"]: row for row in report["results"]}
+    assert set(steps) == {"encoder", "fusion"} and all(row["real_tokens_per_s"] > 0 for row in steps.values())
+    assert report["ratio"] == pytest.approx(
+        steps["fusion"]["real_tokens_per_s"] / steps["encoder"]["real_tokens_per_s"]
+    )
+    assert report["machine"]["precision"] == "fp32" and "÷ frozen encoder forward+backward" in proc.stdout
