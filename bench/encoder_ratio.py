@@ -34,6 +34,7 @@ from train_throughput import batches, build
 
 from fusionlab.base_model import load_encoder
 from fusionlab.data import get_task
+from fusionlab.training.loop import resolve_precision
 
 
 class FrozenEncoderStep(nn.Module):
@@ -51,13 +52,13 @@ class FrozenEncoderStep(nn.Module):
 
 
 def pick_device(asked: str) -> tuple[torch.device, torch.dtype | None]:
-    """The device, and the autocast dtype used there (None: full precision)."""
+    """The device, and the autocast dtype a run trains in there (what ``mixed_precision="auto"`` resolves to;
+    None: full precision)."""
     if asked == "auto":
         asked = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(asked)
-    if device.type == "cuda":
-        return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return device, None
+    precision = resolve_precision("auto") if device.type == "cuda" else "no"
+    return device, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
 
 def timed_step(loss_of, batch: dict, optimizer, device: torch.device, dtype: torch.dtype | None) -> float:
@@ -88,6 +89,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.batch, args.steps = 8, 2
+    if not (1 <= args.steps <= 1000 and 1 <= args.batch <= 4096 and 1 <= args.adapters <= 64):
+        parser.error("--steps must be 1-1000, --batch 1-4096 and --adapters 1-64")
     device, dtype = pick_device(args.device)
     num_labels = get_task(args.task).num_labels
     data = [

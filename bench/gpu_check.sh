@@ -8,7 +8,11 @@
 set -euo pipefail
 OUT=${OUT:-bench/results/gpu}
 mkdir -p "$OUT"
-PY=${PY:-.venv/bin/python}
+PY=${PY:-python}  # an environment with a CUDA build of torch and fusionlab installed (pip install -e .)
+"$PY" -c "import torch, fusionlab; assert torch.cuda.is_available(), 'this torch sees no GPU'" \
+  || { echo "gpu_check: $PY needs a CUDA torch and fusionlab (pip install -e .)" >&2; exit 2; }
+"$PY" -c "from fusionlab.data.loading import resolve_data_dir as r; d = r(None); assert d and d.is_dir(), d" \
+  || { echo "gpu_check: no task data: set FUSIONLAB_DATA_DIR" >&2; exit 2; }
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 "$PY" bench/encoder_ratio.py --device cuda --steps 20 --out "$OUT/encoder_ratio.json" | tee "$OUT/encoder_ratio.txt"
 "$PY" bench/encoder_ratio.py --device cuda --steps 20 --batch 128 --out "$OUT/encoder_ratio_b128.json" | tee -a "$OUT/encoder_ratio.txt"

@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few steps per stage: checks the script runs")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    args.methods = ",".join(sorted(methods))  # the setting a resumed run is compared on, in one spelling
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     workspace = Workspace(out / "quality-workspace").ensure()
@@ -175,6 +176,11 @@ def main() -> None:
     rows, seconds = resume(path, args)
     for task in tasks:
         for seed in args.seeds.split(","):
+            fused = [task, *sources_for(task, args.all_sources)]
+            if any(r["adapters"][1:] != fused[1:] for r in rows.get(task, [])):
+                raise SystemExit(
+                    f"{path} fused {task} with other sources than {fused[1:]}: move it or pass another --out"
+                )
             if any(r["seed"] == int(seed) for r in rows.get(task, [])):
                 print(f"{task} seed {seed}: already in {path}, skipped", flush=True)
                 continue
@@ -185,7 +191,8 @@ def main() -> None:
             save(path, args, rows, seconds)  # after every seed: an interrupted run resumes here
             scores = ", ".join(f"{k} {v['value']:.1f}" for k, v in row.items() if isinstance(v, dict) and "value" in v)
             print(f"{task} seed {seed}: {scores}", flush=True)
-    text = table(rows, methods, ",".join(str(r["seed"]) for r in next(iter(rows.values()))))
+    seeds = sorted({r["seed"] for runs in rows.values() for r in runs})
+    text = table(rows, methods, ",".join(map(str, seeds)))
     print("\n" + text)
     path.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
 

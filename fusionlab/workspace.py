@@ -116,7 +116,8 @@ class Workspace:
             yield directory
             versions = directory / VERSIONS_DIR
             if versions.is_dir():
-                yield from (d for d in versions.iterdir() if d.is_dir())
+                yield versions  # where a deletion renames a name's versions aside first
+                yield from (d for d in versions.iterdir() if d.is_dir() and not d.name.startswith(TMP_PREFIX))
 
 
 def _abandoned(entry: Path) -> bool:

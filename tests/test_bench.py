@@ -1,6 +1,7 @@
 """The fusion-overhead benchmark runs end to end and reports every configuration (never asserts on speed)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,7 +94,8 @@ def test_quality_bench_resumes_by_seed_and_refuses_other_settings(tmp_path, shar
     def quality(*extra: str) -> subprocess.CompletedProcess:
         command = [sys.executable, str(REPO / "bench" / "quality.py"), "--quick", "--tasks", "cb"]
         command += ["--data-dir", str(shared_data_dir), "--out", str(tmp_path), *extra]
-        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+        env = {**os.environ, "FUSIONLAB_PACK": str(REPO / "fusionlab" / "pack_data")}  # conftest turns it off
+        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
 
     first = quality("--seeds", "1", "--methods", "attention")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -111,14 +113,16 @@ def test_quality_bench_resumes_by_seed_and_refuses_other_settings(tmp_path, shar
 
 
 @pytest.mark.slow
-def test_encoder_ratio_bench_reports_both_stages_and_their_ratio(tmp_path):
+def test_encoder_ratio_bench_reports_both_stages_and_their_ratio(tmp_path, shared_data_dir):
     out = tmp_path / "ratio.json"
+    env = {**os.environ, "FUSIONLAB_DATA_DIR": str(shared_data_dir)}
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "encoder_ratio.py"), "--quick", "--device", "cpu", "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
