@@ -65,7 +65,8 @@ if summary.adapters:
         column_config={"score": NUMBER, "majority baseline": NUMBER},
     )
     st.caption(
-        "*score*: the saved weights on the whole dev split, with its 95 % interval and example count. *beyond "
+        "*score*: the saved weights on the dev split (the pack's: all of it), with its 95 % interval and example "
+        "count. *beyond "
         "majority?*: whether that whole interval lies above the *majority baseline* (always answering the most "
         "frequent dev label); where it does not, the adapter did not learn, and a fusion's gain over it is no "
         "transfer."

@@ -158,7 +158,7 @@ with adapter_tab:
             + ", ".join(f"{md(task)} → {md(name)}" for task, name in renamed.items())
             + (" (your own names on this shared server)" if requester.guarded else " (beside the pack's read-only one)")
         )
-    refused = False  # a refused name is said once, here, and the button waits until it is changed
+    refused = False  # a refused name is said once, here, and the button waits until the tasks chosen change
     for name in planned.values():
         note = requester.name_note(store, workspace, TRAIN_ADAPTER, name, name)
         if note is not None and note[0]:

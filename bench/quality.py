@@ -14,7 +14,9 @@ Targets: rte, cb, mrpc and a low-resource sentiment target, imdb with the pack's
 the SST-2 adapter has something to give). Writes a Markdown table (mean ± std over seeds) and JSON with every run.
 
 Usage: ``python bench/quality.py [--tasks rte,cb,mrpc,imdb] [--seeds 1,2,3] [--methods attention,weighted,average]
-[--out bench/results]`` (``--quick``: a few steps, to check the script runs).
+[--out bench/results]`` (``--quick``: a few steps, to check the script runs). Resumable: every finished seed is
+written to ``quality-<tasks>.json`` at once, and a rerun with the same settings skips the seeds already there
+(add seeds by rerunning with more).
 """
 
 from __future__ import annotations
@@ -159,6 +161,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few steps per stage: checks the script runs")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    args.methods = ",".join(sorted(methods))  # the setting a resumed run is compared on, in one spelling
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     workspace = Workspace(out / "quality-workspace").ensure()
@@ -168,20 +171,51 @@ def main() -> None:
     missing = sorted(needed - set(workspace.list_adapters()))
     if missing:
         raise SystemExit(f"{workspace.root} lacks the adapters {missing}: build or install the pretrained pack")
-    started = time.monotonic()
-    rows: dict[str, list[dict]] = {}
-    for task in args.tasks.split(","):
+    tasks = args.tasks.split(",")
+    path = out / f"quality-{'-'.join(tasks)}.json"
+    rows, seconds = resume(path, args)
+    for task in tasks:
         for seed in args.seeds.split(","):
+            fused = [task, *sources_for(task, args.all_sources)]
+            if any(r["adapters"][1:] != fused[1:] for r in rows.get(task, [])):
+                raise SystemExit(
+                    f"{path} fused {task} with other sources than {fused[1:]}: move it or pass another --out"
+                )
+            if any(r["seed"] == int(seed) for r in rows.get(task, [])):
+                print(f"{task} seed {seed}: already in {path}, skipped", flush=True)
+                continue
+            started = time.monotonic()
             row = run_seed(workspace, task, int(seed), methods, args)
             rows.setdefault(task, []).append({"seed": int(seed), **row})
+            seconds += time.monotonic() - started
+            save(path, args, rows, seconds)  # after every seed: an interrupted run resumes here
             scores = ", ".join(f"{k} {v['value']:.1f}" for k, v in row.items() if isinstance(v, dict) and "value" in v)
             print(f"{task} seed {seed}: {scores}", flush=True)
-    text = table(rows, methods, args.seeds)
+    seeds = sorted({r["seed"] for runs in rows.values() for r in runs})
+    text = table(rows, methods, ",".join(map(str, seeds)))
     print("\n" + text)
-    stem = f"quality-{'-'.join(rows)}"
-    (out / f"{stem}.md").write_text(text + "\n", encoding="utf-8")
-    result = {"args": vars(args), "rows": rows, "seconds": time.monotonic() - started}
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    path.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
+
+
+SETTINGS = ("methods", "pack_target", "all_sources", "quick")
+"""What must match for a rerun to add seeds to a saved result rather than mix two different measurements."""
+
+
+def resume(path: Path, args: argparse.Namespace) -> tuple[dict[str, list[dict]], float]:
+    """The seeds already measured in ``path`` (none if absent), refusing a file written with other settings."""
+    if not path.is_file():
+        return {}, 0.0
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    mismatched = [k for k in SETTINGS if saved["args"].get(k) != getattr(args, k)]
+    if mismatched:
+        raise SystemExit(f"{path} was measured with other {', '.join(mismatched)}: move it or pass another --out")
+    return saved["rows"], saved.get("seconds", 0.0)
+
+
+def save(path: Path, args: argparse.Namespace, rows: dict[str, list[dict]], seconds: float) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"args": vars(args), "rows": rows, "seconds": seconds}, indent=2), encoding="utf-8")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

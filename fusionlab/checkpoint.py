@@ -28,7 +28,7 @@ from torch import nn
 from fusionlab.adapters.manager import AdapterManager, tensors_hash
 from fusionlab.config import AdapterConfig, FusionConfig, ModelConfig
 from fusionlab.workspace import CHECKPOINT_MARKER as META_FILE
-from fusionlab.workspace import atomic_directory
+from fusionlab.workspace import VERSIONS_DIR, atomic_directory
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
 FUSION_WEIGHTS = "fusion.safetensors"
@@ -280,12 +280,6 @@ def load_adapter_into(model: FusionModel, directory: str | os.PathLike, name: st
 
 
 # -- versions: an adapter or a fusion replaced under its own name ---------------------------------------------
-VERSIONS_DIR = ".versions"
-"""Where earlier versions of a checkpoint are kept: ``adapters/.versions/<name>/<hash>/`` and
-``fusions/.versions/<name>/<hash>/``. Retraining publishes a new version under the name; every fusion keeps loading
-the exact adapter version it was trained with, found here by the content hash it recorded, and a fusion retrained
-under its name leaves the one it replaces here, loadable (its results and its owner's work are not lost). Listings
-skip the directory: its name starts with a dot and holds no checkpoint marker of its own."""
 
 
 def version_hash(directory: Path, meta: dict) -> str | None:

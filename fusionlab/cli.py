@@ -679,7 +679,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 def cmd_pack(args: argparse.Namespace) -> int:
     from fusionlab.pack.store import PACK_DIR, install_pack, pack_dir, pack_summary
-    from fusionlab.reported import LEARNED
+    from fusionlab.reported import DID_NOT_LEARN, LEARNED
 
     if args.action == "build":
         from fusionlab.pack.build import build_pack
@@ -710,7 +710,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
             f"best step {row['best_step']}/{row['steps']}{over}"
         )
         if row["learned"] not in (None, LEARNED):
-            print(f"          {row['learned']}: did not learn")
+            print(f"          {row['learned']}: {DID_NOT_LEARN}")
         if row["difference"]:
             print(f"          fusion − its adapter alone: {row['difference']}")
         print(f"          {row['selection']}")

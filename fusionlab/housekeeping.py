@@ -24,11 +24,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from fusionlab.checkpoint import VERSIONS_DIR, CheckpointError, read_meta
+from fusionlab.checkpoint import CheckpointError, read_meta
 from fusionlab.pack.store import is_pack_artifact
 from fusionlab.runspec import AdapterRun, FusionRun, kind_saving
 from fusionlab.runstore import QUEUED, RUNNING, RunStore
-from fusionlab.workspace import TMP_PREFIX, Workspace
+from fusionlab.workspace import TMP_PREFIX, VERSIONS_DIR, Workspace
 
 ADAPTER = AdapterRun.artifact
 FUSION = FusionRun.artifact
@@ -119,6 +119,7 @@ def _kept_versions(directory: Path) -> list[tuple[str, Path]]:
     return [
         (named.name, version)
         for named in (sorted(root.iterdir()) if root.is_dir() else [])
+        if not named.name.startswith(TMP_PREFIX)  # a deletion in progress (or killed) renamed it aside
         for version in (sorted(named.iterdir()) if named.is_dir() else [])
         if version.is_dir() and not version.name.startswith(TMP_PREFIX)
     ]

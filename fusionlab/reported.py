@@ -21,6 +21,7 @@ NOT_HELD_OUT = "selected on the dev split it reports (before honest selection): 
 LEARNED = "learned"
 NOT_LEARNED = "not beyond the majority class"
 BELOW_MAJORITY = "below the majority class"
+DID_NOT_LEARN = "did not learn"
 """The three answers of :meth:`Reported.learned`: a score whose whole interval lies above what always answering
 the most frequent dev label scores has learned something; one whose interval holds it did not show it did; one
 wholly below it learned something wrong."""
@@ -128,6 +129,25 @@ class Reported:
             return LEARNED
         return BELOW_MAJORITY if self.interval.high < self.baseline else NOT_LEARNED
 
+    def own_learned(self) -> str | None:
+        """:meth:`learned` for a fusion's own adapter (same examples, same majority class)."""
+        if self.own_interval is None or self.baseline is None:
+            return None
+        return Reported(baseline=self.baseline, interval=self.own_interval).learned()
+
+    def learned_text(self) -> str | None:
+        """``yes``, or ``no: <why>`` where the interval reaches the majority class (a table cell)."""
+        verdict = self.learned()
+        if verdict is None:
+            return None
+        return "yes" if verdict == LEARNED else f"no: {verdict}"
+
+    def shows_transfer(self) -> bool:
+        """A fusion beats its own adapter beyond noise and both learned beyond the majority class: a gain over an
+        adapter at chance is no evidence that the sources gave anything (the standard: fix a baseline that did
+        not train before comparing with it)."""
+        return self.verdict() == "better" and self.learned() == LEARNED and self.own_learned() == LEARNED
+
     def selection_text(self) -> str:
         return self.selection.text() if self.selection is not None else NOT_HELD_OUT
 
@@ -145,7 +165,7 @@ class Reported:
         if self.baseline is not None:
             lines[0] += f"; majority class {self.baseline:.3f}"
             if self.learned() not in (None, LEARNED):
-                lines[0] += f" ({self.learned()}: did not learn)"
+                lines[0] += f" ({self.learned()}: {DID_NOT_LEARN})"
         if self.own_value is not None:
             lines.append(f"its {task or 'own'} adapter alone, same examples: {self.own_text()}")
             lines.append(f"fusion − adapter (paired): {self.difference_text()}")

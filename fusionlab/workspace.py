@@ -34,6 +34,13 @@ directory being written from one whose writer died."""
 LEGACY_TMP_AGE_S = 24 * 3600
 """A temporary directory without a pid (written by an older fusionlab) counts as abandoned after a day."""
 
+VERSIONS_DIR = ".versions"
+"""Where earlier versions of a checkpoint are kept: ``adapters/.versions/<name>/<hash>/`` and
+``fusions/.versions/<name>/<hash>/``. Retraining publishes a new version under the name; every fusion keeps loading
+the exact adapter version it was trained with, found here by the content hash it recorded, and a fusion retrained
+under its name leaves the one it replaces here, loadable (its results and its owner's work are not lost). Listings
+skip the directory: its name starts with a dot and holds no checkpoint marker of its own."""
+
 
 class Workspace:
     """Paths of one workspace: ``adapters/``, ``fusions/``, ``logs/`` and ``runs.sqlite`` under a root.
@@ -93,14 +100,24 @@ class Workspace:
         A directory still being written by a live process is left alone, whoever wrote it.
         """
         removed = []
-        for directory in (self.adapters_dir, self.fusions_dir):
-            if not directory.is_dir():
-                continue
+        for directory in self._writable_dirs():
             for entry in directory.iterdir():
                 if entry.name.startswith(TMP_PREFIX) and entry.is_dir() and _abandoned(entry):
                     shutil.rmtree(entry, ignore_errors=True)
                     removed.append(entry)
         return removed
+
+    def _writable_dirs(self) -> Iterator[Path]:
+        """Every directory a checkpoint is published into: the adapters' and fusions', and each name's kept
+        versions (``.versions/<name>/``, where replaced checkpoints are copied the same way)."""
+        for directory in (self.adapters_dir, self.fusions_dir):
+            if not directory.is_dir():
+                continue
+            yield directory
+            versions = directory / VERSIONS_DIR
+            if versions.is_dir():
+                yield versions  # where a deletion renames a name's versions aside first
+                yield from (d for d in versions.iterdir() if d.is_dir() and not d.name.startswith(TMP_PREFIX))
 
 
 def _abandoned(entry: Path) -> bool:

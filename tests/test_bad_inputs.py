@@ -164,10 +164,13 @@ def test_abandoned_temporary_directories_are_removed_and_live_ones_kept(tmp_path
     workspace = Workspace(tmp_path / "ws").ensure()
     dead = workspace.adapters_dir / ".tmp-999999999-rte-x1"
     live = workspace.fusions_dir / f".tmp-{os.getpid()}-f-x2"
-    for directory in (dead, live):
-        directory.mkdir()
+    dead_version = workspace.fusions_dir / ".versions" / "f" / ".tmp-999999999-0123abcd-x3"  # a copy killed midway
+    dead_deletion = workspace.fusions_dir / ".versions" / ".tmp-999999999-deleted-g-x4"  # a deletion killed midway
+    for directory in (dead, live, dead_version, dead_deletion):
+        directory.mkdir(parents=True)
     ready_workspace(workspace.root)
-    assert not dead.exists() and live.exists()
+    assert not dead.exists() and live.exists() and not dead_version.exists() and not dead_deletion.exists()
+    assert dead_version.parent.is_dir()  # the name's kept versions stay
     shutil.rmtree(live)
 
 

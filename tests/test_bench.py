@@ -1,6 +1,7 @@
 """The fusion-overhead benchmark runs end to end and reports every configuration (never asserts on speed)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,51 @@ def test_salience_bench_times_both_models_on_forty_tokens(tmp_path):
     assert report["tokens"] == 40 and report["threads"] == 2
     (row,) = report["rows"]
     assert row["what"] == "both (adaptive)" and row["seconds"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / "fusionlab" / "pack_data" / "pack.json").is_file(), reason="the pack is not built")
+def test_quality_bench_resumes_by_seed_and_refuses_other_settings(tmp_path, shared_data_dir):
+    """A quick CB comparison, then a rerun that finds its seed already measured and trains nothing, and a rerun
+    with another method, refused rather than mixed into the same table."""
+
+    def quality(*extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(REPO / "bench" / "quality.py"), "--quick", "--tasks", "cb"]
+        command += ["--data-dir", str(shared_data_dir), "--out", str(tmp_path), *extra]
+        env = {**os.environ, "FUSIONLAB_PACK": str(REPO / "fusionlab" / "pack_data")}  # conftest turns it off
+        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+
+    first = quality("--seeds", "1", "--methods", "attention")
+    assert first.returncode == 0, first.stderr[-3000:]
+    saved = json.loads((tmp_path / "quality-cb.json").read_text())
+    [row] = saved["rows"]["cb"]
+    assert row["seed"] == 1 and row["single"]["n"] == 56
+    assert row["attention - single"]["verdict"] in ("better", "worse", "within noise")
+    again = quality("--seeds", "1", "--methods", "attention")
+    assert again.returncode == 0 and "cb seed 1: already in" in again.stdout, again.stderr[-3000:]
+    assert json.loads((tmp_path / "quality-cb.json").read_text()) == saved  # nothing retrained
+    assert "| cb | accuracy | 56 |" in (tmp_path / "quality-cb.md").read_text()
+    other = quality("--seeds", "1", "--methods", "weighted")
+    assert other.returncode != 0 and "other methods" in other.stderr
+
+
+@pytest.mark.slow
+def test_encoder_ratio_bench_reports_both_stages_and_their_ratio(tmp_path, shared_data_dir):
+    out = tmp_path / "ratio.json"
+    env = {**os.environ, "FUSIONLAB_DATA_DIR": str(shared_data_dir)}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "encoder_ratio.py"), "--quick", "--device", "cpu", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    steps = {row["stage"]: row for row in report["results"]}
+    assert set(steps) == {"encoder", "fusion"} and all(row["real_tokens_per_s"] > 0 for row in steps.values())
+    assert report["ratio"] == pytest.approx(
+        steps["fusion"]["real_tokens_per_s"] / steps["encoder"]["real_tokens_per_s"]
+    )
+    assert report["machine"]["precision"] == "fp32" and "÷ frozen encoder forward+backward" in proc.stdout

@@ -203,20 +203,19 @@ def test_the_documented_table_is_the_shipped_packs():
     assert shown == markdown_table(PACK_DIR), "regenerate the table: fusionlab pack list --markdown"
 
 
-def test_the_playground_opens_on_a_fusion_whose_gain_is_beyond_noise(tmp_path, with_pack):
-    """Of the pack's fusions, the default is one that beats its own adapter beyond noise (a sentiment one if
-    several do); only where none does is it a sentiment fusion whatever its gain."""
+def test_the_playground_opens_on_a_fusion_that_shows_transfer(tmp_path, with_pack):
+    """Of the pack's fusions, the default is one that beats its own adapter beyond noise with both beyond their
+    majority class (a sentiment one if several do); only where none does is it a sentiment fusion."""
     from fusionlab.dashboard.inference import SENTIMENT_TARGETS, preferred_fusion
+    from fusionlab.reported import Reported
 
     workspace = ready_workspace(tmp_path / "ws")
     fusions = workspace.list_fusions()
     cards = {name: read_card(workspace.fusion_dir(name)) for name in fusions}
-    beyond = [
-        n for n, c in cards.items() if c.own_adapter_difference and c.own_adapter_difference.verdict() == "better"
-    ]
+    transfer = [n for n, c in cards.items() if Reported.from_card(c).shows_transfer()]
     chosen = preferred_fusion(workspace, fusions)
-    if beyond:
-        assert chosen in beyond
-        assert cards[chosen].task in SENTIMENT_TARGETS or not any(cards[n].task in SENTIMENT_TARGETS for n in beyond)
+    if transfer:
+        assert chosen in transfer
+        assert cards[chosen].task in SENTIMENT_TARGETS or not any(cards[n].task in SENTIMENT_TARGETS for n in transfer)
     else:
         assert cards[chosen].task in SENTIMENT_TARGETS

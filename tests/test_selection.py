@@ -173,3 +173,30 @@ def test_a_score_is_judged_against_the_majority_class_on_its_interval():
     assert "did not learn" in judged(np.full_like(gold, majority)).lines("rte")[0]
     assert "did not learn" not in judged(gold).lines("rte")[0]
     assert Reported(metric="accuracy", value=0.6).learned() is None  # no interval recorded: not judged
+
+
+@requires_data
+def test_transfer_needs_a_gain_beyond_noise_over_an_adapter_that_learned():
+    """On RTE's real dev labels: a fusion far above an adapter stuck on the majority class shows no transfer
+    (its baseline did not train); far above an adapter that did learn, it does; a gain within noise does not."""
+    gold = np.array(load_split("rte", "validation", data_dir=DATA_DIR)["label"])
+    baseline = majority_baseline(gold, get_task("rte"))["accuracy"]
+    majority = np.full_like(gold, int(np.bincount(gold).argmax()))
+    rng = np.random.default_rng(0)
+    decent = np.where(rng.random(len(gold)) < 0.2, 1 - gold, gold)  # about 80 % right: learned
+
+    def fusion_over(own, fused) -> Reported:
+        return Reported(
+            metric="accuracy",
+            baseline=baseline,
+            interval=score_interval(fused, gold, "accuracy"),
+            own_interval=score_interval(own, gold, "accuracy"),
+            difference=paired_difference(fused, own, gold, "accuracy"),
+        )
+
+    assert fusion_over(majority, gold).verdict() == "better" and not fusion_over(majority, gold).shows_transfer()
+    assert fusion_over(decent, gold).shows_transfer()
+    assert not fusion_over(decent, decent).shows_transfer()  # no gain at all
+    assert (
+        fusion_over(majority, gold).own_learned() == NOT_LEARNED and fusion_over(decent, gold).own_learned() == LEARNED
+    )

@@ -391,8 +391,9 @@ def comparable_fusions(workspace: Workspace, fusion: str) -> list[str]:
 
 
 def preferred_fusion(workspace: Workspace, fusions: Sequence[str]) -> str:
-    """The fusion a page opens on: one whose gain over its own adapter is beyond noise, sentiment first; else a
-    sentiment one; else the first that can be read.
+    """The fusion a page opens on: one that shows transfer (beats its own adapter beyond noise, both beyond their
+    majority class: :meth:`~fusionlab.reported.Reported.shows_transfer`), sentiment first; else a sentiment one;
+    else the first that can be read.
 
     A class should first see fusion doing something measurable, and sentiment is where the story starts (the
     original notebook: "This movie is absolutely fantastic!", the sentiment adapter alone vs all adapters fused):
@@ -407,6 +408,6 @@ def preferred_fusion(workspace: Workspace, fusions: Sequence[str]) -> str:
             target = meta["fusion_config"].get("target_task")
         except (CheckpointError, ValueError, KeyError):
             continue
-        gains = reported_of(directory, meta.get("extra", {})).verdict() == "better"
-        ranked.append((not gains, target not in SENTIMENT_TARGETS, order, name))
+        transfers = reported_of(directory, meta.get("extra", {})).shows_transfer()
+        ranked.append((not transfers, target not in SENTIMENT_TARGETS, order, name))
     return min(ranked)[-1] if ranked else fusions[0]

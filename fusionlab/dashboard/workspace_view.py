@@ -26,9 +26,9 @@ from fusionlab.demo import PROFILES, demo_runs, enqueue_demo, missing_adapters, 
 from fusionlab.housekeeping import ADAPTER, FUSION, RemovalRefused, delete_artifact, prune_versions, unused_versions
 from fusionlab.metrics import metric_label
 from fusionlab.pack.card import ArtifactCard
-from fusionlab.pack.store import is_pack_artifact, read_card
+from fusionlab.pack.store import is_pack_artifact, read_card, reported_of
 from fusionlab.processes import pid_alive
-from fusionlab.reported import LEARNED, Reported
+from fusionlab.reported import Reported
 from fusionlab.runspec import AdapterRun, FusionRun, parse_run
 from fusionlab.runstore import QUEUED, RUNNING, Run, RunStore
 from fusionlab.worker import ensure_worker
@@ -70,20 +70,13 @@ class CheckpointRow:
             row["its adapter alone"] = self.reported.own_text()
             row["fusion − adapter (paired)"] = self.reported.difference_text()
         row["majority baseline"] = self.baseline
-        row["beyond majority?"] = _learned_cell(self.reported.learned())
+        row["beyond majority?"] = self.reported.learned_text()
         row["step chosen on"] = self.reported.selection_short() if self.score is not None else None
         row["source"] = "pack (read-only)" if self.from_pack else "trained here"
         row["status"] = self.problem or "ready"
         if self.older_versions and not self.problem:
             row["status"] = f"ready (trained on an earlier {', '.join(self.older_versions)}; a newer version exists)"
         return row
-
-
-def _learned_cell(verdict: str | None) -> str | None:
-    """``yes`` or, for a score whose interval reaches the majority class, the reason in words."""
-    if verdict is None:
-        return None
-    return "yes" if verdict == LEARNED else f"no: {verdict}"
 
 
 @dataclass(frozen=True)
@@ -112,7 +105,7 @@ def _adapter_row(workspace: Workspace, name: str) -> tuple[CheckpointRow, dict |
     extra = meta.get("extra", {})
     card = _pack_card(workspace.adapter_dir(name))
     scores = _card_scores(card) if card else _scores(extra)
-    reported = Reported.from_card(card) if card else Reported.from_extra(extra)
+    reported = reported_of(workspace.adapter_dir(name), extra)
     row = CheckpointRow(name, "adapter", extra.get("task"), None, (), *scores, from_pack=card is not None)
     return dataclasses.replace(row, reported=reported), meta
 
@@ -158,7 +151,7 @@ def _fusion_row(workspace: Workspace, name: str, adapter_hashes: dict[str, str |
         problem=problem,
         from_pack=card is not None,
         older_versions=older,
-        reported=Reported.from_card(card) if card else Reported.from_extra(extra),
+        reported=reported_of(workspace.fusion_dir(name), extra),
     )
 
 

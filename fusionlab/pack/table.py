@@ -8,7 +8,7 @@ from pathlib import Path
 from fusionlab.metrics import metric_label
 from fusionlab.pack.card import ArtifactCard
 from fusionlab.pack.store import read_card, read_manifest
-from fusionlab.reported import LEARNED, Reported
+from fusionlab.reported import Reported
 
 HEADER = (
     "artifact",
@@ -25,7 +25,6 @@ HEADER = (
 
 def _row(card: ArtifactCard) -> tuple[str, ...]:
     reported = Reported.from_card(card)
-    learned = reported.learned()
     baseline = reported.baseline
     return (
         card.name if card.kind == "adapter" else f"{card.name} (over {', '.join(card.adapters)})",
@@ -33,7 +32,7 @@ def _row(card: ArtifactCard) -> tuple[str, ...]:
         metric_label(card.dev.main_metric),
         f"**{card.dev.main:.3f}** {card.dev.interval.bounds_text()}" if card.dev.interval else f"{card.dev.main:.3f}",
         "" if baseline is None else f"{baseline:.3f}",
-        "" if learned is None else ("yes" if learned == LEARNED else f"no: {learned}"),
+        reported.learned_text() or "",
         f"{card.steps:,} ({card.best_step:,})",
         reported.selection_short(),
         (reported.difference_text() or "") if card.kind == "fusion" else "",
