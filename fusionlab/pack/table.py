@@ -51,5 +51,8 @@ def markdown_table(root: str | Path) -> str:
         lines.append("| " + " | ".join(_row(card)) + " |")
     hours, minutes = divmod(round(seconds / 60), 60)
     lines.append("")
-    lines.append(f"Training time on the cards, all artifacts: {hours} h {minutes:02d} min.")
+    lines.append(
+        f"Wall-clock time on the cards, all artifacts: {hours} h {minutes:02d} min (including any time the build "
+        "was paused or shared the machine)."
+    )
     return "\n".join(lines)
