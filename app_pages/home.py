@@ -105,7 +105,7 @@ if curves:
 
 st.subheader("Classroom demo")
 st.markdown(
-    "The workspace starts with the **pretrained pack**: adapters for eight GLUE/SuperGLUE tasks and a "
+    "The workspace starts with the **pretrained pack**: adapters for GLUE and SuperGLUE tasks, SICK and a "
     "low-resource IMDb one, plus fusions for IMDb and RTE (marked *pack (read-only)*; their scores are on the "
     "full dev split). The demo trains two more fusions live over the pack's adapters, so you can watch their "
     f"weights form on the **Train** page: {workspace_view.demo_description()}; "
