@@ -166,8 +166,10 @@ class Reported:
             lines[0] += f"; majority class {self.baseline:.3f}"
             if self.learned() not in (None, LEARNED):
                 lines[0] += f" ({self.learned()}: {DID_NOT_LEARN})"
-        if self.own_value is not None:
+        if self.own_value is not None or self.own_interval is not None:
             lines.append(f"its {task or 'own'} adapter alone, same examples: {self.own_text()}")
+            if self.own_learned() not in (None, LEARNED):
+                lines[-1] += f" ({self.own_learned()}: {DID_NOT_LEARN}, so a gain over it is no transfer)"
             lines.append(f"fusion − adapter (paired): {self.difference_text()}")
         lines.append(self.selection_text())
         return lines

@@ -200,3 +200,5 @@ def test_transfer_needs_a_gain_beyond_noise_over_an_adapter_that_learned():
     assert (
         fusion_over(majority, gold).own_learned() == NOT_LEARNED and fusion_over(decent, gold).own_learned() == LEARNED
     )
+    assert "no transfer" in fusion_over(majority, gold).lines("rte")[1]  # said where the adapter's score is
+    assert "no transfer" not in "".join(fusion_over(decent, gold).lines("rte"))
