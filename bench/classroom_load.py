@@ -58,6 +58,7 @@ class Phase:
     session_interactions: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     clicks: int = 0
+    answers: list[str] = field(default_factory=list)  # what each queue click was told, in the page's words
     runs_recorded: int = 0
     seconds: float = 0.0
     server_cpu_s: float = 0.0
@@ -88,6 +89,7 @@ class Phase:
             "errors": len(self.errors),
             "error_samples": self.errors[:5],
             "queue_clicks": self.clicks,
+            "queue_answers": self.answers,
             "runs_recorded": self.runs_recorded,
             "server_cpu_s": self.server_cpu_s,
             "server_peak_rss_mb": self.server_peak_rss_mb,
@@ -152,6 +154,25 @@ async def at_barrier(barrier: asyncio.Barrier, phase: Phase) -> None:
         phase.errors.append("queue barrier: not every queuer got its Train page ready in time")
 
 
+async def choose_rte(page, attempts: int = 3) -> None:
+    """Pick RTE in the Train page's task box and wait until the box shows its chip: on a loaded server a pick
+    made while the page reruns can be lost, and a click on Queue would then be answered "choose at least one
+    task"."""
+    tasks = page.get_by_test_id("stMultiSelect").first
+    chip = tasks.get_by_text(re.compile(r"^rte\b"))
+    for _ in range(attempts):
+        await tasks.locator("input").click()
+        await page.get_by_role("option", name="rte — ").first.click()
+        await page.keyboard.press("Escape")
+        await settled(page)
+        try:
+            await chip.first.wait_for(state="visible", timeout=5000)
+            return
+        except Exception:
+            continue  # the pick was lost: make it again
+    raise RuntimeError("the task box did not keep the choice of rte")
+
+
 async def queue_a_run(browser, url: str, queue_at: float, barrier: asyncio.Barrier, phase: Phase) -> None:
     """One student's click on "Queue adapter runs", at the same moment as the others' (their own browser)."""
     await asyncio.sleep(max(0.0, queue_at - time.monotonic()))
@@ -160,11 +181,7 @@ async def queue_a_run(browser, url: str, queue_at: float, barrier: asyncio.Barri
     try:
         await page.goto(f"{url}/train", timeout=TIMEOUT_MS)
         await settled(page)
-        tasks = page.get_by_test_id("stMultiSelect").first
-        await tasks.locator("input").click()
-        await page.get_by_role("option", name="rte — ").first.click()
-        await page.keyboard.press("Escape")
-        await settled(page)
+        await choose_rte(page)
         await page.get_by_text(re.compile(r"^Budget: \d+ steps")).first.click()  # the fields fold under it
         steps = page.get_by_label("Max steps", exact=True).first
         await steps.fill("2")
@@ -182,6 +199,7 @@ async def queue_a_run(browser, url: str, queue_at: float, barrier: asyncio.Barri
         # the click's own answer (success, or the quota's error), never the page as it was before the click
         answer = page.get_by_test_id("stAlertContentSuccess").or_(page.get_by_test_id("stAlertContentError"))
         await answer.first.wait_for(state="visible", timeout=TIMEOUT_MS)
+        phase.answers.append((await answer.first.inner_text())[:200])  # a refusal says why (a quota, a name)
     except Exception as err:
         phase.errors.append(f"queue click: {type(err).__name__}: {str(err)[:120]}")
     finally:

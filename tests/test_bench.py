@@ -70,7 +70,7 @@ def test_classroom_load_bench_runs_a_small_class(tmp_path):
         assert phase["errors"] == 0, phase["error_samples"]
         assert phase["page_load_p50_s"] is not None and phase["session_load_p50_s"] is not None
         assert phase["session_interactions"] >= 1 and phase["server_cpu_s"] > 0
-    assert idle["queue_clicks"] == idle["runs_recorded"] == 2
+    assert idle["queue_clicks"] == idle["runs_recorded"] == 2, idle["queue_answers"]
     assert "| idle |" in proc.stdout and "| training run going |" in proc.stdout
 
 
