@@ -18,10 +18,10 @@ from fusionlab.uncertainty import Difference, Score
 
 NOT_HELD_OUT = "selected on the dev split it reports (before honest selection): an optimistic number"
 
+DID_NOT_LEARN = "did not learn"
 LEARNED = "learned"
 NOT_LEARNED = "not beyond the majority class"
 BELOW_MAJORITY = "below the majority class"
-DID_NOT_LEARN = "did not learn"
 """The three answers of :meth:`Reported.learned`: a score whose whole interval lies above what always answering
 the most frequent dev label scores has learned something; one whose interval holds it did not show it did; one
 wholly below it learned something wrong."""
@@ -164,12 +164,12 @@ class Reported:
         lines = [f"dev {metric_label(self.metric)}: {self.score_text()}"]
         if self.baseline is not None:
             lines[0] += f"; majority class {self.baseline:.3f}"
-            if self.learned() not in (None, LEARNED):
-                lines[0] += f" ({self.learned()}: {DID_NOT_LEARN})"
+            if (learned := self.learned()) not in (None, LEARNED):
+                lines[0] += f" ({learned}: {DID_NOT_LEARN})"
         if self.own_value is not None or self.own_interval is not None:
             lines.append(f"its {task or 'own'} adapter alone, same examples: {self.own_text()}")
-            if self.own_learned() not in (None, LEARNED):
-                lines[-1] += f" ({self.own_learned()}: {DID_NOT_LEARN}, so a gain over it is no transfer)"
+            if (own := self.own_learned()) not in (None, LEARNED):
+                lines[-1] += f" ({own}: {DID_NOT_LEARN}, so a gain over it is no transfer)"
             lines.append(f"fusion − adapter (paired): {self.difference_text()}")
         lines.append(self.selection_text())
         return lines

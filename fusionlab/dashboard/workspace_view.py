@@ -25,8 +25,7 @@ from fusionlab.dashboard.errors import DashboardError
 from fusionlab.demo import PROFILES, demo_runs, enqueue_demo, missing_adapters, missing_data
 from fusionlab.housekeeping import ADAPTER, FUSION, RemovalRefused, delete_artifact, prune_versions, unused_versions
 from fusionlab.metrics import metric_label
-from fusionlab.pack.card import ArtifactCard
-from fusionlab.pack.store import is_pack_artifact, read_card, reported_of
+from fusionlab.pack.store import is_pack_artifact, reported_of
 from fusionlab.processes import pid_alive
 from fusionlab.reported import Reported
 from fusionlab.runspec import AdapterRun, FusionRun, parse_run
@@ -90,11 +89,10 @@ class WorkspaceSummary:
     fusions: tuple[CheckpointRow, ...]
 
 
-def _scores(extra: dict) -> tuple[str | None, float | None, float | None]:
-    metric = extra.get("main_metric")
-    if metric is None:
-        return None, None, None
-    return metric, extra.get("metrics", {}).get(metric), extra.get("majority_baseline", {}).get(metric)
+def _scores(reported: Reported) -> tuple[str | None, float | None, float | None]:
+    """The row's metric, score and majority baseline: what the checkpoint reports (a pack artifact's card: the
+    saved weights on the full dev split)."""
+    return reported.metric, reported.value, reported.baseline
 
 
 def _adapter_row(workspace: Workspace, name: str) -> tuple[CheckpointRow, dict | None]:
@@ -103,10 +101,11 @@ def _adapter_row(workspace: Workspace, name: str) -> tuple[CheckpointRow, dict |
     except CheckpointError as err:
         return CheckpointRow(name, "adapter", None, None, (), None, None, None, str(err)), None
     extra = meta.get("extra", {})
-    card = _pack_card(workspace.adapter_dir(name))
-    scores = _card_scores(card) if card else _scores(extra)
-    reported = reported_of(workspace.adapter_dir(name), extra)
-    row = CheckpointRow(name, "adapter", extra.get("task"), None, (), *scores, from_pack=card is not None)
+    directory = workspace.adapter_dir(name)
+    reported = reported_of(directory, extra)
+    row = CheckpointRow(
+        name, "adapter", extra.get("task"), None, (), *_scores(reported), from_pack=is_pack_artifact(directory)
+    )
     return dataclasses.replace(row, reported=reported), meta
 
 
@@ -139,7 +138,8 @@ def _fusion_row(workspace: Workspace, name: str, adapter_hashes: dict[str, str |
         return CheckpointRow(name, "fusion", None, None, (), None, None, None, str(err))
     extra = meta.get("extra", {})
     config = meta["fusion_config"]
-    card = _pack_card(workspace.fusion_dir(name))
+    directory = workspace.fusion_dir(name)
+    reported = reported_of(directory, extra)
     problem, older = _fusion_problem(workspace, meta, adapter_hashes)
     return CheckpointRow(
         name,
@@ -147,28 +147,12 @@ def _fusion_row(workspace: Workspace, name: str, adapter_hashes: dict[str, str |
         extra.get("task") or config.get("target_task"),
         config["fusion_method"],
         tuple(config["adapter_names"]),
-        *(_card_scores(card) if card else _scores(extra)),
+        *_scores(reported),
         problem=problem,
-        from_pack=card is not None,
+        from_pack=is_pack_artifact(directory),
         older_versions=older,
-        reported=reported_of(workspace.fusion_dir(name), extra),
+        reported=reported,
     )
-
-
-def _pack_card(directory) -> ArtifactCard | None:
-    """The pack's card of an installed pack artifact (None for the workspace's own, or an unreadable card)."""
-    if not is_pack_artifact(directory):
-        return None
-    try:
-        return read_card(directory)
-    except (OSError, ValueError):
-        return None
-
-
-def _card_scores(card: ArtifactCard) -> tuple[str, float, float | None]:
-    """A pack artifact's scores from its card: the saved weights on the full dev split."""
-    metric = card.dev.main_metric
-    return metric, card.dev.main, card.dev.majority_baseline.get(metric)
 
 
 def demo_description(profile: str = "classroom") -> str:

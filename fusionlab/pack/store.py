@@ -173,18 +173,21 @@ def ready_workspace(root: str | os.PathLike | None = None) -> Workspace:
     return workspace
 
 
+def pack_cards(root: str | os.PathLike) -> list[ArtifactCard]:
+    """The card of every artifact of the pack at ``root``, in manifest order (artifacts without one left out)."""
+    cards = (read_card(Path(root) / entry.relative_dir) for entry in read_manifest(Path(root)).entries)
+    return [card for card in cards if card is not None]
+
+
 def pack_summary(root: Path) -> list[dict]:
     """One row per artifact for ``fusionlab pack list``: name, kind, task, dev metric, examples, steps."""
     rows = []
-    for entry in read_manifest(root).entries:
-        card = read_card(root / entry.relative_dir)
-        if card is None:
-            continue
+    for card in pack_cards(root):
         reported = Reported.from_card(card)
         rows.append(
             {
-                "kind": entry.kind,
-                "name": entry.name,
+                "kind": card.kind,
+                "name": card.name,
                 "task": card.task,
                 "metric": card.dev.main_metric,
                 "score": card.dev.main,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fusionlab.metrics import metric_label
 from fusionlab.pack.card import ArtifactCard
-from fusionlab.pack.store import read_card, read_manifest
+from fusionlab.pack.store import pack_cards
 from fusionlab.reported import Reported
 
 HEADER = (
@@ -42,14 +42,9 @@ def _row(card: ArtifactCard) -> tuple[str, ...]:
 def markdown_table(root: str | Path) -> str:
     """One row per artifact of the pack at ``root``, in manifest order, then the total training time."""
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    seconds = 0.0
-    for entry in read_manifest(Path(root)).entries:
-        card = read_card(Path(root) / entry.relative_dir)
-        if card is None:
-            continue
-        seconds += card.wall_seconds
-        lines.append("| " + " | ".join(_row(card)) + " |")
-    hours, minutes = divmod(round(seconds / 60), 60)
+    cards = pack_cards(root)
+    lines += ["| " + " | ".join(_row(card)) + " |" for card in cards]
+    hours, minutes = divmod(round(sum(card.wall_seconds for card in cards) / 60), 60)
     lines.append("")
     lines.append(
         f"Wall-clock time on the cards, all artifacts: {hours} h {minutes:02d} min (including any time the build "
