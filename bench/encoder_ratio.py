@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
+from report import write_report
 from torch import nn
 from train_throughput import batches, build
 
@@ -132,8 +131,6 @@ def main() -> None:
     print(
         f"\nfusion over {args.adapters} adapters ÷ frozen encoder forward+backward: {ratio:.2f} (goal on a GPU: ≥ 0.6)"
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "machine": {
             "device": where,
@@ -145,8 +142,7 @@ def main() -> None:
         "results": rows,
         "ratio": ratio,
     }
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

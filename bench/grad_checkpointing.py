@@ -20,7 +20,8 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from report import write_report
 
 
 def one_mode(checkpointing: bool, batch: int, tokens: int, adapters: int, steps: int) -> dict:
@@ -107,8 +108,6 @@ def main() -> None:
     ratio = on["peak_mib"] / off["peak_mib"] if off["peak_mib"] > 0 else float("nan")
     slower = on["median_step_s"] / off["median_step_s"]
     print(f"\ncheckpointing: {ratio:.2f}× the memory, {slower:.2f}× the time per step (measured in this run)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "shape": {"batch": args.batch, "tokens": args.tokens, "adapters": args.adapters, "steps": args.steps},
@@ -116,8 +115,7 @@ def main() -> None:
         "memory_ratio_on_off": ratio,
         "time_ratio_on_off": slower,
     }
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -175,12 +175,10 @@ def main() -> None:
     path = out / f"quality-{'-'.join(tasks)}.json"
     rows, seconds = resume(path, args)
     for task in tasks:
+        sources = sources_for(task, args.all_sources)
+        if any(r["adapters"][1:] != sources for r in rows.get(task, [])):
+            raise SystemExit(f"{path} fused {task} with other sources than {sources}: move it or pass another --out")
         for seed in args.seeds.split(","):
-            fused = [task, *sources_for(task, args.all_sources)]
-            if any(r["adapters"][1:] != fused[1:] for r in rows.get(task, [])):
-                raise SystemExit(
-                    f"{path} fused {task} with other sources than {fused[1:]}: move it or pass another --out"
-                )
             if any(r["seed"] == int(seed) for r in rows.get(task, [])):
                 print(f"{task} seed {seed}: already in {path}, skipped", flush=True)
                 continue

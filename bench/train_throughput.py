@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
+from report import write_report
 
 from fusionlab import AdapterConfig, AdapterManager, FusionConfig, FusionModel, ModelConfig
 from fusionlab.base_model import load_tokenizer
@@ -161,8 +160,6 @@ def main() -> None:
         print(
             f"{stage}: grouped vs fixed padding {fixed['median_step_s'] / grouped['median_step_s']:.2f}× faster{speed}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "machine": {
             "python": platform.python_version(),
@@ -173,8 +170,7 @@ def main() -> None:
         "settings": vars(args),
         "results": rows,
     }
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":
