@@ -61,6 +61,8 @@ PACK_ACTIONS = {
     "list": "the pack's adapters and fusions with their dev scores, read from their cards",
     "install": "copy the pack into the workspace (a new workspace gets it anyway, unless FUSIONLAB_PACK=off)",
     "build": "retrain the pack from the task data (hours on a CPU; artifacts already up to date are kept)",
+    "verify": "check this install against the cards: the saved weights re-predict a sample of dev examples as "
+    "recorded, and each card's metrics follow from its predictions (needs the task data; a minute or two)",
 }
 DEMO_PROFILES = {
     "classroom": "two fusions, imdb-live and rte-live, trained live over the pretrained pack's adapters "
@@ -69,6 +71,24 @@ DEMO_PROFILES = {
 }
 """The demo's profiles as ``--help`` describes them; the plans themselves are :data:`fusionlab.demo.PROFILES`
 (which loads the data layer, so it is read only when the demo runs; a test keeps the two lists equal)."""
+
+MAX_VERIFY_EXAMPLES = 20_000
+"""More dev examples than any shipped task has (MNLI: 9,815): ``verify --examples`` is bounded like every size."""
+
+
+def bounded_int(low: int, high: int, flag: str):
+    """An argparse type: an integer in [low, high], refused in the user's words otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{flag} must be between {low:,} and {high:,}, got {value:,}")
+        return value
+
+    return parse
 
 
 # -- help -----------------------------------------------------------------------------------------------------
@@ -697,6 +717,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
         installed = install_pack(workspace, root)
         print(f"installed {len(installed)} artifact(s) into {workspace.root}: {', '.join(installed) or 'none needed'}")
         return 0
+    if args.action == "verify":
+        return _verify_pack(root, args)
     if args.markdown:
         from fusionlab.pack.table import markdown_table
 
@@ -715,6 +737,23 @@ def cmd_pack(args: argparse.Namespace) -> int:
             print(f"          fusion − its adapter alone: {row['difference']}")
         print(f"          {row['selection']}")
     return 0
+
+
+def _verify_pack(root: Path, args: argparse.Namespace) -> int:
+    """``fusionlab pack verify``: 0 when every artifact reproduces its card, 1 otherwise (each line says why)."""
+    from fusionlab.data import resolve_data_dir
+    from fusionlab.pack.verify import verify_pack
+
+    data = resolve_data_dir(args.data_dir)
+    if data is None or not data.is_dir():
+        print("verifying the pack needs the task data: pass --data-dir or set $FUSIONLAB_DATA_DIR", file=sys.stderr)
+        return 2
+    print(f"pack at {root}: {args.examples} dev examples per model, against its card")
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    checks = verify_pack(root, data, examples=args.examples, only=only, log=lambda line: print(f"  {line}"))
+    failed = [c for c in checks if not c.passed]
+    print(f"{len(checks) - len(failed)} of {len(checks)} models reproduce their card")
+    return 1 if failed else 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
@@ -1077,10 +1116,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pack", help="the pretrained adapter pack: list it, install it, or rebuild it")
     p.add_argument("action", choices=list(PACK_ACTIONS), help=choices_help(PACK_ACTIONS))
-    p.add_argument("--only", help="build: comma-separated artifact names (default: all)")
+    p.add_argument("--only", help="build, verify: comma-separated artifact names (default: all)")
     p.add_argument("--out", help="build: where to write the pack (default: the bundled pack directory)")
     p.add_argument("--force", action="store_true", help="build: retrain artifacts that are up to date")
     p.add_argument("--markdown", action="store_true", help="list: as the Markdown table docs/pack.md shows")
+    p.add_argument(
+        "--examples",
+        type=bounded_int(1, MAX_VERIFY_EXAMPLES, "--examples"),
+        default=200,
+        help=f"verify: dev examples re-predicted per model (1 to {MAX_VERIFY_EXAMPLES:,}; default 200)",
+    )
     _add_common(p)
     p.set_defaults(func=cmd_pack)
 

@@ -332,3 +332,15 @@ def test_predict_prints_the_answer_without_loading_bars(home):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "prediction:" in done.stdout
     assert "Loading weights" not in done.stdout + done.stderr
+
+
+@pytest.mark.skipif(not (PACK_DIR / "pack.json").is_file(), reason="the pack is not built")
+def test_pack_verify_checks_an_artifact_and_says_what_it_needs(home, shared_data_dir, monkeypatch):
+    monkeypatch.setenv("FUSIONLAB_PACK", str(PACK_DIR))
+    done = fusionlab(home, "pack", "verify", "--only", "cb", "--examples", "20", "--data-dir", str(shared_data_dir))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "cb: 20/20 dev predictions as on its card" in done.stdout and "1 of 1 models reproduce" in done.stdout
+    missing = fusionlab(home, "pack", "verify", "--data-dir", str(home / "no-data"))
+    assert missing.returncode == 2 and "needs the task data" in missing.stderr
+    unbounded = fusionlab(home, "pack", "verify", "--examples", "1000000")
+    assert unbounded.returncode == 2 and "--examples must be between 1 and 20,000" in unbounded.stderr

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,8 +14,10 @@ from fusionlab import FusionModel, FusionTrainer, ModelConfig, TrainingConfig
 from fusionlab.base_model import load_tokenizer
 from fusionlab.data import encode_texts
 from fusionlab.pack import PACK_DIR, PackError, install_pack, read_card
+from fusionlab.pack.card import DevScore, encode_predictions
 from fusionlab.pack.recipe import ADAPTERS, FUSIONS
-from fusionlab.pack.store import MANIFEST_FILE, is_pack_artifact, read_manifest, ready_workspace
+from fusionlab.pack.store import MANIFEST_FILE, is_pack_artifact, pack_cards, read_manifest, ready_workspace
+from fusionlab.pack.verify import SPOT_EXAMPLES, SpotCheck, spot_rows, verify_pack
 from fusionlab.workspace import Workspace
 
 pytestmark = pytest.mark.skipif(not (PACK_DIR / MANIFEST_FILE).is_file(), reason="the pack is not built")
@@ -102,16 +105,64 @@ def test_the_pack_fusions_load_and_lean_on_their_adapters(tmp_path, with_pack):
 
 
 @pytest.mark.slow
-def test_every_shipped_adapter_scores_what_its_card_says(tmp_path, with_pack, shared_data_dir):
-    """Re-evaluate each shipped adapter on the shared dev split: within half a point of its card."""
-    workspace = ready_workspace(tmp_path / "ws")
-    trainer = FusionTrainer(workspace=workspace, data_dir=shared_data_dir)
-    for recipe in ADAPTERS:
-        card = read_card(workspace.adapter_dir(recipe.task))
-        result = trainer.evaluate(workspace.adapter_dir(recipe.task))
-        assert result.num_examples == card.dev.examples
-        found = result.metrics[card.dev.main_metric]
-        assert abs(found - card.dev.main) <= 0.005, (recipe.task, found, card.dev.main)
+def test_every_shipped_artifact_reproduces_its_card(shared_data_dir):
+    """Every adapter, every fusion and each fusion's own adapter alone: the saved weights re-predict a fixed
+    sample of dev examples as the card records, and each card's metrics follow from its recorded predictions
+    over the whole dev split (which is what makes the sample a check of the card's number)."""
+    checks = verify_pack(PACK_DIR, shared_data_dir, log=lambda line: None)
+    assert len(checks) == len(ADAPTERS) + 2 * len(FUSIONS)
+    assert all(check.passed for check in checks), [check.text() for check in checks if not check.passed]
+    cards = {card.name: card for card in pack_cards(PACK_DIR)}
+    for check in checks:
+        assert check.examples == min(SPOT_EXAMPLES, cards[check.artifact].dev.examples)
+
+
+@pytest.mark.slow
+def test_verify_flags_a_card_its_weights_or_predictions_do_not_back(tmp_path, shared_data_dir):
+    """A copy of the pack with cb's card altered three ways: metrics the predictions do not give, predictions
+    the weights do not make, and no predictions at all (an older card). Each is reported, not passed."""
+    root = tmp_path / "pack"
+    shutil.copytree(PACK_DIR, root)
+    path = root / "adapters" / "cb" / "card.json"
+    original = json.loads(path.read_text())
+
+    def check_with(change) -> SpotCheck:
+        card = json.loads(json.dumps(original))
+        change(card["dev"])
+        path.write_text(json.dumps(card))
+        [check] = verify_pack(root, shared_data_dir, only=["cb"], log=lambda line: None)
+        return check
+
+    def better_metric(dev):
+        dev["metrics"]["accuracy"] += 0.1
+
+    def other_class(dev):
+        dev["predictions"] = "".join(str((int(p) + 1) % 3) for p in dev["predictions"])
+
+    fudged = check_with(better_metric)
+    assert not fudged.card_consistent and fudged.disagreements == 0 and not fudged.passed
+    assert "do NOT follow" in fudged.text()
+    wrong = check_with(other_class)
+    assert wrong.disagreements == wrong.examples == 56 and not wrong.passed
+    older = check_with(lambda dev: dev.pop("predictions"))
+    assert not older.passed and "records no predictions" in older.text()
+    path.write_text(json.dumps(original))
+    with pytest.raises(ValueError, match="no artifact nope"):
+        verify_pack(root, shared_data_dir, only=["nope"])
+
+
+def test_recorded_predictions_round_trip_and_must_cover_every_example():
+    ids = np.array([0, 2, 1, 1, 0])
+    assert np.array_equal(
+        DevScore({"accuracy": 0.5}, "accuracy", 5, predictions=encode_predictions(ids)).prediction_ids(), ids
+    )
+    with pytest.raises(ValueError, match="predictions"):
+        DevScore({"accuracy": 0.5}, "accuracy", 6, predictions=encode_predictions(ids))
+    with pytest.raises(ValueError, match="at most 10 classes"):
+        encode_predictions(np.array([3, 10]))
+    assert spot_rows(50, 200) == list(range(50))
+    rows = spot_rows(9_815, 200)
+    assert len(set(rows)) == 200 and rows == sorted(rows) and rows == spot_rows(9_815, 200) and rows[-1] < 9_815
 
 
 def test_cards_round_trip_through_json():

@@ -80,7 +80,7 @@ def _card(
     own, difference = None, None
     if result.kind == "fusion" and spec.name in hashes:  # the target's own adapter alone, same dev examples
         alone = trainer.evaluate(result.path, adapter_names=[spec.name])
-        own = DevScore(alone.metrics, metric, alone.num_examples, baseline, alone.score(metric))
+        own = DevScore.of(alone, metric, baseline)
         difference = fresh.difference(alone, metric)
     return ArtifactCard(
         name=result.name,
@@ -88,7 +88,7 @@ def _card(
         task=spec.name,
         recipe=recipe.to_dict(),
         data=_data_record(spec, data_dir, train_examples),
-        dev=DevScore(fresh.metrics, metric, fresh.num_examples, baseline, fresh.score(metric)),
+        dev=DevScore.of(fresh, metric, baseline),
         best_step=result.best_step,
         steps=result.steps,
         in_training_best=result.selection_metrics,  # on the selection split: what chose the step
@@ -167,6 +167,26 @@ def _up_to_date(workspace: Workspace, recipe: Recipe) -> bool:
     return True
 
 
+def _record_predictions(workspace: Workspace, recipe: Recipe, trainer: FusionTrainer) -> str:
+    """Give a card built before predictions were recorded its dev predictions (and its own adapter's), from a
+    fresh evaluation of the same saved weights, kept only if that evaluation gives the card's very metrics."""
+    directory = workspace.root / f"{_kind(recipe)}s" / recipe.name
+    card = read_card(directory)
+    if card is None or card.dev.predictions is not None:
+        return ""
+    fresh = trainer.evaluate(directory)
+    if fresh.metrics != card.dev.metrics:
+        raise RuntimeError(f"{recipe.name}: a fresh evaluation gives {fresh.metrics}, its card {card.dev.metrics}")
+    card.dev = DevScore.of(fresh, card.dev.main_metric, card.dev.majority_baseline)
+    if card.own_adapter_dev is not None:
+        alone = trainer.evaluate(directory, adapter_names=[card.task])
+        if alone.metrics != card.own_adapter_dev.metrics:
+            raise RuntimeError(f"{recipe.name}'s own adapter: {alone.metrics}, its card {card.own_adapter_dev.metrics}")
+        card.own_adapter_dev = DevScore.of(alone, card.dev.main_metric, card.dev.majority_baseline)
+    card.save(directory / CARD_FILE)
+    return "; its dev predictions recorded on its card"
+
+
 def build_pack(
     out: str | Path = PACK_DIR,
     only: Sequence[str] | None = None,
@@ -193,7 +213,7 @@ def build_pack(
         if only and recipe.name not in only:
             continue
         if not force and _up_to_date(workspace, recipe):
-            log(f"{_kind(recipe)} {recipe.name}: up to date")
+            log(f"{_kind(recipe)} {recipe.name}: up to date{_record_predictions(workspace, recipe, trainer)}")
             continue
         shutil.rmtree(workspace.root / f"{_kind(recipe)}s" / recipe.name, ignore_errors=True)  # outdated or forced
         log(f"{_kind(recipe)} {recipe.name}: training {recipe.to_json(indent=None)}")

@@ -2,21 +2,35 @@
 
 A card is written by ``fusionlab pack build`` next to the checkpoint it describes. Its dev metrics come from a
 fresh evaluation of the *saved* weights on the full dev split (not from the training loop), so the number on
-the card is the number anyone gets with ``fusionlab evaluate``; the test suite re-evaluates every shipped
-adapter and compares.
+the card is the number anyone gets with ``fusionlab evaluate``. The card also records every dev prediction,
+so its numbers can be recomputed and an install checked against it (``fusionlab pack verify``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
 
 from fusionlab.config import JsonConfig, _fail
 from fusionlab.runspec import SplitUse
 from fusionlab.uncertainty import Difference, Score
 
+if TYPE_CHECKING:
+    from fusionlab.evaluation import EvaluationResult
+
 CARD_FILE = "card.json"
 KINDS = ("adapter", "fusion")
+
+
+def encode_predictions(ids: np.ndarray) -> str:
+    """Class ids as one digit each: 9,815 MNLI predictions take 9.6 KB on a card (tasks have at most 10 classes
+    here; a task with more is refused rather than written ambiguously)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() > 9):
+        raise ValueError("a card records predictions of tasks with at most 10 classes")
+    return (ids + ord("0")).astype(np.uint8).tobytes().decode("ascii")
 
 
 @dataclass
@@ -44,6 +58,10 @@ class DevScore(JsonConfig):
     majority_baseline: dict[str, float] = field(default_factory=dict)
     interval: Score | None = None
     """The main metric's 95 % bootstrap interval over these examples (cards built before intervals: none)."""
+    predictions: str | None = None
+    """Each example's predicted class id in dataset order, one digit per example (cards built before they were
+    recorded: none). With the split's labels they give back every number above, and a re-evaluation of the
+    saved weights can be checked example by example (:mod:`fusionlab.pack.verify`)."""
 
     def validate(self) -> None:
         self._positive_int("examples")
@@ -51,6 +69,28 @@ class DevScore(JsonConfig):
             _fail("DevScore", "main_metric", f"{self.main_metric!r} is not among the metrics {sorted(self.metrics)}")
         if isinstance(self.interval, dict):
             self.interval = Score.from_dict(self.interval)
+        if self.predictions is not None and not (
+            isinstance(self.predictions, str) and len(self.predictions) == self.examples and self.predictions.isdigit()
+        ):
+            _fail("DevScore", "predictions", f"must be one digit (a class id) per example, {self.examples:,} in all")
+
+    @classmethod
+    def of(cls, result: EvaluationResult, metric: str, baseline: dict[str, float]) -> DevScore:
+        """The card's record of a fresh evaluation: its metrics, interval and every prediction."""
+        return cls(
+            result.metrics,
+            metric,
+            result.num_examples,
+            baseline,
+            result.score(metric),
+            predictions=encode_predictions(result.prediction_ids),
+        )
+
+    def prediction_ids(self) -> np.ndarray | None:
+        """The recorded predictions as class ids (``None`` on a card without them)."""
+        if self.predictions is None:
+            return None
+        return np.frombuffer(self.predictions.encode("ascii"), dtype=np.uint8).astype(np.int64) - ord("0")
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -425,11 +425,13 @@ class FusionTrainer:
         task: str | TaskSpec | None = None,
         max_samples: int | None = None,
         split: str = "validation",
+        rows: Sequence[int] | None = None,
     ) -> EvaluationResult:
         """Evaluate a saved adapter or fusion on its task's dev split (or ``task``'s).
 
         ``split="selection"`` scores the examples its training chose its step on (carved from train), so an
-        in-training number can be checked against the saved weights; dev is what is reported."""
+        in-training number can be checked against the saved weights; dev is what is reported. ``rows`` scores
+        only those rows of the split, in that order (a spot check of predictions recorded on a pack card)."""
         path = Path(checkpoint)
         meta = read_meta(path)
         model = FusionModel.from_pretrained(
@@ -440,6 +442,8 @@ class FusionTrainer:
             raise ValueError(f"{path} does not record its task; pass task=...")
         spec = spec_name if isinstance(spec_name, TaskSpec) else get_task(spec_name)
         dev = self._split(spec, split, max_samples, DEV_SUBSET_SEED)
+        if rows is not None:
+            dev = dev.select(_checked_rows(rows, len(dev), f"{spec.name} {split}"))
         # the checkpoint's own max_length: scoring at another truncation than training would not be its score
         tokenized = tokenize_dataset(dev, spec, self.tokenizer, model.model_config.max_length)
         return evaluate_model(
@@ -450,3 +454,12 @@ class FusionTrainer:
             adapter_names,
             self.training_config.per_device_eval_batch_size,
         )
+
+
+def _checked_rows(rows: Sequence[int], size: int, split: str) -> list[int]:
+    """``rows`` as a list, refused (with the offending row) unless each is a row of a split of ``size`` rows."""
+    rows = [int(row) for row in rows]
+    bad = next((row for row in rows if not 0 <= row < size), None)
+    if bad is not None:
+        raise ValueError(f"row {bad} is not a row of the {split} split ({size:,} rows)")
+    return rows
