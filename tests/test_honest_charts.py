@@ -342,3 +342,24 @@ def test_weighted_fusion_is_said_to_have_no_value_projection():
     assert "no value projection" in mechanics.scale_note(result)
     per_token_longest = np.linalg.norm(mechanics.random_outputs(3).outputs.numpy(), axis=-1).max(axis=1)
     assert result.fused.norm <= per_token_longest.mean() + 1e-6  # what the note promises, token by token
+
+
+def test_the_home_diagram_draws_the_fusion_the_playground_opens_on_in_the_dashboard_colours(tmp_path, monkeypatch):
+    """Home's static diagram names four adapters: those of the pack's fusion the Playground opens on (one that
+    shows transfer), each in its colour on every chart, so the picture never shows an adapter that did not learn."""
+    import re
+    from pathlib import Path
+
+    from fusionlab.checkpoint import read_meta
+    from fusionlab.dashboard.colors import adapter_color
+    from fusionlab.dashboard.inference import preferred_fusion
+    from fusionlab.pack.store import PACK_DIR, ready_workspace
+
+    monkeypatch.setenv("FUSIONLAB_PACK", str(PACK_DIR))
+    workspace = ready_workspace(tmp_path / "ws")
+    fusion = preferred_fusion(workspace, workspace.list_fusions())
+    adapters = read_meta(workspace.fusion_dir(fusion))["fusion_config"]["adapter_names"]
+    svg = (Path(__file__).resolve().parents[1] / "assets" / "adapter_fusion.svg").read_text(encoding="utf-8")
+    drawn = re.findall(r'fill="(#[0-9A-Fa-f]{6})"/>\s*<text[^>]*>adapter (\w+)</text>', svg)
+    assert [name for _, name in drawn] == adapters, (fusion, drawn)
+    assert all(color.upper() == adapter_color(name).upper() for color, name in drawn)
