@@ -158,17 +158,21 @@ async def choose_rte(page, attempts: int = 3) -> None:
     """Pick RTE in the Train page's task box and wait until the box shows its chip: on a loaded server a pick
     made while the page reruns can be lost, and a click on Queue would then be answered "choose at least one
     task"."""
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
     tasks = page.get_by_test_id("stMultiSelect").first
-    chip = tasks.get_by_text(re.compile(r"^rte\b"))
+    chip = tasks.get_by_text(re.compile(r"^rte\b")).first
     for _ in range(attempts):
+        if await chip.is_visible():  # a pick that took effect after the last wait
+            return
         await tasks.locator("input").click()
         await page.get_by_role("option", name="rte — ").first.click()
         await page.keyboard.press("Escape")
         await settled(page)
         try:
-            await chip.first.wait_for(state="visible", timeout=5000)
+            await chip.wait_for(state="visible", timeout=5000)
             return
-        except Exception:
+        except PlaywrightTimeout:
             continue  # the pick was lost: make it again
     raise RuntimeError("the task box did not keep the choice of rte")
 

@@ -61,8 +61,9 @@ PACK_ACTIONS = {
     "list": "the pack's adapters and fusions with their dev scores, read from their cards",
     "install": "copy the pack into the workspace (a new workspace gets it anyway, unless FUSIONLAB_PACK=off)",
     "build": "retrain the pack from the task data (hours on a CPU; artifacts already up to date are kept)",
-    "verify": "check this install against the cards: the saved weights re-predict a sample of dev examples as "
-    "recorded, and each card's metrics follow from its predictions (needs the task data; a minute or two)",
+    "verify": "check the pack in use against its cards, here: its files against the manifest, each card's metrics "
+    "against its recorded predictions, and the saved weights re-predicting a sample of dev examples as recorded "
+    "(needs the task data; a minute or two)",
 }
 DEMO_PROFILES = {
     "classroom": "two fusions, imdb-live and rte-live, trained live over the pretrained pack's adapters "
@@ -697,6 +698,12 @@ def cmd_usage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str | None) -> list[str] | None:
+    """``--only a,b``: the names, or None for all."""
+    names = [name.strip() for name in (text or "").split(",") if name.strip()]
+    return names or None
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
     from fusionlab.pack.store import PACK_DIR, install_pack, pack_dir, pack_summary
     from fusionlab.reported import DID_NOT_LEARN, LEARNED
@@ -704,8 +711,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if args.action == "build":
         from fusionlab.pack.build import build_pack
 
-        only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
-        manifest = build_pack(args.out or PACK_DIR, only=only, data_dir=args.data_dir, force=args.force)
+        manifest = build_pack(args.out or PACK_DIR, only=_names(args.only), data_dir=args.data_dir, force=args.force)
         print(f"pack written to {args.out or PACK_DIR}: {len(manifest.entries)} artifact(s)")
         return 0
     root = pack_dir()
@@ -740,20 +746,20 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
 
 def _verify_pack(root: Path, args: argparse.Namespace) -> int:
-    """``fusionlab pack verify``: 0 when every artifact reproduces its card, 1 otherwise (each line says why)."""
+    """``fusionlab pack verify``: 0 when every model was checked and reproduces its card; 1 when one does not, or
+    could not be checked (each line says why); 2 without task data."""
     from fusionlab.data import resolve_data_dir
-    from fusionlab.pack.verify import verify_pack
+    from fusionlab.pack.verify import SPOT_EXAMPLES, summary, verify_pack
 
     data = resolve_data_dir(args.data_dir)
     if data is None or not data.is_dir():
         print("verifying the pack needs the task data: pass --data-dir or set $FUSIONLAB_DATA_DIR", file=sys.stderr)
         return 2
-    print(f"pack at {root}: {args.examples} dev examples per model, against its card")
-    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
-    checks = verify_pack(root, data, examples=args.examples, only=only, log=lambda line: print(f"  {line}"))
-    failed = [c for c in checks if not c.passed]
-    print(f"{len(checks) - len(failed)} of {len(checks)} models reproduce their card")
-    return 1 if failed else 0
+    examples = args.examples or SPOT_EXAMPLES
+    print(f"pack at {root}: {examples} dev examples per model, against its card")
+    checks = verify_pack(root, data, examples, _names(args.only), log=lambda line: print(f"  {line}"))
+    print(summary(checks))
+    return 0 if checks and all(check.passed for check in checks) else 1
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
@@ -1123,7 +1129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--examples",
         type=bounded_int(1, MAX_VERIFY_EXAMPLES, "--examples"),
-        default=200,
+        default=None,
         help=f"verify: dev examples re-predicted per model (1 to {MAX_VERIFY_EXAMPLES:,}; default 200)",
     )
     _add_common(p)

@@ -23,10 +23,11 @@ from fusionlab.checkpoint import read_meta
 from fusionlab.data import resolve_data_dir, split_note
 from fusionlab.data.tasks import TaskSpec, get_task
 from fusionlab.devices import describe_device
+from fusionlab.evaluation import EvaluationResult
 from fusionlab.metrics import majority_baseline
 from fusionlab.pack.card import CARD_FILE, ArtifactCard, DataRecord, DevScore
 from fusionlab.pack.recipe import ADAPTERS, FUSIONS, AdapterRecipe, FusionRecipe
-from fusionlab.pack.store import MANIFEST_FILE, PACK_DIR, PackManifest, entry_for, file_sha256, read_card
+from fusionlab.pack.store import MANIFEST_FILE, PACK_DIR, PackError, PackManifest, entry_for, file_sha256, read_card
 from fusionlab.training import FusionTrainer
 from fusionlab.training.loop import resolve_precision
 from fusionlab.training.trainer import TrainResult
@@ -167,24 +168,28 @@ def _up_to_date(workspace: Workspace, recipe: Recipe) -> bool:
     return True
 
 
-def _record_predictions(workspace: Workspace, recipe: Recipe, trainer: FusionTrainer) -> str:
-    """Give a card built before predictions were recorded its dev predictions (and its own adapter's), from a
+def _record_predictions(
+    workspace: Workspace, recipe: Recipe, trainer: FusionTrainer, log: Callable[[str], None]
+) -> None:
+    """Give a card written before predictions were recorded its dev predictions (and its own adapter's), from a
     fresh evaluation of the same saved weights, kept only if that evaluation gives the card's very metrics."""
     directory = workspace.root / f"{_kind(recipe)}s" / recipe.name
     card = read_card(directory)
     if card is None or card.dev.predictions is not None:
-        return ""
-    fresh = trainer.evaluate(directory)
-    if fresh.metrics != card.dev.metrics:
-        raise RuntimeError(f"{recipe.name}: a fresh evaluation gives {fresh.metrics}, its card {card.dev.metrics}")
-    card.dev = DevScore.of(fresh, card.dev.main_metric, card.dev.majority_baseline)
+        return
+    log(f"{_kind(recipe)} {recipe.name}: its card records no dev predictions; scoring its saved weights again")
+    card.dev = _rescored(card.dev, trainer.evaluate(directory), recipe.name)
     if card.own_adapter_dev is not None:
         alone = trainer.evaluate(directory, adapter_names=[card.task])
-        if alone.metrics != card.own_adapter_dev.metrics:
-            raise RuntimeError(f"{recipe.name}'s own adapter: {alone.metrics}, its card {card.own_adapter_dev.metrics}")
-        card.own_adapter_dev = DevScore.of(alone, card.dev.main_metric, card.dev.majority_baseline)
+        card.own_adapter_dev = _rescored(card.own_adapter_dev, alone, f"{recipe.name}'s own adapter alone")
     card.save(directory / CARD_FILE)
-    return "; its dev predictions recorded on its card"
+
+
+def _rescored(recorded: DevScore, fresh: EvaluationResult, what: str) -> DevScore:
+    """``recorded`` with the predictions of ``fresh``, refused when ``fresh`` does not give its metrics."""
+    if fresh.metrics != recorded.metrics:
+        raise PackError(f"{what}: scored again, it gives {fresh.metrics}, its card {recorded.metrics}; rebuild it")
+    return DevScore.of(fresh, recorded.main_metric, recorded.majority_baseline)
 
 
 def build_pack(
@@ -213,7 +218,8 @@ def build_pack(
         if only and recipe.name not in only:
             continue
         if not force and _up_to_date(workspace, recipe):
-            log(f"{_kind(recipe)} {recipe.name}: up to date{_record_predictions(workspace, recipe, trainer)}")
+            log(f"{_kind(recipe)} {recipe.name}: up to date")
+            _record_predictions(workspace, recipe, trainer, log)
             continue
         shutil.rmtree(workspace.root / f"{_kind(recipe)}s" / recipe.name, ignore_errors=True)  # outdated or forced
         log(f"{_kind(recipe)} {recipe.name}: training {recipe.to_json(indent=None)}")

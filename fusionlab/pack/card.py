@@ -70,7 +70,10 @@ class DevScore(JsonConfig):
         if isinstance(self.interval, dict):
             self.interval = Score.from_dict(self.interval)
         if self.predictions is not None and not (
-            isinstance(self.predictions, str) and len(self.predictions) == self.examples and self.predictions.isdigit()
+            isinstance(self.predictions, str)
+            and len(self.predictions) == self.examples
+            and self.predictions.isascii()
+            and self.predictions.isdigit()
         ):
             _fail("DevScore", "predictions", f"must be one digit (a class id) per example, {self.examples:,} in all")
 

@@ -459,6 +459,8 @@ class FusionTrainer:
 def _checked_rows(rows: Sequence[int], size: int, split: str) -> list[int]:
     """``rows`` as a list, refused (with the offending row) unless each is a row of a split of ``size`` rows."""
     rows = [int(row) for row in rows]
+    if not rows:
+        raise ValueError(f"no rows of the {split} split to score")
     bad = next((row for row in rows if not 0 <= row < size), None)
     if bad is not None:
         raise ValueError(f"row {bad} is not a row of the {split} split ({size:,} rows)")
