@@ -163,6 +163,10 @@ class LearningCurve(JsonConfig):
     def from_dict(cls, data: dict[str, Any]) -> LearningCurve:
         return super().from_dict(upgrade(data, "a stored LearningCurve"))
 
+    def pending(self) -> list[tuple[int, int]]:
+        """The plan's ``(size, seed)`` points not measured yet (a curve stopped part-way; a rerun resumes them)."""
+        return [(k, s) for k in self.plan.sizes for s in self.plan.seeds if self.point(k, s) is None]
+
     def point(self, size: int, seed: int) -> CurvePoint | None:
         return next((p for p in self.points if (p.size, p.seed) == (size, seed)), None)
 

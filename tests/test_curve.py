@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import shutil
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fusionlab.curve import CurvePlan, LearningCurve, curve_path, format_summary, run_curve
+from fusionlab.curve import CURVES_DIR, CurvePlan, LearningCurve, curve_path, format_summary, run_curve
 from fusionlab.dashboard import curve_view
 from fusionlab.dashboard.settings import HOME_KEY
+from fusionlab.pack import PACK_DIR, read_card
 from fusionlab.workspace import Workspace
 from tests.test_app_pages import PAGES
 
@@ -79,3 +81,32 @@ def test_the_cli_prints_the_curve(tiny_workspace, tmp_path, shared_data_dir):
                      "--steps", "2", "--home", str(home), "--data-dir", str(shared_data_dir)])  # fmt: skip
     assert code == 0, out.getvalue()
     assert "saved: " in out.getvalue() and (home / "curves" / "rte-attention.json").is_file()
+
+
+SHIPPED = PACK_DIR / CURVES_DIR / "imdb-attention.json"
+
+
+def test_the_shipped_curve_is_the_default_plan_and_home_lists_it_with_what_is_not_measured_yet(tmp_path, monkeypatch):
+    """The pack's curve is what `fusionlab curve` measures with its defaults, in its order (smallest k first),
+    every measured k with all its seeds, both models scored on the whole IMDb dev split; its k = 100 is the pack's
+    imdb-attention design (same sources). A curve stopped part-way says on Home which sizes it has not measured."""
+    curve = LearningCurve.load(SHIPPED)
+    plan = CurvePlan()
+    assert curve.plan == plan
+    measured = sorted({p.size for p in curve.points})
+    assert len(measured) >= 3 and measured == plan.sizes[: len(measured)]
+    assert sorted((p.size, p.seed) for p in curve.points) == sorted(itertools.product(measured, plan.seeds))
+    for point in curve.points:
+        assert point.adapter.examples == point.fusion.examples == point.difference.examples == 2_000
+        assert point.difference.value == pytest.approx(point.fusion.value - point.adapter.value)
+        assert point.adapter_steps > 0 and point.fusion_steps > 0
+    assert read_card(PACK_DIR / "fusions" / "imdb-attention").adapters == ["imdb", *plan.sources]
+
+    monkeypatch.setenv("FUSIONLAB_PACK", str(PACK_DIR))
+    [saved] = curve_view.saved_curves(Workspace(tmp_path / "ws"))
+    assert (saved.source, saved.name, saved.error) == ("pack", "imdb-attention", None)
+    assert curve_view.curve_chart(saved.curve) is not None
+    text = curve_view.describe(saved.curve)
+    assert all(f"k={size:,}:" in text for size in measured)
+    pending = [k for k in plan.sizes if k not in measured]
+    assert ("Not measured yet: k=" + ", ".join(f"{k:,}" for k in pending) in text) == bool(pending)

@@ -59,12 +59,14 @@ def describe(curve: LearningCurve) -> str:
     """Plain text (the page escapes it): what was measured, how, and what it says size by size."""
     plan = curve.plan
     verdicts = "; ".join(f"k={r.size:,}: {r.gain:+.3f} ({r.verdict()})" for r in curve.summary())
+    pending = sorted({size for size, _ in curve.pending()})
+    still = f" Not measured yet: k={', '.join(f'{k:,}' for k in pending)}." if pending else ""
     return (
         f"Target {plan.target}: its adapter trained on k examples alone, against the {plan.method} fusion of it with "
         f"{', '.join(plan.sources)} trained on the same k examples; {len(plan.seeds)} seed(s), each another random "
         f"subset. Both selected on the selection split carved from train, scored on the whole dev split "
         f"({curve.points[0].fusion.examples:,} examples) with 95 % intervals. Fusion's gain (mean over seeds, and "
-        f"whether each seed's paired interval excludes 0): {verdicts}."
+        f"whether each seed's paired interval excludes 0): {verdicts}.{still}"
         if curve.points
         else f"Target {plan.target}: no point measured yet."
     )
