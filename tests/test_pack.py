@@ -315,3 +315,14 @@ def test_the_playground_opens_on_a_fusion_that_shows_transfer(tmp_path, with_pac
         assert cards[chosen].task in SENTIMENT_TARGETS or not any(cards[n].task in SENTIMENT_TARGETS for n in transfer)
     else:
         assert cards[chosen].task in SENTIMENT_TARGETS
+
+
+def test_the_classroom_demo_evaluates_imdb_live_often_enough_to_keep_its_early_best_step():
+    """On 100 reviews the fusion's best step comes early (the pack's learning curve: 10 to 60 steps in), so
+    imdb-live is evaluated every 10 steps; rte-live keeps the profile's cadence."""
+    from fusionlab.demo import PROFILES, demo_runs
+
+    runs = {run.name: run for run in demo_runs("classroom")}
+    imdb, rte = runs["imdb-live"].training_config, runs["rte-live"].training_config
+    assert (imdb.eval_steps, imdb.max_steps) == (10, 40)
+    assert rte.eval_steps == PROFILES["classroom"].eval_steps == 40
