@@ -174,20 +174,32 @@ def own_name(workspace: Workspace, name: str, kind: str = "adapter") -> str:
 
 @contextlib.contextmanager
 def quiet_loading() -> Iterator[None]:
-    """Hide transformers' "Loading weights" progress bars while fusionlab loads a model for a one-line answer.
+    """Hide the "Loading weights" and "Tokenising" progress bars while fusionlab loads a model and its examples
+    for a short answer (``predict``, ``pack verify``).
 
-    transformers 5 draws a bar for every model it loads; in ``fusionlab predict`` that is noise around the
-    prediction. Only transformers' own bars are switched off, and only for the duration, as they were before.
+    transformers 5 draws a bar for every model it loads and datasets one for every map; around a prediction or a
+    line per checked model they are noise. Only those libraries' own bars are switched off, and only for the
+    duration, as they were before.
     """
+    from datasets.utils import logging as datasets_logging
     from transformers.utils import logging as hf_logging
 
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    switches = [
+        (hf_logging.is_progress_bar_enabled(), hf_logging.enable_progress_bar, hf_logging.disable_progress_bar),
+        (
+            datasets_logging.is_progress_bar_enabled(),
+            datasets_logging.enable_progress_bar,
+            datasets_logging.disable_progress_bar,
+        ),
+    ]
+    for _, _, disable in switches:
+        disable()
     try:
         yield
     finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
+        for was_enabled, enable, _ in switches:
+            if was_enabled:
+                enable()
 
 
 # -- argument groups shared by the training commands ------------------------------------------------------
@@ -757,7 +769,8 @@ def _verify_pack(root: Path, args: argparse.Namespace) -> int:
         return 2
     examples = args.examples or SPOT_EXAMPLES
     print(f"pack at {root}: {examples} dev examples per model, against its card")
-    checks = verify_pack(root, data, examples, _names(args.only), log=lambda line: print(f"  {line}"))
+    with quiet_loading():
+        checks = verify_pack(root, data, examples, _names(args.only), log=lambda line: print(f"  {line}"))
     print(summary(checks))
     return 0 if checks and all(check.passed for check in checks) else 1
 

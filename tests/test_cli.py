@@ -342,6 +342,7 @@ def test_pack_verify_checks_an_artifact_and_says_what_it_needs(home, shared_data
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(r"cb: (19|20)/20 dev predictions as on its card", done.stdout), done.stdout  # 1 may differ
     assert "1 of 1 models checked: 1 reproduce their card, 0 do not; 0 not checkable" in done.stdout
+    assert "Tokenising" not in done.stdout + done.stderr and "Loading weights" not in done.stdout + done.stderr
     missing = fusionlab(home, "pack", "verify", "--data-dir", str(home / "no-data"))
     assert missing.returncode == 2 and "needs the task data" in missing.stderr
     unbounded = fusionlab(home, "pack", "verify", "--examples", "1000000")
