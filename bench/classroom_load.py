@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import re
@@ -39,6 +38,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from report import write_report
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
@@ -386,10 +387,7 @@ def main() -> None:
             f"{r['queue_clicks']} → {r['runs_recorded']} | {fmt(r['server_cores_busy'])}, "
             f"{r['server_cpu_ms_per_action']:.0f} ms, {r['server_peak_rss_mb']:.0f} MB |"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "first_page_s": warm, "phases": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_report(args.out, {"args": vars(args), "first_page_s": warm, "phases": rows})
 
 
 if __name__ == "__main__":

@@ -20,13 +20,14 @@ Usage: ``python bench/compare_methods.py [--tasks rte,cb] [--seeds 1,2,3] [--ste
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from report import write_report
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -181,11 +182,8 @@ def main() -> None:
                 comparisons[task].append(found)
     summary = summarise({task: runs for task, runs in comparisons.items() if runs})
     print_tables(summary)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"cpus": os.cpu_count(), "python": platform.python_version()}
-    out.write_text(json.dumps({"machine": machine, "args": vars(args), "summary": summary}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_report(args.out, {"machine": machine, "args": vars(args), "summary": summary})
 
 
 if __name__ == "__main__":

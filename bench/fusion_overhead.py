@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import random
@@ -53,6 +52,7 @@ from typing import NamedTuple
 
 import torch
 import transformers
+from report import write_report
 from torch import nn
 
 from fusionlab import AdapterConfig, AdapterManager, FusionConfig, FusionModel, ModelConfig
@@ -303,8 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     print(markdown_table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_report(args.out, report, announce=False)
     print(f"\nwrote {args.out} ({report['settings']['seconds']} s)", file=sys.stderr)
     return 0
 

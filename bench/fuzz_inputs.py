@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from report import write_report
+
 ADDRESS_SPACE_LIMIT = 12 << 30
 
 
@@ -377,10 +379,7 @@ def main() -> None:
     for r in results:
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
     print("\n" + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f" ({len(results)} cases)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"results": [asdict(r) for r in results], "counts": counts}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_report(args.out, {"results": [asdict(r) for r in results], "counts": counts})
 
 
 if __name__ == "__main__":

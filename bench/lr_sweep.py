@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import write_report
+
 from fusionlab import FusionTrainer
 from fusionlab.data import get_task
 from fusionlab.pack.recipe import ADAPTERS
@@ -109,7 +111,7 @@ def main() -> None:
                 continue
             print(f"{task} lr={lr:g}: training", flush=True)
             rows.append(run_one(task, lr, args.max_epochs))
-            out.write_text(json.dumps({"runs": rows}, indent=2) + "\n", encoding="utf-8")
+            write_report(out, {"runs": rows}, announce=False)  # after every run: a rerun resumes here
             print(table([r for r in rows if r["task"] == task]), flush=True)
     print(table(rows))
     print(f"wrote {out}")

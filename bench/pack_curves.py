@@ -12,8 +12,9 @@ Usage: ``python bench/pack_curves.py [--pack DIR] [--out bench/results/pack_curv
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from report import write_report
 
 from fusionlab.pack.store import PACK_DIR, read_card, read_manifest
 
@@ -62,10 +63,7 @@ def main() -> None:
             f"| {row['name']} | {row['metric']} | {curve} | {row['best_step']}/{row['steps']} | "
             f"{row['full_dev']:.3f} on {row['full_dev_examples']}{own} | {row['majority']:.3f} | {row['seconds']:.0f} |"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2), encoding="utf-8")
-    print(f"\nwrote {out}")
+    write_report(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Without ``--workspace`` a tiny workspace is trained first (about half a minute).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -29,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 import torch
+from report import write_report
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
@@ -186,8 +186,7 @@ def main() -> None:
             f"| cold start: `streamlit run app.py` to first rendered page (median of {len(cold)}) | "
             f"{statistics.median(cold):.1f} s |"
         )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    write_report(args.out, result)
 
 
 if __name__ == "__main__":

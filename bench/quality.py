@@ -28,6 +28,8 @@ import statistics
 import time
 from pathlib import Path
 
+from report import write_report
+
 from fusionlab import AdapterConfig, FusionTrainer
 from fusionlab.budgets import NO_LIMIT, resolve_budget
 from fusionlab.data import get_task
@@ -211,9 +213,7 @@ def resume(path: Path, args: argparse.Namespace) -> tuple[dict[str, list[dict]],
 
 
 def save(path: Path, args: argparse.Namespace, rows: dict[str, list[dict]], seconds: float) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"args": vars(args), "rows": rows, "seconds": seconds}, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_report(path, {"args": vars(args), "rows": rows, "seconds": seconds}, announce=False)
 
 
 if __name__ == "__main__":

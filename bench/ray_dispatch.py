@@ -19,7 +19,6 @@ Usage: ``python bench/ray_dispatch.py [--steps 10] [--step-seconds 0.2] [--runs 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from report import write_report
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -190,10 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "short_run": {"steps": args.steps, "step_seconds": args.step_seconds, "results": short},
         "makespan": spread,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {out}")
+    write_report(args.out, result)
     return 0
 
 

@@ -23,7 +23,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -32,6 +31,7 @@ import time
 from pathlib import Path
 
 import torch
+from report import write_report
 
 from fusionlab.dashboard.inference import Predictor
 from fusionlab.pack import PACK_DIR, install_pack
@@ -110,24 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'what':<20} {'steps':>7} {'seconds':>8} {'|error|':>8}")
     for row in rows:
         print(f"{row['what']:<20} {row['steps']:>7} {row['seconds']:>8.3f} {row['error']:>8.4f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "fusion": FUSION,
-                "tokens": encoded.kept_tokens,
-                "threads": args.threads,
-                "repeats": args.repeats,
-                "budget_seconds": 1.0,
-                "machine": platform.processor() or platform.machine(),
-                "torch": torch.__version__,
-                "rows": rows,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    print(f"wrote {args.out}")
+    report = {
+        "fusion": FUSION,
+        "tokens": encoded.kept_tokens,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "budget_seconds": 1.0,
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "rows": rows,
+    }
+    write_report(args.out, report)
     return 0
 
 

@@ -11,10 +11,9 @@ Usage: ``python bench/task_lengths.py [--tasks sst2,mnli,...] [--sample 2000] [-
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
+from report import write_report
 
 from fusionlab.base_model import load_tokenizer
 from fusionlab.data import DEV_SUBSET_SEED, get_task, load_split
@@ -58,10 +57,7 @@ def main() -> None:
             f"{row['p90']:.0f} | {row['p95']:.0f} | {row['p99']:.0f} | {row['max']} | {cap or '–'} | "
             f"{'≥ p99' if cap and cap >= row['p99'] else '≥ p95' if cap and cap >= row['p95'] else 'less'} |"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2, default=float), encoding="utf-8")
-    print(f"\nwrote {out}")
+    write_report(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Usage: ``python bench/ui_latency.py [--repeats 12] [--out bench/results/ui_laten
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -22,6 +21,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+from report import write_report
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
@@ -113,11 +114,8 @@ def main() -> None:
     for phase, rows in results.items():
         cells = " | ".join(f"{rows[a]['p50_s']:.2f} / {rows[a]['p95_s']:.2f}" for a in (*ACTIONS, "all"))
         print(f"| {phase} | {cells} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"cpus": os.cpu_count(), "python": platform.python_version()}
-    out.write_text(json.dumps({"machine": machine, "repeats": args.repeats, "phases": results}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_report(args.out, {"machine": machine, "repeats": args.repeats, "phases": results})
 
 
 if __name__ == "__main__":

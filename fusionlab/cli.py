@@ -28,7 +28,7 @@ from fusionlab import config
 from fusionlab.backends import DEFAULT_MAX_ATTEMPTS, RAY, BackendSettings, add_backend_flags
 from fusionlab.budgets import COMPARE, PROFILES, resolve_budget
 from fusionlab.config import NON_LINEARITIES, AdapterConfig, FusionConfig
-from fusionlab.curve import CurvePlan
+from fusionlab.curve import MAX_SIZE, CurvePlan
 from fusionlab.dashboard.server_config import SERVER_FLAGS, add_server_flags
 from fusionlab.devices import AUTO, device_argument
 from fusionlab.reported import Reported
@@ -975,6 +975,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
         seeds=[int(s) for s in args.seeds.split(",") if s.strip()],
         method=args.method,
         steps=args.steps,
+        max_eval_samples=args.selection_examples,
     )
     workspace = ready_workspace(args.home)
     out = Path(args.out) if args.out else curve_path(workspace, plan)
@@ -1253,9 +1254,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default=plan.method, choices=config.FUSION_METHODS, help="fusion method")
     p.add_argument(
         "--steps",
-        type=int,
+        type=bounded_int(1, config.MAX_STEPS, "--steps"),
         default=plan.steps,
         help="about this many optimisation steps per model (default: %(default)s)",
+    )
+    p.add_argument(
+        "--selection-examples",
+        type=bounded_int(1, MAX_SIZE, "--selection-examples"),
+        default=plan.max_eval_samples,
+        help="selection examples each evaluation during training reads; dev is always scored whole "
+        "(default: %(default)s)",
     )
     p.add_argument("--out", default=None, help="JSON file (default: <workspace>/curves/TARGET-METHOD.json)")
     _add_common(p)

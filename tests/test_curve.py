@@ -78,9 +78,19 @@ def test_the_cli_prints_the_curve(tiny_workspace, tmp_path, shared_data_dir):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = main(["curve", "--target", "rte", "--sources", "mnli,sst2", "--sizes", "16", "--seeds", "1",
-                     "--steps", "2", "--home", str(home), "--data-dir", str(shared_data_dir)])  # fmt: skip
+                     "--steps", "2", "--selection-examples", "24", "--home", str(home), "--data-dir", str(shared_data_dir)])  # fmt: skip
     assert code == 0, out.getvalue()
     assert "saved: " in out.getvalue() and (home / "curves" / "rte-attention.json").is_file()
+    assert LearningCurve.load(home / "curves" / "rte-attention.json").plan.max_eval_samples == 24
+
+
+@pytest.mark.parametrize("flag, value", [("--selection-examples", "0"), ("--steps", "two"), ("--steps", "10000000")])
+def test_the_cli_refuses_an_unbounded_curve_in_the_users_words(flag, value, capsys):
+    from fusionlab.cli import main
+
+    with pytest.raises(SystemExit) as raised:
+        main(["curve", flag, value])
+    assert raised.value.code == 2 and flag in capsys.readouterr().err
 
 
 SHIPPED = PACK_DIR / CURVES_DIR / "imdb-attention.json"

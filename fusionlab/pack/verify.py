@@ -20,17 +20,20 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fusionlab.checkpoint import file_sha256
 from fusionlab.data import load_split, resolve_data_dir, split_note
-from fusionlab.data.tasks import get_task
+from fusionlab.data.tasks import TaskSpec, get_task
 from fusionlab.metrics import compute_metrics
 from fusionlab.pack.card import ArtifactCard, DevScore
 from fusionlab.pack.store import PackError, read_card, read_manifest, verify_entry
 from fusionlab.workspace import Workspace
+
+if TYPE_CHECKING:
+    from fusionlab.training import FusionTrainer
 
 SPOT_EXAMPLES = 200
 TOLERATED_DISAGREEMENT = 0.01
@@ -137,7 +140,7 @@ class _Verifier:
     """What every check shares: the trainer that loads and scores the weights (its data directory), and how many
     examples each model re-predicts."""
 
-    trainer: Any
+    trainer: FusionTrainer
     examples: int
 
     def artifact(self, directory: Path, name: str, card: ArtifactCard | None) -> list[SpotCheck]:
@@ -152,7 +155,7 @@ class _Verifier:
             return [SpotCheck(name, model, problem=problem) for model, _, _ in models]
         spec = get_task(card.task)
         labels = np.asarray(load_split(spec, "validation", self.trainer.data_dir)["label"], dtype=np.int64)
-        return [self.model(directory, name, model, score, adapters, labels) for model, score, adapters in models]
+        return [self.model(directory, name, spec, model, score, adapters, labels) for model, score, adapters in models]
 
     def dev_problem(self, card: ArtifactCard) -> str | None:
         """Why the dev split here is not the one the card was scored on, or None."""
@@ -168,7 +171,16 @@ class _Verifier:
             return f"not checkable: its dev split is carved otherwise here than when its card was written ({data})"
         return None
 
-    def model(self, directory: Path, name: str, model: str, score: DevScore, adapters, labels) -> SpotCheck:
+    def model(
+        self,
+        directory: Path,
+        name: str,
+        spec: TaskSpec,
+        model: str,
+        score: DevScore,
+        adapters: list[str] | None,
+        labels: np.ndarray,
+    ) -> SpotCheck:
         """One model's recorded predictions: consistent with the card's metrics, and re-predicted by its weights."""
         recorded = score.prediction_ids()
         if recorded is None:
@@ -181,11 +193,11 @@ class _Verifier:
         if not np.array_equal(fresh.label_ids, labels[rows]):
             return SpotCheck(name, model, problem="not checkable: the re-scored examples are not the card's")
         disagreements = int((fresh.prediction_ids != recorded[rows]).sum())
-        consistent = _consistent(get_task(fresh.task), recorded, labels, score)
+        consistent = _consistent(spec, recorded, labels, score)
         return SpotCheck(name, model, len(rows), disagreements, consistent)
 
 
-def _consistent(spec, recorded: np.ndarray, labels: np.ndarray, score: DevScore) -> bool:
+def _consistent(spec: TaskSpec, recorded: np.ndarray, labels: np.ndarray, score: DevScore) -> bool:
     """Whether the card's metrics are what its recorded predictions score on these labels."""
     found = compute_metrics(spec, recorded, labels)
     return all(abs(found[name] - value) <= METRIC_TOLERANCE for name, value in score.metrics.items())
