@@ -1,7 +1,7 @@
 """Composition methods side by side: fusion, merging, a gradient-free search, AdapterDrop and pruning.
 
 For each target task and seed, ``fusionlab.composition.compare_methods`` over the pack's adapters (the target's
-own and four sources, as the pack's fusions use): every method gets the same training budget and is scored,
+own and the sources the pack's fusions use): every method gets the same training budget and is scored,
 from its saved checkpoint loaded afresh, on the task's fixed dev subset; latencies are timed round-robin in one
 process, relative to the plain encoder. Each (task, seed) is saved as soon as it finishes
 (``<workspace>/comparisons/<task>-s<seed>/comparison.json``), and a rerun skips those already there, so a long
@@ -10,9 +10,11 @@ run can be stopped and resumed. Prints a Markdown table (mean ± std over seeds)
 ``--retime`` times the saved comparisons again from their checkpoints (scores untouched): latencies measured
 while other work shared the machine are not worth reporting. ``--report-only`` prints what is saved so far.
 
-The training budget (steps, sequence length, batch size) is by default the pack recipe's for the target's own
-adapter (RTE 240 steps at 192 tokens, CB 120 at 256), so that every method gets what the adapter it is compared
-with got; ``--steps`` etc. override it for every task.
+The training budget (steps, sequence length, batch size) is by default the pack's: its fusion recipe for the
+target where it has one (RTE: 4 epochs at 192 tokens), else the target adapter's (CB: 30 epochs at 256), turned into
+a fixed number of steps on the carved train split, so that every method gets what a pack fusion got; ``--steps``
+etc. override it for every task. The adapters are the target's own and the pack fusion's sources
+(:func:`fusionlab.pack.recipe.fusion_sources`).
 
 Usage: ``python bench/compare_methods.py [--tasks rte,cb] [--seeds 1,2,3] [--steps N] [--workspace DIR]``
 """
@@ -35,27 +37,32 @@ sys.path.insert(0, str(REPO))
 from fusionlab.composition.compare import RESULT_FILE, compare_methods, retime  # noqa: E402
 from fusionlab.composition.results import CompareOptions, Comparison  # noqa: E402
 from fusionlab.composition.session import comparison_dir  # noqa: E402
-from fusionlab.pack.recipe import adapter_recipe  # noqa: E402
+from fusionlab.data import get_task, load_split, resolve_data_dir  # noqa: E402
+from fusionlab.pack.recipe import StageRecipe, adapter_recipe, fusion_recipe, fusion_sources  # noqa: E402
+from fusionlab.uncertainty import Difference  # noqa: E402
 from fusionlab.workspace import Workspace  # noqa: E402
-
-SOURCES = {
-    "rte": ["rte", "mnli", "qnli", "sst2", "boolq"],
-    "cb": ["cb", "mnli", "qnli", "sst2", "boolq"],
-}
-"""The pack's adapters each target is composed from (its own first), as in the pack's fusions."""
 
 PAPER = {"rte": "71.0 → 76.8", "cb": "86.1 → 92.1"}
 """AdapterFusion paper, Table 1 (BERT-base, full training): single-task adapter → attention fusion (accuracy)."""
 
 
+def budget_recipe(task: str) -> StageRecipe:
+    """The pack recipe whose budget every method gets: the pack's fusion for ``task`` if it has one (what a fusion
+    over these adapters was given), else the target adapter's (what the adapter it is compared with was given)."""
+    return fusion_recipe(task) or adapter_recipe(task)
+
+
 def options_for(task: str, seed: int, args: argparse.Namespace) -> CompareOptions:
-    """One comparison's options: the pack recipe's budget for ``task`` unless the command line overrides it."""
-    recipe = adapter_recipe(task)
+    """One comparison's options over the adapters the pack fuses for ``task`` (its own first): the pack recipe's
+    budget as a fixed number of steps (its epochs on the task's carved train split; a comparison selects nothing,
+    it evaluates once at the end) unless the command line overrides it."""
+    recipe = budget_recipe(task)
+    train = load_split(get_task(task), "train", resolve_data_dir(args.data_dir))
     return CompareOptions(
         target=task,
-        adapters=SOURCES[task],
+        adapters=[task, *fusion_sources(task)],
         seed=seed,
-        max_steps=args.steps or recipe.steps,
+        max_steps=args.steps or recipe.steps_for(len(train)),
         max_length=args.max_length or recipe.max_length,
         batch_size=args.batch_size or recipe.batch_size,
         learning_rate=args.learning_rate,
@@ -90,6 +97,19 @@ def mean_std(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
 
 
+def paired(differences: list[dict]) -> str:
+    """The mean paired gain over the target's own adapter, and how many seeds' paired 95 % intervals exclude 0:
+    a seed whose interval includes 0 is within noise, not a win."""
+    if not differences:
+        return "–"
+    verdicts = [Difference.from_dict(d).verdict() for d in differences]
+    mean = statistics.mean(d["value"] for d in differences)
+    counts = {v: verdicts.count(v) for v in ("better", "worse", "within noise")}
+    return (
+        f"{100 * mean:+.1f} ({counts['better']} better, {counts['worse']} worse, {counts['within noise']} within noise)"
+    )
+
+
 def summarise(comparisons: dict[str, list[Comparison]]) -> dict:
     """Per task and method: the dev metric per seed, its mean, latency ratios and parameters."""
     summary: dict = {}
@@ -106,6 +126,8 @@ def summarise(comparisons: dict[str, list[Comparison]]) -> dict:
                 "trained_params": results[0][1].trained_params,
                 "train_seconds": statistics.mean(r.train_seconds for _, r in results),
                 "fresh_equals_in_training": all(r.agrees_with_training for _, r in results),
+                "intervals": [r.interval.to_dict() if r.interval else None for _, r in results],
+                "vs_adapter": [r.vs_adapter.to_dict() for _, r in results if r.vs_adapter is not None],
             }
         drop = [[(p.dropped_layers, p.metric, c.latency_ratio(p)) for p in c.adapter_drop] for c in runs]
         prune = [[(len(p.adapters), p.metric, c.latency_ratio(p)) for p in c.pruning] for c in runs]
@@ -132,13 +154,14 @@ def print_tables(summary: dict) -> None:
             f"{data['budget']['max_length']} tokens"
         )
         print(
-            "| method | dev (mean ± std) | latency vs encoder | params at inference | trained params | training (s) |"
+            "| method | dev (mean ± std) | vs the adapter, paired (per seed) | latency vs encoder | "
+            "params at inference | trained params | training (s) |"
         )
-        print("|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         for method, row in data["methods"].items():
             seconds = f"{row['train_seconds']:.0f}" if row["trained_params"] else "–"  # trained nothing: no time
             print(
-                f"| {method} | {mean_std(row['values'])} | {row['latency_ratio']:.2f}× | "
+                f"| {method} | {mean_std(row['values'])} | {paired(row['vs_adapter'])} | {row['latency_ratio']:.2f}× | "
                 f"{row['inference_params']:,} | {row['trained_params']:,} | {seconds} |"
             )
         for name, curve in (("AdapterDrop (k layers dropped)", "adapter_drop"), ("pruning (adapters left)", "pruning")):

@@ -33,7 +33,7 @@ from report import write_report
 from fusionlab import AdapterConfig, FusionTrainer
 from fusionlab.budgets import NO_LIMIT, resolve_budget
 from fusionlab.data import get_task
-from fusionlab.pack.recipe import ADAPTERS, FUSIONS
+from fusionlab.pack.recipe import ADAPTERS, fusion_sources
 from fusionlab.pack.store import install_pack, pack_dir
 from fusionlab.runspec import Budget
 from fusionlab.workspace import Workspace
@@ -41,20 +41,12 @@ from fusionlab.workspace import Workspace
 PAPER = {"rte": (71.0, 76.8), "mrpc": (85.2, 90.3), "cb": (86.1, 92.1)}
 
 
-DEFAULT_SOURCES = ("mnli", "qnli", "sst2", "sick")
-"""Fused where the pack has no fusion for the target: the large-data tasks and SICK (BoolQ's adapter did not learn
-beyond its majority class, so it is no source)."""
-
-
 def sources_for(task: str, everything: bool) -> list[str]:
     """The source adapters fused with the target's own: every other pack adapter (the paper's setting), or by
     default the pack fusion's for that target (else the four large-data tasks), which costs a third of the time."""
     if everything:
         return [r.task for r in ADAPTERS if r.task != task]
-    pack_fusion = next((f for f in FUSIONS if f.target == task), None)
-    if pack_fusion is not None:
-        return [a for a in pack_fusion.adapters if a != task]
-    return [a for a in DEFAULT_SOURCES if a != task]
+    return fusion_sources(task)
 
 
 def budget(task: str, stage: str, seed: int, args: argparse.Namespace) -> Budget:

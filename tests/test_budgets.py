@@ -3,12 +3,16 @@ the same choices, and an override means what the user chose (``None``: not chose
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from fusionlab.budgets import CLASSROOM, GENERIC, NO_LIMIT, resolve_budget
 from fusionlab.cli import adapter_run, build_parser, fusion_run
 from fusionlab.dashboard.train_view import ADAPTER_LIMITS, FUSION_LIMITS, adapter_run_config, fusion_run_config
-from fusionlab.pack.recipe import ADAPTERS, FUSIONS
+from fusionlab.data import get_task, load_split
+from fusionlab.pack import PACK_DIR, read_card
+from fusionlab.pack.recipe import ADAPTERS, FUSIONS, fusion_recipe, fusion_sources
 
 
 def _args(tmp_path, *argv: str):
@@ -47,6 +51,24 @@ def test_the_recipe_profile_is_the_packs_recipe():
     assert (cola.steps, cola.epochs, cola.max_length) == (adapter.steps, adapter.epochs, adapter.max_length)
     assert cola.snapshot_steps is not None and cola.snapshot_steps > 0 and cola.eval_steps > 0
     assert resolve_budget("my-own-task", "adapter") == GENERIC
+
+
+def test_a_fusion_draws_on_the_packs_sources_and_a_recipe_knows_its_whole_budget(shared_data_dir):
+    """``fusion_sources`` is what the pack fuses for a target (else the large-data tasks and SICK, never BoolQ,
+    which did not learn); ``steps_for`` is the recipe's epochs in steps on the carved train split: no pack
+    artifact trained longer, and rte-attention, which ran its whole budget, trained exactly that many."""
+    assert fusion_sources("rte") == ["mnli", "qnli", "sick"] == fusion_recipe("rte").adapters[1:]
+    assert fusion_sources("cb") == ["mnli", "qnli", "sst2", "sick"] and fusion_recipe("cb") is None
+    assert fusion_sources("sst2") == ["mnli", "qnli", "sick"] and "boolq" not in fusion_sources("cola")
+    for recipe in (*(r for r in ADAPTERS if r.task in ("rte", "cb", "mrpc", "imdb")), *FUSIONS):
+        name = getattr(recipe, "name", None) or recipe.task
+        card = read_card(PACK_DIR / ("fusions" if name in {f.name for f in FUSIONS} else "adapters") / name)
+        task = getattr(recipe, "target", None) or recipe.task
+        whole = recipe.steps_for(len(load_split(get_task(task), "train", shared_data_dir)))
+        assert card.best_step <= card.steps <= whole, name
+        if name == "rte-attention":
+            assert card.steps == whole
+    assert dataclasses.replace(ADAPTERS[0], steps=7).steps_for(10_000) == 7  # a step budget is its own
 
 
 def test_none_keeps_the_profile_and_no_limit_removes_it():

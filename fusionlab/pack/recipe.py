@@ -11,6 +11,7 @@ paper's 1e-4 is for BERT-base on a GPU; ``bench/lr_sweep.py`` records the sweep)
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from fusionlab.config import AdapterConfig, JsonConfig, ModelConfig, TrainingConfig, _fail
@@ -56,6 +57,14 @@ class StageRecipe(JsonConfig):
         every = self.eval_steps or max(1, self.steps // 4)
         snapshot = (max(1, self.steps // 10) if self.steps > 0 else every) if snapshots else None
         return Budget(**{**shared, "eval_steps": every, "snapshot_steps": snapshot})
+
+    def steps_for(self, train_examples: int) -> int:
+        """How many optimisation steps the recipe's whole budget is on ``train_examples`` examples (its epochs,
+        before early stopping): the fixed budget a comparison gives every method, where nothing is selected."""
+        if self.steps != -1:
+            return self.steps
+        examples = min(train_examples, self.max_train_samples or train_examples)
+        return max(1, math.ceil(self.epochs * math.ceil(examples / self.batch_size)))
 
     def model_config(self) -> ModelConfig:
         return self.budget().model_config()
@@ -161,3 +170,22 @@ def adapter_recipe(task: str) -> AdapterRecipe:
         if recipe.task == task:
             return recipe
     raise ValueError(f"the pack has no adapter for {task!r}; it has {', '.join(r.task for r in ADAPTERS)}")
+
+
+def fusion_recipe(target: str) -> FusionRecipe | None:
+    """The pack's fusion for ``target``, if it has one."""
+    return next((recipe for recipe in FUSIONS if recipe.target == target), None)
+
+
+SOURCES_WITHOUT_A_FUSION = ("mnli", "qnli", "sst2", "sick")
+"""The sources fused with a target the pack has no fusion for: the large-data tasks and SICK (BoolQ's adapter did
+not learn beyond its majority class, so it is no source)."""
+
+
+def fusion_sources(target: str) -> list[str]:
+    """The source adapters a fusion for ``target`` draws on, besides the target's own: the pack fusion's for that
+    target, else :data:`SOURCES_WITHOUT_A_FUSION` (the benches compare methods over the same adapters)."""
+    recipe = fusion_recipe(target)
+    if recipe is not None:
+        return [name for name in recipe.adapters if name != target]
+    return [name for name in SOURCES_WITHOUT_A_FUSION if name != target]
