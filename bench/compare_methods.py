@@ -57,14 +57,17 @@ def options_for(task: str, seed: int, args: argparse.Namespace) -> CompareOption
     budget as a fixed number of steps (its epochs on the task's carved train split; a comparison selects nothing,
     it evaluates once at the end) unless the command line overrides it."""
     recipe = budget_recipe(task)
-    train = load_split(get_task(task), "train", resolve_data_dir(args.data_dir))
+    steps = args.steps
+    if steps is None:
+        steps = recipe.steps_for(len(load_split(get_task(task), "train", resolve_data_dir(args.data_dir))))
     return CompareOptions(
         target=task,
         adapters=[task, *fusion_sources(task)],
         seed=seed,
-        max_steps=args.steps or recipe.steps_for(len(train)),
+        max_steps=steps,
         max_length=args.max_length or recipe.max_length,
         batch_size=args.batch_size or recipe.batch_size,
+        max_train_samples=recipe.max_train_samples,  # IMDb: the pack's 100 reviews, as its steps assume
         learning_rate=args.learning_rate,
         max_eval_samples=args.max_eval_samples,
         search_evaluations=args.search_evaluations,
@@ -73,16 +76,29 @@ def options_for(task: str, seed: int, args: argparse.Namespace) -> CompareOption
 
 
 def run_or_load(
-    workspace: Workspace, options: CompareOptions, data_dir: str | None, report_only: bool = False
+    workspace: Workspace,
+    options: CompareOptions,
+    data_dir: str | None,
+    report_only: bool = False,
+    replace: bool = False,
 ) -> Comparison | None:
     """The saved comparison for ``options`` if one with exactly these options exists, else a new run (or None
-    with ``report_only``: a report of what a still-running bench has finished)."""
+    with ``report_only``: a report of what a still-running bench has finished). A comparison saved with other
+    options is never overwritten silently (it lives in the same folder): refused, naming what differs, unless
+    ``replace``."""
     saved = comparison_dir(workspace, options) / RESULT_FILE
     if saved.is_file():
         comparison = Comparison.load(saved)
         if comparison.options == options:
             print(f"{options.slug}: already measured ({saved})", flush=True)
             return comparison
+        if not replace:
+            old, new = comparison.options.to_dict(), options.to_dict()
+            differ = ", ".join(f"{k} {old.get(k)!r} → {v!r}" for k, v in new.items() if old.get(k) != v)
+            raise SystemExit(
+                f"{saved} was measured with other options ({differ}): pass another --workspace, or --replace "
+                "to measure it again in its place"
+            )
     if report_only:
         return None
     start = time.perf_counter()
@@ -188,6 +204,9 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/compare_methods.json")
     parser.add_argument("--report-only", action="store_true", help="summarise what is saved; run nothing")
     parser.add_argument(
+        "--replace", action="store_true", help="measure again a comparison saved with other options (it is lost)"
+    )
+    parser.add_argument(
         "--retime", action="store_true", help="time the saved comparisons again (on a quiet machine); scores kept"
     )
     args = parser.parse_args()
@@ -197,13 +216,15 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: a stopped run has every task's first seeds
         for task in tasks:
             options = options_for(task, seed, args)
-            found = run_or_load(workspace, options, args.data_dir, args.report_only or args.retime)
+            found = run_or_load(workspace, options, args.data_dir, args.report_only or args.retime, args.replace)
             if found is not None and args.retime:
                 print(f"{options.slug}: timing again", flush=True)
                 found = retime(workspace, options, args.data_dir)
             if found is not None:
                 comparisons[task].append(found)
     summary = summarise({task: runs for task, runs in comparisons.items() if runs})
+    if not summary:
+        raise SystemExit(f"nothing measured yet in {workspace.root}: {args.out} left as it was")
     print_tables(summary)
     machine = {"cpus": os.cpu_count(), "python": platform.python_version()}
     write_report(args.out, {"machine": machine, "args": vars(args), "summary": summary})

@@ -13,6 +13,7 @@ from fusionlab.dashboard.train_view import ADAPTER_LIMITS, FUSION_LIMITS, adapte
 from fusionlab.data import get_task, load_split
 from fusionlab.pack import PACK_DIR, read_card
 from fusionlab.pack.recipe import ADAPTERS, FUSIONS, fusion_recipe, fusion_sources
+from fusionlab.pack.store import MANIFEST_FILE
 
 
 def _args(tmp_path, *argv: str):
@@ -53,6 +54,7 @@ def test_the_recipe_profile_is_the_packs_recipe():
     assert resolve_budget("my-own-task", "adapter") == GENERIC
 
 
+@pytest.mark.skipif(not (PACK_DIR / MANIFEST_FILE).is_file(), reason="the pack is not built")
 def test_a_fusion_draws_on_the_packs_sources_and_a_recipe_knows_its_whole_budget(shared_data_dir):
     """``fusion_sources`` is what the pack fuses for a target (else the large-data tasks and SICK, never BoolQ,
     which did not learn); ``steps_for`` is the recipe's epochs in steps on the carved train split: no pack
