@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from report import write_report
+from report import paired_summary, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -114,16 +114,9 @@ def mean_std(values: list[float]) -> str:
 
 
 def paired(differences: list[dict]) -> str:
-    """The mean paired gain over the target's own adapter, and how many seeds' paired 95 % intervals exclude 0:
-    a seed whose interval includes 0 is within noise, not a win."""
-    if not differences:
-        return "–"
+    """The mean paired gain over the target's own adapter, in points, and how many seeds' intervals exclude 0."""
     verdicts = [Difference.from_dict(d).verdict() for d in differences]
-    mean = statistics.mean(d["value"] for d in differences)
-    counts = {v: verdicts.count(v) for v in ("better", "worse", "within noise")}
-    return (
-        f"{100 * mean:+.1f} ({counts['better']} better, {counts['worse']} worse, {counts['within noise']} within noise)"
-    )
+    return paired_summary([100 * d["value"] for d in differences], verdicts)
 
 
 def summarise(comparisons: dict[str, list[Comparison]]) -> dict:

@@ -28,7 +28,7 @@ import statistics
 import time
 from pathlib import Path
 
-from report import write_report
+from report import paired_summary, write_report
 
 from fusionlab import AdapterConfig, FusionTrainer
 from fusionlab.budgets import NO_LIMIT, resolve_budget
@@ -112,12 +112,7 @@ def fmt(values: list[float]) -> str:
 def paired(runs: list[dict], method: str) -> str:
     """Mean paired gain over seeds, and how many seeds' paired 95 % intervals exclude 0 (better / worse)."""
     gains = [r[f"{method} - single"] for r in runs if f"{method} - single" in r]
-    if not gains:
-        return "–"
-    better = sum(g["verdict"] == "better" for g in gains)
-    worse = sum(g["verdict"] == "worse" for g in gains)
-    mean = statistics.mean(g["value"] for g in gains)
-    return f"{mean:+.1f} ({better} better, {worse} worse, {len(gains) - better - worse} within noise)"
+    return paired_summary([g["value"] for g in gains], [g["verdict"] for g in gains])
 
 
 def table(rows: dict[str, list[dict]], methods: list[str], seeds: str) -> str:

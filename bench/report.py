@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import statistics
 from pathlib import Path
 
 
@@ -29,3 +30,17 @@ def _number(value: object) -> float | int:
     if isinstance(value, numbers.Real):
         return float(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def paired_summary(gains: list[float], verdicts: list[str]) -> str:
+    """Paired gains over seeds in one cell: their mean, and how many seeds' paired 95 % intervals exclude 0.
+
+    ``gains`` are in the unit the table prints (points), ``verdicts`` are each seed's ``Difference.verdict()``. A
+    seed whose interval includes 0 counts as within noise, not as a win, however large its mean."""
+    if not gains:
+        return "–"
+    counts = {v: verdicts.count(v) for v in ("better", "worse", "within noise")}
+    return (
+        f"{statistics.mean(gains):+.1f} "
+        f"({counts['better']} better, {counts['worse']} worse, {counts['within noise']} within noise)"
+    )
