@@ -52,6 +52,12 @@ CLASSROOM = Budget(steps=100, learning_rate=1e-3, max_train_samples=4000, max_ev
 
 COMPARE = Budget(steps=200, learning_rate=1e-3, batch_size=16, warmup_ratio=0.06, max_length=128)
 """The composition lab's budget for every trained method (``fusionlab compare``'s defaults, ``CompareOptions``)."""
+COMPARE_SEARCH_EVALUATIONS = 40
+"""Candidates LoraHub's gradient-free search scores in a comparison."""
+COMPARE_LATENCY_REPEATS = 7
+"""Rounds of a comparison's round-robin latency timing: each round times every configuration once, so slow
+moments of the machine fall on all of them alike; each configuration's latency is its median over the rounds."""
+MAX_LATENCY_REPEATS = 100
 
 
 def _recipe(task: str, stage: str) -> Budget:

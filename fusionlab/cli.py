@@ -26,7 +26,14 @@ from typing import Any
 import fusionlab
 from fusionlab import config
 from fusionlab.backends import DEFAULT_MAX_ATTEMPTS, RAY, BackendSettings, add_backend_flags
-from fusionlab.budgets import COMPARE, PROFILES, resolve_budget
+from fusionlab.budgets import (
+    COMPARE,
+    COMPARE_LATENCY_REPEATS,
+    COMPARE_SEARCH_EVALUATIONS,
+    MAX_LATENCY_REPEATS,
+    PROFILES,
+    resolve_budget,
+)
 from fusionlab.config import NON_LINEARITIES, AdapterConfig, FusionConfig
 from fusionlab.curve import MAX_SIZE, CurvePlan
 from fusionlab.dashboard.server_config import SERVER_FLAGS, add_server_flags
@@ -810,6 +817,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         max_eval_samples=args.max_eval_samples,
         finetune=args.finetune,
         search_evaluations=args.search_evaluations,
+        latency_repeats=args.latency_repeats,
         curves=not args.no_curves,
     )
     return _launch(CompareRun(options=options, data_dir=args.data_dir, model=args.model), args)
@@ -1187,7 +1195,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-eval-samples", type=int, default=None, help="the task's fixed dev subset of this size")
     p.add_argument("--seed", type=int, default=42, help="random seed")
     p.add_argument("--finetune", action="store_true", help="also fine-tune each merged adapter (rows …+ft)")
-    p.add_argument("--search-evaluations", type=int, default=40, help="candidates the LoraHub search scores")
+    p.add_argument(
+        "--search-evaluations",
+        type=int,
+        default=COMPARE_SEARCH_EVALUATIONS,
+        help="candidates the LoraHub search scores",
+    )
+    p.add_argument(
+        "--latency-repeats",
+        type=bounded_int(1, MAX_LATENCY_REPEATS, "--latency-repeats"),
+        default=COMPARE_LATENCY_REPEATS,
+        help="rounds of the latency timing (every method timed once per round; more rounds, steadier ratios)",
+    )
     p.add_argument("--no-curves", action="store_true", help="skip the AdapterDrop and pruning curves")
     p.add_argument("--model", default=None, help="base model (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--inline", action="store_true", help="run in this process instead of the worker")

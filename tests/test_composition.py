@@ -198,6 +198,7 @@ def test_every_method_over_pack_adapters_on_real_cb_data(cb_comparison):
     merged = FusionModel.from_pretrained(saved.parent / comparison.result("merge:ties").checkpoint)
     assert merged.adapter_manager.names == ["cb-merge-ties"]  # a standalone adapter checkpoint, sources folded in
     assert json.loads(saved.read_text())["options"]["adapters"] == ["cb", "mnli", "rte"]
+    assert comparison.options.latency_repeats == 3  # the command line's --latency-repeats reached the run
     [run] = RunStore(Workspace(home).runs_db).list_runs()  # a run like any training: queued, run by the worker
     record = run_record(run)
     assert (record["kind"], record["name"], record["task"], record["status"]) == ("compare", "cb-s42", "cb", "finished")
@@ -224,3 +225,14 @@ def test_a_finished_comparison_can_be_timed_again_with_its_scores_kept(cb_compar
     for point in [*after.results, *after.adapter_drop, *after.pruning]:
         assert 0 < point.latency_ms < 9e6  # every timing replaced (a real one is well under 9e6 ms, even loaded)
     assert after.base_latency_ms > 0
+
+
+@pytest.mark.parametrize("value", ["0", "101", "many"])
+def test_compare_refuses_unbounded_latency_rounds_in_the_users_words(value, tmp_path, capsys):
+    from fusionlab.cli import main
+
+    home = tmp_path / "ws"
+    with pytest.raises(SystemExit) as raised:
+        main(["compare", "cb", "--adapters", "cb,mnli", "--latency-repeats", value, "--home", str(home)])
+    assert raised.value.code == 2 and "--latency-repeats must be" in capsys.readouterr().err
+    assert not home.exists()  # refused before anything was queued

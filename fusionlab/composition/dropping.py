@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import torch
 
+from fusionlab.budgets import COMPARE_LATENCY_REPEATS
 from fusionlab.config import JsonConfig
 from fusionlab.data import TaskSpec
 from fusionlab.evaluation import evaluate_model
@@ -44,7 +45,7 @@ class CurvePoint(JsonConfig):
 Call = Callable[[], object]
 
 
-def time_interleaved(calls: dict[str, Call], repeats: int = 7) -> dict[str, float]:
+def time_interleaved(calls: dict[str, Call], repeats: int = COMPARE_LATENCY_REPEATS) -> dict[str, float]:
     """Median milliseconds of each call, timed round-robin (one call of each per round, after a warm-up round).
 
     Interleaving puts every configuration under the same conditions (clock speed, cache, other load drift over a

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from fusionlab.budgets import COMPARE
+from fusionlab.budgets import COMPARE, COMPARE_LATENCY_REPEATS, COMPARE_SEARCH_EVALUATIONS, MAX_LATENCY_REPEATS
 from fusionlab.composition.dropping import CurvePoint
 from fusionlab.composition.search import MAX_EVALUATIONS
 from fusionlab.config import MAX_NAME_LENGTH, JsonConfig, check_name
@@ -43,10 +43,10 @@ class CompareOptions(JsonConfig):
     scale: float = 0.3  # task arithmetic
     density: float = 0.2  # TIES
     dare_density: float = 0.5  # DARE
-    search_evaluations: int = 40
+    search_evaluations: int = COMPARE_SEARCH_EVALUATIONS
     search_examples: int = 32
     latency_batch: int = 16
-    latency_repeats: int = 7
+    latency_repeats: int = COMPARE_LATENCY_REPEATS
     curves: bool = True
     """Measure the AdapterDrop and pruning curves on the attention fusion."""
 
@@ -71,7 +71,7 @@ class CompareOptions(JsonConfig):
         if self.search_examples < 4:
             raise ValueError("CompareOptions.search_examples must be at least 4 (two per fold)")
         self._bounded_int("latency_batch", 512)
-        self._bounded_int("latency_repeats", 100)
+        self._bounded_int("latency_repeats", MAX_LATENCY_REPEATS)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise ValueError(f"CompareOptions.seed must be an integer in [0, 2**32), got {self.seed!r}")
         for name in ("finetune", "curves"):
