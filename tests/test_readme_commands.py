@@ -1,8 +1,8 @@
 """Every command of the README's command-line block, as written, in a fresh workspace with the bundled pack.
 
-Only the budget is shrunk (``--max-steps N`` becomes a two-step run on a few examples, and ``demo`` gets
-``--no-wait``, its runs then cancelled): the commands, their names and their order are the README's, so a
-README that drifts from the code fails here.
+Only the budget is shrunk (``--max-steps N`` becomes a two-step run on a few examples, ``evaluate`` scores a
+fixed subset of the dev split, and ``demo`` gets ``--no-wait``, its runs then cancelled): the commands, their
+names and their order are the README's, so a README that drifts from the code fails here.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def readme_commands() -> list[str]:
 
 def shrunk(command: str) -> list[str]:
     command = re.sub(r"--max-steps \d+", TINY, command)
+    if command.startswith("fusionlab evaluate "):
+        command += " --max-samples 32"
     if command == "fusionlab demo":
         command += " --no-wait"
     argv = shlex.split(command)
