@@ -11,7 +11,8 @@ split with its 95 % interval, and each fusion's gain over the adapter with a pai
 examples ("within noise" where it includes 0).
 
 Targets: rte, cb, mrpc and a low-resource sentiment target, imdb with the pack's few training reviews (where
-the SST-2 adapter has something to give). Writes a Markdown table (mean ± std over seeds) and JSON with every run.
+the SST-2 adapter has something to give). Writes a Markdown table (mean ± std over seeds; the majority class, and
+how many seeds' adapters scored beyond it: one that did not is named under the table) and JSON with every run.
 
 Usage: ``python bench/quality.py [--tasks rte,cb,mrpc,imdb] [--seeds 1,2,3] [--methods attention,weighted,average]
 [--out bench/results]`` (``--quick``: a few steps, to check the script runs). Resumable: every finished seed is
@@ -32,6 +33,7 @@ from report import paired_summary, write_report
 
 from fusionlab import AdapterConfig, FusionTrainer
 from fusionlab.budgets import NO_LIMIT, resolve_budget
+from fusionlab.checkpoint import read_meta
 from fusionlab.data import get_task
 from fusionlab.pack.recipe import ADAPTERS, fusion_sources
 from fusionlab.pack.store import install_pack, pack_dir
@@ -72,6 +74,14 @@ def target_adapter(workspace: Workspace, task: str, seed: int, args: argparse.Na
     start = time.monotonic()
     single = trainer.train_adapter(task, AdapterConfig(task_name=task), name=f"{task}-s{seed}")
     return single.name, trainer.evaluate(single.path), time.monotonic() - start
+
+
+def majority_of(workspace: Workspace, task: str) -> float:
+    """The majority class's main-metric score (%) on the task's full dev split, as the pack's adapter recorded it
+    (every seed is scored on that same split). An adapter at or below it did not learn, and a fusion's gain over
+    it is then not transfer over a trained adapter: the table says so."""
+    extra = read_meta(workspace.adapter_dir(task))["extra"]
+    return 100 * extra["majority_baseline"][extra["main_metric"]]
 
 
 def interval(score) -> dict:
@@ -115,7 +125,12 @@ def paired(runs: list[dict], method: str) -> str:
     return paired_summary([g["value"] for g in gains], [g["verdict"] for g in gains])
 
 
-def table(rows: dict[str, list[dict]], methods: list[str], seeds: str) -> str:
+def untrained(runs: list[dict], majority: float) -> list[int]:
+    """The seeds whose single-task adapter scored at or below the majority class."""
+    return [r["seed"] for r in runs if r["single"]["value"] <= majority]
+
+
+def table(rows: dict[str, list[dict]], methods: list[str], seeds: str, majorities: dict[str, float]) -> str:
     head = " | ".join(f"{m} fusion" for m in methods)
     lines = [
         f"Single-task adapter vs fusion over the target's adapter and the pack's source adapters, all-MiniLM-L6-v2, "
@@ -124,18 +139,29 @@ def table(rows: dict[str, list[dict]], methods: list[str], seeds: str) -> str:
         f"seeds); Δ: the fusion's paired gain over the adapter on the same examples, with how many seeds' paired "
         f"95 % intervals exclude 0:",
         "",
-        f"| task | metric | n dev | single adapter | {head} | Δ attention (paired) | paper (BERT-base) single → fusion |",
-        "|---|---|---|---|" + "---|" * len(methods) + "---|---|",
+        f"| task | metric | n dev | majority class | single adapter | adapters beyond majority | {head} | "
+        f"Δ attention (paired) | paper (BERT-base) single → fusion |",
+        "|---|---|---|---|---|---|" + "---|" * len(methods) + "---|---|",
     ]
+    notes = []
     for task, runs in rows.items():
         single = [r["single"]["value"] for r in runs]
         cells = [fmt([r[m]["value"] for r in runs if m in r]) for m in methods]
         paper = PAPER.get(task)
+        majority = majorities[task]
+        failed = untrained(runs, majority)
         lines.append(
-            f"| {task} | {get_task(task).main_metric} | {runs[0]['single']['n']} | {fmt(single)} | "
-            f"{' | '.join(cells)} | {paired(runs, 'attention')} | {f'{paper[0]} → {paper[1]}' if paper else '–'} |"
+            f"| {task} | {get_task(task).main_metric} | {runs[0]['single']['n']} | {majority:.1f} | {fmt(single)} | "
+            f"{len(runs) - len(failed)} of {len(runs)} | {' | '.join(cells)} | {paired(runs, 'attention')} | "
+            f"{f'{paper[0]} → {paper[1]}' if paper else '–'} |"
         )
-    return "\n".join(lines)
+        if failed:
+            notes.append(
+                f"{task}: the adapter of seed {', '.join(map(str, failed))} scored at or below the majority class "
+                f"({majority:.1f}): it did not learn, so a fusion's gain over it there is not transfer over a "
+                f"trained adapter."
+            )
+    return "\n".join(lines + (["", *notes] if notes else []))
 
 
 def main() -> None:
@@ -179,7 +205,8 @@ def main() -> None:
             scores = ", ".join(f"{k} {v['value']:.1f}" for k, v in row.items() if isinstance(v, dict) and "value" in v)
             print(f"{task} seed {seed}: {scores}", flush=True)
     seeds = sorted({r["seed"] for runs in rows.values() for r in runs})
-    text = table(rows, methods, ",".join(map(str, seeds)))
+    majorities = {task: majority_of(workspace, task) for task in rows}
+    text = table(rows, methods, ",".join(map(str, seeds)), majorities)
     print("\n" + text)
     path.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
 

@@ -88,8 +88,9 @@ def test_salience_bench_times_both_models_on_forty_tokens(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not (REPO / "fusionlab" / "pack_data" / "pack.json").is_file(), reason="the pack is not built")
 def test_quality_bench_resumes_by_seed_and_refuses_other_settings(tmp_path, shared_data_dir):
-    """A quick CB comparison, then a rerun that finds its seed already measured and trains nothing, and a rerun
-    with another method, refused rather than mixed into the same table."""
+    """A quick CB comparison (its table flags an adapter at or below the majority class), then a rerun that finds
+    its seed already measured and trains nothing, and a rerun with another method, refused rather than mixed into
+    the same table."""
 
     def quality(*extra: str) -> subprocess.CompletedProcess:
         command = [sys.executable, str(REPO / "bench" / "quality.py"), "--quick", "--tasks", "cb"]
@@ -106,7 +107,10 @@ def test_quality_bench_resumes_by_seed_and_refuses_other_settings(tmp_path, shar
     again = quality("--seeds", "1", "--methods", "attention")
     assert again.returncode == 0 and "cb seed 1: already in" in again.stdout, again.stderr[-3000:]
     assert json.loads((tmp_path / "quality-cb.json").read_text()) == saved  # nothing retrained
-    assert "| cb | accuracy | 56 |" in (tmp_path / "quality-cb.md").read_text()
+    table = (tmp_path / "quality-cb.md").read_text()
+    beyond = int(row["single"]["value"] > 50.0)  # CB's majority class scores 50.0 on its 56 dev examples
+    assert "| cb | accuracy | 56 | 50.0 |" in table and f"| {beyond} of 1 |" in table
+    assert ("did not learn" in table) == (not beyond)  # a 3-step adapter usually has not: the table says so
     other = quality("--seeds", "1", "--methods", "weighted")
     assert other.returncode != 0 and "other methods" in other.stderr
 
