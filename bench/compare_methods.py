@@ -34,6 +34,7 @@ from report import paired_summary, write_report
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from fusionlab.budgets import COMPARE, COMPARE_LATENCY_REPEATS, COMPARE_SEARCH_EVALUATIONS  # noqa: E402
 from fusionlab.composition.compare import RESULT_FILE, compare_methods, retime  # noqa: E402
 from fusionlab.composition.results import CompareOptions, Comparison  # noqa: E402
 from fusionlab.composition.session import comparison_dir  # noqa: E402
@@ -188,10 +189,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: the pack recipe's, per task")
     parser.add_argument("--max-length", type=int, default=None, help="default: the pack recipe's, per task")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the pack recipe's, per task")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--learning-rate", type=float, default=COMPARE.learning_rate)
     parser.add_argument("--max-eval-samples", type=int, default=None)
-    parser.add_argument("--search-evaluations", type=int, default=40)
-    parser.add_argument("--latency-repeats", type=int, default=9)
+    parser.add_argument("--search-evaluations", type=int, default=COMPARE_SEARCH_EVALUATIONS)
+    parser.add_argument("--latency-repeats", type=int, default=COMPARE_LATENCY_REPEATS)
     parser.add_argument("--workspace", default=os.environ.get("FUSIONLAB_HOME", "bench/results/compare-workspace"))
     parser.add_argument("--data-dir", default=os.environ.get("FUSIONLAB_DATA_DIR"))
     parser.add_argument("--out", default="bench/results/compare_methods.json")

@@ -16,8 +16,10 @@ how many seeds' adapters scored beyond it: one that did not is named under the t
 
 Usage: ``python bench/quality.py [--tasks rte,cb,mrpc,imdb] [--seeds 1,2,3] [--methods attention,weighted,average]
 [--out bench/results]`` (``--quick``: a few steps, to check the script runs). Resumable: every finished seed is
-written to ``quality-<tasks>.json`` at once, and a rerun with the same settings skips the seeds already there
-(add seeds by rerunning with more).
+written to ``quality-<tasks>.json`` at once, and a rerun with the same settings skips what is already there: add
+seeds by rerunning with more, add methods by rerunning with more. A method added to a saved seed is paired with
+that seed's adapter as it was measured: the adapter is loaded from the bench's workspace (or retrained with its
+seed where the workspace is gone) and scored afresh, and the run stops if that score is not the saved one.
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ from fusionlab import AdapterConfig, FusionTrainer
 from fusionlab.budgets import NO_LIMIT, resolve_budget
 from fusionlab.checkpoint import read_meta
 from fusionlab.data import get_task
+from fusionlab.fusion.registry import fusion_methods
 from fusionlab.pack.recipe import ADAPTERS, fusion_sources
 from fusionlab.pack.store import install_pack, pack_dir
 from fusionlab.runspec import Budget
 from fusionlab.workspace import Workspace
 
 PAPER = {"rte": (71.0, 76.8), "mrpc": (85.2, 90.3), "cb": (86.1, 92.1)}
+METHODS = fusion_methods()
+"""The fusion methods the bench can train, in the order its table shows them."""
 
 
 def sources_for(task: str, everything: bool) -> list[str]:
@@ -88,16 +93,43 @@ def interval(score) -> dict:
     return {"value": 100 * score.value, "low": 100 * score.low, "high": 100 * score.high, "n": score.examples}
 
 
-def run_seed(workspace: Workspace, task: str, seed: int, methods: list[str], args: argparse.Namespace) -> dict:
+def saved_adapter(workspace: Workspace, task: str, row: dict, args: argparse.Namespace) -> object:
+    """The fresh evaluation of the adapter a saved seed was measured with, so that a method added later is paired
+    with the same adapter: loaded from the workspace, or retrained with the seed's recipe where it is gone (a seed
+    reproduces exactly on CPU). Refused if it does not score what was saved: the pairing would be with another
+    adapter."""
+    name, seed = row["adapters"][0], row["seed"]
+    if name in workspace.list_adapters():
+        alone = trainer_for(workspace, budget(task, "adapter", seed, args), args).evaluate(workspace.adapter_dir(name))
+    else:
+        print(f"{task} seed {seed}: {name} is not in {workspace.root}, training it again", flush=True)
+        name, alone, _ = target_adapter(workspace, task, seed, args)
+    fresh = interval(alone.score(get_task(task).main_metric))
+    if abs(fresh["value"] - row["single"]["value"]) > 1e-6 or fresh["n"] != row["single"]["n"]:
+        raise SystemExit(
+            f"{task} seed {seed}: the adapter {name} now scores {fresh['value']:.2f} on {fresh['n']} dev examples, "
+            f"but {row['single']['value']:.2f} on {row['single']['n']} was saved: a fusion added now would not be "
+            "compared with the same adapter; pass another --out to measure this seed afresh"
+        )
+    return alone
+
+
+def run_seed(
+    workspace: Workspace, task: str, seed: int, methods: list[str], args: argparse.Namespace, row: dict | None = None
+) -> dict:
     """The target adapter and one fusion per method for one seed: fresh full-dev scores with their intervals,
-    each fusion's paired difference from the adapter on the same examples, and the seconds."""
+    each fusion's paired difference from the adapter on the same examples, and the seconds. Given a saved
+    ``row``, only its missing methods are trained, against the adapter it was measured with."""
     metric = get_task(task).main_metric
-    own, alone, seconds = target_adapter(workspace, task, seed, args)
-    row = {
-        "single": interval(alone.score(metric)),
-        "seconds": {"single": seconds},
-        "adapters": [own, *sources_for(task, args.all_sources)],
-    }
+    if row is None:
+        own, alone, seconds = target_adapter(workspace, task, seed, args)
+        row = {
+            "single": interval(alone.score(metric)),
+            "seconds": {"single": seconds},
+            "adapters": [own, *sources_for(task, args.all_sources)],
+        }
+    else:
+        alone = saved_adapter(workspace, task, row, args)
     for method in methods:
         trainer = trainer_for(workspace, budget(task, "fusion", seed, args), args)
         start = time.monotonic()
@@ -130,8 +162,16 @@ def untrained(runs: list[dict], majority: float) -> list[int]:
     return [r["seed"] for r in runs if r["single"]["value"] <= majority]
 
 
+def per_seed(runs: list[dict], method: str) -> str:
+    """A method's mean ± std over the seeds that measured it, naming how many where that is not every seed (a
+    method added to a saved result later may cover fewer)."""
+    values = [r[method]["value"] for r in runs if method in r]
+    return fmt(values) + (f" ({len(values)} of {len(runs)} seeds)" if 0 < len(values) < len(runs) else "")
+
+
 def table(rows: dict[str, list[dict]], methods: list[str], seeds: str, majorities: dict[str, float]) -> str:
     head = " | ".join(f"{m} fusion" for m in methods)
+    gains = " | ".join(f"Δ {m} (paired)" for m in methods)
     lines = [
         f"Single-task adapter vs fusion over the target's adapter and the pack's source adapters, all-MiniLM-L6-v2, "
         f"seeds {seeds} (adapter and fusion both retrained per seed unless --pack-target), main metric (%) of the "
@@ -139,20 +179,20 @@ def table(rows: dict[str, list[dict]], methods: list[str], seeds: str, majoritie
         f"seeds); Δ: the fusion's paired gain over the adapter on the same examples, with how many seeds' paired "
         f"95 % intervals exclude 0:",
         "",
-        f"| task | metric | n dev | majority class | single adapter | adapters beyond majority | {head} | "
-        f"Δ attention (paired) | paper (BERT-base) single → fusion |",
-        "|---|---|---|---|---|---|" + "---|" * len(methods) + "---|---|",
+        f"| task | metric | n dev | majority class | single adapter | adapters beyond majority | {head} | {gains} | "
+        f"paper (BERT-base) single → fusion |",
+        "|---|---|---|---|---|---|" + "---|" * (2 * len(methods)) + "---|",
     ]
     notes = []
     for task, runs in rows.items():
         single = [r["single"]["value"] for r in runs]
-        cells = [fmt([r[m]["value"] for r in runs if m in r]) for m in methods]
+        cells = [per_seed(runs, m) for m in methods] + [paired(runs, m) for m in methods]
         paper = PAPER.get(task)
         majority = majorities[task]
         failed = untrained(runs, majority)
         lines.append(
             f"| {task} | {get_task(task).main_metric} | {runs[0]['single']['n']} | {majority:.1f} | {fmt(single)} | "
-            f"{len(runs) - len(failed)} of {len(runs)} | {' | '.join(cells)} | {paired(runs, 'attention')} | "
+            f"{len(runs) - len(failed)} of {len(runs)} | {' | '.join(cells)} | "
             f"{f'{paper[0]} → {paper[1]}' if paper else '–'} |"
         )
         if failed:
@@ -176,7 +216,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few steps per stage: checks the script runs")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    args.methods = ",".join(sorted(methods))  # the setting a resumed run is compared on, in one spelling
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"--methods: unknown {', '.join(unknown)}; choose among {', '.join(METHODS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     workspace = Workspace(out / "quality-workspace").ensure()
@@ -193,26 +235,31 @@ def main() -> None:
         sources = sources_for(task, args.all_sources)
         if any(r["adapters"][1:] != sources for r in rows.get(task, [])):
             raise SystemExit(f"{path} fused {task} with other sources than {sources}: move it or pass another --out")
-        for seed in args.seeds.split(","):
-            if any(r["seed"] == int(seed) for r in rows.get(task, [])):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            saved = next((r for r in rows.get(task, []) if r["seed"] == seed), None)
+            missing = [m for m in methods if saved is None or m not in saved]
+            if not missing:
                 print(f"{task} seed {seed}: already in {path}, skipped", flush=True)
                 continue
             started = time.monotonic()
-            row = run_seed(workspace, task, int(seed), methods, args)
-            rows.setdefault(task, []).append({"seed": int(seed), **row})
+            row = run_seed(workspace, task, seed, missing, args, saved)
+            if saved is None:
+                rows.setdefault(task, []).append({"seed": seed, **row})
             seconds += time.monotonic() - started
             save(path, args, rows, seconds)  # after every seed: an interrupted run resumes here
             scores = ", ".join(f"{k} {v['value']:.1f}" for k, v in row.items() if isinstance(v, dict) and "value" in v)
             print(f"{task} seed {seed}: {scores}", flush=True)
     seeds = sorted({r["seed"] for runs in rows.values() for r in runs})
     majorities = {task: majority_of(workspace, task) for task in rows}
-    text = table(rows, methods, ",".join(map(str, seeds)), majorities)
+    measured = [m for m in METHODS if any(m in r for runs in rows.values() for r in runs)]
+    text = table(rows, measured, ",".join(map(str, seeds)), majorities)
     print("\n" + text)
     path.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
 
 
-SETTINGS = ("methods", "pack_target", "all_sources", "quick")
-"""What must match for a rerun to add seeds to a saved result rather than mix two different measurements."""
+SETTINGS = ("pack_target", "all_sources", "quick")
+"""What must match for a rerun to add seeds or methods to a saved result rather than mix two different
+measurements."""
 
 
 def resume(path: Path, args: argparse.Namespace) -> tuple[dict[str, list[dict]], float]:

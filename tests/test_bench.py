@@ -87,10 +87,11 @@ def test_salience_bench_times_both_models_on_forty_tokens(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (REPO / "fusionlab" / "pack_data" / "pack.json").is_file(), reason="the pack is not built")
-def test_quality_bench_resumes_by_seed_and_refuses_other_settings(tmp_path, shared_data_dir):
-    """A quick CB comparison (its table flags an adapter at or below the majority class), then a rerun that finds
-    its seed already measured and trains nothing, and a rerun with another method, refused rather than mixed into
-    the same table."""
+def test_quality_bench_resumes_by_seed_and_method_and_refuses_other_settings(tmp_path, shared_data_dir):
+    """A quick CB comparison (its table flags an adapter at or below the majority class); a rerun that finds its
+    seed already measured and trains nothing; a rerun with one more method that trains only that fusion, paired
+    with the saved seed's adapter; a saved adapter score that no longer matches, refused; and other settings,
+    refused rather than mixed into the same table."""
 
     def quality(*extra: str) -> subprocess.CompletedProcess:
         command = [sys.executable, str(REPO / "bench" / "quality.py"), "--quick", "--tasks", "cb"]
@@ -98,21 +99,39 @@ def test_quality_bench_resumes_by_seed_and_refuses_other_settings(tmp_path, shar
         env = {**os.environ, "FUSIONLAB_PACK": str(REPO / "fusionlab" / "pack_data")}  # conftest turns it off
         return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
 
+    result = tmp_path / "quality-cb.json"
     first = quality("--seeds", "1", "--methods", "attention")
     assert first.returncode == 0, first.stderr[-3000:]
-    saved = json.loads((tmp_path / "quality-cb.json").read_text())
+    saved = json.loads(result.read_text())
     [row] = saved["rows"]["cb"]
-    assert row["seed"] == 1 and row["single"]["n"] == 56
+    assert row["seed"] == 1 and row["single"]["n"] == 56 and "weighted" not in row
     assert row["attention - single"]["verdict"] in ("better", "worse", "within noise")
     again = quality("--seeds", "1", "--methods", "attention")
     assert again.returncode == 0 and "cb seed 1: already in" in again.stdout, again.stderr[-3000:]
-    assert json.loads((tmp_path / "quality-cb.json").read_text()) == saved  # nothing retrained
+    assert json.loads(result.read_text()) == saved  # nothing retrained
     table = (tmp_path / "quality-cb.md").read_text()
     beyond = int(row["single"]["value"] > 50.0)  # CB's majority class scores 50.0 on its 56 dev examples
     assert "| cb | accuracy | 56 | 50.0 |" in table and f"| {beyond} of 1 |" in table
     assert ("did not learn" in table) == (not beyond)  # a 3-step adapter usually has not: the table says so
-    other = quality("--seeds", "1", "--methods", "weighted")
-    assert other.returncode != 0 and "other methods" in other.stderr
+
+    more = quality("--seeds", "1", "--methods", "attention,weighted")
+    assert more.returncode == 0, more.stderr[-3000:]
+    [grown] = json.loads(result.read_text())["rows"]["cb"]
+    assert {k: grown[k] for k in row if k not in ("seconds", "fusion_stats")} == {
+        k: row[k] for k in row if k not in ("seconds", "fusion_stats")
+    }  # the adapter and the attention fusion as they were: only the weighted fusion was trained
+    assert grown["weighted"]["n"] == 56 and grown["weighted - single"]["verdict"] in ("better", "worse", "within noise")
+    assert "Δ weighted (paired)" in (tmp_path / "quality-cb.md").read_text()
+
+    tampered = json.loads(result.read_text())
+    tampered["rows"]["cb"][0]["single"]["value"] += 1.0  # as if the saved seed had been measured with another adapter
+    result.write_text(json.dumps(tampered))
+    refused = quality("--seeds", "1", "--methods", "average")
+    assert refused.returncode != 0 and "cb seed 1: the adapter cb-s1 now scores" in refused.stderr, refused.stderr
+    assert "average" not in json.loads(result.read_text())["rows"]["cb"][0]  # nothing added to the mismatched seed
+
+    other = quality("--seeds", "1", "--methods", "attention", "--pack-target")
+    assert other.returncode != 0 and "other pack_target" in other.stderr
 
 
 @pytest.mark.slow
