@@ -25,6 +25,7 @@ seed where the workspace is gone) and scored afresh, and the run stops if that s
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -93,11 +94,17 @@ def interval(score) -> dict:
     return {"value": 100 * score.value, "low": 100 * score.low, "high": 100 * score.high, "n": score.examples}
 
 
+def predictions_digest(evaluation) -> str:
+    """A fingerprint of every dev prediction, in order: what says a later run pairs with the same adapter (two
+    adapters can tie on a score, on 56 examples easily, and still predict different examples)."""
+    return hashlib.sha256(evaluation.prediction_ids.astype("int64").tobytes()).hexdigest()
+
+
 def saved_adapter(workspace: Workspace, task: str, row: dict, args: argparse.Namespace) -> object:
     """The fresh evaluation of the adapter a saved seed was measured with, so that a method added later is paired
     with the same adapter: loaded from the workspace, or retrained with the seed's recipe where it is gone (a seed
-    reproduces exactly on CPU). Refused if it does not score what was saved: the pairing would be with another
-    adapter."""
+    reproduces exactly on CPU). Refused if its dev predictions are not the saved ones (its score, for a row saved
+    before predictions were fingerprinted): the pairing would be with another adapter."""
     name, seed = row["adapters"][0], row["seed"]
     if name in workspace.list_adapters():
         alone = trainer_for(workspace, budget(task, "adapter", seed, args), args).evaluate(workspace.adapter_dir(name))
@@ -105,12 +112,20 @@ def saved_adapter(workspace: Workspace, task: str, row: dict, args: argparse.Nam
         print(f"{task} seed {seed}: {name} is not in {workspace.root}, training it again", flush=True)
         name, alone, _ = target_adapter(workspace, task, seed, args)
     fresh = interval(alone.score(get_task(task).main_metric))
-    if abs(fresh["value"] - row["single"]["value"]) > 1e-6 or fresh["n"] != row["single"]["n"]:
+    same_score = abs(fresh["value"] - row["single"]["value"]) < 1e-6 and fresh["n"] == row["single"]["n"]
+    if not same_score:
         raise SystemExit(
             f"{task} seed {seed}: the adapter {name} now scores {fresh['value']:.2f} on {fresh['n']} dev examples, "
             f"but {row['single']['value']:.2f} on {row['single']['n']} was saved: a fusion added now would not be "
             "compared with the same adapter; pass another --out to measure this seed afresh"
         )
+    if row.get("single_predictions", predictions_digest(alone)) != predictions_digest(alone):
+        raise SystemExit(
+            f"{task} seed {seed}: the adapter {name} scores what was saved but predicts other dev examples: a "
+            "fusion added now would not be compared with the same adapter; pass another --out to measure this "
+            "seed afresh"
+        )
+    row["single_predictions"] = predictions_digest(alone)
     return alone
 
 
@@ -125,6 +140,7 @@ def run_seed(
         own, alone, seconds = target_adapter(workspace, task, seed, args)
         row = {
             "single": interval(alone.score(metric)),
+            "single_predictions": predictions_digest(alone),
             "seconds": {"single": seconds},
             "adapters": [own, *sources_for(task, args.all_sources)],
         }
@@ -154,7 +170,8 @@ def fmt(values: list[float]) -> str:
 def paired(runs: list[dict], method: str) -> str:
     """Mean paired gain over seeds, and how many seeds' paired 95 % intervals exclude 0 (better / worse)."""
     gains = [r[f"{method} - single"] for r in runs if f"{method} - single" in r]
-    return paired_summary([g["value"] for g in gains], [g["verdict"] for g in gains])
+    cell = paired_summary([g["value"] for g in gains], [g["verdict"] for g in gains])
+    return cell + (f" ({len(gains)} of {len(runs)} seeds)" if 0 < len(gains) < len(runs) else "")
 
 
 def untrained(runs: list[dict], majority: float) -> list[int]:
@@ -215,10 +232,10 @@ def main() -> None:
     parser.add_argument("--all-sources", action="store_true", help="fuse every pack adapter (the paper's setting)")
     parser.add_argument("--quick", action="store_true", help="a few steps per stage: checks the script runs")
     args = parser.parse_args()
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
     unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise SystemExit(f"--methods: unknown {', '.join(unknown)}; choose among {', '.join(METHODS)}")
+    if unknown or not methods:
+        raise SystemExit(f"--methods: {', '.join(unknown) or 'none'} given; choose among {', '.join(METHODS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     workspace = Workspace(out / "quality-workspace").ensure()
@@ -237,12 +254,12 @@ def main() -> None:
             raise SystemExit(f"{path} fused {task} with other sources than {sources}: move it or pass another --out")
         for seed in (int(s) for s in args.seeds.split(",")):
             saved = next((r for r in rows.get(task, []) if r["seed"] == seed), None)
-            missing = [m for m in methods if saved is None or m not in saved]
-            if not missing:
+            to_train = [m for m in methods if saved is None or m not in saved]
+            if not to_train:
                 print(f"{task} seed {seed}: already in {path}, skipped", flush=True)
                 continue
             started = time.monotonic()
-            row = run_seed(workspace, task, seed, missing, args, saved)
+            row = run_seed(workspace, task, seed, to_train, args, saved)
             if saved is None:
                 rows.setdefault(task, []).append({"seed": seed, **row})
             seconds += time.monotonic() - started
@@ -251,8 +268,7 @@ def main() -> None:
             print(f"{task} seed {seed}: {scores}", flush=True)
     seeds = sorted({r["seed"] for runs in rows.values() for r in runs})
     majorities = {task: majority_of(workspace, task) for task in rows}
-    measured = [m for m in METHODS if any(m in r for runs in rows.values() for r in runs)]
-    text = table(rows, measured, ",".join(map(str, seeds)), majorities)
+    text = table(rows, measured_methods(rows), ",".join(map(str, seeds)), majorities)
     print("\n" + text)
     path.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
 
@@ -273,8 +289,15 @@ def resume(path: Path, args: argparse.Namespace) -> tuple[dict[str, list[dict]],
     return saved["rows"], saved.get("seconds", 0.0)
 
 
+def measured_methods(rows: dict[str, list[dict]]) -> list[str]:
+    """The fusion methods some saved seed has, in the table's order (runs may have added them one at a time)."""
+    return [m for m in METHODS if any(m in r for runs in rows.values() for r in runs)]
+
+
 def save(path: Path, args: argparse.Namespace, rows: dict[str, list[dict]], seconds: float) -> None:
-    write_report(path, {"args": vars(args), "rows": rows, "seconds": seconds}, announce=False)
+    """The rows, with ``methods`` saying what they hold rather than what the last run was asked for."""
+    settings = {**vars(args), "methods": ",".join(measured_methods(rows))}
+    write_report(path, {"args": settings, "rows": rows, "seconds": seconds}, announce=False)
 
 
 if __name__ == "__main__":

@@ -115,19 +115,23 @@ def test_quality_bench_resumes_by_seed_and_method_and_refuses_other_settings(tmp
     assert ("did not learn" in table) == (not beyond)  # a 3-step adapter usually has not: the table says so
 
     more = quality("--seeds", "1", "--methods", "attention,weighted")
-    assert more.returncode == 0, more.stderr[-3000:]
-    [grown] = json.loads(result.read_text())["rows"]["cb"]
-    assert {k: grown[k] for k in row if k not in ("seconds", "fusion_stats")} == {
-        k: row[k] for k in row if k not in ("seconds", "fusion_stats")
-    }  # the adapter and the attention fusion as they were: only the weighted fusion was trained
+    assert more.returncode == 0 and "training it again" not in more.stdout, more.stderr[-3000:]
+    grown_file = json.loads(result.read_text())
+    [grown] = grown_file["rows"]["cb"]
+    kept = [k for k in row if k not in ("seconds", "fusion_stats")]  # these two gain a weighted entry
+    assert {k: grown[k] for k in kept} == {k: row[k] for k in kept}  # adapter and attention fusion as they were,
+    assert {k: grown["seconds"][k] for k in row["seconds"]} == row["seconds"]  # not retrained (times unchanged)
+    assert grown["seconds"].keys() == {"single", "attention", "weighted"} and grown_file["args"]["methods"] == (
+        "attention,weighted"
+    )  # only the weighted fusion was trained, and the file says which methods it holds
     assert grown["weighted"]["n"] == 56 and grown["weighted - single"]["verdict"] in ("better", "worse", "within noise")
     assert "Δ weighted (paired)" in (tmp_path / "quality-cb.md").read_text()
 
     tampered = json.loads(result.read_text())
-    tampered["rows"]["cb"][0]["single"]["value"] += 1.0  # as if the saved seed had been measured with another adapter
+    tampered["rows"]["cb"][0]["single_predictions"] = "0" * 64  # the same score, other predictions: another adapter
     result.write_text(json.dumps(tampered))
     refused = quality("--seeds", "1", "--methods", "average")
-    assert refused.returncode != 0 and "cb seed 1: the adapter cb-s1 now scores" in refused.stderr, refused.stderr
+    assert refused.returncode != 0 and "predicts other dev examples" in refused.stderr, refused.stderr[-3000:]
     assert "average" not in json.loads(result.read_text())["rows"]["cb"][0]  # nothing added to the mismatched seed
 
     other = quality("--seeds", "1", "--methods", "attention", "--pack-target")
