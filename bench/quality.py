@@ -19,13 +19,13 @@ Usage: ``python bench/quality.py [--tasks rte,cb,mrpc,imdb] [--seeds 1,2,3] [--m
 written to ``quality-<tasks>.json`` at once, and a rerun with the same settings skips what is already there: add
 seeds by rerunning with more, add methods by rerunning with more. A method added to a saved seed is paired with
 that seed's adapter as it was measured: the adapter is loaded from the bench's workspace (or retrained with its
-seed where the workspace is gone) and scored afresh, and the run stops if that score is not the saved one.
+seed where the workspace is gone) and evaluated afresh, and the run stops if it does not predict the saved seed's
+dev predictions (its score, for seeds saved before predictions were recorded).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -39,6 +39,7 @@ from fusionlab.budgets import NO_LIMIT, resolve_budget
 from fusionlab.checkpoint import read_meta
 from fusionlab.data import get_task
 from fusionlab.fusion.registry import fusion_methods
+from fusionlab.pack.card import encode_predictions
 from fusionlab.pack.recipe import ADAPTERS, fusion_sources
 from fusionlab.pack.store import install_pack, pack_dir
 from fusionlab.runspec import Budget
@@ -94,38 +95,31 @@ def interval(score) -> dict:
     return {"value": 100 * score.value, "low": 100 * score.low, "high": 100 * score.high, "n": score.examples}
 
 
-def predictions_digest(evaluation) -> str:
-    """A fingerprint of every dev prediction, in order: what says a later run pairs with the same adapter (two
-    adapters can tie on a score, on 56 examples easily, and still predict different examples)."""
-    return hashlib.sha256(evaluation.prediction_ids.astype("int64").tobytes()).hexdigest()
-
-
 def saved_adapter(workspace: Workspace, task: str, row: dict, args: argparse.Namespace) -> object:
     """The fresh evaluation of the adapter a saved seed was measured with, so that a method added later is paired
     with the same adapter: loaded from the workspace, or retrained with the seed's recipe where it is gone (a seed
-    reproduces exactly on CPU). Refused if its dev predictions are not the saved ones (its score, for a row saved
-    before predictions were fingerprinted): the pairing would be with another adapter."""
+    reproduces exactly on CPU). Refused if its dev predictions are not the saved ones (two adapters can tie on a
+    score, on 56 examples easily; a row saved before predictions were recorded is matched on its score): the
+    pairing would be with another adapter."""
     name, seed = row["adapters"][0], row["seed"]
     if name in workspace.list_adapters():
         alone = trainer_for(workspace, budget(task, "adapter", seed, args), args).evaluate(workspace.adapter_dir(name))
     else:
         print(f"{task} seed {seed}: {name} is not in {workspace.root}, training it again", flush=True)
         name, alone, _ = target_adapter(workspace, task, seed, args)
-    fresh = interval(alone.score(get_task(task).main_metric))
-    same_score = abs(fresh["value"] - row["single"]["value"]) < 1e-6 and fresh["n"] == row["single"]["n"]
-    if not same_score:
+    fresh, saved = interval(alone.score(get_task(task).main_metric)), row["single"]
+    predictions = encode_predictions(alone.prediction_ids)
+    if "single_predictions" in row:
+        same = predictions == row["single_predictions"]
+    else:
+        same = abs(fresh["value"] - saved["value"]) < 1e-6 and fresh["n"] == saved["n"]
+    if not same:
         raise SystemExit(
-            f"{task} seed {seed}: the adapter {name} now scores {fresh['value']:.2f} on {fresh['n']} dev examples, "
-            f"but {row['single']['value']:.2f} on {row['single']['n']} was saved: a fusion added now would not be "
-            "compared with the same adapter; pass another --out to measure this seed afresh"
+            f"{task} seed {seed}: the adapter {name} predicts other dev examples than the saved seed's (it scores "
+            f"{fresh['value']:.2f} on {fresh['n']}, {saved['value']:.2f} on {saved['n']} was saved): a fusion added "
+            "now would not be compared with the same adapter; pass another --out to measure this seed afresh"
         )
-    if row.get("single_predictions", predictions_digest(alone)) != predictions_digest(alone):
-        raise SystemExit(
-            f"{task} seed {seed}: the adapter {name} scores what was saved but predicts other dev examples: a "
-            "fusion added now would not be compared with the same adapter; pass another --out to measure this "
-            "seed afresh"
-        )
-    row["single_predictions"] = predictions_digest(alone)
+    row["single_predictions"] = predictions
     return alone
 
 
@@ -140,7 +134,7 @@ def run_seed(
         own, alone, seconds = target_adapter(workspace, task, seed, args)
         row = {
             "single": interval(alone.score(metric)),
-            "single_predictions": predictions_digest(alone),
+            "single_predictions": encode_predictions(alone.prediction_ids),
             "seconds": {"single": seconds},
             "adapters": [own, *sources_for(task, args.all_sources)],
         }
@@ -170,8 +164,7 @@ def fmt(values: list[float]) -> str:
 def paired(runs: list[dict], method: str) -> str:
     """Mean paired gain over seeds, and how many seeds' paired 95 % intervals exclude 0 (better / worse)."""
     gains = [r[f"{method} - single"] for r in runs if f"{method} - single" in r]
-    cell = paired_summary([g["value"] for g in gains], [g["verdict"] for g in gains])
-    return cell + (f" ({len(gains)} of {len(runs)} seeds)" if 0 < len(gains) < len(runs) else "")
+    return paired_summary([g["value"] for g in gains], [g["verdict"] for g in gains]) + coverage(gains, runs)
 
 
 def untrained(runs: list[dict], majority: float) -> list[int]:
@@ -179,11 +172,16 @@ def untrained(runs: list[dict], majority: float) -> list[int]:
     return [r["seed"] for r in runs if r["single"]["value"] <= majority]
 
 
+def coverage(measured: list, runs: list[dict]) -> str:
+    """How many seeds a cell covers, where that is not every seed (a method added to a saved result later may
+    cover fewer)."""
+    return f" ({len(measured)} of {len(runs)} seeds)" if 0 < len(measured) < len(runs) else ""
+
+
 def per_seed(runs: list[dict], method: str) -> str:
-    """A method's mean ± std over the seeds that measured it, naming how many where that is not every seed (a
-    method added to a saved result later may cover fewer)."""
+    """A method's mean ± std over the seeds that measured it."""
     values = [r[method]["value"] for r in runs if method in r]
-    return fmt(values) + (f" ({len(values)} of {len(runs)} seeds)" if 0 < len(values) < len(runs) else "")
+    return fmt(values) + coverage(values, runs)
 
 
 def table(rows: dict[str, list[dict]], methods: list[str], seeds: str, majorities: dict[str, float]) -> str:
