@@ -16,7 +16,8 @@ how many seeds' adapters scored beyond it: one that did not is named under the t
 
 Usage: ``python bench/quality.py [--tasks rte,cb,mrpc,imdb] [--seeds 1,2,3] [--methods attention,weighted,average]
 [--out bench/results]`` (``--quick``: a few steps, to check the script runs). Resumable: every finished seed is
-written to ``quality-<tasks>.json`` at once, and a rerun with the same settings skips what is already there: add
+written to ``quality-<tasks>.json`` at once, and a rerun with the same settings and pack (the digest of its
+weights is recorded) skips what is already there: add
 seeds by rerunning with more, add methods by rerunning with more. A method added to a saved seed is paired with
 that seed's adapter as it was measured: the adapter is loaded from the bench's workspace (or retrained with its
 seed where the workspace is gone) and evaluated afresh, and the run stops if it does not predict the saved seed's
@@ -41,7 +42,7 @@ from fusionlab.data import get_task
 from fusionlab.fusion.registry import fusion_methods
 from fusionlab.pack.card import encode_predictions
 from fusionlab.pack.recipe import ADAPTERS, fusion_sources
-from fusionlab.pack.store import install_pack, pack_dir
+from fusionlab.pack.store import install_pack, pack_dir, read_manifest
 from fusionlab.runspec import Budget
 from fusionlab.workspace import Workspace
 
@@ -230,6 +231,7 @@ def main() -> None:
     parser.add_argument("--all-sources", action="store_true", help="fuse every pack adapter (the paper's setting)")
     parser.add_argument("--quick", action="store_true", help="a few steps per stage: checks the script runs")
     args = parser.parse_args()
+    args.pack = pack_weights()
     methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
     unknown = sorted(set(methods) - set(METHODS))
     if unknown or not methods:
@@ -271,9 +273,16 @@ def main() -> None:
     path.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
 
 
-SETTINGS = ("pack_target", "all_sources", "quick")
+SETTINGS = ("pack_target", "all_sources", "quick", "pack")
 """What must match for a rerun to add seeds or methods to a saved result rather than mix two different
 measurements."""
+
+
+def pack_weights() -> str | None:
+    """The digest of the pack's weights the sources come from (None without a pack), recorded with the result so
+    that a rerun on another pack is refused rather than mixed in, and a reader can tell which weights were fused."""
+    root = pack_dir()
+    return read_manifest(root).weights_digest() if root is not None else None
 
 
 def resume(path: Path, args: argparse.Namespace) -> tuple[dict[str, list[dict]], float]:
@@ -281,6 +290,9 @@ def resume(path: Path, args: argparse.Namespace) -> tuple[dict[str, list[dict]],
     if not path.is_file():
         return {}, 0.0
     saved = json.loads(path.read_text(encoding="utf-8"))
+    if "pack" not in saved["args"]:  # written before the digest was recorded: taken to be this pack's
+        print(f"{path} does not say which pack it was measured on: recording {args.pack}", flush=True)
+        saved["args"]["pack"] = args.pack
     mismatched = [k for k in SETTINGS if saved["args"].get(k) != getattr(args, k)]
     if mismatched:
         raise SystemExit(f"{path} was measured with other {', '.join(mismatched)}: move it or pass another --out")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from fusionlab.pack.store import read_manifest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -106,6 +108,8 @@ def test_quality_bench_resumes_by_seed_and_method_and_refuses_other_settings(tmp
     [row] = saved["rows"]["cb"]
     assert row["seed"] == 1 and row["single"]["n"] == 56 and "weighted" not in row
     assert row["attention - single"]["verdict"] in ("better", "worse", "within noise")
+    manifest = read_manifest(REPO / "fusionlab" / "pack_data")
+    assert saved["args"]["pack"] == manifest.weights_digest()  # which weights were fused
     again = quality("--seeds", "1", "--methods", "attention")
     assert again.returncode == 0 and "cb seed 1: already in" in again.stdout, again.stderr[-3000:]
     assert json.loads(result.read_text()) == saved  # nothing retrained
@@ -134,6 +138,10 @@ def test_quality_bench_resumes_by_seed_and_method_and_refuses_other_settings(tmp
     assert refused.returncode != 0 and "predicts other dev examples" in refused.stderr, refused.stderr[-3000:]
     assert "average" not in json.loads(result.read_text())["rows"]["cb"][0]  # nothing added to the mismatched seed
 
+    tampered["args"]["pack"] = "0" * 16  # measured on another pack's weights
+    result.write_text(json.dumps(tampered))
+    repacked = quality("--seeds", "2", "--methods", "attention")
+    assert repacked.returncode != 0 and "other pack" in repacked.stderr, repacked.stderr[-3000:]
     other = quality("--seeds", "1", "--methods", "attention", "--pack-target")
     assert other.returncode != 0 and "other pack_target" in other.stderr
 

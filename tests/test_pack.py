@@ -14,7 +14,7 @@ from fusionlab import FusionModel, FusionTrainer, ModelConfig, TrainingConfig
 from fusionlab.base_model import load_tokenizer
 from fusionlab.data import encode_texts
 from fusionlab.pack import PACK_DIR, PackError, install_pack, read_card
-from fusionlab.pack.card import DevScore, encode_predictions
+from fusionlab.pack.card import CARD_FILE, DevScore, encode_predictions
 from fusionlab.pack.recipe import ADAPTERS, FUSIONS
 from fusionlab.pack.store import (
     MANIFEST_FILE,
@@ -78,6 +78,16 @@ def test_a_damaged_pack_file_is_refused_with_its_name(tmp_path):
     with pytest.raises(PackError, match=r"adapters/sst2: adapter.safetensors has SHA-256"):
         install_pack(workspace, pack)
     assert not (workspace.adapters_dir / "sst2").exists()
+
+
+def test_the_weights_digest_follows_the_weights_and_not_the_cards():
+    manifest = read_manifest(PACK_DIR)
+    digest = manifest.weights_digest()
+    sst2 = manifest.entry("adapter", "sst2")
+    sst2.files[CARD_FILE] = "0" * 64  # a re-scored card: the same weights
+    assert manifest.weights_digest() == digest
+    sst2.files["adapter.safetensors"] = "0" * 64  # other weights
+    assert manifest.weights_digest() != digest and len(digest) == 16
 
 
 def test_pack_artifacts_are_read_only_for_training(tmp_path, with_pack, shared_data_dir):

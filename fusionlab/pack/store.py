@@ -9,6 +9,7 @@ their card, which is what marks them as the pack's and read-only (:func:`is_pack
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -62,6 +63,17 @@ class PackManifest(JsonConfig):
 
     def entry(self, kind: str, name: str) -> PackEntry | None:
         return next((e for e in self.entries if e.kind == kind and e.name == name), None)
+
+    def weights_digest(self) -> str:
+        """One SHA-256 (16 hex digits) over every artifact's files except its card, so that a measurement made on
+        the pack can say which weights it used. Cards are left out: they are re-scored and annotated (intervals,
+        predictions) without changing what an artifact computes."""
+        digest = hashlib.sha256()
+        for e in self.entries:
+            for file_name, sha in sorted(e.files.items()):
+                if file_name != CARD_FILE:
+                    digest.update(f"{e.kind}/{e.name}/{file_name}:{sha}\n".encode())
+        return digest.hexdigest()[:16]
 
 
 def pack_dir() -> Path | None:
