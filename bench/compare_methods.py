@@ -121,7 +121,8 @@ def paired(differences: list[dict]) -> str:
 
 
 def summarise(comparisons: dict[str, list[Comparison]]) -> dict:
-    """Per task and method: the dev metric per seed, its mean, latency ratios and parameters."""
+    """Per task and method: the dev metric per seed, its mean, latency ratios, parameters and what each method
+    chose (the search's coefficients); the AdapterDrop and pruning curves, with the adapters left at each step."""
     summary: dict = {}
     for task, runs in comparisons.items():
         methods = [r.method for r in runs[0].results]
@@ -138,6 +139,7 @@ def summarise(comparisons: dict[str, list[Comparison]]) -> dict:
                 "fresh_equals_in_training": all(r.agrees_with_training for _, r in results),
                 "intervals": [r.interval.to_dict() if r.interval else None for _, r in results],
                 "vs_adapter": [r.vs_adapter.to_dict() for _, r in results if r.vs_adapter is not None],
+                "details": [r.details for _, r in results],  # per seed: e.g. the LoraHub search's coefficients
             }
         drop = [[(p.dropped_layers, p.metric, c.latency_ratio(p)) for p in c.adapter_drop] for c in runs]
         prune = [[(len(p.adapters), p.metric, c.latency_ratio(p)) for p in c.pruning] for c in runs]
@@ -150,6 +152,7 @@ def summarise(comparisons: dict[str, list[Comparison]]) -> dict:
             "methods": rows,
             "adapter_drop": drop,
             "pruning": prune,
+            "pruning_adapters": [[p.adapters for p in c.pruning] for c in runs],  # per seed: which were left
         }
     return summary
 

@@ -1182,7 +1182,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog_from=compare_methods_help,
     )
     p.add_argument("target", help="target task, e.g. rte")
-    p.add_argument("--adapters", required=True, help="comma-separated source adapters, e.g. rte,mnli,qnli,sst2,boolq")
+    p.add_argument("--adapters", required=True, help="comma-separated source adapters, e.g. rte,mnli,qnli,sick")
     p.add_argument(
         "--methods",
         help="comma-separated subset, e.g. fusion:attention,merge:ties,lorahub (default: all; listed below)",

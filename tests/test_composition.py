@@ -3,6 +3,7 @@ one real comparison of every method over pack adapters on real CB data (tiny bud
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -204,6 +205,28 @@ def test_every_method_over_pack_adapters_on_real_cb_data(cb_comparison):
     assert (record["kind"], record["name"], record["task"], record["status"]) == ("compare", "cb-s42", "cb", "finished")
     assert record["metrics"] == {r.method: r.value for r in comparison.results}
     assert run.artifacts["comparison"] == str(saved) and run.device != "inline"
+
+
+def test_the_bench_summary_keeps_what_each_method_chose_and_the_pruning_order(cb_comparison, capsys):
+    """``bench/compare_methods.py``'s JSON holds what the docs cite: per seed, the search's coefficients and the
+    adapters left at each pruning step (the one the fusion leaned on least goes first), beside the scores."""
+    import sys
+
+    from tests.conftest import REPO
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from compare_methods import print_tables, summarise
+
+    comparison = Comparison.load(cb_comparison[0] / "comparisons" / "cb-s42" / "comparison.json")
+    summary = summarise({"cb": [comparison]})["cb"]
+    [hub] = summary["methods"]["lorahub"]["details"]
+    assert hub["coefficients"] == comparison.result("lorahub").details["coefficients"]
+    [left] = summary["pruning_adapters"]
+    assert left[0] == ["cb", "mnli", "rte"] and [len(a) for a in left] == [3, 2, 1]
+    assert all(set(later) < set(earlier) for earlier, later in itertools.pairwise(left))  # one adapter pruned a step
+    assert summary["methods"]["fusion:attention"]["values"] == [comparison.result("fusion:attention").value]
+    print_tables({"cb": summary})
+    assert "| lorahub |" in capsys.readouterr().out
 
 
 @pytest.mark.slow
