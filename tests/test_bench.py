@@ -147,6 +147,29 @@ def test_quality_bench_resumes_by_seed_and_method_and_refuses_other_settings(tmp
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not (REPO / "fusionlab" / "pack_data" / "pack.json").is_file(), reason="the pack is not built")
+def test_weighted_lr_sweep_shows_the_logits_move_only_at_a_scaled_rate(tmp_path, shared_data_dir):
+    """Three-step CB fusions over the pack's adapters: at the run's own rate the weighted fusion's weights stay
+    uniform to a few thousandths, at 100 times it they move ten times as far; the average fusion is the paired
+    reference, and a rerun trains nothing."""
+    out = tmp_path / "weighted.json"
+    command = [sys.executable, str(REPO / "bench" / "weighted_lr.py"), "--quick", "--task", "cb", "--scales", "1,100",
+               "--data-dir", str(shared_data_dir), "--workspace", str(tmp_path / "ws"), "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "FUSIONLAB_PACK": str(REPO / "fusionlab" / "pack_data")}  # conftest turns it off
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = json.loads(out.read_text())
+    average, plain, scaled = saved["runs"]
+    assert [r["candidate"] for r in saved["runs"]] == ["average", "weighted x1", "weighted x100"]
+    assert average["vs_average"] is None and plain["vs_average"]["examples"] == 56 == scaled["dev"]["examples"]
+    assert plain["furthest_from_uniform"] < 0.01 < scaled["furthest_from_uniform"]
+    assert scaled["furthest_from_uniform"] > 10 * plain["furthest_from_uniform"]
+    assert "| weighted x100 |" in proc.stdout and "◀" in proc.stdout
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+    assert again.returncode == 0 and ": weighted x" not in again.stdout and json.loads(out.read_text()) == saved
+
+
+@pytest.mark.slow
 def test_encoder_ratio_bench_reports_both_stages_and_their_ratio(tmp_path, shared_data_dir):
     out = tmp_path / "ratio.json"
     env = {**os.environ, "FUSIONLAB_DATA_DIR": str(shared_data_dir)}

@@ -73,6 +73,33 @@ def test_fusion_training_leaves_base_and_adapters_bit_identical(tiny_workspace, 
 
 
 @pytest.mark.slow
+def test_weighted_fusion_logits_train_at_their_scaled_rate(tiny_workspace, tmp_path, shared_data_dir):
+    """Under Adam a parameter moves about one learning rate a step at most: at 1e-3 for 6 steps, 0.006 from the
+    uniform start. The weighted fusion's logits declare a scale of 100, so they leave uniform within the run."""
+    workspace_root = tmp_path / "ws"
+    shutil.copytree(tiny_workspace.root, workspace_root)
+    config = TrainingConfig(max_steps=6, learning_rate=1e-3, per_device_train_batch_size=8, max_train_samples=64,
+                            max_eval_samples=16, seed=5)  # fmt: skip
+    trainer = FusionTrainer(ModelConfig(max_length=48), config, workspace_root, shared_data_dir)
+    result = trainer.train_fusion("rte", ["rte", "sst2", "mnli"], method="weighted", name="scaled")
+    model = FusionModel.from_pretrained(result.path, encoder=trainer._fresh_encoder())
+    moved = max(layer.fusion_weights.abs().max().item() for layer in model.fusion_layers)  # logits start at 0
+    assert moved > 0.05, moved
+
+
+def test_scaled_parameters_get_groups_of_their_own_and_keep_their_weight_decay():
+    from fusionlab.training.loop import scale_learning_rates
+
+    a, b, c = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
+    optimizer = torch.optim.AdamW(
+        [{"params": [a, b], "weight_decay": 0.1}, {"params": [c], "weight_decay": 0.0}], lr=1e-3
+    )
+    scale_learning_rates(optimizer, {b: 100.0, c: 10.0})
+    groups = [([id(p) for p in g["params"]], g["lr"], g["weight_decay"]) for g in optimizer.param_groups]
+    assert groups == [([id(a)], 1e-3, 0.1), ([id(b)], pytest.approx(0.1), 0.1), ([id(c)], pytest.approx(1e-2), 0.0)]
+
+
+@pytest.mark.slow
 def test_same_seed_same_adapter(tmp_path, shared_data_dir):
     config = TrainingConfig(
         max_steps=3,

@@ -62,6 +62,10 @@ class FusionLayer(nn.Module):
     accepts_factored_deltas: ClassVar[bool] = False
     """Whether ``fuse_deltas`` takes :class:`FactoredDeltas` (bottleneck activations, not [M, N, H] tensors):
     the model then skips materialising every adapter's delta."""
+    learning_rate_scales: ClassVar[dict[str, float]] = {}
+    """Parameters of the layer (by attribute name) trained at a multiple of the run's learning rate. Under Adam a
+    parameter moves at most about one learning rate a step, whatever its gradient, which suits a weight among
+    thousands but not a handful of mixing logits whose softmax must travel far: see :class:`WeightedFusion`."""
     illustration_note: ClassVar[str] = ""
     """How :meth:`illustration` differs from a trained layer's start, for the Mechanics page's caption."""
 

@@ -19,6 +19,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from fusionlab.config import TrainingConfig
+from fusionlab.fusion.base import FusionLayer
 from fusionlab.model import FusionModel
 
 
@@ -203,6 +204,42 @@ def training_arguments(config: TrainingConfig, output_dir: str, show_progress: b
     )
 
 
+class _ScaledTrainer(Trainer):
+    """transformers' ``Trainer`` (its optimizer, weight-decay groups and schedule) with the learning-rate scales
+    fusion methods declare (:attr:`FusionLayer.learning_rate_scales`): those parameters get groups of their own
+    at the scaled rate, which the schedule then decays like every other group."""
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        fresh = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        if fresh:
+            scale_learning_rates(optimizer, learning_rate_scales(self.model))
+        return optimizer
+
+
+def learning_rate_scales(model: torch.nn.Module) -> dict[torch.nn.Parameter, float]:
+    """Every trainable parameter whose fusion layer declares a learning-rate scale, with that scale."""
+    scales = {}
+    for module in model.modules():
+        if isinstance(module, FusionLayer):
+            for name, scale in module.learning_rate_scales.items():
+                parameter = getattr(module, name, None)
+                if isinstance(parameter, torch.nn.Parameter) and parameter.requires_grad and scale != 1.0:
+                    scales[parameter] = scale
+    return scales
+
+
+def scale_learning_rates(optimizer: torch.optim.Optimizer, scales: dict[torch.nn.Parameter, float]) -> None:
+    """Move each scaled parameter into a group like its own (weight decay and all) at its scaled learning rate,
+    before the first step and before the schedule records each group's starting rate."""
+    for group in list(optimizer.param_groups):
+        for scale in sorted({scales[p] for p in group["params"] if p in scales}):
+            moved = [p for p in group["params"] if scales.get(p) == scale]
+            group["params"] = [p for p in group["params"] if scales.get(p) != scale]
+            optimizer.add_param_group({**group, "params": moved, "lr": group["lr"] * scale})
+    optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
+
+
 def run_training(
     model: FusionModel,
     train_dataset,
@@ -215,7 +252,7 @@ def run_training(
     """Train the model's trainable parameters; returns with the best dev checkpoint's weights in place."""
     callback = _FusionlabCallback(model, config, hooks, reporter or Reporter())
     with tempfile.TemporaryDirectory(prefix="fusionlab-trainer-") as tmp:
-        trainer = Trainer(
+        trainer = _ScaledTrainer(
             model=model,
             args=training_arguments(config, tmp, show_progress),
             train_dataset=train_dataset,
