@@ -39,9 +39,9 @@ REFERENCE = "average"
 
 
 def trainer_for(workspace: Workspace, args: argparse.Namespace) -> FusionTrainer:
-    """The quality bench's fusion recipe for the target, with the seed (``--quick``: three steps)."""
+    """The quality bench's fusion recipe for the target, with the seed (``--quick``: three steps, short inputs)."""
     if args.quick:
-        plan = resolve_budget(args.task, "fusion", seed=args.seed, steps=3, max_train_samples=32,
+        plan = resolve_budget(args.task, "fusion", seed=args.seed, steps=3, max_train_samples=32, max_length=64,
                               max_eval_samples=16, eval_steps=NO_LIMIT, snapshot_steps=NO_LIMIT)  # fmt: skip
     else:
         plan = resolve_budget(args.task, "fusion", seed=args.seed, snapshot_steps=NO_LIMIT)
