@@ -39,10 +39,10 @@ from fusionlab import AdapterConfig, FusionTrainer
 from fusionlab.budgets import NO_LIMIT, resolve_budget
 from fusionlab.checkpoint import read_meta
 from fusionlab.data import get_task
-from fusionlab.fusion.registry import fusion_methods
+from fusionlab.fusion.registry import fusion_class, fusion_methods
 from fusionlab.pack.card import encode_predictions
 from fusionlab.pack.recipe import ADAPTERS, fusion_sources
-from fusionlab.pack.store import install_pack, pack_dir, read_manifest
+from fusionlab.pack.store import PackError, install_pack, pack_dir, read_manifest, verify_installed_weights
 from fusionlab.runspec import Budget
 from fusionlab.workspace import Workspace
 
@@ -232,6 +232,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few steps per stage: checks the script runs")
     args = parser.parse_args()
     args.pack = pack_weights()
+    args.learning_rate_scales = {m: dict(fusion_class(m).learning_rate_scales) for m in METHODS}
     methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
     unknown = sorted(set(methods) - set(METHODS))
     if unknown or not methods:
@@ -245,6 +246,10 @@ def main() -> None:
     missing = sorted(needed - set(workspace.list_adapters()))
     if missing:
         raise SystemExit(f"{workspace.root} lacks the adapters {missing}: build or install the pretrained pack")
+    try:
+        verify_installed_weights(workspace, sorted(needed))
+    except PackError as err:
+        raise SystemExit(f"{workspace.root}: {err}; move the workspace aside to install the pack afresh") from err
     tasks = args.tasks.split(",")
     path = out / f"quality-{'-'.join(tasks)}.json"
     rows, seconds = resume(path, args)
@@ -273,7 +278,7 @@ def main() -> None:
     path.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
 
 
-SETTINGS = ("pack_target", "all_sources", "quick", "pack")
+SETTINGS = ("pack_target", "all_sources", "quick", "pack", "learning_rate_scales")
 """What must match for a rerun to add seeds or methods to a saved result rather than mix two different
 measurements."""
 
@@ -290,13 +295,33 @@ def resume(path: Path, args: argparse.Namespace) -> tuple[dict[str, list[dict]],
     if not path.is_file():
         return {}, 0.0
     saved = json.loads(path.read_text(encoding="utf-8"))
-    if "pack" not in saved["args"]:  # written before the digest was recorded: taken to be this pack's
-        print(f"{path} does not say which pack it was measured on: recording {args.pack}", flush=True)
-        saved["args"]["pack"] = args.pack
+    for key, value in legacy_settings(path, args, saved["args"]).items():
+        print(f"{path} was saved before it recorded {key}: recording {value}", flush=True)
+        saved["args"][key] = value
     mismatched = [k for k in SETTINGS if saved["args"].get(k) != getattr(args, k)]
     if mismatched:
         raise SystemExit(f"{path} was measured with other {', '.join(mismatched)}: move it or pass another --out")
     return saved["rows"], saved.get("seconds", 0.0)
+
+
+CONVERGED_PACK = "636335a5c391a49b"
+"""The weights digest of the converged pack (7df73e8), which every result saved before the bench recorded its
+settings was measured on."""
+
+
+def legacy_settings(path: Path, args: argparse.Namespace, saved: dict) -> dict:
+    """The settings a result saved before ``pack`` and ``learning_rate_scales`` were recorded was measured with:
+    the converged pack, and today's scales (its weighted rows were all measured after weighted fusion's scale came
+    in; those measured before were taken out). Nothing is assumed with another pack in use: refused."""
+    if "pack" not in saved and args.pack != CONVERGED_PACK:
+        raise SystemExit(
+            f"{path} does not say which pack it was measured on (it predates the record; the converged pack "
+            f"{CONVERGED_PACK}, then), and the pack in use is {args.pack}: move it or pass another --out"
+        )
+    known = {"pack": CONVERGED_PACK}
+    if saved.get("pack", CONVERGED_PACK) == CONVERGED_PACK:
+        known["learning_rate_scales"] = args.learning_rate_scales
+    return {k: v for k, v in known.items() if k not in saved}
 
 
 def measured_methods(rows: dict[str, list[dict]]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The weighted fusion's logit learning-rate scale, chosen on the selection split, never on dev.
+"""The weighted fusion's logit learning-rate scale, swept and scored on the selection split (dev plays no part).
 
 A weighted fusion mixes adapters with one softmax logit per adapter and layer. Under Adam every parameter moves
 about one learning rate a step at most, so at a fusion's 1e-3 for a few hundred steps those few logits cannot leave
@@ -32,7 +32,7 @@ from fusionlab import FusionTrainer
 from fusionlab.budgets import NO_LIMIT, resolve_budget
 from fusionlab.fusion.weighted import WeightedFusion
 from fusionlab.pack.recipe import fusion_sources
-from fusionlab.pack.store import install_pack, pack_dir, read_manifest
+from fusionlab.pack.store import PackError, install_pack, pack_dir, read_manifest, verify_installed_weights
 from fusionlab.workspace import Workspace
 
 REFERENCE = "average"
@@ -129,6 +129,10 @@ def main() -> None:
         raise SystemExit("the sweep fuses the pack's adapters: build or install the pretrained pack")
     workspace = Workspace(args.workspace).ensure()
     install_pack(workspace)
+    try:
+        verify_installed_weights(workspace, [args.task, *fusion_sources(args.task)])
+    except PackError as err:
+        raise SystemExit(f"{workspace.root}: {err}; move the workspace aside to install the pack afresh") from err
     out = Path(args.out)
     saved = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else None
     if saved and (saved["task"], saved["seed"], saved["quick"]) != (args.task, args.seed, args.quick):
@@ -143,7 +147,8 @@ def main() -> None:
     for scale in [None, *(float(s) for s in args.scales.split(","))]:  # the average fusion first: the reference
         candidate = REFERENCE if scale is None else f"weighted x{scale:g}"
         if any(r["candidate"] == candidate for r in rows):
-            if scale is None:  # measured before: its saved weights, evaluated again, for the pairing
+            pending = [c for c in args.scales.split(",") if not any(r["scale"] == float(c) for r in rows)]
+            if scale is None and pending:  # measured before: its saved weights, evaluated again, for the pairing
                 reference = trainer_for(workspace, args).evaluate(workspace.fusion_dir(fusion_name(args, None)))
             continue
         print(f"{args.task} seed {args.seed}: {candidate}", flush=True)

@@ -113,6 +113,12 @@ def test_quality_bench_resumes_by_seed_and_method_and_refuses_other_settings(tmp
     again = quality("--seeds", "1", "--methods", "attention")
     assert again.returncode == 0 and "cb seed 1: already in" in again.stdout, again.stderr[-3000:]
     assert json.loads(result.read_text()) == saved  # nothing retrained
+    assert saved["args"]["learning_rate_scales"]["weighted"] == {"fusion_weights": 100.0}
+    legacy = json.loads(result.read_text())
+    del legacy["args"]["pack"], legacy["args"]["learning_rate_scales"]  # as saved before they were recorded
+    result.write_text(json.dumps(legacy))
+    old = quality("--seeds", "1", "--methods", "attention")
+    assert old.returncode == 0 and "saved before it recorded pack: recording" in old.stdout, old.stderr[-3000:]
     table = (tmp_path / "quality-cb.md").read_text()
     beyond = int(row["single"]["value"] > 50.0)  # CB's majority class scores 50.0 on its 56 dev examples
     assert "| cb | accuracy | 56 | 50.0 |" in table and f"| {beyond} of 1 |" in table
@@ -128,6 +134,7 @@ def test_quality_bench_resumes_by_seed_and_method_and_refuses_other_settings(tmp
     assert grown["seconds"].keys() == {"single", "attention", "weighted"} and grown_file["args"]["methods"] == (
         "attention,weighted"
     )  # only the weighted fusion was trained, and the file says which methods it holds
+    assert grown_file["args"]["pack"] == saved["args"]["pack"]  # the legacy file, stamped with the converged pack
     assert grown["weighted"]["n"] == 56 and grown["weighted - single"]["verdict"] in ("better", "worse", "within noise")
     assert "Δ weighted (paired)" in (tmp_path / "quality-cb.md").read_text()
 
@@ -141,7 +148,7 @@ def test_quality_bench_resumes_by_seed_and_method_and_refuses_other_settings(tmp
     tampered["args"]["pack"] = "0" * 16  # measured on another pack's weights
     result.write_text(json.dumps(tampered))
     repacked = quality("--seeds", "2", "--methods", "attention")
-    assert repacked.returncode != 0 and "other pack" in repacked.stderr, repacked.stderr[-3000:]
+    assert repacked.returncode != 0 and "other pack:" in repacked.stderr, repacked.stderr[-3000:]
     other = quality("--seeds", "1", "--methods", "attention", "--pack-target")
     assert other.returncode != 0 and "other pack_target" in other.stderr
 

@@ -194,6 +194,8 @@ def test_every_method_over_pack_adapters_on_real_cb_data(cb_comparison):
     assert comparison.pruning[0].metric == attention.value and len(comparison.pruning[-1].adapters) == 1
     assert comparison.result("adapter").trained_params == 0
     assert comparison.result("merge:ties").inference_params < attention.inference_params
+    assert comparison.result("fusion:weighted").details == {"learning_rate_scales": {"weighted.fusion_weights": 100.0}}
+    assert comparison.result("fusion:attention").details == {}  # nothing scaled, nothing recorded
     hub = comparison.result("lorahub").details
     assert set(hub["coefficients"]) == {"cb", "mnli", "rte"} and hub["search_score"] <= hub["start_score"]
     merged = FusionModel.from_pretrained(saved.parent / comparison.result("merge:ties").checkpoint)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from fusionlab import AdapterConfig, FusionModel, FusionTrainer, ModelConfig, TrainingConfig
+from fusionlab.checkpoint import read_meta
 from fusionlab.data import DataFormatError
 from fusionlab.training import Reporter, TrainingCancelled
 
@@ -85,6 +86,32 @@ def test_weighted_fusion_logits_train_at_their_scaled_rate(tiny_workspace, tmp_p
     model = FusionModel.from_pretrained(result.path, encoder=trainer._fresh_encoder())
     moved = max(layer.fusion_weights.abs().max().item() for layer in model.fusion_layers)  # logits start at 0
     assert moved > 0.05, moved
+    assert result.loop.learning_rate_scales == {"weighted.fusion_weights": 100.0}
+    assert read_meta(result.path)["extra"]["learning_rate_scales"] == {"weighted.fusion_weights": 100.0}
+
+
+def test_the_trainer_schedules_weighted_fusion_logits_at_their_scaled_rate(tmp_path):
+    """Through transformers' own optimizer and schedule: the logits' group starts at 100 times the rate, keeps the
+    optimizer's options, and the run says which scales it applied (checkpoints record it)."""
+    from fusionlab.training.loop import _ScaledTrainer, training_arguments
+    from tests.conftest import tiny_encoder
+    from tests.test_model import build
+
+    model = build(tiny_encoder("bert"), "weighted")
+    config = TrainingConfig(max_steps=10, learning_rate=1e-3, weight_decay=0.01)
+    trainer = _ScaledTrainer(model=model, args=training_arguments(config, str(tmp_path), False))
+    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    logits = {id(layer.fusion_weights) for layer in model.fusion_layers}
+    groups = trainer.optimizer.param_groups
+    [at] = [i for i, g in enumerate(groups) if {id(p) for p in g["params"]} == logits]
+    scaled = groups[at]
+    assert trainer.lr_scheduler.base_lrs[at] == pytest.approx(0.1)
+    assert sorted(set(trainer.lr_scheduler.base_lrs)) == [pytest.approx(1e-3), pytest.approx(0.1)]
+    others = [g for g in groups if g is not scaled]
+    assert {k: v for k, v in scaled.items() if k not in ("params", "lr", "initial_lr")} in [
+        {k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")} for g in others
+    ]  # fused, betas, weight decay: as the group it came from
+    assert trainer.applied_scales == {"weighted.fusion_weights": 100.0}
 
 
 def test_scaled_parameters_get_groups_of_their_own_and_keep_their_weight_decay():

@@ -70,7 +70,9 @@ def _fusion(method: str) -> Callable[[Session], Trained]:
             )
         )
         adapters = list(session.options.adapters)
-        return Trained("fusion", result.path, adapters, session.main(result), seconds, ("fusion", "head"))
+        scales = result.loop.learning_rate_scales if result.loop else {}
+        details = {"learning_rate_scales": scales} if scales else {}  # e.g. weighted fusion's logits
+        return Trained("fusion", result.path, adapters, session.main(result), seconds, ("fusion", "head"), details)
 
     return run
 

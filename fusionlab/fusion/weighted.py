@@ -30,11 +30,12 @@ class WeightedFusion(FusionLayer):
     accepts_factored_deltas = True  # fuse_deltas takes FactoredDeltas as well as [M, N, H] tensors
     illustration_note = "small random logits: uniform ones would hide what the temperature does"
     learning_rate_scales: ClassVar[dict[str, float]] = {"fusion_weights": 100.0}
-    """Its logits, one per adapter and layer, at the run's learning rate move at most about that much a step: at a
-    fusion's 1e-3 over 156 steps on CB every weight stayed within 0.004 of uniform, so weighted fusion trained
-    exactly like average fusion. At 100 times the rate they leave uniform within a run (CB's own adapter rose to
-    about half of each layer). Chosen with ``bench/weighted_lr.py`` on CB's carved selection split, where 1, 10, 30
-    and 100 tied and the rule fixed beforehand took the weights that moved furthest: docs/measuring.md."""
+    """Its logits, one per adapter and layer, move at most about one learning rate a step under Adam: at a fusion's
+    1e-3 on CB every weight was still within 0.004 of uniform at the kept step (26 of 156), and weighted fusion
+    predicted exactly what average fusion predicts. At 100 times the rate the weights leave uniform within those
+    steps (CB's own adapter rose to about half of each layer). A judgement, not a selection: ``bench/weighted_lr.py``
+    found CB's selection split unable to tell 1, 10, 30 and 100 apart, and its tie rule (the weights that moved
+    furthest) takes the largest scale tried; larger ones were not tried (docs/measuring.md)."""
 
     @classmethod
     def illustration(cls, hidden_size: int, num_adapters: int, num_heads: int = 1) -> WeightedFusion:

@@ -69,7 +69,7 @@ class PackManifest(JsonConfig):
         the pack can say which weights it used. Cards are left out: they are re-scored and annotated (intervals,
         predictions) without changing what an artifact computes."""
         digest = hashlib.sha256()
-        for e in self.entries:
+        for e in self.entries:  # in build order, which the manifest fixes
             for file_name, sha in sorted(e.files.items()):
                 if file_name != CARD_FILE:
                     digest.update(f"{e.kind}/{e.name}/{file_name}:{sha}\n".encode())
@@ -112,6 +112,21 @@ def verify_entry(root: Path, entry: PackEntry, directory: Path | None = None) ->
                 f"pack artifact {entry.relative_dir}: {file_name} has SHA-256 {found[:12]}…, "
                 f"the manifest records {expected[:12]}… (the file was changed or damaged)"
             )
+
+
+def verify_installed_weights(workspace: Workspace, adapters: list[str], root: Path | None = None) -> None:
+    """Raise :class:`PackError` unless the workspace's copy of each pack adapter among ``adapters`` has the pack's
+    weights (cards aside): a measurement that records the pack's digest must have fused those very weights, and
+    :func:`install_pack` leaves a copy the workspace already has as it is."""
+    root = root or pack_dir()
+    if root is None:
+        return
+    manifest = read_manifest(root)
+    for name in adapters:
+        entry = manifest.entry("adapter", name)
+        if entry is not None:
+            weights = {f: sha for f, sha in entry.files.items() if f != CARD_FILE}
+            verify_entry(root, PackEntry(entry.kind, name, weights), workspace.adapter_dir(name))
 
 
 def is_pack_artifact(directory: str | os.PathLike) -> bool:

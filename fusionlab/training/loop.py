@@ -104,6 +104,8 @@ class LoopResult:
     best_step: int
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
+    learning_rate_scales: dict[str, float] = field(default_factory=dict)
+    """The scaled learning rates the run applied, as ``{"<method>.<parameter>": scale}`` (checkpoints record it)."""
 
 
 class _FusionlabCallback(TrainerCallback):
@@ -207,37 +209,57 @@ def training_arguments(config: TrainingConfig, output_dir: str, show_progress: b
 class _ScaledTrainer(Trainer):
     """transformers' ``Trainer`` (its optimizer, weight-decay groups and schedule) with the learning-rate scales
     fusion methods declare (:attr:`FusionLayer.learning_rate_scales`): those parameters get groups of their own
-    at the scaled rate, which the schedule then decays like every other group."""
+    at the scaled rate, which the schedule then decays like every other group. Weight decay, where set, is scaled
+    with it (AdamW decays by rate times decay)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.applied_scales: dict[str, float] = {}
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         fresh = self.optimizer is None
         optimizer = super().create_optimizer(model)
         if fresh:
-            scale_learning_rates(optimizer, learning_rate_scales(self.model))
+            declared = declared_scales(model if model is not None else self.model)
+            moved = scale_learning_rates(optimizer, {p: scale for p, (_, scale) in declared.items()})
+            if len(moved) < len(declared):
+                warnings.warn(
+                    "some parameters with a declared learning-rate scale are not in the optimizer as themselves "
+                    "(a wrapper flattened them?): they train at the run's own rate",
+                    stacklevel=2,
+                )
+            self.applied_scales = {label: scale for p, (label, scale) in declared.items() if p in moved}
         return optimizer
 
 
-def learning_rate_scales(model: torch.nn.Module) -> dict[torch.nn.Parameter, float]:
-    """Every trainable parameter whose fusion layer declares a learning-rate scale, with that scale."""
+def declared_scales(model: torch.nn.Module) -> dict[torch.nn.Parameter, tuple[str, float]]:
+    """Every trainable parameter whose fusion layer declares a learning-rate scale other than 1: its label
+    (``<method>.<parameter>``) and scale."""
     scales = {}
     for module in model.modules():
         if isinstance(module, FusionLayer):
             for name, scale in module.learning_rate_scales.items():
                 parameter = getattr(module, name, None)
                 if isinstance(parameter, torch.nn.Parameter) and parameter.requires_grad and scale != 1.0:
-                    scales[parameter] = scale
+                    scales[parameter] = (f"{module.method}.{name}", scale)
     return scales
 
 
-def scale_learning_rates(optimizer: torch.optim.Optimizer, scales: dict[torch.nn.Parameter, float]) -> None:
+def scale_learning_rates(
+    optimizer: torch.optim.Optimizer, scales: dict[torch.nn.Parameter, float]
+) -> set[torch.nn.Parameter]:
     """Move each scaled parameter into a group like its own (weight decay and all) at its scaled learning rate,
-    before the first step and before the schedule records each group's starting rate."""
+    before the first step and before the schedule records each group's starting rate. Returns those moved."""
+    moved_all: set[torch.nn.Parameter] = set()
     for group in list(optimizer.param_groups):
         for scale in sorted({scales[p] for p in group["params"] if p in scales}):
             moved = [p for p in group["params"] if scales.get(p) == scale]
             group["params"] = [p for p in group["params"] if scales.get(p) != scale]
-            optimizer.add_param_group({**group, "params": moved, "lr": group["lr"] * scale})
+            options = {k: v for k, v in group.items() if k not in ("params", "initial_lr")}
+            optimizer.add_param_group({**options, "params": moved, "lr": group["lr"] * scale})
+            moved_all.update(moved)
     optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
+    return moved_all
 
 
 def run_training(
@@ -271,4 +293,5 @@ def run_training(
         best_step=callback.best_step,
         history=callback.history,
         stopped_early=callback.stopped_early,
+        learning_rate_scales=dict(trainer.applied_scales),
     )

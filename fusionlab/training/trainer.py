@@ -415,6 +415,7 @@ class FusionTrainer:
             "training_config": config.to_dict(),
             "precision": resolve_precision(config.mixed_precision),
             "steps": fit.loop.steps,
+            "learning_rate_scales": fit.loop.learning_rate_scales,
         }
 
     # -- evaluation ------------------------------------------------------------------------------------------
