@@ -22,6 +22,7 @@ Usage: ``python bench/compare_methods.py [--tasks rte,cb] [--seeds 1,2,3] [--ste
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -120,6 +121,16 @@ def paired(differences: list[dict]) -> str:
     return paired_summary([100 * d["value"] for d in differences], verdicts)
 
 
+def refuse_mixed_scales(task: str, method: str, results: list) -> None:
+    """Seeds of one method trained with different learning-rate scales (weighted fusion before and after its
+    logits got theirs) are two methods, not one: refused rather than averaged."""
+    scales = {json.dumps(r.details.get("learning_rate_scales", {}), sort_keys=True): c.options.seed for c, r in results}
+    if len(scales) > 1:
+        seen = "; ".join(f"seed {seed}: {s}" for s, seed in scales.items())
+        raise SystemExit(f"{task} {method}: seeds trained with different learning-rate scales ({seen}): "
+                         "measure every seed in a fresh --workspace")  # fmt: skip
+
+
 def summarise(comparisons: dict[str, list[Comparison]]) -> dict:
     """Per task and method: the dev metric per seed, its mean, latency ratios, parameters and what each method
     chose (the search's coefficients); the AdapterDrop and pruning curves, with the adapters left at each step."""
@@ -129,6 +140,7 @@ def summarise(comparisons: dict[str, list[Comparison]]) -> dict:
         rows = {}
         for method in methods:
             results = [(c, c.result(method)) for c in runs if c.result(method) is not None]
+            refuse_mixed_scales(task, method, results)
             rows[method] = {
                 "family": results[0][1].family,
                 "values": [r.value for _, r in results],

@@ -229,6 +229,11 @@ def test_the_bench_summary_keeps_what_each_method_chose_and_the_pruning_order(cb
     assert summary["methods"]["fusion:attention"]["values"] == [comparison.result("fusion:attention").value]
     print_tables({"cb": summary})
     assert "| lorahub |" in capsys.readouterr().out
+    older = Comparison.from_json(comparison.to_json())
+    older.options.seed = 43
+    older.result("fusion:weighted").details = {}  # a seed trained before weighted fusion's logits had a scale
+    with pytest.raises(SystemExit, match=r"cb fusion:weighted: seeds trained with different learning-rate scales"):
+        summarise({"cb": [comparison, older]})
 
 
 @pytest.mark.slow
