@@ -33,6 +33,7 @@ from fusionlab.budgets import NO_LIMIT, resolve_budget
 from fusionlab.fusion.weighted import WeightedFusion
 from fusionlab.pack.recipe import fusion_sources
 from fusionlab.pack.store import PackError, install_pack, pack_dir, read_manifest, verify_installed_weights
+from fusionlab.uncertainty import Difference, Score
 from fusionlab.workspace import Workspace
 
 REFERENCE = "average"
@@ -104,13 +105,11 @@ def table(rows: list[dict]) -> str:
     ]
     best = chosen(rows) if any(r["scale"] is not None for r in rows) else None
     for r in rows:
-        dev, vs = r["dev"], r["vs_average"]
-        paired = f"{100 * vs['value']:+.1f} [{100 * vs['low']:+.1f}, {100 * vs['high']:+.1f}]" if vs else "–"
+        paired = Difference.from_dict(r["vs_average"]).text() if r["vs_average"] else "–"
         lines.append(
             f"| {r['candidate']} | {r['steps']} ({r['best_step']}) | {r['selection_best']:.3f} "
-            f"({r['selection_examples']}) | {dev['value']:.3f} [{dev['low']:.3f}, {dev['high']:.3f}] "
-            f"({dev['examples']}) | {paired} | {r['furthest_from_uniform']:.3f} | {'◀' if r is best else ''} | "
-            f"{r['seconds']:.0f} |"
+            f"({r['selection_examples']}) | {Score.from_dict(r['dev']).text()} | {paired} | "
+            f"{r['furthest_from_uniform']:.3f} | {'◀' if r is best else ''} | {r['seconds']:.0f} |"
         )
     return "\n".join(lines)
 
