@@ -9,6 +9,10 @@ run can be stopped and resumed. Prints a Markdown table (mean ± std over seeds)
 
 ``--retime`` times the saved comparisons again from their checkpoints (scores untouched): latencies measured
 while other work shared the machine are not worth reporting. ``--report-only`` prints what is saved so far.
+``--remeasure fusion:weighted`` trains and scores again only the named methods of the saved comparisons (every
+other row kept, everything timed again): for a method whose training changed after they ran. A seed whose fusion
+row already has its method's learning-rate scales (what changed for weighted fusion) is skipped, so a stopped
+run resumes; other methods are remeasured every time they are named.
 
 The training budget (steps, sequence length, batch size) is by default the pack's: its fusion recipe for the
 target where it has one (RTE: 4 epochs at 192 tokens), else the target adapter's (CB: 30 epochs at 256), turned into
@@ -36,10 +40,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from fusionlab.budgets import COMPARE, COMPARE_LATENCY_REPEATS, COMPARE_SEARCH_EVALUATIONS  # noqa: E402
-from fusionlab.composition.compare import RESULT_FILE, compare_methods, retime  # noqa: E402
+from fusionlab.composition.compare import RESULT_FILE, compare_methods, remeasure, retime  # noqa: E402
 from fusionlab.composition.results import CompareOptions, Comparison  # noqa: E402
 from fusionlab.composition.session import comparison_dir  # noqa: E402
 from fusionlab.data import get_task, load_split, resolve_data_dir  # noqa: E402
+from fusionlab.fusion.registry import fusion_class  # noqa: E402
 from fusionlab.pack.recipe import StageRecipe, adapter_recipe, fusion_recipe, fusion_sources  # noqa: E402
 from fusionlab.uncertainty import Difference  # noqa: E402
 from fusionlab.workspace import Workspace  # noqa: E402
@@ -106,6 +111,38 @@ def run_or_load(
     start = time.perf_counter()
     comparison = compare_methods(options, workspace, data_dir, progress=lambda m: print(f"  {m}", flush=True))
     print(f"{options.slug}: {time.perf_counter() - start:.0f} s", flush=True)
+    return comparison
+
+
+def stale_methods(comparison: Comparison, names: list[str]) -> list[str]:
+    """Which of ``names`` to train again in ``comparison``: every method it lacks or that is not a fusion, and each
+    fusion whose row was trained with other learning-rate scales than its class declares now (the one fact about
+    a method's training a comparison records; a rerun after a stop skips the seeds already done)."""
+
+    def current(name: str) -> bool:
+        saved = comparison.result(name)
+        family, _, method = name.partition(":")
+        if saved is None or family != "fusion":
+            return False
+        declared = fusion_class(method).learning_rate_scales  # recorded as applied: "<method>.<parameter>"
+        now = {f"{method}.{parameter}": scale for parameter, scale in declared.items() if scale != 1.0}
+        return saved.details.get("learning_rate_scales", {}) == now
+
+    return [name for name in names if not current(name)]
+
+
+def remeasured(workspace: Workspace, options: CompareOptions, names: list[str], data_dir: str | None) -> Comparison:
+    """The saved comparison for ``options`` with ``names`` trained and scored again where they are stale."""
+    comparison = run_or_load(workspace, options, data_dir, report_only=True)
+    if comparison is None:
+        raise SystemExit(f"{options.slug}: not measured yet; run it before remeasuring methods of it")
+    stale = stale_methods(comparison, names)
+    if not stale:
+        print(f"{options.slug}: {', '.join(names)} already trained as they are now", flush=True)
+        return comparison
+    start = time.perf_counter()
+    comparison = remeasure(options, workspace, stale, data_dir, progress=lambda m: print(f"  {m}", flush=True))
+    print(f"{options.slug}: remeasured {', '.join(stale)} in {time.perf_counter() - start:.0f} s", flush=True)
     return comparison
 
 
@@ -218,6 +255,11 @@ def main() -> None:
     parser.add_argument(
         "--retime", action="store_true", help="time the saved comparisons again (on a quiet machine); scores kept"
     )
+    parser.add_argument(
+        "--remeasure",
+        default="",
+        help="methods to train and score again in the saved comparisons, e.g. fusion:weighted",
+    )
     args = parser.parse_args()
     workspace = Workspace(args.workspace).ensure()
     tasks = args.tasks.split(",")
@@ -225,6 +267,10 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: a stopped run has every task's first seeds
         for task in tasks:
             options = options_for(task, seed, args)
+            if args.remeasure:
+                names = [m.strip() for m in args.remeasure.split(",") if m.strip()]
+                comparisons[task].append(remeasured(workspace, options, names, args.data_dir))
+                continue
             found = run_or_load(workspace, options, args.data_dir, args.report_only or args.retime, args.replace)
             if found is not None and args.retime:
                 print(f"{options.slug}: timing again", flush=True)

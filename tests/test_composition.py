@@ -236,27 +236,6 @@ def test_the_bench_summary_keeps_what_each_method_chose_and_the_pruning_order(cb
         summarise({"cb": [comparison, older]})
 
 
-@pytest.mark.slow
-def test_a_finished_comparison_can_be_timed_again_with_its_scores_kept(cb_comparison, tmp_path, shared_data_dir):
-    import shutil
-
-    from fusionlab.composition.compare import retime
-    from fusionlab.workspace import Workspace
-
-    home = tmp_path / "ws"
-    shutil.copytree(cb_comparison[0], home)
-    saved = home / "comparisons" / "cb-s42" / "comparison.json"
-    before = Comparison.load(saved)
-    saved.write_text(saved.read_text().replace('"latency_ms": ', '"latency_ms": 9000000'))  # stale: >= 9e6 ms
-    after = retime(Workspace(home), before.options, str(shared_data_dir), repeats=2)
-    assert Comparison.load(saved) == after
-    assert [r.value for r in after.results] == [r.value for r in before.results]  # the scores stay
-    assert [p.metric for p in after.adapter_drop] == [p.metric for p in before.adapter_drop]
-    for point in [*after.results, *after.adapter_drop, *after.pruning]:
-        assert 0 < point.latency_ms < 9e6  # every timing replaced (a real one is well under 9e6 ms, even loaded)
-    assert after.base_latency_ms > 0
-
-
 @pytest.mark.parametrize("value", ["0", "101", "many"])
 def test_compare_refuses_unbounded_latency_rounds_in_the_users_words(value, tmp_path, capsys):
     from fusionlab.cli import main
@@ -266,3 +245,56 @@ def test_compare_refuses_unbounded_latency_rounds_in_the_users_words(value, tmp_
         main(["compare", "cb", "--adapters", "cb,mnli", "--latency-repeats", value, "--home", str(home)])
     assert raised.value.code == 2 and "--latency-repeats must be" in capsys.readouterr().err
     assert not home.exists()  # refused before anything was queued
+
+
+@pytest.mark.slow
+def test_one_method_of_a_finished_comparison_is_measured_again_alone(cb_comparison, tmp_path, shared_data_dir, capsys):
+    """``bench/compare_methods.py --remeasure fusion:weighted`` on a comparison whose weighted row was trained
+    before weighted fusion's logits had their scale: only that row is trained again, it comes out as the full run
+    trained it (each method is seeded by the comparison's seed alone), every other row and the curves stay, every
+    configuration is timed again (``retime``, as ``--retime`` does); a rerun finds it current and trains nothing.
+    The adapter is not remeasured."""
+    import shutil
+    import sys
+
+    from fusionlab.composition.compare import remeasure
+    from fusionlab.workspace import Workspace
+    from tests.conftest import REPO
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from compare_methods import remeasured
+
+    home = tmp_path / "ws"
+    shutil.copytree(cb_comparison[0], home)
+    saved = home / "comparisons" / "cb-s42" / "comparison.json"
+    full_run = Comparison.load(saved)
+    stale = Comparison.load(saved)
+    stale.result("fusion:weighted").details = {}  # as trained before the scale: the bench finds it stale
+    stale.result("fusion:weighted").value = 0.0
+    stale.save(saved)
+    saved.write_text(saved.read_text().replace('"latency_ms": ', '"latency_ms": 9000000'))  # stale: >= 9e6 ms
+
+    after = remeasured(Workspace(home), full_run.options, ["fusion:weighted"], str(shared_data_dir))
+    assert "remeasured fusion:weighted" in capsys.readouterr().out
+    assert Comparison.load(saved) == after
+    weighted, before = after.result("fusion:weighted"), full_run.result("fusion:weighted")
+    assert weighted.details == {"learning_rate_scales": {"weighted.fusion_weights": 100.0}}
+    assert (weighted.value, weighted.interval, weighted.vs_adapter) == (
+        before.value,
+        before.interval,
+        before.vs_adapter,
+    )
+    others = [r.method for r in full_run.results if r.method != "fusion:weighted"]
+    assert [r.method for r in after.results] == [r.method for r in full_run.results]  # the table's order kept
+    for method in others:  # not trained again: the same checkpoint, time and score
+        kept, was = after.result(method), full_run.result(method)
+        assert (kept.value, kept.train_seconds, kept.checkpoint) == (was.value, was.train_seconds, was.checkpoint)
+    assert [p.metric for p in after.adapter_drop] == [p.metric for p in full_run.adapter_drop]  # curves kept
+    for point in [*after.results, *after.adapter_drop, *after.pruning]:
+        assert 0 < point.latency_ms < 9e6  # every configuration timed again (retime: a real one is well under)
+    assert 0 < after.base_latency_ms < 9e6
+
+    again = remeasured(Workspace(home), full_run.options, ["fusion:weighted"], str(shared_data_dir))
+    assert "already trained as they are now" in capsys.readouterr().out and again == after
+    with pytest.raises(ValueError, match="the adapter alone is what every row is paired with"):
+        remeasure(full_run.options, Workspace(home), ["adapter"], str(shared_data_dir))

@@ -14,6 +14,8 @@ scored on.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Callable
 
 from fusionlab.composition import dropping
@@ -123,24 +125,15 @@ def compare_methods(
     for index, method in enumerate(methods):
         if reporter is not None:
             reporter.method_started(index, len(methods), method.name)
-        say(f"{method.name}: {method.description}")
-        try:
-            trained = method.run(session)
-        except MethodNotApplicable as err:
-            say(f"{method.name}: skipped ({err})")
+        measured = _measure(session, method, comparison, say)
+        if measured is None:
             continue
-        result, model, evaluations[method.name] = score(session, method, trained)
+        result, model, evaluations[method.name], curve_calls = measured
         comparison.results.append(result)
-        calls[method.name] = dropping.model_call(model, session.latency_batch, adapter_names=trained.adapters)
+        calls[method.name] = dropping.model_call(model, session.latency_batch, adapter_names=measured_adapters(model))
         if "base" not in calls:
             calls["base"] = dropping.base_call(model, session.latency_batch)
-        say(f"{method.name}: dev {result.main_metric} {result.value:.4f}")
-        if method.name == "fusion:attention" and options.curves:
-            say("AdapterDrop and pruning curves on the attention fusion")
-            args = (session.spec, session.collator, session.latency_batch)
-            comparison.adapter_drop, drop_calls = dropping.adapter_drop_curve(model, session.dev, *args)
-            comparison.pruning, prune_calls = dropping.pruning_curve(model, session.dev, session.few_shot, *args)
-            calls |= drop_calls | prune_calls
+        calls |= curve_calls
     _pair_with_adapter(comparison, evaluations)
     if calls:
         say(f"timing {len(calls)} configurations round-robin, {options.latency_repeats} rounds")
@@ -149,14 +142,89 @@ def compare_methods(
     return comparison
 
 
-def _pair_with_adapter(comparison: Comparison, evaluations: dict[str, EvaluationResult]) -> None:
+def _measure(
+    session: Session, method: Method, comparison: Comparison, say: Progress
+) -> tuple[MethodResult, FusionModel, EvaluationResult, dict[str, dropping.Call]] | None:
+    """Train ``method`` and score its saved checkpoint (None if it does not apply to these adapters); on the
+    attention fusion, also measure the AdapterDrop and pruning curves into ``comparison``, returning their
+    configurations to time with the others."""
+    say(f"{method.name}: {method.description}")
+    try:
+        trained = method.run(session)
+    except MethodNotApplicable as err:
+        say(f"{method.name}: skipped ({err})")
+        return None
+    result, model, evaluation = score(session, method, trained)
+    say(f"{method.name}: dev {result.main_metric} {result.value:.4f}")
+    curve_calls: dict[str, dropping.Call] = {}
+    if method.name == "fusion:attention" and session.options.curves:
+        say("AdapterDrop and pruning curves on the attention fusion")
+        args = (session.spec, session.collator, session.latency_batch)
+        comparison.adapter_drop, drop_calls = dropping.adapter_drop_curve(model, session.dev, *args)
+        comparison.pruning, prune_calls = dropping.pruning_curve(model, session.dev, session.few_shot, *args)
+        curve_calls = drop_calls | prune_calls
+    return result, model, evaluation, curve_calls
+
+
+def measured_adapters(model: FusionModel) -> list[str]:
+    """The adapters a saved method's forward pass uses: its fusion's, else the one adapter it holds."""
+    if model.fusion_config is not None:
+        return list(model.fusion_config.adapter_names)
+    return list(model.adapter_manager.names)
+
+
+def remeasure(
+    options: CompareOptions,
+    workspace: Workspace,
+    names: list[str],
+    data_dir: str | None = None,
+    progress: Progress | None = None,
+) -> Comparison:
+    """Train and score again the methods ``names`` of the finished comparison for ``options`` (every other row
+    kept as it is), pair them afresh with the target's adapter, then time every configuration again; save it.
+
+    For a method whose training changed after the comparison ran (weighted fusion's logits got their
+    learning-rate scale): a whole comparison takes about an hour a seed on two cores, one fusion minutes. A
+    method's training is seeded by the comparison's seed alone (the Trainer sets it at every start), so the row is
+    what a full rerun would give it. The adapter alone is what every row is paired with: it is not remeasured.
+    """
+    say = progress or (lambda message: None)
+    path = comparison_dir(workspace, options) / RESULT_FILE
+    comparison = Comparison.load(path)
+    if "adapter" in names:
+        raise ValueError("the adapter alone is what every row is paired with: measure the whole comparison again")
+    chosen = chosen_methods(dataclasses.replace(comparison.options, methods=list(names)))
+    session = Session(comparison.options, workspace, data_dir, comparison.model_name_or_path, copy_adapters=False)
+    evaluations: dict[str, EvaluationResult] = {}
+    for method in chosen:
+        measured = _measure(session, method, comparison, say)
+        if measured is None:
+            continue
+        result, _model, evaluations[method.name], _curves = measured
+        rows = [r.method for r in comparison.results]
+        if method.name in rows:
+            comparison.results[rows.index(method.name)] = result
+        else:
+            comparison.results.append(result)
+    adapter = methods()["adapter"]
+    with contextlib.suppress(MethodNotApplicable):
+        evaluations["adapter"] = score(session, adapter, adapter.run(session))[2]
+        _pair_with_adapter(comparison, evaluations, only=set(evaluations) - {"adapter"})
+    comparison.save(path)
+    say(f"timing every configuration again, {comparison.options.latency_repeats} rounds")
+    return retime(workspace, comparison.options, data_dir)
+
+
+def _pair_with_adapter(
+    comparison: Comparison, evaluations: dict[str, EvaluationResult], only: set[str] | None = None
+) -> None:
     """Every row's paired difference from the target's own adapter, on the same dev examples: what says whether
     a method's gain is beyond noise (a paired interval that includes 0 is "within noise")."""
     alone = evaluations.get("adapter")
     if alone is None:
         return
     for result in comparison.results:
-        if result.method != "adapter":
+        if result.method != "adapter" and (only is None or result.method in only):
             result.vs_adapter = evaluations[result.method].difference(alone, result.main_metric)
 
 
@@ -174,8 +242,7 @@ def retime(
     calls: dict[str, dropping.Call] = {}
     for result in comparison.results:
         model = session.load(session.root / result.checkpoint)
-        fused = model.fusion_config.adapter_names if model.fusion_config is not None else model.adapter_manager.names
-        calls[result.method] = dropping.model_call(model, batch, adapter_names=list(fused))
+        calls[result.method] = dropping.model_call(model, batch, adapter_names=measured_adapters(model))
         calls.setdefault("base", dropping.base_call(model, batch))
         if result.method == "fusion:attention":
             for point in comparison.adapter_drop:
