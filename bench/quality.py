@@ -61,10 +61,10 @@ def sources_for(task: str, everything: bool) -> list[str]:
 
 def budget(task: str, stage: str, seed: int, args: argparse.Namespace) -> Budget:
     """The pack's recipe for the stage (the ``recipe`` profile: epochs, early stopping on the selection split),
-    with this seed; ``--quick``: three steps on a few examples."""
+    with this seed; ``--quick``: three steps on a few short examples."""
     if args.quick:
-        return resolve_budget(task, stage, seed=seed, steps=3, max_train_samples=32, max_eval_samples=16,
-                              eval_steps=NO_LIMIT, snapshot_steps=NO_LIMIT)  # fmt: skip
+        return resolve_budget(task, stage, seed=seed, steps=3, max_train_samples=32, max_length=64,
+                              max_eval_samples=16, eval_steps=NO_LIMIT, snapshot_steps=NO_LIMIT)  # fmt: skip
     return resolve_budget(task, stage, seed=seed, snapshot_steps=NO_LIMIT)
 
 

@@ -109,7 +109,7 @@ def cb_comparison(tmp_path_factory, shared_data_dir):
         patch.setenv("FUSIONLAB_PACK", str(PACK_DIR))  # the pack's adapters, as a fresh workspace has them
         code = main(
             ["compare", "cb", "--adapters", "cb,mnli,rte", "--max-steps", "3", "--batch-size", "8", "--max-length",
-             "64", "--max-eval-samples", "24", "--search-evaluations", "5", "--latency-repeats", "3",
+             "64", "--max-eval-samples", "24", "--search-evaluations", "5", "--latency-repeats", "1",
              "--home", str(home), "--data-dir", str(shared_data_dir)]
         )  # fmt: skip
     assert code == 0, out.getvalue()

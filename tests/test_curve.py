@@ -77,11 +77,11 @@ def test_the_cli_prints_the_curve(tiny_workspace, tmp_path, shared_data_dir):
     home = shutil.copytree(tiny_workspace.root, tmp_path / "ws")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = main(["curve", "--target", "rte", "--sources", "mnli,sst2", "--sizes", "16", "--seeds", "1",
+        code = main(["curve", "--target", "cb", "--sources", "mnli,sst2", "--sizes", "16", "--seeds", "1",
                      "--steps", "2", "--selection-examples", "24", "--home", str(home), "--data-dir", str(shared_data_dir)])  # fmt: skip
     assert code == 0, out.getvalue()
-    assert "saved: " in out.getvalue() and (home / "curves" / "rte-attention.json").is_file()
-    assert LearningCurve.load(home / "curves" / "rte-attention.json").plan.max_eval_samples == 24
+    assert "saved: " in out.getvalue() and (home / "curves" / "cb-attention.json").is_file()
+    assert LearningCurve.load(home / "curves" / "cb-attention.json").plan.max_eval_samples == 24
 
 
 @pytest.mark.parametrize("flag, value", [("--selection-examples", "0"), ("--steps", "two"), ("--steps", "10000000")])

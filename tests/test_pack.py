@@ -126,12 +126,13 @@ def test_every_shipped_artifact_reproduces_its_card(shared_data_dir):
     """Every adapter, every fusion and each fusion's own adapter alone: the saved weights re-predict a fixed
     sample of dev examples as the card records, and each card's metrics follow from its recorded predictions
     over the whole dev split (which is what makes the sample a check of the card's number)."""
-    checks = verify_pack(PACK_DIR, shared_data_dir, log=lambda line: None)
+    examples = SPOT_EXAMPLES // 2  # half of `fusionlab pack verify`'s sample: other weights disagree on most of it
+    checks = verify_pack(PACK_DIR, shared_data_dir, examples=examples, log=lambda line: None)
     assert len(checks) == len(ADAPTERS) + 2 * len(FUSIONS)
     assert all(check.passed for check in checks), [check.text() for check in checks if not check.passed]
     cards = {card.name: card for card in pack_cards(PACK_DIR)}
     for check in checks:
-        assert check.examples == min(SPOT_EXAMPLES, cards[check.artifact].dev.examples)
+        assert check.examples == min(examples, cards[check.artifact].dev.examples)
 
 
 @pytest.mark.slow

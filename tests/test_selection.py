@@ -121,11 +121,12 @@ def test_reported_says_when_a_checkpoint_was_selected_on_its_own_dev_split():
 def test_training_selects_on_carved_examples_and_reports_dev_with_intervals(tmp_path):
     """The loop's evaluations (which pick the kept step) run on the selection split; the reported number is a
     fresh evaluation on dev, and a fusion's comparison with its own adapter is paired on the same examples."""
-    from fusionlab import AdapterConfig, FusionTrainer, TrainingConfig
+    from fusionlab import AdapterConfig, FusionTrainer, ModelConfig, TrainingConfig
     from fusionlab.checkpoint import read_meta
 
     config = TrainingConfig(max_steps=4, eval_steps=2, max_eval_samples=48, per_device_train_batch_size=8)
-    trainer = FusionTrainer(training_config=config, workspace=tmp_path, data_dir=DATA_DIR)
+    short = ModelConfig(max_length=48)  # what is checked is which examples are used, not how long they are
+    trainer = FusionTrainer(short, training_config=config, workspace=tmp_path, data_dir=DATA_DIR)
     adapter = trainer.train_adapter("rte", AdapterConfig(adapter_size=8))
     trainer.train_adapter("cb", AdapterConfig(adapter_size=8))
     fusion = trainer.train_fusion("rte", ["rte", "cb"], name="rte-fused")
