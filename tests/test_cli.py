@@ -1,5 +1,7 @@
 """The `fusionlab` command line end to end in a temporary workspace, through the real queue and worker."""
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -31,6 +33,24 @@ def fusionlab(home, *args, timeout=300):
     )
 
 
+def cli(home, *args):
+    """The same command in this test's process: for commands that read, print or refuse, where a fresh interpreter
+    (torch and transformers imported again, several seconds) adds nothing. Trainings and the worker, and what only
+    a fresh interpreter shows (loading bars, imports), go through :func:`fusionlab` instead. An exception that
+    escapes ``main`` fails the test, as a traceback in the terminal would."""
+    from fusionlab.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        patch.setenv("FUSIONLAB_HOME", str(home))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        try:
+            code = main(list(args))
+        except SystemExit as exit:  # argparse's refusals and --help, --version
+            code = exit.code if isinstance(exit.code, int) else 2
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture
 def home(tmp_path):
     yield tmp_path
@@ -52,39 +72,39 @@ def test_cli_end_to_end(home, shared_data_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(Workspace(home).list_adapters()) == ["rte", "sst2"] and Workspace(home).list_fusions() == ["fz"]
 
-    done = fusionlab(home, "evaluate", "fz", "--max-samples", "16", *data)
+    done = cli(home, "evaluate", "fz", "--max-samples", "16", *data)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "accuracy:" in done.stdout and "layer 6:" in done.stdout and "confusion matrix" in done.stdout
     assert "gold \\ predicted  entailment not_entailment" in done.stdout  # the predicted columns are named
     assert "(n=16)" in done.stdout and "selected on 16 selection examples" in done.stdout  # interval, selection
-    done = fusionlab(home, "predict", "fz", "A man is sleeping.", "Nobody is asleep.", "--adapters", "rte")
+    done = cli(home, "predict", "fz", "A man is sleeping.", "Nobody is asleep.", "--adapters", "rte")
     assert done.returncode == 0 and "prediction:" in done.stdout and "(adapters: rte)" in done.stdout
 
-    done = fusionlab(home, "evaluate", "fz", "--max-samples", "16", "--split", "selection", *data)
+    done = cli(home, "evaluate", "fz", "--max-samples", "16", "--split", "selection", *data)
     assert done.returncode == 0 and "16 selection (carved from train) examples" in done.stdout
 
-    done = fusionlab(home, "runs")
+    done = cli(home, "runs")
     assert done.returncode == 0 and done.stdout.count("finished") == 3
-    assert "train_fusion" in fusionlab(home, "runs", "show", "3").stdout
-    records = json.loads(fusionlab(home, "runs", "--json").stdout)
+    assert "train_fusion" in cli(home, "runs", "show", "3").stdout
+    records = json.loads(cli(home, "runs", "--json").stdout)
     assert [r["status"] for r in records] == ["finished"] * 3 and {r["kind"] for r in records} >= {"train_fusion"}
-    shown = json.loads(fusionlab(home, "runs", "show", "3", "--json").stdout)
+    shown = json.loads(cli(home, "runs", "show", "3", "--json").stdout)
     assert shown["name"] == "fz" and shown["progress"] == 1 and shown["error"] is None
     assert 0 <= shown["metrics"]["accuracy"] <= 1 and "(n=16)" in shown["score"]
     assert shown["result"]["selection"]["selected_on"] == "selection"
-    assert "finished" in fusionlab(home, "runs", "cancel", "1").stdout  # an ended run stays as it was
+    assert "finished" in cli(home, "runs", "cancel", "1").stdout  # an ended run stays as it was
 
 
 def test_cli_reports_bad_input_clearly(home):
-    done = fusionlab(home, "train-adapter", "sst2", "--adapter-size", "0", "--inline")
+    done = cli(home, "train-adapter", "sst2", "--adapter-size", "0", "--inline")
     assert done.returncode == 2 and "AdapterConfig.adapter_size" in done.stderr and "Traceback" not in done.stderr
-    done = fusionlab(home, "train-adapter", "nosuchtask", "--inline")
+    done = cli(home, "train-adapter", "nosuchtask", "--inline")
     assert done.returncode == 2 and "nosuchtask" in done.stderr and "Traceback" not in done.stderr
-    done = fusionlab(home, "predict", "ghost", "hello")
+    done = cli(home, "predict", "ghost", "hello")
     assert done.returncode == 2 and "no adapter or fusion named 'ghost'" in done.stderr
-    done = fusionlab(home, "runs", "show", "42")
+    done = cli(home, "runs", "show", "42")
     assert done.returncode == 2 and "no run with id 42" in done.stderr
-    done = fusionlab(home, "--help")
+    done = cli(home, "--help")
     assert done.returncode == 0 and "train-fusion" in done.stdout and "demo" in done.stdout
 
 
@@ -172,7 +192,7 @@ def test_train_adapter_on_users_own_csv(home, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "adapter myreviews on myreviews" in done.stdout
-    done = fusionlab(home, "predict", "myreviews", "what a lovely lamp")
+    done = cli(home, "predict", "myreviews", "what a lovely lamp")
     assert done.returncode == 0 and ("good" in done.stdout and "bad" in done.stdout)
     bad = tmp_path / "broken.csv"
     bad.write_text("review,verdict\nfine text,good\n,bad\n", encoding="utf-8")
@@ -204,7 +224,7 @@ def test_train_adapter_on_users_own_csv(home, tmp_path):
     ],
 )
 def test_bad_names_and_sizes_are_refused_before_anything_is_queued(home, args, message):
-    done = fusionlab(home, *args, timeout=120)
+    done = cli(home, *args)
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
     if (home / "runs.sqlite").exists():
@@ -212,9 +232,9 @@ def test_bad_names_and_sizes_are_refused_before_anything_is_queued(home, args, m
 
 
 def test_version_and_profiles_are_documented(home):
-    done = fusionlab(home, "--version")
+    done = cli(home, "--version")
     assert done.returncode == 0 and done.stdout.strip() == f"fusionlab {__import__('fusionlab').__version__}"
-    helped = fusionlab(home, "train-adapter", "--help").stdout
+    helped = cli(home, "train-adapter", "--help").stdout
     assert "--profile {recipe,classroom,compare}" in helped and "a short run that ends while" in helped
 
 
@@ -222,11 +242,11 @@ def test_serve_refuses_bad_server_settings_in_the_terminal(home, tmp_path):
     """A too-short teacher passphrase stops `fusionlab serve` before any student connects, not after."""
     short = tmp_path / "short.txt"
     short.write_text("abc123\n", encoding="utf-8")
-    done = fusionlab(home, "serve", "--check", "--classroom", "--teacher-passphrase-file", str(short))
+    done = cli(home, "serve", "--check", "--classroom", "--teacher-passphrase-file", str(short))
     assert done.returncode == 2 and "was not started" in done.stderr and "at least 8 characters" in done.stderr
     good = tmp_path / "good.txt"
     good.write_text("correct horse battery\n", encoding="utf-8")
-    done = fusionlab(home, "serve", "--check", "--classroom", "--teacher-passphrase-file", str(good))
+    done = cli(home, "serve", "--check", "--classroom", "--teacher-passphrase-file", str(good))
     assert done.returncode == 0 and "settings checked (classroom" in done.stdout
 
 
@@ -343,7 +363,7 @@ def test_pack_verify_checks_an_artifact_and_says_what_it_needs(home, shared_data
     assert re.search(r"cb: (19|20)/20 dev predictions as on its card", done.stdout), done.stdout  # 1 may differ
     assert "1 of 1 models checked: 1 reproduce their card, 0 do not; 0 not checkable" in done.stdout
     assert "Tokenising" not in done.stdout + done.stderr and "Loading weights" not in done.stdout + done.stderr
-    missing = fusionlab(home, "pack", "verify", "--data-dir", str(home / "no-data"))
+    missing = cli(home, "pack", "verify", "--data-dir", str(home / "no-data"))
     assert missing.returncode == 2 and "needs the task data" in missing.stderr
-    unbounded = fusionlab(home, "pack", "verify", "--examples", "1000000")
+    unbounded = cli(home, "pack", "verify", "--examples", "1000000")
     assert unbounded.returncode == 2 and "--examples must be between 1 and 20,000" in unbounded.stderr
