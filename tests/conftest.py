@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import os
+import subprocess
 
 # Tests never reach the Hugging Face Hub: fail fast instead of retrying for minutes (set before transformers loads).
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
@@ -22,6 +25,24 @@ from fusionlab.base_model import load_encoder, load_tokenizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+
+def cli(home, *args):
+    """The same command in this test's process: for commands that read, print or refuse, where a fresh interpreter
+    (torch and transformers imported again, several seconds) adds nothing. Trainings and the worker, and what only
+    a fresh interpreter shows (loading bars, imports), keep a subprocess. An exception that
+    escapes ``main`` fails the test, as a traceback in the terminal would."""
+    from fusionlab.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        patch.setenv("FUSIONLAB_HOME", str(home))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        try:
+            code = main(list(args))
+        except SystemExit as exit:  # argparse's refusals and --help, --version
+            code = exit.code if isinstance(exit.code, int) else 2
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")
@@ -97,9 +118,6 @@ def cb_comparison(tmp_path_factory, shared_data_dir):
     """One real ``fusionlab compare cb --adapters cb,mnli,rte`` over the pack's adapters on real CB data, every
     method at a tiny budget (3 steps, 24 dev examples; about a minute on 2 cores): ``(workspace root, its
     printed output)``. The composition tests and the Compare methods page's tests read the same comparison."""
-    import contextlib
-    import io
-
     from fusionlab.cli import main
     from fusionlab.pack.store import PACK_DIR
 

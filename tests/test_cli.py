@@ -1,7 +1,5 @@
 """The `fusionlab` command line end to end in a temporary workspace, through the real queue and worker."""
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -17,6 +15,7 @@ from fusionlab.pack.store import PACK_DIR
 from fusionlab.runstore import RunStore
 from fusionlab.worker import pid_alive, worker_pid
 from fusionlab.workspace import Workspace
+from tests.conftest import cli
 
 LIMITS = ["--max-steps", "2", "--max-train-samples", "32", "--max-eval-samples", "16", "--max-length", "32"]
 
@@ -31,24 +30,6 @@ def fusionlab(home, *args, timeout=300):
         env=env,
         stdin=subprocess.DEVNULL,
     )
-
-
-def cli(home, *args):
-    """The same command in this test's process: for commands that read, print or refuse, where a fresh interpreter
-    (torch and transformers imported again, several seconds) adds nothing. Trainings and the worker, and what only
-    a fresh interpreter shows (loading bars, imports), go through :func:`fusionlab` instead. An exception that
-    escapes ``main`` fails the test, as a traceback in the terminal would."""
-    from fusionlab.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        patch.setenv("FUSIONLAB_HOME", str(home))
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        try:
-            code = main(list(args))
-        except SystemExit as exit:  # argparse's refusals and --help, --version
-            code = exit.code if isinstance(exit.code, int) else 2
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from fusionlab.sweep.group import (
 from fusionlab.sweep.spec import MAX_SWEEP_RUNS, SweepCell, SweepSpec, cells, plan_runs, run_name, source_subsets
 from fusionlab.uncertainty import Score
 from fusionlab.workspace import Workspace
+from tests.conftest import cli
 from tests.test_app_pages import chart_titles, open_page
 
 
@@ -131,8 +132,14 @@ def test_marginal_effects_best_subset_and_usage_from_the_runs(tmp_path):
 
 # -- end to end ----------------------------------------------------------------------------------------------
 def _cli(home, *args: str) -> subprocess.CompletedProcess:
+    """`fusionlab ARGS --home HOME` as a command: what queues the runs and starts the worker."""
     command = [sys.executable, "-m", "fusionlab.cli", *args, "--home", str(home)]
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def _here(home, *args: str) -> subprocess.CompletedProcess:
+    """The same in this process, for what follows, shows or requeues (the worker is already running)."""
+    return cli(home, *args, "--home", str(home))
 
 
 BUDGET = ("--profile", "classroom", "--max-steps", "2", "--max-train-samples", "64", "--max-eval-samples", "32",
@@ -149,18 +156,18 @@ def test_a_sweep_runs_through_the_worker_and_reports_its_grid(tiny_workspace, tm
     assert queued.returncode == 0, queued.stderr
     assert "queued sweep rte-sweep: 6 fusion runs" in queued.stdout
     record = load_record(workspace, "rte-sweep")
-    followed = _cli(home, "sweeps", "follow", "rte-sweep")  # the worker the command started trains them
+    followed = _here(home, "sweeps", "follow", "rte-sweep")  # the worker the command started trains them
     assert followed.returncode == 0, followed.stdout + followed.stderr
     assert sweep_statuses(workspace, record) == {FINISHED: 6}
-    shown = _cli(home, "sweeps", "show", "rte-sweep", "--json")
+    shown = _here(home, "sweeps", "show", "rte-sweep", "--json")
     report = json.loads(shown.stdout)
     assert report["finished"] == 6 and len(report["grid"]) == 3
     assert all(len(cell["seeds"]) == 2 for cell in report["grid"])
     assert {e["source"] for e in report["effects"]} == {"mnli", "sst2"}
     assert all(e["usage"] is not None and e["effect"]["count"] == 4 for e in report["effects"])
-    text = _cli(home, "sweeps", "show", "rte-sweep").stdout
+    text = _here(home, "sweeps", "show", "rte-sweep").stdout
     assert "adding mnli (attention)" in text and "best" in text
-    assert "rte-sweep" in _cli(home, "sweeps").stdout
+    assert "rte-sweep" in _here(home, "sweeps").stdout
     page = open_page("runs.py", home, {"sweep": "rte-sweep"})  # the Runs page draws the same report
     assert not page.exception and not page.error
     titles = chart_titles(page)
@@ -174,11 +181,11 @@ def test_a_sweep_runs_through_the_worker_and_reports_its_grid(tiny_workspace, tm
     second = load_record(workspace, "rte-sweep-2")
     cancelled_id = second.runs["mnli/attention/s1"]
     assert cancel_sweep(workspace, second) == 1
-    assert _cli(home, "sweeps", "follow", "rte-sweep-2").returncode == 1  # it ended, not finished
+    assert _here(home, "sweeps", "follow", "rte-sweep-2").returncode == 1  # it ended, not finished
     assert sweep_statuses(workspace, second) == {CANCELLED: 1}
-    resumed = _cli(home, "sweeps", "resume", "rte-sweep-2")
+    resumed = _here(home, "sweeps", "resume", "rte-sweep-2")
     assert "1 run(s) queued again" in resumed.stdout
-    assert _cli(home, "sweeps", "follow", "rte-sweep-2").returncode == 0
+    assert _here(home, "sweeps", "follow", "rte-sweep-2").returncode == 0
     second = load_record(workspace, "rte-sweep-2")
     assert sweep_statuses(workspace, second) == {FINISHED: 1}
     assert second.runs["mnli/attention/s1"] != cancelled_id  # a new run in the cell's slot
