@@ -22,7 +22,7 @@ def test_fusion_overhead_quick_run_reports_every_configuration(tmp_path):
         sys.path.remove(str(REPO / "bench"))
     out = tmp_path / "overhead.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "fusion_overhead.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(REPO / "bench" / "fusion_overhead.py"), "--quick", "--warmup", "0", "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
