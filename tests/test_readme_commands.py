@@ -2,7 +2,8 @@
 
 Only the budget is shrunk (``--max-steps N`` becomes a two-step run on a few examples, ``evaluate`` scores a
 fixed subset of the dev split, and ``demo`` gets ``--no-wait``, its runs then cancelled): the commands, their
-names and their order are the README's, so a README that drifts from the code fails here.
+names and their order are the README's, so a README that drifts from the code fails here. The commands that queue
+runs start a fresh interpreter as a user's do; the others run through the same ``main`` in the test's process.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fusionlab.runspec import TRAIN_ADAPTER, TRAIN_FUSION
 from fusionlab.runstore import RunStore
 from fusionlab.worker import pid_alive, worker_pid
 from fusionlab.workspace import Workspace
+from tests.conftest import cli
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TINY = "--max-steps 2 --max-train-samples 32 --max-eval-samples 16 --max-length 32"
@@ -68,23 +70,35 @@ def home(tmp_path: Path):
         os.kill(pid, signal.SIGTERM)
 
 
+FRESH_PROCESS = ("train-adapter", "train-fusion", "demo")
+"""The commands run as a user types them, in a fresh interpreter: those that queue runs and start the worker.
+The others (they read, print or delete) run in the test's process through the same ``main``."""
+
+
 @pytest.mark.slow
-def test_every_readme_command_succeeds(home: Path, tmp_path: Path, shared_data_dir: Path) -> None:
+def test_every_readme_command_succeeds(home: Path, tmp_path: Path, shared_data_dir: Path, monkeypatch) -> None:
     commands = readme_commands()
     assert len(commands) >= 10 and any(c.startswith("fusionlab train-fusion") for c in commands)
     write_reviews(tmp_path / "reviews.csv")
     env = {k: v for k, v in os.environ.items() if k != "FUSIONLAB_PACK"}  # the bundled pack, as a user has it
     env |= {"FUSIONLAB_HOME": str(home), "FUSIONLAB_DATA_DIR": str(shared_data_dir), "HF_HUB_OFFLINE": "1"}
+    monkeypatch.delenv("FUSIONLAB_PACK", raising=False)
+    monkeypatch.setenv("FUSIONLAB_DATA_DIR", str(shared_data_dir))
+    monkeypatch.chdir(tmp_path)
     for command in commands:
-        done = subprocess.run(
-            [sys.executable, "-m", "fusionlab.cli", *shrunk(command)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env=env,
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-        )
+        argv = shrunk(command)
+        if argv[0] not in FRESH_PROCESS:
+            done = cli(home, *argv)
+        else:
+            done = subprocess.run(
+                [sys.executable, "-m", "fusionlab.cli", *argv],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                env=env,
+                cwd=tmp_path,
+                stdin=subprocess.DEVNULL,
+            )
         assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
 
     workspace = Workspace(home)
