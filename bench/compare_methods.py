@@ -124,8 +124,7 @@ def stale_methods(comparison: Comparison, names: list[str]) -> list[str]:
         family, _, method = name.partition(":")
         if saved is None or family != "fusion":
             return False
-        declared = fusion_class(method).learning_rate_scales  # recorded as applied: "<method>.<parameter>"
-        now = {f"{method}.{parameter}": scale for parameter, scale in declared.items() if scale != 1.0}
+        now = dict(fusion_class(method).scaled_parameters().values())  # label -> scale, as the run recorded it
         return saved.details.get("learning_rate_scales", {}) == now
 
     return [name for name in names if not current(name)]

@@ -70,6 +70,13 @@ class FusionLayer(nn.Module):
     """How :meth:`illustration` differs from a trained layer's start, for the Mechanics page's caption."""
 
     @classmethod
+    def scaled_parameters(cls) -> dict[str, tuple[str, float]]:
+        """Each parameter with a learning-rate scale other than 1: its label as a run records it
+        (``<method>.<parameter>``: what the training loop reports having applied, and what a saved run is compared
+        with to tell whether it trained as this method trains today) and its scale."""
+        return {name: (f"{cls.method}.{name}", s) for name, s in cls.learning_rate_scales.items() if s != 1.0}
+
+    @classmethod
     def illustration(cls, hidden_size: int, num_adapters: int, num_heads: int = 1) -> FusionLayer:
         """A freshly initialised layer for the Mechanics page, which shows what one fusion layer does to
         adapter outputs before (or without) training: this method's own starting state, with ``num_heads``

@@ -238,10 +238,10 @@ def declared_scales(model: torch.nn.Module) -> dict[torch.nn.Parameter, tuple[st
     scales = {}
     for module in model.modules():
         if isinstance(module, FusionLayer):
-            for name, scale in module.learning_rate_scales.items():
+            for name, (label, scale) in module.scaled_parameters().items():
                 parameter = getattr(module, name, None)
-                if isinstance(parameter, torch.nn.Parameter) and parameter.requires_grad and scale != 1.0:
-                    scales[parameter] = (f"{module.method}.{name}", scale)
+                if isinstance(parameter, torch.nn.Parameter) and parameter.requires_grad:
+                    scales[parameter] = (label, scale)
     return scales
 
 
