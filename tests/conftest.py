@@ -7,6 +7,7 @@ import copy
 import io
 import os
 import subprocess
+import sys
 
 # Tests never reach the Hugging Face Hub: fail fast instead of retrying for minutes (set before transformers loads).
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
@@ -43,6 +44,15 @@ def cli(home, *args):
         except SystemExit as exit:  # argparse's refusals and --help, --version
             code = exit.code if isinstance(exit.code, int) else 2
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def cli_process(*args: str, env: dict[str, str] | None = None, cwd=None, timeout: float = 600):
+    """``fusionlab ARGS`` in a fresh interpreter, as a user's terminal runs it (stdin closed: nothing may wait for
+    input): for what queues runs and starts the worker, and what only a fresh interpreter shows."""
+    command = [sys.executable, "-m", "fusionlab.cli", *args]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, stdin=subprocess.DEVNULL
+    )
 
 
 @pytest.fixture(scope="session")

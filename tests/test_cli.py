@@ -15,21 +15,13 @@ from fusionlab.pack.store import PACK_DIR
 from fusionlab.runstore import RunStore
 from fusionlab.worker import pid_alive, worker_pid
 from fusionlab.workspace import Workspace
-from tests.conftest import cli
+from tests.conftest import cli, cli_process
 
 LIMITS = ["--max-steps", "2", "--max-train-samples", "32", "--max-eval-samples", "16", "--max-length", "32"]
 
 
 def fusionlab(home, *args, timeout=300):
-    env = {**os.environ, "FUSIONLAB_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "fusionlab.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
+    return cli_process(*args, env={**os.environ, "FUSIONLAB_HOME": str(home), "HF_HUB_OFFLINE": "1"}, timeout=timeout)
 
 
 @pytest.fixture
@@ -322,15 +314,7 @@ def test_help_loads_no_deep_learning_stack(argv):
 @pytest.mark.skipif(not (PACK_DIR / "pack.json").is_file(), reason="the pack is not built")
 def test_predict_prints_the_answer_without_loading_bars(home):
     env = {**os.environ, "FUSIONLAB_HOME": str(home), "FUSIONLAB_PACK": str(PACK_DIR), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "fusionlab.cli", "predict", "sst2", "What a wonderful film."],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-    )
+    done = cli_process("predict", "sst2", "What a wonderful film.", env=env, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "prediction:" in done.stdout
     assert "Loading weights" not in done.stdout + done.stderr

@@ -12,8 +12,6 @@ import os
 import re
 import shlex
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from fusionlab.runspec import TRAIN_ADAPTER, TRAIN_FUSION
 from fusionlab.runstore import RunStore
 from fusionlab.worker import pid_alive, worker_pid
 from fusionlab.workspace import Workspace
-from tests.conftest import cli
+from tests.conftest import cli, cli_process
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TINY = "--max-steps 2 --max-train-samples 32 --max-eval-samples 16 --max-length 32"
@@ -87,18 +85,7 @@ def test_every_readme_command_succeeds(home: Path, tmp_path: Path, shared_data_d
     monkeypatch.chdir(tmp_path)
     for command in commands:
         argv = shrunk(command)
-        if argv[0] not in FRESH_PROCESS:
-            done = cli(home, *argv)
-        else:
-            done = subprocess.run(
-                [sys.executable, "-m", "fusionlab.cli", *argv],
-                capture_output=True,
-                text=True,
-                timeout=600,
-                env=env,
-                cwd=tmp_path,
-                stdin=subprocess.DEVNULL,
-            )
+        done = cli_process(*argv, env=env, cwd=tmp_path) if argv[0] in FRESH_PROCESS else cli(home, *argv)
         assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
 
     workspace = Workspace(home)

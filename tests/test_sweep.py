@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -32,7 +31,7 @@ from fusionlab.sweep.group import (
 from fusionlab.sweep.spec import MAX_SWEEP_RUNS, SweepCell, SweepSpec, cells, plan_runs, run_name, source_subsets
 from fusionlab.uncertainty import Score
 from fusionlab.workspace import Workspace
-from tests.conftest import cli
+from tests.conftest import cli, cli_process
 from tests.test_app_pages import chart_titles, open_page
 
 
@@ -133,8 +132,7 @@ def test_marginal_effects_best_subset_and_usage_from_the_runs(tmp_path):
 # -- end to end ----------------------------------------------------------------------------------------------
 def _cli(home, *args: str) -> subprocess.CompletedProcess:
     """`fusionlab ARGS --home HOME` as a command: what queues the runs and starts the worker."""
-    command = [sys.executable, "-m", "fusionlab.cli", *args, "--home", str(home)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    return cli_process(*args, "--home", str(home))
 
 
 def _here(home, *args: str) -> subprocess.CompletedProcess:
