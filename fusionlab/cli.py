@@ -463,6 +463,7 @@ def _checkpoint_dir(workspace: Workspace, name: str) -> Path:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fusionlab.checkpoint import read_meta
+    from fusionlab.pack.store import reported_of
     from fusionlab.training import FusionTrainer
 
     workspace = ready_workspace(args.home)
@@ -475,7 +476,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{args.name} on {result.task} ({result.num_examples} {where} examples), adapters {result.adapter_names}")
     for key in result.metrics:
         print(f"  {key}: {result.score(key).text(4)}")  # with its 95 % bootstrap interval
-    selection = Reported.from_extra(read_meta(path).get("extra", {})).selection_text()
+    selection = reported_of(path, read_meta(path).get("extra", {})).selection_text()  # a pack artifact's card
     print(f"  checkpoint {selection}")
     print("  confusion matrix (rows: gold, columns: predicted):")
     for line in result.confusion_table().splitlines():
@@ -717,12 +718,6 @@ def cmd_usage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _names(text: str | None) -> list[str] | None:
-    """``--only a,b``: the names, or None for all."""
-    names = [name.strip() for name in (text or "").split(",") if name.strip()]
-    return names or None
-
-
 def cmd_pack(args: argparse.Namespace) -> int:
     from fusionlab.pack.store import PACK_DIR, install_pack, pack_dir, pack_summary
     from fusionlab.reported import DID_NOT_LEARN, LEARNED
@@ -730,7 +725,9 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if args.action == "build":
         from fusionlab.pack.build import build_pack
 
-        manifest = build_pack(args.out or PACK_DIR, only=_names(args.only), data_dir=args.data_dir, force=args.force)
+        manifest = build_pack(
+            args.out or PACK_DIR, only=_names(args.only) or None, data_dir=args.data_dir, force=args.force
+        )
         print(f"pack written to {args.out or PACK_DIR}: {len(manifest.entries)} artifact(s)")
         return 0
     root = pack_dir()
@@ -777,7 +774,7 @@ def _verify_pack(root: Path, args: argparse.Namespace) -> int:
     examples = args.examples or SPOT_EXAMPLES
     print(f"pack at {root}: {examples} dev examples per model, against its card")
     with quiet_loading():
-        checks = verify_pack(root, data, examples, _names(args.only), log=lambda line: print(f"  {line}"))
+        checks = verify_pack(root, data, examples, _names(args.only) or None, log=lambda line: print(f"  {line}"))
     print(summary(checks))
     return 0 if checks and all(check.passed for check in checks) else 1
 
@@ -880,8 +877,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return _follow_sweep(workspace, record.name)
 
 
-def _names(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+def _names(text: str | None) -> list[str]:
+    """A comma-separated option (``--only a,b``, ``--seeds 1,2``) as its names; an absent one as none."""
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
 def _follow_sweep(workspace: Workspace, name: str) -> int:

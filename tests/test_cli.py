@@ -332,3 +332,7 @@ def test_pack_verify_checks_an_artifact_and_says_what_it_needs(home, shared_data
     assert missing.returncode == 2 and "needs the task data" in missing.stderr
     unbounded = cli(home, "pack", "verify", "--examples", "1000000")
     assert unbounded.returncode == 2 and "--examples must be between 1 and 20,000" in unbounded.stderr
+    # a pack artifact's checkpoint line is its card's: selected on the carved split, scored on all of CoLA's dev
+    cola = cli(home, "evaluate", "cola", "--max-samples", "8", "--data-dir", str(shared_data_dir))
+    assert cola.returncode == 0, cola.stderr[-3000:]
+    assert "selected on 855 selection examples carved from train; scored on 1,043 validation" in cola.stdout

@@ -12,6 +12,7 @@ import torch
 
 from fusionlab import FusionModel, FusionTrainer, ModelConfig, TrainingConfig
 from fusionlab.base_model import load_tokenizer
+from fusionlab.checkpoint import file_sha256
 from fusionlab.data import encode_texts
 from fusionlab.pack import PACK_DIR, PackError, install_pack, read_card
 from fusionlab.pack.card import CARD_FILE, DevScore, encode_predictions
@@ -184,6 +185,14 @@ def test_verify_flags_a_card_its_weights_or_predictions_do_not_back(tmp_path, sh
         verify_pack(root, shared_data_dir, only=["nope"])
 
 
+def test_every_shipped_card_says_how_many_examples_its_score_is_on():
+    """The selection block's count of scoring examples is the dev score's own (the training loop's dev may have
+    been capped; the card's score is a fresh evaluation on the full split): `pack list` prints both."""
+    cards = pack_cards(PACK_DIR)
+    assert len(cards) == len(ADAPTERS) + len(FUSIONS)
+    assert {card.name: card.selection.scored_examples for card in cards} == {c.name: c.dev.examples for c in cards}
+
+
 def test_every_recipe_task_fits_a_cards_one_digit_predictions():
     """A card writes each prediction as one digit: a task with more than 10 classes would fail only after its
     training, at the end of the build."""
@@ -242,6 +251,7 @@ def test_build_writes_cards_from_fresh_evaluations_resumes_and_rebuilds_what_dep
     ]
     card = read_card(tmp_path / "pack" / "fusions" / "cb-fused")
     assert card.dev.examples == 56 and card.in_training_eval_examples == 24  # scored on the full dev split
+    assert card.selection.scored_examples == 56 and card.selection.selection_examples == 24  # the loop's dev: 24
     assert card.own_adapter_dev is not None and card.own_adapter_dev.examples == 56
     assert len(card.dev.predictions) == len(card.own_adapter_dev.predictions) == 56  # what `pack verify` checks
     assert card.data.train_file == "cb/train.jsonl" and card.data.train_examples == 48
@@ -265,6 +275,15 @@ def test_build_writes_cards_from_fresh_evaluations_resumes_and_rebuilds_what_dep
     assert sum("records no dev predictions" in line for line in lines) == 1, lines
     assert not any(": training {" in line for line in lines)
     assert read_card(path.parent).dev == card.dev and read_card(path.parent).own_adapter_dev == card.own_adapter_dev
+    # a card whose selection block counted the loop's capped dev evaluation is corrected, nothing scored again
+    older = json.loads(path.read_text())
+    older["selection"]["scored_examples"] = 24
+    path.write_text(json.dumps(older))
+    lines.clear()
+    manifest = build.build_pack(tmp_path / "pack", data_dir=shared_data_dir, log=lines.append)
+    assert "fusion cb-fused: its card said it was scored on 24 examples; its score is on 56" in lines, lines
+    assert read_card(path.parent).selection.scored_examples == 56 and read_card(path.parent).dev == card.dev
+    assert manifest.entry("fusion", "cb-fused").files[CARD_FILE] == file_sha256(path)  # the manifest follows
 
     monkeypatch.setattr(build, "ADAPTERS", (adapters[0], dataclasses.replace(adapters[1], seed=7)))  # new weights
     lines.clear()

@@ -13,6 +13,7 @@ import platform
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -28,6 +29,7 @@ from fusionlab.metrics import majority_baseline
 from fusionlab.pack.card import CARD_FILE, ArtifactCard, DataRecord, DevScore
 from fusionlab.pack.recipe import ADAPTERS, FUSIONS, AdapterRecipe, FusionRecipe
 from fusionlab.pack.store import MANIFEST_FILE, PACK_DIR, PackError, PackManifest, entry_for, file_sha256, read_card
+from fusionlab.runspec import SplitUse
 from fusionlab.training import FusionTrainer
 from fusionlab.training.loop import resolve_precision
 from fusionlab.training.trainer import TrainResult
@@ -103,9 +105,17 @@ def _card(
         curve=_curve(result),
         own_adapter_dev=own,
         own_adapter_difference=difference,
-        selection=result.selection,
+        selection=_scored_by(result.selection, fresh),
         precision=resolve_precision(recipe.training_config().mixed_precision),
     )
+
+
+def _scored_by(selection: SplitUse | None, fresh: EvaluationResult) -> SplitUse | None:
+    """The run's split use with the examples that score the card: the run's own dev evaluations may have been
+    capped (``max_eval_samples``), the card's score is a fresh evaluation on the full dev split."""
+    if selection is None:
+        return None
+    return replace(selection, scored_on="validation", scored_examples=fresh.num_examples)
 
 
 STORAGE_DTYPE = torch.float16
@@ -185,6 +195,21 @@ def _record_predictions(
     card.save(directory / CARD_FILE)
 
 
+def _record_scored_count(workspace: Workspace, recipe: Recipe, log: Callable[[str], None]) -> None:
+    """Correct a card whose selection block counts the training run's capped dev evaluation instead of the full
+    dev split its score comes from (cards built before :func:`_scored_by`): a fact about the card, no scoring."""
+    directory = workspace.root / f"{_kind(recipe)}s" / recipe.name
+    card = read_card(directory)
+    if card is None or card.selection is None or card.selection.scored_examples == card.dev.examples:
+        return
+    log(
+        f"{_kind(recipe)} {recipe.name}: its card said it was scored on {card.selection.scored_examples:,} "
+        f"examples; its score is on {card.dev.examples:,}"
+    )
+    card.selection = replace(card.selection, scored_examples=card.dev.examples)
+    card.save(directory / CARD_FILE)
+
+
 def _rescored(recorded: DevScore, fresh: EvaluationResult, what: str) -> DevScore:
     """``recorded`` with the predictions of ``fresh``, refused when ``fresh`` does not give its metrics."""
     if fresh.metrics != recorded.metrics:
@@ -220,6 +245,7 @@ def build_pack(
         if not force and _up_to_date(workspace, recipe):
             log(f"{_kind(recipe)} {recipe.name}: up to date")
             _record_predictions(workspace, recipe, trainer, log)
+            _record_scored_count(workspace, recipe, log)
             continue
         shutil.rmtree(workspace.root / f"{_kind(recipe)}s" / recipe.name, ignore_errors=True)  # outdated or forced
         log(f"{_kind(recipe)} {recipe.name}: training {recipe.to_json(indent=None)}")
