@@ -97,6 +97,7 @@ if mismatches:
     )
 
 score_column = comparison.score_label
+st.caption(compare_view.ORDER_NOTE)
 st.dataframe(
     compare_view.display_rows(comparison),
     hide_index=True,
@@ -105,9 +106,8 @@ st.dataframe(
         score_column: st.column_config.NumberColumn(format="%.3f"),
         "95 % interval": st.column_config.TextColumn(help="bootstrap over the same dev examples (empty: not recorded)"),
         "vs adapter alone": st.column_config.NumberColumn(format="%+.3f", help="minus the target adapter's score"),
-        "paired verdict": st.column_config.TextColumn(
-            help="paired 95 % interval of the difference on the same examples: 'within noise' when it includes 0"
-        ),
+        "paired 95 %": st.column_config.TextColumn(help="bootstrap interval of that difference on the same examples"),
+        "paired verdict": st.column_config.TextColumn(help="'within noise' when the paired interval includes 0"),
         "latency vs encoder": st.column_config.NumberColumn(format="%.2f×"),
         "params at inference": st.column_config.NumberColumn(format="localized", help="beyond the frozen encoder"),
         "trained params": st.column_config.NumberColumn(

@@ -91,12 +91,13 @@ class Difference(_Interval):
             return "within noise"
         return "better" if self.value > 0 else "worse"
 
+    def bounds_text(self, digits: int = 3) -> str:
+        """``[-0.036, +0.079]``: signed, so that an interval across 0 reads as one."""
+        return f"[{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+
     def text(self, digits: int = 3) -> str:
         """``+0.083 [+0.040, +0.126] (n=277, better)``."""
-        return (
-            f"{self.value:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}] "
-            f"(n={self.examples:,}, {self.verdict()})"
-        )
+        return f"{self.value:+.{digits}f} {self.bounds_text(digits)} (n={self.examples:,}, {self.verdict()})"
 
 
 def score_interval(

@@ -34,15 +34,26 @@ def comparison(cb_comparison) -> Comparison:
     return saved.comparison
 
 
-def test_the_table_ranks_methods_and_measures_them_against_the_adapter(comparison):
+def test_the_table_orders_methods_by_evidence_and_measures_them_against_the_adapter(comparison):
     rows = comparison.table(ranked=True)
     score = comparison.score_label
     assert score == "dev accuracy"
     assert len(rows) == len(comparison.results) == 9
-    assert [r[score] for r in rows] == sorted((r.value for r in comparison.results), reverse=True)
+    groups = [{"better": 0, "worse": 2}.get(r["paired verdict"], 1) for r in rows]  # the adapter's own: none
+    assert groups == sorted(groups)  # beyond noise better, then within noise, then beyond noise worse
+    for group in (0, 2):
+        ranked = [r[score] for r, g in zip(rows, groups) if g == group]
+        assert ranked == sorted(ranked, reverse=True)  # ranked where the examples support it
+    run_order = [r.method for r in comparison.results]
+    within = [r["method"] for r, g in zip(rows, groups) if g == 1]
+    assert within == [m for m in run_order if m in within] and "adapter" in within  # not ranked by noise
     alone = comparison.result("adapter").value
     for row in rows:
         assert row["vs adapter alone"] == pytest.approx(row[score] - alone)
+        difference = comparison.result(row["method"]).vs_adapter
+        if difference is not None:  # the paired interval behind the verdict, signed
+            assert row["paired 95 %"] == f"[{difference.low:+.3f}, {difference.high:+.3f}]"
+            assert (row["paired verdict"] == "within noise") == (difference.low <= 0 <= difference.high)
         assert row["latency vs encoder"] == pytest.approx(comparison.latency_ratio(comparison.result(row["method"])))
         assert (row["training (s)"] is None) == (row["method"] == "adapter")  # the adapter alone trained nothing
     assert sorted(rows, key=lambda r: r["method"]) == sorted(comparison.table(), key=lambda r: r["method"])

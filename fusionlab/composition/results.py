@@ -170,10 +170,24 @@ class Comparison(JsonConfig):
         alone = self.result("adapter")
         return None if alone is None else result.value - alone.value
 
+    def ranked_results(self) -> list[MethodResult]:
+        """The methods in the order their evidence allows: those beyond noise better than the adapter (best
+        first), then the adapter and every method within noise of it in the run's order (an order of point
+        estimates inside the noise would be a ranking the examples do not support), then those beyond noise worse
+        (best first)."""
+
+        def key(result: MethodResult) -> tuple[int, float]:
+            verdict = result.vs_adapter.verdict() if result.vs_adapter else "within noise"
+            if verdict == "within noise":
+                return (1, 0.0)  # sorted() is stable: the run's order
+            return (0 if verdict == "better" else 2, -result.value)
+
+        return sorted(self.results, key=key)
+
     def table(self, ranked: bool = False) -> list[dict[str, Any]]:
         """One row per method, values unrounded: the CLI prints it as text, the dashboard as typed columns (the
-        one table both show). ``ranked``: best score first, ties in the run's order."""
-        results = sorted(self.results, key=lambda r: -r.value) if ranked else self.results
+        one table both show). ``ranked``: in :meth:`ranked_results`' order."""
+        results = self.ranked_results() if ranked else self.results
         return [
             {
                 "method": r.method,
@@ -181,6 +195,7 @@ class Comparison(JsonConfig):
                 self.score_label: r.value,
                 "95 % interval": r.interval.bounds_text() if r.interval else None,
                 "vs adapter alone": self.gain_over_adapter(r),
+                "paired 95 %": r.vs_adapter.bounds_text() if r.vs_adapter else None,
                 "paired verdict": r.vs_adapter.verdict() if r.vs_adapter else None,
                 "latency vs encoder": self.latency_ratio(r),
                 "params at inference": r.inference_params,

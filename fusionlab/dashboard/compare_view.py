@@ -78,9 +78,16 @@ def seconds_label(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+ORDER_NOTE = (
+    "Methods beyond noise better than the adapter alone come first (best first); the adapter and every method "
+    "within noise of it follow in the order they ran, not ranked; methods beyond noise worse come last."
+)
+"""The table's order in words, shown above it: a reader would otherwise take the rows for a ranking."""
+
+
 def display_rows(comparison: Comparison) -> list[dict[str, Any]]:
-    """The comparison's table as the page shows it: best score first, the training time in words ("–" where the
-    method trained nothing, where a number column would print "None")."""
+    """The comparison's table as the page shows it, in :meth:`Comparison.ranked_results`' order, the training
+    time in words ("–" where the method trained nothing, where a number column would print "None")."""
     rows = comparison.table(ranked=True)
     for row in rows:
         seconds = row.pop("training (s)")
