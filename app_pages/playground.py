@@ -15,6 +15,7 @@ from fusionlab.dashboard.inference import (
     Predictor,
     WeightOverride,
     comparable_fusions,
+    recorded_dev_text,
 )
 from fusionlab.dashboard.markdown import breakable, md
 from fusionlab.dashboard.widgets import (
@@ -71,6 +72,9 @@ st.caption(
     f"{md(info.method.capitalize())} fusion for **{md(info.target)}** ({md(info.task.description or 'custom task')}) "
     f"over {md(', '.join(info.adapters))}; inputs are cut to {info.max_length} tokens."
 )
+recorded = recorded_dev_text(workspace, fusion)
+if recorded is not None:
+    st.caption(f"Measured when it was saved, on its whole dev split: {md(recorded)}.")
 
 
 def input_panel(fusion: str, info: FusionInfo) -> tuple[str, str | None, list[str]]:
@@ -251,7 +255,7 @@ def explore(
         comparison = predictor.compare(text, pair, active, override)
     except DashboardError as err:
         verdicts.error(md(err))
-        dev_set_browser(workspace, fusion)  # still there to load an example from
+        dev_set_browser(workspace, fusion, info.label_names)  # still there to load an example from
         return
     with verdicts:
         verdict_panel(info, comparison, loaded_gold(text, pair), override)
@@ -335,7 +339,7 @@ def explore(
     if tab_words.open:
         salience_panel(predictor, text, pair, active, override)
 
-    dev_set_browser(workspace, fusion)
+    dev_set_browser(workspace, fusion, info.label_names)
 
 
 def salience_panel(
@@ -378,7 +382,7 @@ def load_dev_example(shown: list[DevExample]) -> None:
         use_dev_example(shown[rows[0]])
 
 
-def dev_set_browser(workspace: Workspace, fusion: str) -> None:
+def dev_set_browser(workspace: Workspace, fusion: str, labels: tuple[str, ...]) -> None:
     """Where the fusion wins and loses against its target's adapter alone; a click loads an example above."""
     browser = st.expander(
         "Dev-set browser: where the fusion wins and loses", icon=":material/table_rows:", on_change="rerun", key="dev"
@@ -394,6 +398,9 @@ def dev_set_browser(workspace: Workspace, fusion: str) -> None:
         counts = dev_browser.outcome_counts(examples)
         for column, (outcome, count) in zip(st.columns(len(counts)), counts.items()):
             column.metric(outcome, count)
+        difference = dev_browser.outcome_difference(examples, labels)
+        if difference is not None:
+            st.caption(f"Fusion − adapter accuracy on these {len(examples)} examples, paired: {difference.text()}.")
         gallery = dev_browser.disagreements(examples)
         if gallery:
             st.caption("Where the two disagree (click one to load it above):")

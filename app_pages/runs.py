@@ -153,6 +153,10 @@ st.dataframe(
         "duration_s": st.column_config.TextColumn("duration", help="hours:minutes:seconds"),
         "metric": st.column_config.TextColumn("main metric"),
         "score": st.column_config.TextColumn("dev score"),
+        "interval": st.column_config.TextColumn("95 % interval", help="bootstrap over the dev examples (n)"),
+        "vs_own_adapter": st.column_config.TextColumn(
+            "vs its own adapter", help="a fusion minus its target's adapter on the same examples, paired 95 % interval"
+        ),
         "error": st.column_config.TextColumn("error", width="large"),
     },
     key="runs_history",

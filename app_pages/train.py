@@ -15,9 +15,6 @@ from fusionlab.dashboard.runs_view import (
     curve_marks,
     dev_metric_for,
     error_first_line,
-    main_metric,
-    main_score,
-    metric_label,
     run_curve,
     run_label,
     weights_frame,
@@ -49,6 +46,7 @@ from fusionlab.dashboard.train_view import (
 )
 from fusionlab.dashboard.visitors import can_cancel, owner_label, queue_limit
 from fusionlab.dashboard.widgets import current_visitor, open_run_store, server_config, session_settings
+from fusionlab.runspec import run_result
 
 # Head counts that divide the hidden size of every bundled or common encoder (384, 768, 1024).
 HEAD_CHOICES = (1, 2, 4, 6, 8, 12)
@@ -360,10 +358,10 @@ def live_section() -> None:
         elif ended.status == CANCELLED:
             st.info(f"{md(run_label(ended))} was cancelled.")
         else:
-            score = main_score(ended)
+            result = run_result(ended)
             st.success(
-                f"{md(run_label(ended))}: dev {md(metric_label(main_metric(ended)))} {score:.3f}"
-                if score is not None
+                f"{md(run_label(ended))}: dev {md(result.summary_text())}"
+                if result is not None
                 else md(run_label(ended))
             )
         st.caption("Its curves, confusion matrix and artifacts are on the Runs page.")

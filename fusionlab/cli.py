@@ -545,10 +545,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet")
         return 0
-    print(f"{'id':>4}  {'kind':<14}{'name':<28}{'status':<11}{'progress':>9}  main metric")
+    print(f"{'id':>4}  {'kind':<14}{'name':<28}{'status':<11}{'progress':>9}  dev score [95 %] (n)")
     for run in runs:
         result = run_result(run)
-        main = ", ".join(f"{k}={v:.3f}" for k, v in result.metrics.items()) if result else ""
+        main = result.summary_text() if result else ""
         print(
             f"{run.id:>4}  {run.kind:<14}{run.name[:27]:<28}{run.status:<11}{100 * (run.progress or 0):>8.0f}%  {main}"
         )

@@ -25,6 +25,7 @@ from enum import Enum
 from typing import Any, ClassVar, Protocol
 
 from fusionlab.config import AdapterConfig, FusionConfig, JsonConfig, ModelConfig, TrainingConfig, _fail, check_name
+from fusionlab.metrics import metric_label
 from fusionlab.runstore import Run
 from fusionlab.schema import SCHEMA_KEY, stamp, upgrade
 from fusionlab.uncertainty import Difference, Score
@@ -495,6 +496,14 @@ class RunResult(JsonConfig):
     def score_text(self) -> str:
         """The main metric as every view prints it: with its interval and example count where recorded."""
         return self.score_interval.text() if self.score_interval else f"{self.score:.3f}"
+
+    def summary_text(self) -> str:
+        """One line for lists (``fusionlab runs``, the Train page's last run): the main metric with its interval
+        and, for a fusion, its paired difference from its own adapter with the verdict."""
+        text = f"{metric_label(self.main_metric)} {self.score_text()}"
+        if self.own_adapter_difference is not None:
+            text += f"; vs its own adapter {self.own_adapter_difference.text()}"
+        return text
 
     def artifacts(self) -> dict[str, str]:
         """What the run store keeps as the run's artifacts (the download and the checkpoint checks read it)."""

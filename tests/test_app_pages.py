@@ -19,7 +19,7 @@ from fusionlab.dashboard.dev_browser import OUTCOMES
 from fusionlab.dashboard.examples import examples_for
 from fusionlab.dashboard.inference import preferred_fusion
 from fusionlab.dashboard.settings import HOME_KEY
-from fusionlab.pack import PACK_DIR
+from fusionlab.pack import PACK_DIR, read_card
 from fusionlab.pack.recipe import ADAPTERS, FUSIONS, FusionRecipe
 from fusionlab.workspace import Workspace
 
@@ -124,6 +124,9 @@ def test_a_fresh_workspace_opens_on_the_pack_and_queues_the_live_demo_once(tmp_p
     assert at.selectbox(key="fusion").value == default.name
     assert at.text_area(key="text").value == examples_for(default.target)[0].text
     assert metric_labels(at) == [f"{default.target} adapter alone", f"Fusion over {len(default.adapters)} adapters"]
+    card = read_card(Workspace(tmp_path / "fresh").fusion_dir(default.name))  # its dev record, beside one input
+    [recorded] = [c.value.replace("\\", "") for c in at.caption if c.value.startswith("Measured when it was saved")]
+    assert card.dev.interval.text() in recorded and card.own_adapter_difference.text() in recorded
     if default.target == "imdb":  # the notebook's sentence
         assert at.text_area(key="text").value == "This movie is absolutely fantastic!"
         assert [m.value for m in at.metric] == ["pos", "pos"]

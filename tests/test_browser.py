@@ -359,7 +359,8 @@ def test_queue_a_tiny_training_run_and_watch_it_finish(app, page):
     assert run.config["task"] == "cb" and run.config["training_config"]["max_steps"] == 2
     page.get_by_text("Last ended").wait_for(state="visible", timeout=300_000)  # the live fragment saw it end
     assert store.get(run.id).status == "finished", store.get(run.id).error
-    assert page.get_by_text("dev accuracy").count() >= 1
+    score = re.compile(r"dev accuracy \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \(n=\d+\)")  # with its interval
+    assert page.get_by_test_id("stAlertContentSuccess").filter(has_text=score).count() == 1
     shoot(page, "train-finished")
 
 

@@ -58,6 +58,10 @@ def test_cli_end_to_end(home, shared_data_dir):
 
     done = cli(home, "runs")
     assert done.returncode == 0 and done.stdout.count("finished") == 3
+    listed = [line for line in done.stdout.splitlines() if "finished" in line]
+    assert all(re.search(r"accuracy \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \(n=16\)", line) for line in listed), listed
+    [fused] = [line for line in listed if " fz " in line]  # a fusion also says how it compares with its adapter
+    assert re.search(r"vs its own adapter [+-]\d\.\d{3} \[.*\] \(n=16, (better|worse|within noise)\)", fused), fused
     assert "train_fusion" in cli(home, "runs", "show", "3").stdout
     records = json.loads(cli(home, "runs", "--json").stdout)
     assert [r["status"] for r in records] == ["finished"] * 3 and {r["kind"] for r in records} >= {"train_fusion"}

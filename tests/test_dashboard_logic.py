@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 
@@ -464,6 +465,13 @@ def test_the_dev_browser_scores_each_example_both_ways(attention, shared_data_di
     assert len(gallery) == min(4, sum(e.disagree for e in examples))
     if any(e.outcome == dev_browser.FUSION_WINS for e in examples):
         assert gallery[0].outcome == dev_browser.FUSION_WINS  # fusion's wins and losses in turn, its win first
+    # the two counts as a paired difference: accuracy with the fusion minus with the adapter, on these examples
+    counts = dev_browser.outcome_counts(examples)
+    difference = dev_browser.outcome_difference(examples, attention.info.label_names)
+    net = counts[dev_browser.FUSION_WINS] - counts[dev_browser.ADAPTER_WINS]
+    assert difference.examples == 24 and difference.value == pytest.approx(net / 24)
+    assert difference.low <= difference.value <= difference.high
+    assert dev_browser.outcome_difference([dataclasses.replace(examples[0], single=None)], ("a", "b")) is None
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DashboardError, match="needs the task's dev split: rte validation: not in the data directory"):
@@ -490,8 +498,10 @@ def test_leave_one_out_over_the_dev_set(attention, shared_data_dir):
     assert list(drops.without) == list(attention.info.adapters)
     assert all(0.0 <= v <= 1.0 for v in drops.without.values())
     assert drops.change("rte") == pytest.approx(drops.without["rte"] - drops.with_all)
+    assert drops.with_all_interval.value == drops.with_all and drops.with_all_interval.examples == 24
     chart = charts.dev_drop_chart(drops)
     assert title_of(chart).startswith("Over 24 dev examples: accuracy without each adapter")
+    assert f"(with all: {drops.with_all:.3f} {drops.with_all_interval.bounds_text()})" in title_of(chart)
     assert len(chart.data[0].y) == len(attention.info.adapters)
 
 

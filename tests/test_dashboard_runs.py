@@ -391,6 +391,14 @@ def test_history_frame_and_filters(executed: ExecutedRuns) -> None:
     assert rows.loc[executed.fusion_id, "task"] == "rte"
     assert rows.loc[executed.fusion_id, "metric"] == "accuracy"
     assert rows.loc[executed.fusion_id, "score"] == pytest.approx(fusion.final_metrics["metrics"]["accuracy"])
+    result = run_result(fusion)  # the score's interval, and the fusion's paired difference from its own adapter
+    n = result.score_interval.examples
+    assert n == TINY.max_eval_samples
+    assert rows.loc[executed.fusion_id, "interval"] == f"{result.score_interval.bounds_text()} (n={n})"
+    assert rows.loc[executed.fusion_id, "vs_own_adapter"] == result.own_adapter_difference.text()
+    assert re.search(rf"\(n={n}, (better|worse|within noise)\)$", rows.loc[executed.fusion_id, "vs_own_adapter"])
+    assert rows.loc[executed.adapter_id, "interval"].endswith(f"(n={n})")
+    assert rows.loc[executed.adapter_id, "vs_own_adapter"] == "", "an adapter has no own adapter: empty, not None"
     assert rows.loc[executed.adapter_id, "duration_s"] > 0
     assert rows.loc[executed.failed_id, "error"] == (
         "ValueError: TrainingConfig.learning_rate: must be a number in (0, 1], got -1"

@@ -137,8 +137,10 @@ def dev_drop_chart(drops: DevDrops) -> go.Figure:
     reach = max(0.02, max(ends) * 1.3)
     fig.update_yaxes(range=[-reach, reach], zeroline=True, zerolinewidth=2)
     metric = metric_label(drops.metric)
+    interval = drops.with_all_interval
+    with_all = f"{drops.with_all:.3f}" + (f" {interval.bounds_text()}" if interval is not None else "")
     title = (
-        f"Over {drops.examples} dev examples: {metric} without each adapter (with all: {drops.with_all:.3f}); "
+        f"Over {drops.examples} dev examples: {metric} without each adapter (with all: {with_all}); "
         "bars: paired 95 % intervals"
     )
     return style_figure(fig, title, "adapter switched off", f"change in dev {metric}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fusionlab.dashboard.errors import DashboardError
@@ -18,7 +19,7 @@ from fusionlab.dashboard.inference import Predictor
 from fusionlab.data.loading import load_split, split_unreachable
 from fusionlab.data.tokenization import make_collator, tokenize_dataset
 from fusionlab.evaluation import EvaluationResult, evaluate_model
-from fusionlab.uncertainty import Difference
+from fusionlab.uncertainty import Difference, Score, paired_difference
 
 DEV_SAMPLE = 200
 FUSION_WINS = "fusion right, adapter wrong"
@@ -118,6 +119,8 @@ class DevDrops:
     without: dict[str, float]
     differences: dict[str, Difference] = field(default_factory=dict)
     """Per adapter: the metric without it minus with all, with the paired interval on the same examples."""
+    with_all_interval: Score | None = None
+    """``with_all``'s bootstrap interval over the same examples."""
 
     def change(self, adapter: str) -> float:
         return self.without[adapter] - self.with_all
@@ -148,6 +151,7 @@ def dev_leave_one_out(predictor: Predictor, data_dir: str | None, limit: int = D
         full.metrics[metric],
         {name: result.metrics[metric] for name, result in dropped.items()},
         {name: result.difference(full, metric) for name, result in dropped.items()},
+        full.score(metric),
     )
 
 
@@ -158,6 +162,17 @@ def readable(text: str) -> str:
     """A dataset text as a table shows it: the HTML line breaks IMDb's reviews carry (``<br /><br />``) become
     one space (the text loaded into the Playground stays the text the model was scored on)."""
     return _MARKUP_BREAK.sub(" ", text).strip()
+
+
+def outcome_difference(examples: list[DevExample], labels: Sequence[str]) -> Difference | None:
+    """The fusion's accuracy minus its target adapter's on these examples, with the paired interval: whether
+    the fusion's wins outnumber its losses beyond noise, which the two counts alone do not say. ``None`` without
+    the target's adapter (or without examples)."""
+    if not examples or any(e.single is None for e in examples):
+        return None
+    ids = {label: i for i, label in enumerate(labels)}
+    fused, single, gold = ([ids[getattr(e, k)] for e in examples] for k in ("fused", "single", "gold"))
+    return paired_difference(fused, single, gold, "accuracy")
 
 
 def disagreements(examples: list[DevExample], count: int = 4) -> list[DevExample]:

@@ -179,6 +179,21 @@ def fusion_info(workspace: Workspace, fusion: str) -> FusionInfo:
     )
 
 
+def recorded_dev_text(workspace: Workspace, fusion: str) -> str | None:
+    """What the fusion scored on its whole dev split when it was saved, with its interval, its own adapter's on
+    the same examples and the paired difference (a pack fusion's card, else its checkpoint's record), as one
+    line. The Playground shows it beside the one input it runs, so that one answer is not read as the fusion's
+    quality. ``None`` where nothing was recorded."""
+    directory = workspace.fusion_dir(fusion)
+    try:
+        meta = read_meta(directory)
+        target = meta["fusion_config"].get("target_task")
+    except (CheckpointError, ValueError, KeyError):
+        return None
+    lines = reported_of(directory, meta.get("extra", {})).lines(target)
+    return "; ".join(lines[:-1]) or None  # the last line (what selected the step) is the Runs page's
+
+
 class Predictor:
     """A loaded fusion (with its adapters) and its tokenizer, safe to share between sessions."""
 

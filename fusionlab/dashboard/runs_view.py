@@ -53,6 +53,8 @@ HISTORY_COLUMNS = [
     "duration_s",
     "metric",
     "score",
+    "interval",
+    "vs_own_adapter",
     "error",
 ]
 CURVE_COLUMNS = ["run_id", "run", "step", "value"]
@@ -103,6 +105,18 @@ def main_score(run: Run) -> float | None:
     return result.score if result is not None else None
 
 
+def uncertainty_cells(run: Run) -> dict[str, str | None]:
+    """What makes a history row's score readable: its 95 % interval with the examples it is on, and a fusion's
+    paired difference from its own adapter with the verdict ("within noise" where the interval includes 0)."""
+    result = run_result(run)
+    interval = result.score_interval if result is not None else None
+    difference = result.own_adapter_difference if result is not None else None
+    return {
+        "interval": f"{interval.bounds_text()} (n={interval.examples:,})" if interval is not None else None,
+        "vs_own_adapter": difference.text() if difference is not None else None,
+    }
+
+
 def _local_time(seconds: pd.Series) -> pd.Series:
     """Unix seconds as timezone-aware datetimes in the server's zone (``NaT`` where the time is unset)."""
     zone = datetime.now().astimezone().tzinfo
@@ -142,7 +156,8 @@ def history_frame(runs: list[Run], visitor: Visitor | None = None) -> pd.DataFra
     ``owner`` is who queued it: "you" for ``visitor``'s own runs, else the name they showed (empty for runs
     queued outside the dashboard).
 
-    ``score`` is the final dev value of ``metric``, the task's main metric; ``error`` is the first line of a
+    ``score`` is the final dev value of ``metric``, the task's main metric, ``interval`` its 95 % interval and
+    ``vs_own_adapter`` a fusion's paired difference from its own adapter (:func:`uncertainty_cells`); ``error`` is the first line of a
     failed run's error (the rest is its traceback, for the detail view); ``duration_s`` runs up to now for a
     run still running.
     """
@@ -165,11 +180,12 @@ def history_frame(runs: list[Run], visitor: Visitor | None = None) -> pd.DataFra
                 "duration_s": end - run.started_at if run.started_at is not None else None,
                 "metric": metric_label(metric) if metric else None,
                 "score": main_score(run),
+                **uncertainty_cells(run),
                 "error": error_first_line(run),
             }
         )
     frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    for column in ("task", "owner", "metric", "error"):  # an empty cell, not the word "None"
+    for column in ("task", "owner", "metric", "interval", "vs_own_adapter", "error"):  # empty, never "None"
         frame[column] = frame[column].fillna("")
     for column in ("created", "started", "ended"):
         frame[column] = _local_time(frame[column])
