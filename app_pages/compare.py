@@ -132,8 +132,17 @@ else:
         "AdapterDrop (k): the first k layers run as the plain encoder, without adapters or fusion; the last layers "
         "keep them. Pruning (n): the adapter with the lowest mean fusion weight on a few training examples is "
         "removed, one at a time, n adapters left. Both are the same trained fusion, measured on the same dev "
-        "examples and timed in the same round-robin as the methods above."
+        "examples and timed in the same round-robin as the methods above. Bars: each point's 95 % interval."
     )
+    with st.expander("Every point against the full fusion (paired)", icon=":material/table_rows:"):
+        st.dataframe(
+            compare_view.cut_down_rows(comparison),
+            hide_index=True,
+            column_config={
+                score_column: st.column_config.NumberColumn(format="%.3f"),
+                "latency vs encoder": st.column_config.NumberColumn(format="%.2f×"),
+            },
+        )
 
 query = compare_view.playground_query(slug, comparison)
 if query is not None:

@@ -12,7 +12,9 @@ while other work shared the machine are not worth reporting. ``--report-only`` p
 ``--remeasure fusion:weighted`` trains and scores again only the named methods of the saved comparisons (every
 other row kept, everything timed again): for a method whose training changed after they ran. A seed whose fusion
 row already has its method's learning-rate scales (what changed for weighted fusion) is skipped, so a stopped
-run resumes; other methods are remeasured every time they are named.
+run resumes; other methods are remeasured every time they are named. ``--rescore-curves`` scores the saved
+AdapterDrop and pruning curves again from their attention fusion, so that each point has its interval and its
+paired difference from the full fusion (points saved before they recorded them; latencies kept).
 
 The training budget (steps, sequence length, batch size) is by default the pack's: its fusion recipe for the
 target where it has one (RTE: 4 epochs at 192 tokens), else the target adapter's (CB: 30 epochs at 256), turned into
@@ -40,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from fusionlab.budgets import COMPARE, COMPARE_LATENCY_REPEATS, COMPARE_SEARCH_EVALUATIONS  # noqa: E402
-from fusionlab.composition.compare import RESULT_FILE, compare_methods, remeasure, retime  # noqa: E402
+from fusionlab.composition.compare import RESULT_FILE, compare_methods, remeasure, rescore_curves, retime  # noqa: E402
 from fusionlab.composition.results import CompareOptions, Comparison  # noqa: E402
 from fusionlab.composition.session import comparison_dir  # noqa: E402
 from fusionlab.data import get_task, load_split, resolve_data_dir  # noqa: E402
@@ -145,6 +147,11 @@ def remeasured(workspace: Workspace, options: CompareOptions, names: list[str], 
     return comparison
 
 
+def needs_intervals(comparison: Comparison) -> bool:
+    """Whether a saved comparison's curve points lack their intervals (saved before points recorded them)."""
+    return any(p.interval is None for p in [*comparison.adapter_drop, *comparison.pruning])
+
+
 def mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f"{100 * values[0]:.1f}"
@@ -201,8 +208,15 @@ def summarise(comparisons: dict[str, list[Comparison]]) -> dict:
             "adapter_drop": drop,
             "pruning": prune,
             "pruning_adapters": [[p.adapters for p in c.pruning] for c in runs],  # per seed: which were left
+            # per seed and point: minus the full fusion, paired (None: the full fusion, or saved without it)
+            "adapter_drop_vs_full": [[_difference(p) for p in c.adapter_drop] for c in runs],
+            "pruning_vs_full": [[_difference(p) for p in c.pruning] for c in runs],
         }
     return summary
+
+
+def _difference(point) -> dict | None:
+    return point.vs_full.to_dict() if point.vs_full is not None else None
 
 
 def print_tables(summary: dict) -> None:
@@ -231,6 +245,9 @@ def print_tables(summary: dict) -> None:
                 f"{p[0][0]}: {mean_std([s[1] for s in p])} @ {statistics.median(s[2] for s in p):.2f}×" for p in points
             ]
             print(f"{name}: " + "; ".join(cells))
+            for i, point in enumerate(zip(*data.get(f"{curve}_vs_full", []))):  # one paired difference per seed
+                if all(d is not None for d in point):
+                    print(f"  {data[curve][0][i][0]}: − the full fusion, paired: {paired(list(point))}")
 
 
 def main() -> None:
@@ -255,6 +272,11 @@ def main() -> None:
         "--retime", action="store_true", help="time the saved comparisons again (on a quiet machine); scores kept"
     )
     parser.add_argument(
+        "--rescore-curves",
+        action="store_true",
+        help="score the saved AdapterDrop and pruning curves again with their intervals (points saved without)",
+    )
+    parser.add_argument(
         "--remeasure",
         default="",
         help="methods to train and score again in the saved comparisons, e.g. fusion:weighted",
@@ -270,7 +292,11 @@ def main() -> None:
                 names = [m.strip() for m in args.remeasure.split(",") if m.strip()]
                 comparisons[task].append(remeasured(workspace, options, names, args.data_dir))
                 continue
-            found = run_or_load(workspace, options, args.data_dir, args.report_only or args.retime, args.replace)
+            only_saved = args.report_only or args.retime or args.rescore_curves
+            found = run_or_load(workspace, options, args.data_dir, only_saved, args.replace)
+            if found is not None and args.rescore_curves and needs_intervals(found):
+                print(f"{options.slug}: scoring its curves again, with intervals", flush=True)
+                found = rescore_curves(workspace, options, args.data_dir)
             if found is not None and args.retime:
                 print(f"{options.slug}: timing again", flush=True)
                 found = retime(workspace, options, args.data_dir)

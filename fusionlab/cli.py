@@ -835,8 +835,9 @@ def _print_comparison(path: Path) -> None:
     print(format_table(comparison))
     for title, points in (("AdapterDrop", comparison.adapter_drop), ("pruning", comparison.pruning)):
         if points:
-            cells = ", ".join(f"{p.label} {p.metric:.4f} @ {comparison.latency_ratio(p):.2f}x" for p in points)
-            print(f"{title} (attention fusion): {cells}")
+            print(f"{title} (attention fusion):")
+            for point in points:  # each with its interval and, cut down, its paired difference from the full fusion
+                print(f"  {point.text()} @ {comparison.latency_ratio(point):.2f}x")
     print(f"saved: {path}")
 
 

@@ -98,6 +98,16 @@ def test_the_charts_plot_every_method_on_honest_axes(comparison):
     drop, prune = cut.data
     assert list(drop.text) == [f"k={k}" for k in range(7)] and len(prune.x) == 3
     assert drop.y[0] == comparison.result("fusion:attention").value  # k = 0: the full fusion's own score
+    for trace, points in ((drop, comparison.adapter_drop), (prune, comparison.pruning)):  # each point's interval
+        assert list(trace.error_y.array) == pytest.approx([p.interval.high - p.metric for p in points])
+        assert list(trace.error_y.arrayminus) == pytest.approx([p.metric - p.interval.low for p in points])
+        low, high = cut.layout.yaxis.range  # the bars fit on the axis
+        assert low <= min(p.interval.low for p in points) and max(p.interval.high for p in points) <= high
+    rows = compare_view.cut_down_rows(comparison)  # the same points in the expander's table, paired
+    assert len(rows) == len(comparison.adapter_drop) + len(comparison.pruning)
+    assert [r["vs full fusion, paired"] == "" for r in rows] == [
+        p.vs_full is None for p in comparison.adapter_drop + comparison.pruning
+    ]
     for figure in (latency, params, cut):
         assert title_of(figure).startswith("cb: ")
 

@@ -192,6 +192,15 @@ def test_every_method_over_pack_adapters_on_real_cb_data(cb_comparison):
     assert comparison.adapter_drop[0].metric == attention.value  # k = 0 is the full fusion
     assert [p.dropped_layers for p in comparison.adapter_drop] == list(range(7))
     assert comparison.pruning[0].metric == attention.value and len(comparison.pruning[-1].adapters) == 1
+    for curve in (comparison.adapter_drop, comparison.pruning):  # every point with its interval; cut down, paired
+        full, *cut = curve
+        assert full.vs_full is None and full.interval == attention.interval
+        for point in curve:
+            assert point.interval.examples == comparison.dev_examples and point.interval.value == point.metric
+        for point in cut:
+            assert point.vs_full.value == pytest.approx(point.metric - full.metric)
+            assert point.vs_full.examples == comparison.dev_examples and point.vs_full.text() in point.text()
+    assert "  drop layer 1 " in out and "vs the full fusion" in out  # the CLI prints each point with both
     assert comparison.result("adapter").trained_params == 0
     assert comparison.result("merge:ties").inference_params < attention.inference_params
     assert comparison.result("fusion:weighted").details == {"learning_rate_scales": {"weighted.fusion_weights": 100.0}}
@@ -298,3 +307,52 @@ def test_one_method_of_a_finished_comparison_is_measured_again_alone(cb_comparis
     assert "already trained as they are now" in capsys.readouterr().out and again == after
     with pytest.raises(ValueError, match="the adapter alone is what every row is paired with"):
         remeasure(full_run.options, Workspace(home), ["adapter"], str(shared_data_dir))
+
+
+@pytest.mark.slow
+def test_curves_saved_without_intervals_are_scored_again_with_them(cb_comparison, tmp_path, shared_data_dir, capsys):
+    """``bench/compare_methods.py --rescore-curves`` on a comparison whose curve points were saved before they
+    recorded intervals: the saved attention fusion scores every point again, to the very metric recorded, and
+    each gets its interval and paired difference (latencies kept). A point recorded otherwise is refused: the
+    checkpoint would not be the one measured."""
+    import shutil
+    import sys
+
+    from fusionlab.composition.compare import rescore_curves
+    from fusionlab.workspace import Workspace
+    from tests.conftest import REPO
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from compare_methods import needs_intervals
+
+    home = tmp_path / "ws"
+    shutil.copytree(cb_comparison[0], home)
+    saved = home / "comparisons" / "cb-s42" / "comparison.json"
+    full_run = Comparison.load(saved)
+    older = Comparison.load(saved)
+    for point in [*older.adapter_drop, *older.pruning]:
+        point.interval = point.vs_full = None
+        point.latency_ms = 1234.5  # kept as recorded
+    older.save(saved)
+    assert needs_intervals(Comparison.load(saved)) and not needs_intervals(full_run)
+
+    after = rescore_curves(Workspace(home), full_run.options, str(shared_data_dir))
+    assert Comparison.load(saved) == after and not needs_intervals(after)
+    for new, was in zip(
+        [*after.adapter_drop, *after.pruning], [*full_run.adapter_drop, *full_run.pruning], strict=True
+    ):
+        assert (new.label, new.adapters, new.metric, new.interval, new.vs_full) == (
+            was.label,
+            was.adapters,
+            was.metric,
+            was.interval,
+            was.vs_full,
+        )
+        assert new.latency_ms == 1234.5
+    assert after.results == full_run.results  # the rows are not touched
+
+    changed = Comparison.load(saved)
+    changed.adapter_drop[2].metric += 0.25
+    changed.save(saved)
+    with pytest.raises(ValueError, match="the checkpoint is not the one measured"):
+        rescore_curves(Workspace(home), full_run.options, str(shared_data_dir))

@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 from fusionlab.composition import dropping
+from fusionlab.composition.dropping import CurvePoint
 from fusionlab.composition.methods import FINETUNED, Method, MethodNotApplicable, Trained, methods
 from fusionlab.composition.results import CompareOptions, Comparison, MethodResult
 from fusionlab.composition.session import Session, comparison_dir
@@ -257,6 +259,47 @@ def retime(
     _fill_latencies(comparison, dropping.time_interleaved(calls, repeats or comparison.options.latency_repeats))
     comparison.save(session.root / RESULT_FILE)
     return comparison
+
+
+def rescore_curves(
+    workspace: Workspace, options: CompareOptions, data_dir: str | None = None, progress: Progress | None = None
+) -> Comparison:
+    """Score a finished comparison's AdapterDrop and pruning curves again from its saved attention fusion, so
+    that every point gets its interval and its paired difference from the full fusion (comparisons saved before
+    points recorded them); latencies are kept. Refused where a point scores otherwise than recorded: the
+    checkpoint is then not the one that was measured."""
+    path = comparison_dir(workspace, options) / RESULT_FILE
+    comparison = Comparison.load(path)
+    fusion = comparison.result("fusion:attention")
+    if fusion is None or not (comparison.adapter_drop or comparison.pruning):
+        return comparison
+    (progress or (lambda message: None))("scoring the AdapterDrop and pruning curves again, with their intervals")
+    session = Session(comparison.options, workspace, data_dir, comparison.model_name_or_path, copy_adapters=False)
+    model = session.load(session.root / fusion.checkpoint)
+    args = (session.spec, session.collator, session.latency_batch)
+    dropped, _ = dropping.adapter_drop_curve(model, session.dev, *args)
+    pruned, _ = dropping.pruning_curve(model, session.dev, session.few_shot, *args)
+    comparison.adapter_drop = _same_points(comparison.adapter_drop, dropped, path)
+    comparison.pruning = _same_points(comparison.pruning, pruned, path)
+    comparison.save(path)
+    return comparison
+
+
+def _same_points(recorded: list[CurvePoint], fresh: list[CurvePoint], path: Path) -> list[CurvePoint]:
+    """``fresh`` with ``recorded``'s latencies, refused unless both ran the same configurations to the same
+    scores."""
+
+    def what(points: list[CurvePoint]) -> list[tuple]:
+        return [(p.label, p.adapters, p.dropped_layers, round(p.metric, 9)) for p in points]
+
+    if what(recorded) != what(fresh):
+        raise ValueError(
+            f"{path}: its curves score otherwise from the saved attention fusion now ({what(fresh)} against "
+            f"{what(recorded)}): the checkpoint is not the one measured; measure the comparison again"
+        )
+    for old, new in zip(recorded, fresh):
+        new.latency_ms = old.latency_ms
+    return fresh
 
 
 def _fill_latencies(comparison: Comparison, timed: dict[str, float]) -> None:

@@ -23,23 +23,50 @@ import torch
 from fusionlab.budgets import COMPARE_LATENCY_REPEATS
 from fusionlab.config import JsonConfig
 from fusionlab.data import TaskSpec
-from fusionlab.evaluation import evaluate_model
+from fusionlab.evaluation import EvaluationResult, evaluate_model
 from fusionlab.model import FusionModel
+from fusionlab.uncertainty import Difference, Score
 
 
 @dataclasses.dataclass
 class CurvePoint(JsonConfig):
-    """One point of an AdapterDrop or pruning curve: what ran, its dev metric and its latency."""
+    """One point of an AdapterDrop or pruning curve: what ran, its dev metric and its latency.
+
+    ``interval`` is the metric's bootstrap interval and ``vs_full`` the point minus the full fusion on the same
+    examples, paired: whether cutting the fusion down lost anything beyond noise (both None on points saved
+    before they were recorded; ``vs_full`` None on the full fusion itself)."""
 
     label: str
     adapters: list[str]
     dropped_layers: int
     metric: float
     latency_ms: float
+    interval: Score | None = None
+    vs_full: Difference | None = None
 
     def validate(self) -> None:
         if self.dropped_layers < 0:
             raise ValueError(f"CurvePoint.dropped_layers must be >= 0, got {self.dropped_layers}")
+        if isinstance(self.interval, dict):
+            self.interval = Score.from_dict(self.interval)
+        if isinstance(self.vs_full, dict):
+            self.vs_full = Difference.from_dict(self.vs_full)
+
+    def text(self) -> str:
+        """``drop layer 1 0.567 [0.509, 0.625] (n=277), −0.011 [−0.043, +0.018] vs full (within noise)``."""
+        score = self.interval.text() if self.interval is not None else f"{self.metric:.3f}"
+        if self.vs_full is None:
+            return f"{self.label} {score}"
+        return f"{self.label} {score}, {self.vs_full.text()} vs the full fusion"
+
+
+def _point(
+    label: str, names: list[str], dropped: int, scored: EvaluationResult, full: EvaluationResult | None, metric: str
+) -> CurvePoint:
+    """A curve point from its evaluation, with its interval and, unless it is the full fusion, the paired
+    difference from the full fusion's evaluation (latency filled in later, when every configuration is timed)."""
+    vs_full = scored.difference(full, metric) if full is not None else None
+    return CurvePoint(label, list(names), dropped, scored.metrics[metric], 0.0, scored.score(metric), vs_full)
 
 
 Call = Callable[[], object]
@@ -89,11 +116,12 @@ def adapter_drop_curve(
     """The fusion's dev metric with its first ``k`` layers' adapters dropped, ``k = 0 … L``; and for each point
     the forward pass to time (:func:`time_interleaved` fills ``latency_ms``)."""
     names = _fusion_adapters(model)
-    points, calls = [], {}
+    points, calls, full = [], {}, None
     for k in range(model.num_layers + 1):
-        metrics = evaluate_model(model, dev, task, collator, names, keep_predictions=False, drop_first_layers=k)
+        scored = evaluate_model(model, dev, task, collator, names, keep_predictions=False, drop_first_layers=k)
         label = "full fusion" if k == 0 else f"drop layers 1–{k}" if k > 1 else "drop layer 1"
-        points.append(CurvePoint(label, names, k, metrics.metrics[task.main_metric], 0.0))
+        points.append(_point(label, names, k, scored, full, task.main_metric))
+        full = scored if full is None else full
         calls[f"drop:{k}"] = model_call(model, batch, adapter_names=names, drop_first_layers=k)
     return points, calls
 
@@ -113,13 +141,14 @@ def pruning_curve(
     """Switch off the least-weighted adapter one at a time (ranked on ``probe``, scored on ``dev``); with each
     point the forward pass to time."""
     names = _fusion_adapters(model)
-    points, calls = [], {}
+    points, calls, full = [], {}, None
     while names:
         single = len(names) == 1
-        metrics = evaluate_model(model, dev, task, collator, names, keep_predictions=False, force_fusion=single)
+        scored = evaluate_model(model, dev, task, collator, names, keep_predictions=False, force_fusion=single)
         removed = len(_fusion_adapters(model)) - len(names)
         label = "full fusion" if removed == 0 else f"{removed} pruned"
-        points.append(CurvePoint(label, list(names), 0, metrics.metrics[task.main_metric], 0.0))
+        points.append(_point(label, names, 0, scored, full, task.main_metric))
+        full = scored if full is None else full
         calls[f"prune:{removed}"] = model_call(model, batch, adapter_names=list(names), force_fusion=single)
         if single:
             break

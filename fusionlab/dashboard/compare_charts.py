@@ -13,6 +13,7 @@ import math
 
 import plotly.graph_objects as go
 
+from fusionlab.composition.dropping import CurvePoint
 from fusionlab.composition.results import Comparison, MethodResult
 from fusionlab.dashboard.charts import FUSION_COLOR, NEUTRAL, style_figure
 from fusionlab.dashboard.colors import adapter_color
@@ -229,6 +230,26 @@ def accuracy_parameters_chart(comparison: Comparison) -> go.Figure | None:
     return style_figure(fig, title, "parameters trained for the target (log scale)", _score_title(comparison), 440)
 
 
+def _interval_bars(points: list[CurvePoint], color: str) -> dict | None:
+    """Each point's 95 % interval as an error bar (None where the comparison was saved without intervals)."""
+    if any(p.interval is None for p in points):
+        return None
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [p.interval.high - p.metric for p in points],
+        "arrayminus": [p.metric - p.interval.low for p in points],
+        "color": color,
+        "thickness": 1.2,
+        "width": 5,
+    }
+
+
+def _vs_full(point: CurvePoint) -> str:
+    """The hover's line on a cut-down point: its paired difference from the full fusion, with the verdict."""
+    return f"<br>vs the full fusion: {point.vs_full.text()}" if point.vs_full is not None else ""
+
+
 def cut_down_chart(comparison: Comparison) -> go.Figure | None:
     """The attention fusion cut down two ways: AdapterDrop (the first k layers run without adapters and fusion)
     and pruning (the adapter with the lowest mean weight removed, one by one); score against latency."""
@@ -244,20 +265,24 @@ def cut_down_chart(comparison: Comparison) -> go.Figure | None:
         if not points:
             continue
         ratios = [comparison.latency_ratio(p) for p in points]
-        values += [p.metric for p in points]
+        values += [p.metric for p in points] + [
+            v for p in points if p.interval for v in (p.interval.low, p.interval.high)
+        ]
         text = [f"k={p.dropped_layers}" if kind == "k" else f"n={len(p.adapters)}" for p in points]
         fig.add_scatter(
             name=name,
             x=ratios,
             y=[p.metric for p in points],
+            error_y=_interval_bars(points, color),
             mode="lines+markers+text",
             line={"color": color, "width": 2},
             marker={"size": 9, "color": color},
             text=text,
             textposition="top center" if kind == "k" else "bottom center",
             cliponaxis=False,
-            customdata=[[p.label, ", ".join(p.adapters)] for p in points],
-            hovertemplate="%{customdata[0]}<br>adapters: %{customdata[1]}<br>%{x:.2f}× · score %{y:.3f}<extra></extra>",
+            customdata=[[p.label, ", ".join(p.adapters), _vs_full(p)] for p in points],
+            hovertemplate="%{customdata[0]}<br>adapters: %{customdata[1]}<br>%{x:.2f}× · score %{y:.3f}"
+            "%{customdata[2]}<extra></extra>",
         )
     _reference_lines(fig, comparison)
     _encoder_line(fig)

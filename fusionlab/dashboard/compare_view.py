@@ -114,6 +114,27 @@ def fresh_mismatches(comparison: Comparison) -> list[str]:
     return [r.method for r in comparison.results if not r.agrees_with_training]
 
 
+def cut_down_rows(comparison: Comparison) -> list[dict[str, Any]]:
+    """Every AdapterDrop and pruning point as a row: its score with the interval, and what cutting the fusion
+    down cost against the full fusion, paired on the same examples ("within noise" where that includes 0).
+    Empty cells where the comparison was saved before points recorded intervals."""
+    rows = []
+    for curve, points in (("AdapterDrop", comparison.adapter_drop), ("pruning", comparison.pruning)):
+        for p in points:
+            rows.append(
+                {
+                    "curve": curve,
+                    "point": p.label,
+                    "adapters": ", ".join(p.adapters),
+                    comparison.score_label: p.metric,
+                    "95 % interval": p.interval.bounds_text() if p.interval else "",
+                    "vs full fusion, paired": p.vs_full.text() if p.vs_full else "",
+                    "latency vs encoder": comparison.latency_ratio(p),
+                }
+            )
+    return rows
+
+
 def method_details(comparison: Comparison) -> list[dict[str, Any]]:
     """What each method recorded beside its score (merge options, LoraHub's coefficients...), one row each."""
     rows = []
