@@ -59,7 +59,9 @@ def test_the_table_orders_methods_by_evidence_and_measures_them_against_the_adap
     assert sorted(rows, key=lambda r: r["method"]) == sorted(comparison.table(), key=lambda r: r["method"])
     shown = compare_view.display_rows(comparison)  # the page's rows: the same, the training time in words
     assert [r["method"] for r in shown] == [r["method"] for r in rows]
-    assert [r["training"] for r in shown if r["method"] == "adapter"] == ["–"]
+    assert [(r["training"], r["paired 95 %"], r["paired verdict"]) for r in shown if r["method"] == "adapter"] == [
+        ("–", "–", "–")
+    ]
     assert all(r["training"].endswith((" s", " min")) for r in shown if r["method"] != "adapter")
     from fusionlab.composition.compare import format_table
 

@@ -87,11 +87,14 @@ ORDER_NOTE = (
 
 def display_rows(comparison: Comparison) -> list[dict[str, Any]]:
     """The comparison's table as the page shows it, in :meth:`Comparison.ranked_results`' order, the training
-    time in words ("–" where the method trained nothing, where a number column would print "None")."""
+    time in words ("–" where the method trained nothing, where a number column would print "None"; the same in
+    the text columns the adapter's own row leaves empty)."""
     rows = comparison.table(ranked=True)
     for row in rows:
         seconds = row.pop("training (s)")
         row["training"] = "–" if seconds is None else seconds_label(seconds)
+        for column in ("95 % interval", "paired 95 %", "paired verdict"):  # text cells: "–", never "None"
+            row[column] = row[column] or "–"
     return rows
 
 
