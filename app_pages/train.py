@@ -15,6 +15,7 @@ from fusionlab.dashboard.runs_view import (
     curve_marks,
     dev_metric_for,
     error_first_line,
+    result_line,
     run_curve,
     run_label,
     weights_frame,
@@ -46,7 +47,6 @@ from fusionlab.dashboard.train_view import (
 )
 from fusionlab.dashboard.visitors import can_cancel, owner_label, queue_limit
 from fusionlab.dashboard.widgets import current_visitor, open_run_store, server_config, session_settings
-from fusionlab.runspec import run_result
 
 # Head counts that divide the hidden size of every bundled or common encoder (384, 768, 1024).
 HEAD_CHOICES = (1, 2, 4, 6, 8, 12)
@@ -358,12 +358,8 @@ def live_section() -> None:
         elif ended.status == CANCELLED:
             st.info(f"{md(run_label(ended))} was cancelled.")
         else:
-            result = run_result(ended)
-            st.success(
-                f"{md(run_label(ended))}: dev {md(result.summary_text())}"
-                if result is not None
-                else md(run_label(ended))
-            )
+            line = result_line(ended)
+            st.success(f"{md(run_label(ended))}: dev {md(line)}" if line is not None else md(run_label(ended)))
         st.caption("Its curves, confusion matrix and artifacts are on the Runs page.")
 
 

@@ -536,3 +536,31 @@ def test_input_the_model_cannot_read_is_flagged():
     assert "not in the Latin script" in check("Этот фильм просто великолепен!")
     assert check("This movie is absolutely fantastic!") is None
     assert check("A man is playing a guitar.", "Someone plays music 🎸.") is None  # one emoji among words
+
+
+def test_a_fusions_own_adapter_is_found_by_its_task_not_its_name(tiny_workspace, tmp_path):
+    """A user's CB adapter named ``mycb``, fused with sources: the Playground sets it beside the fusion as the
+    target's own adapter, as training paired them (by the adapter's recorded task), instead of saying the target
+    has none. A checkpoint whose adapters record no task falls back to the adapter named as the target."""
+    import json
+
+    from fusionlab.dashboard.inference import fusion_info
+    from fusionlab.workspace import CHECKPOINT_MARKER
+
+    meta = json.loads((tiny_workspace.fusion_dir("rte-attention") / CHECKPOINT_MARKER).read_text())
+    assert fusion_info(tiny_workspace, "rte-attention").own_adapter == "rte"
+    for adapter in meta["adapters"]:
+        adapter["name"] = "myrte" if adapter["name"] == "rte" else adapter["name"]
+    meta["fusion_config"]["adapter_names"] = [
+        "myrte" if n == "rte" else n for n in meta["fusion_config"]["adapter_names"]
+    ]
+    workspace = Workspace(tmp_path / "ws").ensure()
+    renamed = workspace.fusion_dir("renamed")
+    renamed.mkdir(parents=True)
+    (renamed / CHECKPOINT_MARKER).write_text(json.dumps(meta))
+    info = fusion_info(workspace, "renamed")
+    assert info.target == "rte" and info.own_adapter == "myrte" and info.has_target_adapter
+    for adapter in meta["adapters"]:
+        adapter["adapter_config"]["task_name"] = "sst2"  # none of them trained on RTE, none named rte
+    (renamed / CHECKPOINT_MARKER).write_text(json.dumps(meta))
+    assert fusion_info(workspace, "renamed").own_adapter is None

@@ -91,8 +91,8 @@ def dev_examples(predictor: Predictor, data_dir: str | None, limit: int = DEV_SA
     with predictor.lock:
         fused = evaluate_model(predictor.model, tokenized, info.task, collator, list(info.adapters)).predictions
         single = None
-        if info.has_target_adapter:
-            single = evaluate_model(predictor.model, tokenized, info.task, collator, [info.target]).predictions
+        if info.own_adapter is not None:
+            single = evaluate_model(predictor.model, tokenized, info.task, collator, [info.own_adapter]).predictions
     labels = info.label_names
     fields = info.task.text_fields
     return [

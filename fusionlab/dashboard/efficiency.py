@@ -327,7 +327,7 @@ def measure_latency(
     if info.task.is_pair and pair is None:
         pair = FALLBACK_TEXT
     model = predictor.model
-    single = info.target if info.has_target_adapter else info.adapters[0]
+    single = info.own_adapter or info.adapters[0]
     with predictor.lock, torch.inference_mode():
         inputs = encode_input(
             predictor.tokenizer, _filled(text, length), _filled(pair, length) if pair else None, length

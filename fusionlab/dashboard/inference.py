@@ -52,6 +52,9 @@ class FusionInfo:
     num_heads: int
     max_length: int
     model_name: str
+    own_adapter: str | None = None
+    """The target task's own adapter among the fused ones (trained on the target task, whatever its name: a
+    user's ``mycb`` for CB), as training pairs the fusion with it; ``None`` where none is fused."""
 
     @property
     def field_labels(self) -> tuple[str, ...]:
@@ -62,7 +65,7 @@ class FusionInfo:
     @property
     def has_target_adapter(self) -> bool:
         """Whether the target task has its own adapter among the fused ones (the single-task baseline)."""
-        return self.target in self.adapters
+        return self.own_adapter is not None
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,18 @@ def fusion_info(workspace: Workspace, fusion: str) -> FusionInfo:
         num_heads=int(config.get("num_attention_heads", 1)) if fusion_class(config["fusion_method"]).has_heads else 1,
         max_length=int(meta["model_config"].get("max_length", 128)),
         model_name=meta["model_config"]["model_name_or_path"],
+        own_adapter=_own_adapter(meta, task.name, target),
     )
+
+
+def _own_adapter(meta: dict, task: str, target: str) -> str | None:
+    """The fused adapter trained on ``task`` (the trainer's rule: by the adapter's recorded task), else the one
+    named as the target (a checkpoint that records no adapter configs)."""
+    for adapter in meta.get("adapters", []):
+        if (adapter.get("adapter_config") or {}).get("task_name") == task:
+            return adapter["name"]
+    names = meta["fusion_config"]["adapter_names"]
+    return target if target in names else None
 
 
 def recorded_dev_text(workspace: Workspace, fusion: str) -> str | None:
@@ -299,7 +313,7 @@ class Predictor:
             with self.lock:
                 encoded = self.encode(text, text_pair)
                 return salience(
-                    self.model, self.tokenizer, encoded, self.info.target, comparison.active_adapters,
+                    self.model, self.tokenizer, encoded, self.info.own_adapter, comparison.active_adapters,
                     comparison.fused.labels.index(label), label, override,
                 )  # fmt: skip
 
@@ -331,7 +345,7 @@ class Predictor:
         info = self.info
         self.model_calls += 1
         encoded = self.encode(text, text_pair)
-        single = predict(self.model, encoded, [info.target])[0] if info.has_target_adapter else None
+        single = predict(self.model, encoded, [info.own_adapter])[0] if info.own_adapter is not None else None
         fused, out = predict(
             self.model, encoded, list(active), force_fusion=True, output_fusion_weights=True,
             fusion_weight_override=override,

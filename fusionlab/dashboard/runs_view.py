@@ -105,6 +105,13 @@ def main_score(run: Run) -> float | None:
     return result.score if result is not None else None
 
 
+def result_line(run: Run) -> str | None:
+    """A finished run's main metric with its interval and, for a fusion, its paired difference from its own
+    adapter (:meth:`~fusionlab.runspec.RunResult.summary_text`); ``None`` before it has ended."""
+    result = run_result(run)
+    return result.summary_text() if result is not None else None
+
+
 def uncertainty_cells(run: Run) -> dict[str, str | None]:
     """What makes a history row's score readable: its 95 % interval with the examples it is on, and a fusion's
     paired difference from its own adapter with the verdict ("within noise" where the interval includes 0)."""
