@@ -68,6 +68,26 @@ def test_a_fresh_workspace_gets_the_pack_once_and_keeps_a_users_own(tmp_path, wi
     assert set(ready_workspace(workspace.root).list_fusions()) == {r.name for r in FUSIONS}
 
 
+def test_a_workspace_copy_gets_the_packs_new_card_only_over_the_packs_weights(tmp_path, with_pack):
+    """A card corrected in the pack (the same weights) reaches workspaces that installed the older one; a copy
+    whose weights are not the pack's keeps its card, and a user's own artifact is never touched."""
+    workspace = ready_workspace(tmp_path / "ws")
+    card = workspace.adapter_dir("cola") / CARD_FILE
+    shipped = card.read_text()
+    older = json.loads(shipped)
+    older["selection"]["scored_examples"] = 1000  # as cards said before the count was corrected
+    card.write_text(json.dumps(older))
+    ready_workspace(workspace.root)
+    assert card.read_text() == shipped
+    weights = workspace.adapter_dir("cola") / "adapter.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # another pack's weights: its card describes them
+    weights.write_bytes(bytes(data))
+    card.write_text(json.dumps(older))
+    install_pack(workspace)
+    assert json.loads(card.read_text()) == older
+
+
 def test_a_damaged_pack_file_is_refused_with_its_name(tmp_path):
     pack = tmp_path / "pack"
     shutil.copytree(PACK_DIR, pack)

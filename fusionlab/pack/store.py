@@ -169,9 +169,10 @@ def reported_of(directory: str | os.PathLike, extra: dict) -> Reported:
 def install_pack(workspace: Workspace, root: Path | None = None) -> list[str]:
     """Copy the pack's artifacts that ``workspace`` does not have yet; returns what was installed.
 
-    A name the workspace already uses is left alone (a user's own artifact is never replaced). Every file is
-    checked against the manifest before it is published (through :func:`atomic_directory`, so a reader never
-    sees half an artifact).
+    A name the workspace already uses is left alone (a user's own artifact is never replaced), except that a
+    copy of the pack's artifact gets the pack's card where its weights are the pack's (:func:`_refresh_card`).
+    Every file is checked against the manifest before it is published (through :func:`atomic_directory`, so a
+    reader never sees half an artifact).
     """
     root = root if root is not None else pack_dir()
     if root is None:
@@ -181,6 +182,8 @@ def install_pack(workspace: Workspace, root: Path | None = None) -> list[str]:
     for entry in manifest.entries:
         target = workspace.root / entry.relative_dir
         if (target / CHECKPOINT_MARKER).is_file():
+            if is_pack_artifact(target):
+                _refresh_card(root, entry, target)
             continue
         verify_entry(root, entry)
         with atomic_directory(target) as tmp:
@@ -189,6 +192,25 @@ def install_pack(workspace: Workspace, root: Path | None = None) -> list[str]:
             verify_entry(root, entry, tmp)
         installed.append(entry.relative_dir)
     return installed
+
+
+def _refresh_card(root: Path, entry: PackEntry, target: Path) -> None:
+    """Give a workspace's copy of a pack artifact the pack's card when the card alone changed (re-scored,
+    annotated, corrected) and the copy's weights are exactly the pack's; a copy with other weights (an older
+    pack's) keeps the card that describes them. The weights are hashed only when the card differs."""
+    expected = entry.files.get(CARD_FILE)
+    card = target / CARD_FILE
+    if expected is None or file_sha256(card) == expected:
+        return
+    weights = {name: sha for name, sha in entry.files.items() if name != CARD_FILE}
+    try:
+        verify_entry(root, PackEntry(entry.kind, entry.name, weights), target)
+        verify_entry(root, PackEntry(entry.kind, entry.name, {CARD_FILE: expected}))
+    except PackError:
+        return
+    fresh = card.with_name(f".{CARD_FILE}.new")
+    shutil.copyfile(root / entry.relative_dir / CARD_FILE, fresh)
+    os.replace(fresh, card)  # a reader sees the old card or the new one, never half of one
 
 
 def ready_workspace(root: str | os.PathLike | None = None) -> Workspace:
