@@ -97,14 +97,14 @@ if mismatches:
     )
 
 score_column = comparison.score_label
-st.caption(compare_view.ORDER_NOTE)
+st.caption(compare_view.order_note(comparison))
 st.dataframe(
     compare_view.display_rows(comparison),
     hide_index=True,
     column_config={
         "method": st.column_config.TextColumn(pinned=True),  # in view while a narrow screen scrolls the numbers
         score_column: st.column_config.NumberColumn(format="%.3f"),
-        "95 % interval": st.column_config.TextColumn(help="bootstrap over the same dev examples (empty: not recorded)"),
+        "95 % interval": st.column_config.TextColumn(help="bootstrap over the same dev examples (–: not recorded)"),
         "vs adapter alone": st.column_config.NumberColumn(format="%+.3f", help="minus the target adapter's score"),
         "paired 95 %": st.column_config.TextColumn(help="bootstrap interval of that difference on the same examples"),
         "paired verdict": st.column_config.TextColumn(help="'within noise' when the paired interval includes 0"),
@@ -128,12 +128,7 @@ if figure is None:
     st.info("This comparison did not measure the AdapterDrop and pruning curves (it ran without the attention fusion).")
 else:
     st.plotly_chart(figure)
-    st.caption(
-        "AdapterDrop (k): the first k layers run as the plain encoder, without adapters or fusion; the last layers "
-        "keep them. Pruning (n): the adapter with the lowest mean fusion weight on a few training examples is "
-        "removed, one at a time, n adapters left. Both are the same trained fusion, measured on the same dev "
-        "examples and timed in the same round-robin as the methods above. Bars: each point's 95 % interval."
-    )
+    st.caption(compare_view.cut_down_caption(comparison))
     with st.expander("Every point against the full fusion (paired)", icon=":material/table_rows:"):
         st.dataframe(
             compare_view.cut_down_rows(comparison),

@@ -15,6 +15,7 @@ from fusionlab.dashboard.inference import (
     Predictor,
     WeightOverride,
     comparable_fusions,
+    own_adapter_label,
     recorded_dev_text,
 )
 from fusionlab.dashboard.markdown import breakable, md
@@ -74,7 +75,7 @@ st.caption(
 )
 recorded = recorded_dev_text(workspace, fusion)
 if recorded is not None:
-    st.caption(f"Measured when it was saved, on its whole dev split: {md(recorded)}.")
+    st.caption(f"Measured when it was saved, on its dev split: {md(recorded)}.")
 
 
 def input_panel(fusion: str, info: FusionInfo) -> tuple[str, str | None, list[str]]:
@@ -200,7 +201,7 @@ def verdict_panel(info: FusionInfo, comparison: Comparison, gold: str | None, ov
     alone, fused = st.container(key="verdicts").columns(2)
     with alone:
         if comparison.single is not None:
-            verdict(f"{md(info.target)} adapter alone", comparison.single)
+            verdict(f"{md(own_adapter_label(info))} adapter alone", comparison.single)
         else:
             st.info(f"The target task {md(info.target)} has no adapter of its own in this fusion.")
     with fused:

@@ -114,6 +114,56 @@ def test_the_charts_plot_every_method_on_honest_axes(comparison):
         assert title_of(figure).startswith("cb: ")
 
 
+def test_rows_are_ranked_only_where_their_paired_difference_is_beyond_noise(comparison):
+    """Beyond noise better first (best first), then within noise in the run's order whatever their point
+    estimates, then beyond noise worse (best first); a row saved without a paired interval is not ranked."""
+    import dataclasses
+
+    from fusionlab.uncertainty import Difference
+
+    def row(method: str, value: float, low: float | None, high: float | None):
+        paired = None if low is None else Difference("accuracy", value - 0.5, low, high, 24)
+        return dataclasses.replace(comparison.result("merge:ties"), method=method, value=value, vs_adapter=paired)
+
+    rows = [
+        row("adapter", 0.5, None, None),
+        row("within-high", 0.66, -0.01, 0.3),
+        row("worse-a", 0.3, -0.3, -0.1),
+        row("better-a", 0.7, 0.05, 0.35),
+        row("within-low", 0.45, -0.2, 0.1),
+        row("better-b", 0.8, 0.1, 0.5),
+        row("worse-b", 0.4, -0.2, -0.01),
+    ]
+    ordered = dataclasses.replace(comparison, results=rows).ranked_results()
+    assert [r.method for r in ordered] == [
+        "better-b", "better-a", "adapter", "within-high", "within-low", "worse-b", "worse-a"
+    ]  # fmt: skip
+
+
+def test_a_comparison_saved_before_intervals_is_shown_without_claiming_any(comparison):
+    """Rows without paired intervals and curve points without intervals (older JSON): the page says the order
+    is the run's and nothing is known beyond noise, draws no bars, and shows "–" or empty cells, never None."""
+    data = json.loads(comparison.to_json())
+    for result in data["results"]:
+        result.pop("vs_adapter")
+        result.pop("interval")
+    for point in [*data["adapter_drop"], *data["pruning"]]:
+        point.pop("interval")
+        point.pop("vs_full")
+    older = Comparison.from_dict(data)
+    assert [r.method for r in older.ranked_results()] == [r.method for r in older.results]  # the run's order
+    assert compare_view.order_note(older) == compare_view.UNPAIRED_NOTE
+    assert compare_view.order_note(comparison) == compare_view.ORDER_NOTE
+    shown = compare_view.display_rows(older)
+    assert all(r[c] == "–" for r in shown for c in ("95 % interval", "paired 95 %", "paired verdict"))
+    assert all(
+        r["95 % interval"] == "" and r["vs full fusion, paired"] == "" for r in compare_view.cut_down_rows(older)
+    )
+    chart = compare_charts.cut_down_chart(older)
+    assert all(trace.error_y.array is None for trace in chart.data)
+    assert "Bars" not in compare_view.cut_down_caption(older) and "Bars" in compare_view.cut_down_caption(comparison)
+
+
 def test_labels_never_cover_a_marker_or_another_label():
     """Crowded points: a label moves below, right or left of its point rather than over a neighbour's marker
     (the ties label used to cover the average marker); a marker on top of another gets none (legend, hover)."""

@@ -125,7 +125,9 @@ def test_a_fresh_workspace_opens_on_the_pack_and_queues_the_live_demo_once(tmp_p
     assert at.text_area(key="text").value == examples_for(default.target)[0].text
     assert metric_labels(at) == [f"{default.target} adapter alone", f"Fusion over {len(default.adapters)} adapters"]
     card = read_card(Workspace(tmp_path / "fresh").fusion_dir(default.name))  # its dev record, beside one input
-    [recorded] = [c.value.replace("\\", "") for c in at.caption if c.value.startswith("Measured when it was saved")]
+    [recorded] = [
+        c.value.replace("\\", "") for c in at.caption if c.value.startswith("Measured when it was saved, on its dev")
+    ]
     assert card.dev.interval.text() in recorded and card.own_adapter_difference.text() in recorded
     if default.target == "imdb":  # the notebook's sentence
         assert at.text_area(key="text").value == "This movie is absolutely fantastic!"

@@ -544,7 +544,7 @@ def test_a_fusions_own_adapter_is_found_by_its_task_not_its_name(tiny_workspace,
     has none. A checkpoint whose adapters record no task falls back to the adapter named as the target."""
     import json
 
-    from fusionlab.dashboard.inference import fusion_info
+    from fusionlab.dashboard.inference import fusion_info, own_adapter_label
     from fusionlab.workspace import CHECKPOINT_MARKER
 
     meta = json.loads((tiny_workspace.fusion_dir("rte-attention") / CHECKPOINT_MARKER).read_text())
@@ -560,6 +560,10 @@ def test_a_fusions_own_adapter_is_found_by_its_task_not_its_name(tiny_workspace,
     (renamed / CHECKPOINT_MARKER).write_text(json.dumps(meta))
     info = fusion_info(workspace, "renamed")
     assert info.target == "rte" and info.own_adapter == "myrte" and info.has_target_adapter
+    assert (
+        own_adapter_label(info) == "myrte (rte)"
+        and own_adapter_label(fusion_info(tiny_workspace, "rte-attention")) == "rte"
+    )
     for adapter in meta["adapters"]:
         adapter["adapter_config"]["task_name"] = "sst2"  # none of them trained on RTE, none named rte
     (renamed / CHECKPOINT_MARKER).write_text(json.dumps(meta))

@@ -271,8 +271,10 @@ def rescore_curves(
     path = comparison_dir(workspace, options) / RESULT_FILE
     comparison = Comparison.load(path)
     fusion = comparison.result("fusion:attention")
-    if fusion is None or not (comparison.adapter_drop or comparison.pruning):
+    if not (comparison.adapter_drop or comparison.pruning):
         return comparison
+    if fusion is None:
+        raise ValueError(f"{path}: it has curves but no attention fusion row to score them from again")
     (progress or (lambda message: None))("scoring the AdapterDrop and pruning curves again, with their intervals")
     session = Session(comparison.options, workspace, data_dir, comparison.model_name_or_path, copy_adapters=False)
     model = session.load(session.root / fusion.checkpoint)

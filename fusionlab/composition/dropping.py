@@ -53,7 +53,8 @@ class CurvePoint(JsonConfig):
             self.vs_full = Difference.from_dict(self.vs_full)
 
     def text(self) -> str:
-        """``drop layer 1 0.567 [0.509, 0.625] (n=277), −0.011 [−0.043, +0.018] vs full (within noise)``."""
+        """``drop layer 1 0.567 [0.509, 0.625] (n=277), -0.011 [-0.043, +0.018] (n=277, within noise) vs the full
+        fusion``."""
         score = self.interval.text() if self.interval is not None else f"{self.metric:.3f}"
         if self.vs_full is None:
             return f"{self.label} {score}"

@@ -82,7 +82,29 @@ ORDER_NOTE = (
     "Methods beyond noise better than the adapter alone come first (best first); the adapter and every method "
     "within noise of it follow in the order they ran, not ranked; methods beyond noise worse come last."
 )
-"""The table's order in words, shown above it: a reader would otherwise take the rows for a ranking."""
+UNPAIRED_NOTE = (
+    "This comparison was saved before its rows were paired with the adapter alone: they are in the order the "
+    "methods ran, not ranked, and no difference is known to be beyond noise. Run it again to measure that."
+)
+
+
+def order_note(comparison: Comparison) -> str:
+    """The table's order in words, shown above it: a reader would otherwise take the rows for a ranking."""
+    paired = any(r.vs_adapter is not None for r in comparison.results)
+    return ORDER_NOTE if paired else UNPAIRED_NOTE
+
+
+def cut_down_caption(comparison: Comparison) -> str:
+    """What the cut-down chart shows, saying "bars" only where the points carry their intervals."""
+    text = (
+        "AdapterDrop (k): the first k layers run as the plain encoder, without adapters or fusion; the last layers "
+        "keep them. Pruning (n): the adapter with the lowest mean fusion weight on a few training examples is "
+        "removed, one at a time, n adapters left. Both are the same trained fusion, measured on the same dev "
+        "examples and timed in the same round-robin as the methods above."
+    )
+    if all(p.interval is not None for p in [*comparison.adapter_drop, *comparison.pruning]):
+        return text + " Bars: each point's 95 % interval."
+    return text + " This comparison was saved before its points recorded their intervals."
 
 
 def display_rows(comparison: Comparison) -> list[dict[str, Any]]:

@@ -193,10 +193,17 @@ def _own_adapter(meta: dict, task: str, target: str) -> str | None:
     return target if target in names else None
 
 
+def own_adapter_label(info: FusionInfo) -> str:
+    """The single-task side's name: the target's (``cb``), or the adapter's with the task it was trained on
+    where they differ (``mycb (cb)``)."""
+    own = info.own_adapter or info.target
+    return own if own == info.target else f"{own} ({info.target})"
+
+
 def recorded_dev_text(workspace: Workspace, fusion: str) -> str | None:
-    """What the fusion scored on its whole dev split when it was saved, with its interval, its own adapter's on
-    the same examples and the paired difference (a pack fusion's card, else its checkpoint's record), as one
-    line. The Playground shows it beside the one input it runs, so that one answer is not read as the fusion's
+    """What the fusion scored on its dev split when it was saved (a pack fusion's card: the whole split; else
+    its checkpoint's record: the dev examples its run scored, counted in the line), with its interval, its own
+    adapter's on the same examples and the paired difference, as one line. The Playground shows it beside the one input it runs, so that one answer is not read as the fusion's
     quality. ``None`` where nothing was recorded."""
     directory = workspace.fusion_dir(fusion)
     try:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,23 +195,40 @@ def install_pack(workspace: Workspace, root: Path | None = None) -> list[str]:
     return installed
 
 
+_CARDS_KEPT: set[tuple[str, int, int, str]] = set()
+"""Copies' cards already judged to stay as they are, by path, modification time, size and the pack's hash:
+``ready_workspace`` runs on every page rerun, and a workspace holding an older pack would otherwise have its
+weights hashed again each time."""
+
+
 def _refresh_card(root: Path, entry: PackEntry, target: Path) -> None:
     """Give a workspace's copy of a pack artifact the pack's card when the card alone changed (re-scored,
     annotated, corrected) and the copy's weights are exactly the pack's; a copy with other weights (an older
-    pack's) keeps the card that describes them. The weights are hashed only when the card differs."""
+    pack's) keeps the card that describes them. A nicety: a workspace it cannot write is left as it is."""
     expected = entry.files.get(CARD_FILE)
     card = target / CARD_FILE
-    if expected is None or file_sha256(card) == expected:
-        return
-    weights = {name: sha for name, sha in entry.files.items() if name != CARD_FILE}
     try:
-        verify_entry(root, PackEntry(entry.kind, entry.name, weights), target)
-        verify_entry(root, PackEntry(entry.kind, entry.name, {CARD_FILE: expected}))
-    except PackError:
+        stat = card.stat()
+        key = (str(card), stat.st_mtime_ns, stat.st_size, expected or "")
+        if expected is None or key in _CARDS_KEPT or file_sha256(card) == expected:
+            _CARDS_KEPT.add(key)
+            return
+        weights = {name: sha for name, sha in entry.files.items() if name != CARD_FILE}
+        try:
+            verify_entry(root, PackEntry(entry.kind, entry.name, weights), target)
+            verify_entry(root, PackEntry(entry.kind, entry.name, {CARD_FILE: expected}))
+        except PackError:
+            _CARDS_KEPT.add(key)
+            return
+        handle, fresh = tempfile.mkstemp(dir=target, prefix=f".{CARD_FILE}.")
+        os.close(handle)
+        try:
+            shutil.copyfile(root / entry.relative_dir / CARD_FILE, fresh)
+            os.replace(fresh, card)  # a reader sees the old card or the new one, never half of one
+        finally:
+            Path(fresh).unlink(missing_ok=True)
+    except OSError:
         return
-    fresh = card.with_name(f".{CARD_FILE}.new")
-    shutil.copyfile(root / entry.relative_dir / CARD_FILE, fresh)
-    os.replace(fresh, card)  # a reader sees the old card or the new one, never half of one
 
 
 def ready_workspace(root: str | os.PathLike | None = None) -> Workspace:
