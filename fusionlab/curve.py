@@ -264,12 +264,27 @@ def curve_path(workspace, plan: CurvePlan) -> Path:
 
 
 def format_summary(curve: LearningCurve) -> str:
-    """The curve as the CLI prints it: one line per size, mean over seeds, and the paired verdict."""
+    """The curve as the CLI prints it: one line per size, mean over seeds, each seed's paired interval (seeds
+    train on different subsets, so each has its own) and the verdict over them."""
     from fusionlab.text_table import align_columns
 
-    header = ["k", "seeds", f"adapter {curve.main_metric}", "fusion", "gain (mean)", "paired, per seed"]
+    header = ["k", "seeds", f"adapter {curve.main_metric}", "fusion", "gain (mean)", "paired 95 %, per seed", "verdict"]
     rows = [
-        [f"{r.size:,}", str(r.seeds), f"{r.adapter:.3f}", f"{r.fusion:.3f}", f"{r.gain:+.3f}", r.verdict()]
+        [
+            f"{r.size:,}",
+            str(r.seeds),
+            f"{r.adapter:.3f}",
+            f"{r.fusion:.3f}",
+            f"{r.gain:+.3f}",
+            _intervals(curve, r.size),
+            r.verdict(),
+        ]
         for r in curve.summary()
     ]
     return "\n".join(align_columns(header, rows, rule=True)) if rows else "(no point measured yet)"
+
+
+def _intervals(curve: LearningCurve, size: int) -> str:
+    """Each seed's paired interval at ``size``, in seed order: ``[+0.010, +0.105]; [-0.020, +0.060]``."""
+    points = sorted((p for p in curve.points if p.size == size), key=lambda p: p.seed)
+    return "; ".join(p.difference.bounds_text() for p in points)

@@ -57,6 +57,8 @@ def test_a_tiny_curve_is_measured_resumed_printed_and_drawn(tiny_workspace, tmp_
 
     table = format_summary(curve)
     assert table.splitlines()[0].split()[:2] == ["k", "seeds"] and len(table.splitlines()) == 4
+    for line, point in zip(table.splitlines()[2:], curve.points):  # each seed's paired interval, signed
+        assert point.difference.bounds_text() in line
 
     monkeypatch.setenv("FUSIONLAB_PACK", "off")
     [saved] = curve_view.saved_curves(workspace)
