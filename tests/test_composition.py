@@ -263,7 +263,6 @@ def test_one_method_of_a_finished_comparison_is_measured_again_alone(cb_comparis
     trained it (each method is seeded by the comparison's seed alone), every other row and the curves stay, every
     configuration is timed again (``retime``, as ``--retime`` does); a rerun finds it current and trains nothing.
     The adapter is not remeasured."""
-    import shutil
     import sys
 
     from fusionlab.composition.compare import remeasure
@@ -273,9 +272,7 @@ def test_one_method_of_a_finished_comparison_is_measured_again_alone(cb_comparis
     sys.path.insert(0, str(REPO / "bench"))
     from compare_methods import remeasured
 
-    home = tmp_path / "ws"
-    shutil.copytree(cb_comparison[0], home)
-    saved = home / "comparisons" / "cb-s42" / "comparison.json"
+    home, saved = _copy_of(cb_comparison, tmp_path)
     full_run = Comparison.load(saved)
     stale = Comparison.load(saved)
     stale.result("fusion:weighted").details = {}  # as trained before the scale: the bench finds it stale
@@ -315,7 +312,6 @@ def test_curves_saved_without_intervals_are_scored_again_with_them(cb_comparison
     recorded intervals: the saved attention fusion scores every point again, to the very metric recorded, and
     each gets its interval and paired difference (latencies kept). A point recorded otherwise is refused: the
     checkpoint would not be the one measured."""
-    import shutil
     import sys
 
     from fusionlab.composition.compare import rescore_curves
@@ -325,9 +321,7 @@ def test_curves_saved_without_intervals_are_scored_again_with_them(cb_comparison
     sys.path.insert(0, str(REPO / "bench"))
     from compare_methods import needs_intervals
 
-    home = tmp_path / "ws"
-    shutil.copytree(cb_comparison[0], home)
-    saved = home / "comparisons" / "cb-s42" / "comparison.json"
+    home, saved = _copy_of(cb_comparison, tmp_path)
     full_run = Comparison.load(saved)
     older = Comparison.load(saved)
     for point in [*older.adapter_drop, *older.pruning]:
@@ -356,3 +350,12 @@ def test_curves_saved_without_intervals_are_scored_again_with_them(cb_comparison
     changed.save(saved)
     with pytest.raises(ValueError, match="the checkpoint is not the one measured"):
         rescore_curves(Workspace(home), full_run.options, str(shared_data_dir))
+
+
+def _copy_of(cb_comparison, tmp_path):
+    """A copy of the suite's real CB comparison workspace to change: its root and its ``comparison.json``."""
+    import shutil
+
+    home = tmp_path / "ws"
+    shutil.copytree(cb_comparison[0], home)
+    return home, home / "comparisons" / "cb-s42" / "comparison.json"

@@ -26,7 +26,7 @@ from fusionlab.dashboard.visitors import Visitor, owner_label, shown_path
 from fusionlab.data.tasks import TASKS
 from fusionlab.metrics import metric_label
 from fusionlab.reported import Reported
-from fusionlab.runspec import FusionStats, RunKind, layers_frame, run_result
+from fusionlab.runspec import FusionStats, RunKind, RunResult, layers_frame, run_result
 
 __all__ = [
     "CANCELLED",
@@ -112,10 +112,9 @@ def result_line(run: Run) -> str | None:
     return result.summary_text() if result is not None else None
 
 
-def uncertainty_cells(run: Run) -> dict[str, str | None]:
+def uncertainty_cells(result: RunResult | None) -> dict[str, str | None]:
     """What makes a history row's score readable: its 95 % interval with the examples it is on, and a fusion's
     paired difference from its own adapter with the verdict ("within noise" where the interval includes 0)."""
-    result = run_result(run)
     interval = result.score_interval if result is not None else None
     difference = result.own_adapter_difference if result is not None else None
     return {
@@ -172,7 +171,7 @@ def history_frame(runs: list[Run], visitor: Visitor | None = None) -> pd.DataFra
     rows = []
     for run in runs:
         end = run.ended_at if run.ended_at is not None else now
-        metric = main_metric(run)
+        result = run_result(run)  # parsed once per row: the score, its interval and its difference
         rows.append(
             {
                 "id": run.id,
@@ -185,9 +184,9 @@ def history_frame(runs: list[Run], visitor: Visitor | None = None) -> pd.DataFra
                 "started": run.started_at,
                 "ended": run.ended_at,
                 "duration_s": end - run.started_at if run.started_at is not None else None,
-                "metric": metric_label(metric) if metric else None,
-                "score": main_score(run),
-                **uncertainty_cells(run),
+                "metric": metric_label(result.main_metric) if result is not None else None,
+                "score": result.score if result is not None else None,
+                **uncertainty_cells(result),
                 "error": error_first_line(run),
             }
         )
