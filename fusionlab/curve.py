@@ -170,11 +170,15 @@ class LearningCurve(JsonConfig):
     def point(self, size: int, seed: int) -> CurvePoint | None:
         return next((p for p in self.points if (p.size, p.seed) == (size, seed)), None)
 
+    def points_at(self, size: int) -> list[CurvePoint]:
+        """Every seed's point at ``size``, in seed order."""
+        return sorted((p for p in self.points if p.size == size), key=lambda p: p.seed)
+
     def summary(self) -> list[SizeSummary]:
         """One row per size measured, smallest first."""
         rows = []
         for size in sorted({p.size for p in self.points}):
-            points = [p for p in self.points if p.size == size]
+            points = self.points_at(size)
             rows.append(
                 SizeSummary(
                     size=size,
@@ -286,5 +290,4 @@ def format_summary(curve: LearningCurve) -> str:
 
 def _intervals(curve: LearningCurve, size: int) -> str:
     """Each seed's paired interval at ``size``, in seed order: ``[+0.010, +0.105]; [-0.020, +0.060]``."""
-    points = sorted((p for p in curve.points if p.size == size), key=lambda p: p.seed)
-    return "; ".join(p.difference.bounds_text() for p in points)
+    return "; ".join(p.difference.bounds_text() for p in curve.points_at(size))

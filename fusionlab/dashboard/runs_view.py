@@ -99,12 +99,6 @@ def main_metric(run: Run) -> str | None:
     return result.main_metric if result is not None else None
 
 
-def main_score(run: Run) -> float | None:
-    """The final dev value of the run's :func:`main_metric` (``None`` until the run has finished)."""
-    result = run_result(run)
-    return result.score if result is not None else None
-
-
 def result_line(run: Run) -> str | None:
     """A finished run's main metric with its interval and, for a fusion, its paired difference from its own
     adapter (:meth:`~fusionlab.runspec.RunResult.summary_text`); ``None`` before it has ended."""
