@@ -52,6 +52,7 @@ from fusionlab.dashboard.runs_view import (
     run_ref,
     run_result,
     run_task,
+    score_tiles,
     snapshots_by_step,
     weight_trajectory,
     weights_frame,
@@ -269,15 +270,14 @@ if link is not None:
 
 result = run_result(run)
 if result is not None:
-    baseline = result.majority_baseline
-    columns = st.columns(len(result.metrics))
-    for column, (metric, value) in zip(columns, result.metrics.items()):
-        delta = value - baseline[metric] if metric in baseline else None
+    tiles = score_tiles(result)
+    for column, tile in zip(st.columns(len(tiles)), tiles):
         column.metric(
-            f"dev {md(metric_label(metric))}",
-            f"{value:.3f}",
-            delta=f"{delta:+.3f} vs majority class" if delta is not None else None,
-            delta_color="off" if delta is not None and round(delta, 3) == 0 else "normal",
+            f"dev {md(metric_label(tile.metric))}",
+            tile.value,
+            delta=tile.delta,
+            delta_color="normal" if tile.ranked else "off",
+            delta_arrow="auto" if tile.ranked else "off",
         )
     for line in Reported.from_result(result).lines(result.task):
         st.caption(md(line))

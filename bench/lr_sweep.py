@@ -10,7 +10,9 @@ Resumable: every finished (task, learning rate) is written to the JSON at once a
 long sweep can run in the background (``nohup``), stop, and continue.
 
 Usage: ``python bench/lr_sweep.py [--tasks rte,cb] [--lrs 1e-4,3e-4,1e-3] [--out bench/results/lr_sweep.json]
-[--max-epochs N]`` (``--max-epochs`` caps a recipe's epochs for a quicker look).
+[--max-epochs N | --epochs N]`` (``--max-epochs`` caps a recipe's epochs for a quicker look; ``--epochs`` sets
+them, to see whether a curve that was still rising at the recipe's cap goes on rising). The number of epochs is
+part of a row's identity: the same task and rate at other epochs is another row.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from report import write_report
 
 from fusionlab import FusionTrainer
 from fusionlab.data import get_task
-from fusionlab.pack.recipe import ADAPTERS
+from fusionlab.metrics import majority_baseline
+from fusionlab.pack.recipe import ADAPTERS, AdapterRecipe
 from fusionlab.training.loop import Reporter
 
 
@@ -39,11 +42,18 @@ class _Progress(Reporter):
             print(f"  step {step}: {shown}", flush=True)
 
 
-def run_one(task: str, lr: float, max_epochs: float | None) -> dict:
-    recipe = next(r for r in ADAPTERS if r.task == task)
-    recipe = dataclasses.replace(recipe, learning_rate=lr)
+def sweep_recipe(task: str, lr: float, max_epochs: float | None, epochs: float | None) -> AdapterRecipe:
+    """The pack's recipe for ``task`` with only the learning rate (and, if asked, the epochs) changed."""
+    recipe = dataclasses.replace(next(r for r in ADAPTERS if r.task == task), learning_rate=lr)
+    if epochs is not None:
+        return dataclasses.replace(recipe, epochs=epochs)
     if max_epochs is not None:
-        recipe = dataclasses.replace(recipe, epochs=min(recipe.epochs, max_epochs))
+        return dataclasses.replace(recipe, epochs=min(recipe.epochs, max_epochs))
+    return recipe
+
+
+def run_one(recipe: AdapterRecipe) -> dict:
+    task, lr = recipe.task, recipe.learning_rate
     metric = get_task(task).main_metric
     with tempfile.TemporaryDirectory(prefix="fusionlab-sweep-") as tmp:
         trainer = FusionTrainer(model_config=recipe.model_config(), workspace=tmp, reporter=_Progress())
@@ -66,17 +76,26 @@ def run_one(task: str, lr: float, max_epochs: float | None) -> dict:
         "selection_best": result.selection_metrics.get(metric),
         "selection_examples": result.selection.selection_examples if result.selection else None,
         "dev": score.to_dict(),
-        "majority": result.baseline.get(metric),
+        # on the examples the dev column scores: the training's own baseline is on its in-training subset
+        "majority": majority_baseline(fresh.label_ids, get_task(task)).get(metric),
         "seconds": round(seconds, 1),
         "curve": curve,
         "loss": losses,
     }
 
 
+def _same_run(row: dict, recipe: AdapterRecipe) -> bool:
+    return (row["task"], row["learning_rate"], row["recipe"]["epochs"]) == (
+        recipe.task,
+        recipe.learning_rate,
+        recipe.epochs,
+    )
+
+
 def table(rows: list[dict]) -> str:
     lines = [
-        "| task | lr | steps (best) | selection (n) | dev, saved weights [95 % CI] (n) | majority | chosen | s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| task | lr | epochs | steps (best) | selection (n) | dev, saved weights [95 % CI] (n) | majority | chosen | s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     chosen = {}
     for row in rows:
@@ -87,7 +106,7 @@ def table(rows: list[dict]) -> str:
         dev = row["dev"]
         mark = "◀" if chosen[row["task"]] is row else ""
         lines.append(
-            f"| {row['task']} | {row['learning_rate']:g} | {row['steps']} ({row['best_step']}) | "
+            f"| {row['task']} | {row['learning_rate']:g} | {row['recipe']['epochs']:g} | {row['steps']} ({row['best_step']}) | "
             f"{row['selection_best']:.3f} ({row['selection_examples']}) | {dev['value']:.3f} "
             f"[{dev['low']:.3f}, {dev['high']:.3f}] ({dev['examples']}) | {row['majority']:.3f} | {mark} | "
             f"{row['seconds']:.0f} |"
@@ -99,7 +118,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="rte,cb,mrpc")
     parser.add_argument("--lrs", default="1e-4,3e-4,1e-3")
-    parser.add_argument("--max-epochs", type=float)
+    epochs = parser.add_mutually_exclusive_group()
+    epochs.add_argument("--max-epochs", type=float)
+    epochs.add_argument("--epochs", type=float)
     parser.add_argument("--out", default="bench/results/lr_sweep.json")
     args = parser.parse_args()
     out = Path(args.out)
@@ -107,10 +128,11 @@ def main() -> None:
     rows: list[dict] = json.loads(out.read_text(encoding="utf-8"))["runs"] if out.is_file() else []
     for task in args.tasks.split(","):
         for lr in (float(x) for x in args.lrs.split(",")):
-            if any(r["task"] == task and r["learning_rate"] == lr for r in rows):
+            recipe = sweep_recipe(task, lr, args.max_epochs, args.epochs)
+            if any(_same_run(r, recipe) for r in rows):
                 continue
-            print(f"{task} lr={lr:g}: training", flush=True)
-            rows.append(run_one(task, lr, args.max_epochs))
+            print(f"{task} lr={lr:g}, {recipe.epochs:g} epochs: training", flush=True)
+            rows.append(run_one(recipe))
             write_report(out, {"runs": rows}, announce=False)  # after every run: a rerun resumes here
             print(table([r for r in rows if r["task"] == task]), flush=True)
     print(table(rows))

@@ -206,3 +206,25 @@ def test_encoder_ratio_bench_reports_both_stages_and_their_ratio(tmp_path, share
         steps["fusion"]["real_tokens_per_s"] / steps["encoder"]["real_tokens_per_s"]
     )
     assert report["machine"]["precision"] == "fp32" and "÷ frozen encoder forward+backward" in proc.stdout
+
+
+def test_lr_sweep_changes_only_the_rate_and_epochs_and_resumes_by_both():
+    """A sweep row is the pack's recipe with one rate (and maybe other epochs); a rerun skips only that row."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from lr_sweep import _same_run, sweep_recipe
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    from fusionlab.pack.recipe import ADAPTERS
+
+    pack = next(r for r in ADAPTERS if r.task == "mnli")
+    longer = sweep_recipe("mnli", 3e-4, None, 10)
+    assert (longer.learning_rate, longer.epochs) == (3e-4, 10)
+    assert {**longer.to_dict(), "learning_rate": pack.learning_rate, "epochs": pack.epochs} == pack.to_dict()
+    assert (
+        sweep_recipe("mnli", 1e-3, 2, None).epochs == 2 and sweep_recipe("mnli", 1e-3, 99, None).epochs == pack.epochs
+    )
+    row = {"task": "mnli", "learning_rate": 1e-3, "recipe": sweep_recipe("mnli", 1e-3, None, None).to_dict()}
+    assert _same_run(row, sweep_recipe("mnli", 1e-3, None, None))
+    assert not _same_run(row, sweep_recipe("mnli", 1e-3, None, 10))
+    assert not _same_run(row, sweep_recipe("mnli", 3e-4, None, None))

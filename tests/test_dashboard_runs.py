@@ -20,6 +20,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,6 +58,7 @@ from fusionlab.dashboard.runs_view import (
     metric_names,
     requested_index,
     run_result,
+    score_tiles,
     snapshots_by_step,
     weight_trajectory,
     weights_frame,
@@ -73,8 +75,11 @@ from fusionlab.dashboard.train_view import (
     queue_adapter_runs,
     queue_fusion_run,
 )
-from fusionlab.runspec import TRAIN_ADAPTER, TRAIN_FUSION, AdapterRun, FusionRun
+from fusionlab.data import get_task
+from fusionlab.metrics import compute_metrics, majority_baseline
+from fusionlab.runspec import TRAIN_ADAPTER, TRAIN_FUSION, AdapterRun, FusionRun, RunResult
 from fusionlab.runstore import CANCELLED, FAILED, FINISHED, QUEUED, RunStore
+from fusionlab.uncertainty import score_interval
 from fusionlab.worker import run_worker
 from fusionlab.workspace import CHECKPOINT_MARKER, Workspace
 
@@ -364,6 +369,45 @@ def test_runs_view_helpers_on_an_empty_choice() -> None:
     assert requested_index([], None) == 0
     assert default_overlay([]) == []
     assert weights_frame([], ["a"]).empty
+
+
+def _mrpc_result(predictions: list[int], gold: list[int], with_interval: bool = True) -> RunResult:
+    """A finished MRPC adapter run's result on these dev predictions, scored as the worker scores them."""
+    task = get_task("mrpc")
+    return RunResult(
+        kind="adapter",
+        name="mrpc",
+        task="mrpc",
+        checkpoint="ckpt",
+        main_metric="f1",
+        metrics=compute_metrics(task, np.array(predictions), np.array(gold)),
+        majority_baseline=majority_baseline(gold, task),
+        score_interval=score_interval(predictions, gold, "f1") if with_interval else None,
+    )
+
+
+def test_score_tiles_colour_a_difference_from_the_majority_only_beyond_its_interval() -> None:
+    gold = [1] * 280 + [0] * 128  # MRPC's dev balance: "equivalent" for every pair scores F1 0.81
+    noise = _mrpc_result([1] * 280 + [0] * 10 + [1] * 118, gold)  # the majority class, and 10 of the others
+    f1, accuracy = (next(t for t in score_tiles(noise) if t.metric == m) for m in ("f1", "accuracy"))
+    assert f1.value == f"{noise.metrics['f1']:.3f}" and noise.metrics["f1"] > noise.majority_baseline["f1"]
+    assert noise.score_interval.low <= noise.majority_baseline["f1"]
+    assert not f1.ranked and f1.delta.endswith("vs majority class (within noise)")
+    assert not accuracy.ranked and accuracy.delta.endswith("vs majority class")  # no interval: never ranked
+    assert [t.metric for t in score_tiles(noise)] == list(noise.metrics)
+
+    learned = _mrpc_result(gold[:380] + [1 - g for g in gold[380:]], gold)  # 380 of 408 right
+    f1 = next(t for t in score_tiles(learned) if t.metric == "f1")
+    assert learned.score_interval.low > learned.majority_baseline["f1"]
+    delta = learned.metrics["f1"] - learned.majority_baseline["f1"]
+    assert f1.ranked and f1.delta == f"{delta:+.3f} vs majority class"
+
+    wrong = next(t for t in score_tiles(_mrpc_result([1 - g for g in gold], gold)) if t.metric == "f1")
+    assert wrong.ranked and wrong.delta.startswith("-")  # wholly below the majority class: a loss, shown
+
+    bare = _mrpc_result(gold[:380] + [1 - g for g in gold[380:]], gold, with_interval=False)
+    f1 = next(t for t in score_tiles(bare) if t.metric == "f1")
+    assert not f1.ranked and f1.delta.endswith("(no interval: not ranked)")
 
 
 # -- the executed runs -------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from fusionlab.checkpoint import pinned_adapter_dir, read_meta, workspace_root_o
 from fusionlab.dashboard.visitors import Visitor, owner_label, shown_path
 from fusionlab.data.tasks import TASKS
 from fusionlab.metrics import metric_label
-from fusionlab.reported import Reported
+from fusionlab.reported import BELOW_MAJORITY, LEARNED, Reported
 from fusionlab.runspec import FusionStats, RunKind, RunResult, layers_frame, run_result
 
 __all__ = [
@@ -115,6 +115,35 @@ def uncertainty_cells(result: RunResult | None) -> dict[str, str | None]:
         "interval": f"{interval.bounds_text()} (n={interval.examples:,})" if interval is not None else None,
         "vs_own_adapter": difference.text() if difference is not None else None,
     }
+
+
+@dataclass(frozen=True)
+class ScoreTile:
+    """One dev metric of a finished run as a tile: its value and how it stands against the majority class."""
+
+    metric: str
+    value: str
+    delta: str | None
+    ranked: bool
+    """Whether the delta may be coloured as a gain or a loss: only where the interval is beyond the majority."""
+
+
+def score_tiles(result: RunResult) -> list[ScoreTile]:
+    """A tile per dev metric. The main metric's difference from the majority class is coloured only where its
+    interval lies wholly on one side of it (:meth:`~fusionlab.reported.Reported.learned`), and says "within
+    noise" where it does not; the other metrics have no interval, so theirs is shown uncoloured. A green arrow
+    on a score that is not beyond always answering the most frequent class would rank noise."""
+    verdict = Reported.from_result(result).learned()
+    tiles = []
+    for metric, value in result.metrics.items():
+        base = result.majority_baseline.get(metric)
+        delta = None if base is None else f"{value - base:+.3f} vs majority class"
+        ranked = False
+        if delta is not None and metric == result.main_metric:
+            ranked = verdict in (LEARNED, BELOW_MAJORITY)
+            delta += "" if ranked else (" (within noise)" if verdict is not None else " (no interval: not ranked)")
+        tiles.append(ScoreTile(metric, f"{value:.3f}", delta, ranked))
+    return tiles
 
 
 def _local_time(seconds: pd.Series) -> pd.Series:
