@@ -55,9 +55,11 @@ def test_grad_checkpointing_bench_reports_both_modes(tmp_path):
 
 
 @pytest.mark.slow
-def test_classroom_load_bench_runs_a_small_class(tmp_path):
+def test_classroom_load_bench_runs_a_small_class(tmp_path, shared_data_dir):
     """A small class through the real server: one Chromium tab and two protocol sessions, two simultaneous
-    queue clicks. Every action is answered (no error) and each click records exactly one run."""
+    queue clicks. Every action is answered (no error) and each click records exactly one run. Its second phase
+    trains a queued run on the task data, so it needs ../shared/data (skipped without it, like every test that
+    trains)."""
     import shutil
 
     if shutil.which("chromium") is None:
