@@ -11,8 +11,8 @@ long sweep can run in the background (``nohup``), stop, and continue.
 
 Usage: ``python bench/lr_sweep.py [--tasks rte,cb] [--lrs 1e-4,3e-4,1e-3] [--out bench/results/lr_sweep.json]
 [--max-epochs N | --epochs N]`` (``--max-epochs`` caps a recipe's epochs for a quicker look; ``--epochs`` sets
-them, to see whether a curve that was still rising at the recipe's cap goes on rising). The number of epochs is
-part of a row's identity: the same task and rate at other epochs is another row.
+them, to see whether a curve that was still rising at the recipe's cap goes on rising). A row is identified by its whole
+recipe: the same task and rate at other epochs is another row.
 """
 
 from __future__ import annotations
@@ -85,11 +85,8 @@ def run_one(recipe: AdapterRecipe) -> dict:
 
 
 def _same_run(row: dict, recipe: AdapterRecipe) -> bool:
-    return (row["task"], row["learning_rate"], row["recipe"]["epochs"]) == (
-        recipe.task,
-        recipe.learning_rate,
-        recipe.epochs,
-    )
+    """A row is the run of exactly this recipe (rate, epochs and every other field alike)."""
+    return row["recipe"] == recipe.to_dict()
 
 
 def table(rows: list[dict]) -> str:
