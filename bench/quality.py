@@ -43,7 +43,9 @@ from fusionlab.fusion.registry import fusion_class, fusion_methods
 from fusionlab.pack.card import encode_predictions
 from fusionlab.pack.recipe import ADAPTERS, fusion_sources
 from fusionlab.pack.store import PackError, install_pack, pack_dir, read_manifest, verify_installed_weights
+from fusionlab.reported import LEARNED, Reported
 from fusionlab.runspec import Budget
+from fusionlab.uncertainty import Score
 from fusionlab.workspace import Workspace
 
 PAPER = {"rte": (71.0, 76.8), "mrpc": (85.2, 90.3), "cb": (86.1, 92.1)}
@@ -169,8 +171,15 @@ def paired(runs: list[dict], method: str) -> str:
 
 
 def untrained(runs: list[dict], majority: float) -> list[int]:
-    """The seeds whose single-task adapter scored at or below the majority class."""
-    return [r["seed"] for r in runs if r["single"]["value"] <= majority]
+    """The seeds whose single-task adapter is not beyond the majority class, judged on its interval as every
+    view judges it (:meth:`Reported.learned`): a point score above the majority whose interval reaches it has not
+    shown that it learned."""
+    return [r["seed"] for r in runs if _learned(r["single"], majority) != LEARNED]
+
+
+def _learned(score: dict, majority: float) -> str | None:
+    interval = Score(metric="main", value=score["value"], low=score["low"], high=score["high"], examples=score["n"])
+    return Reported(baseline=majority, interval=interval).learned()
 
 
 def coverage(measured: list, runs: list[dict]) -> str:
@@ -213,9 +222,9 @@ def table(rows: dict[str, list[dict]], methods: list[str], seeds: str, majoritie
         )
         if failed:
             notes.append(
-                f"{task}: the adapter of seed {', '.join(map(str, failed))} scored at or below the majority class "
-                f"({majority:.1f}): it did not learn, so a fusion's gain over it there is not transfer over a "
-                f"trained adapter."
+                f"{task}: the adapter of seed {', '.join(map(str, failed))} is not beyond the majority class "
+                f"({majority:.1f}) on its interval: it did not learn, so a fusion's gain over it there is not "
+                f"transfer over a trained adapter."
             )
     return "\n".join(lines + (["", *notes] if notes else []))
 

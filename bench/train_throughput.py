@@ -2,7 +2,8 @@
 
 For each stage (an adapter; attention fusion over ``--adapters`` frozen adapters) and precision (full fp32;
 bf16 under ``torch.autocast``, what ``Trainer``'s ``bf16=True`` does), one optimisation step (forward, backward,
-AdamW) is timed on real training batches of ``--task`` under three batchings:
+AdamW) is timed on real training batches of each of ``--tasks``, at the batch size and ``max_length`` its pack
+recipe trains with, under three batchings:
 
 * ``fixed``: every batch padded to the recipe's ``max_length`` (what a tokenizer with ``padding="max_length"`` gives);
 * ``random``: a random batch padded to its own longest example (dynamic padding, random sampler);
@@ -13,8 +14,8 @@ Configurations are interleaved round-robin so that drift on a shared machine hit
 each is reported with the real (non-padding) tokens per second. bf16 on a CPU without native bf16 (AVX512-BF16
 or AMX) is emulated and very slow, so it gets fewer steps (``--bf16-steps``). Prints a table, writes JSON.
 
-Usage: ``python bench/train_throughput.py [--task mnli] [--batch 32] [--max-length 128] [--adapters 4] [--steps 4]
-[--bf16-steps 1] [--out bench/results/train_throughput.json]``
+Usage: ``python bench/train_throughput.py [--tasks mnli,rte,sst2] [--batch B] [--max-length L] [--adapters 4]
+[--steps 4] [--bf16-steps 1] [--out bench/results/train_throughput.json]``
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from report import write_report
 from fusionlab import AdapterConfig, AdapterManager, FusionConfig, FusionModel, ModelConfig
 from fusionlab.base_model import load_tokenizer
 from fusionlab.data import get_task, load_split, make_collator, tokenize_dataset
+from fusionlab.pack.recipe import ADAPTERS
 from fusionlab.training.loop import cpu_has_native_bf16
 
 
@@ -90,21 +92,22 @@ def step(model: FusionModel, names: list[str], batch: dict, optimizer, precision
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="mnli")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--adapters", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--bf16-steps", type=int, default=1)
-    parser.add_argument("--out", default="bench/results/train_throughput.json")
-    args = parser.parse_args()
-    data = batches(args.task, args.batch, args.max_length, args.steps)
-    num_labels = get_task(args.task).num_labels
+def shape(task: str, args: argparse.Namespace) -> tuple[int, int]:
+    """The batch size and ``max_length`` a task trains with: the pack recipe's (what the pack build runs), unless
+    ``--batch`` or ``--max-length`` sets one for every task."""
+    recipe = next((r for r in ADAPTERS if r.task == task), None)
+    batch = args.batch or (recipe.batch_size if recipe else 32)
+    return batch, args.max_length or (recipe.max_length if recipe else 128)
+
+
+def measure(task: str, args: argparse.Namespace) -> list[dict]:
+    """Every configuration's median step on ``task``'s real training batches, interleaved round-robin."""
+    batch, max_length = shape(task, args)
+    data = batches(task, batch, max_length, args.steps)
+    num_labels = get_task(task).num_labels
     # bf16 only on fusionlab's own batching: emulated, one step costs about a minute here
     configs = [(s, p, b) for s in ("adapter", "fusion") for p in ("fp32", "bf16") for b in data]
-    configs = [c for c in configs if c[1] == "fp32" or c[2] == "grouped"]
+    configs = [c for c in configs if c[1] == "fp32" or (c[2] == "grouped" and args.bf16_steps > 0)]
     models = {s: build(s, args.adapters, num_labels) for s in ("adapter", "fusion")}
     optimizers = {
         s: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4) for s, (m, _) in models.items()
@@ -121,13 +124,14 @@ def main() -> None:
             times[config].append(step(model, names, data[batching][i], optimizers[stage], precision))
     rows = []
     for (stage, precision, batching), samples in times.items():
-        if not samples:
-            continue
         real = statistics.mean(float(b["attention_mask"].sum()) for b in data[batching][: len(samples)])
         padded = statistics.mean(b["attention_mask"].numel() for b in data[batching][: len(samples)])
         median = statistics.median(samples)
         rows.append(
             {
+                "task": task,
+                "batch": batch,
+                "max_length": max_length,
                 "stage": stage,
                 "precision": precision,
                 "batching": batching,
@@ -137,29 +141,47 @@ def main() -> None:
                 "padding_share": round(1 - real / padded, 3),
             }
         )
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}\n")
     print(
-        f"{args.task}, batch {args.batch}, max_length {args.max_length}, {torch.get_num_threads()} threads, "
-        f"native bf16: {cpu_has_native_bf16()}\n"
+        "| task (batch × max_length) | stage | precision | batching | median step (s) | real tokens/s | padding | steps |"
     )
-    print("| stage | precision | batching | median step (s) | real tokens/s | padding | steps |")
-    print("|---|---|---|---:|---:|---:|---:|")
+    print("|---|---|---|---|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['stage']} | {r['precision']} | {r['batching']} | {r['median_step_s']:.2f} | "
-            f"{r['real_tokens_per_s']:,} | {r['padding_share']:.0%} | {r['steps']} |"
+            f"| {r['task']} ({r['batch']} × {r['max_length']}) | {r['stage']} | {r['precision']} | {r['batching']} | "
+            f"{r['median_step_s']:.2f} | {r['real_tokens_per_s']:,} | {r['padding_share']:.0%} | {r['steps']} |"
         )
-    base = {(r["stage"], r["batching"]): r for r in rows if r["precision"] == "fp32"}
-    for stage in ("adapter", "fusion"):
-        fixed, grouped = base[(stage, "fixed")], base[(stage, "grouped")]
-        bf16 = [r for r in rows if r["stage"] == stage and r["precision"] == "bf16" and r["batching"] == "grouped"]
-        speed = (
-            f"; bf16 vs fp32 (grouped) {grouped['median_step_s'] / bf16[0]['median_step_s']:.2f}× the speed"
-            if bf16
-            else ""
-        )
-        print(
-            f"{stage}: grouped vs fixed padding {fixed['median_step_s'] / grouped['median_step_s']:.2f}× faster{speed}"
-        )
+    print()
+    for task in dict.fromkeys(r["task"] for r in rows):
+        for stage in ("adapter", "fusion"):
+            print(f"{task} {stage}: {speedups([r for r in rows if r['task'] == task and r['stage'] == stage])}")
+
+
+def speedups(rows: list[dict]) -> str:
+    """Grouped against fixed padding, and bf16 against fp32 on grouped batches, for one task and stage."""
+    by = {(r["precision"], r["batching"]): r["median_step_s"] for r in rows}
+    text = f"grouped vs fixed padding {by[('fp32', 'fixed')] / by[('fp32', 'grouped')]:.2f}× faster"
+    if ("bf16", "grouped") in by:
+        text += f"; bf16 vs fp32 (grouped) {by[('fp32', 'grouped')] / by[('bf16', 'grouped')]:.2f}× the speed"
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="mnli", help="comma-separated tasks, e.g. mnli,rte,sst2")
+    parser.add_argument("--batch", type=int, help="batch size for every task (default: each task's pack recipe)")
+    parser.add_argument("--max-length", type=int, help="max_length for every task (default: the pack recipe's)")
+    parser.add_argument("--adapters", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--bf16-steps", type=int, default=1, help="bf16 steps per stage (0: no bf16 rows)")
+    parser.add_argument("--out", default="bench/results/train_throughput.json")
+    args = parser.parse_args()
+    rows = [row for task in args.tasks.split(",") for row in measure(task.strip(), args)]
+    print_table(rows)
     report = {
         "machine": {
             "python": platform.python_version(),

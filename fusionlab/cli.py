@@ -437,11 +437,12 @@ def _print_run_outcome(run: Run) -> None:
     if run.status == "finished" and run.kind == RunKind.COMPARE:
         _print_comparison(Path(run.artifacts["comparison"]))
     elif run.status == "finished" and result is not None:
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
-        base = ", ".join(f"{k}={v:.4f}" for k, v in result.majority_baseline.items())
-        print(f"run {run.id}: {result.kind} {run.name} on {result.task}: {shown}  (majority baseline: {base})")
-        for line in Reported.from_result(result).lines(result.task):
+        print(f"run {run.id}: {result.kind} {run.name} on {result.task}")
+        for line in Reported.from_result(result).lines(result.task):  # the main metric, with its interval
             print(f"  {line}")
+        others = ", ".join(f"{k}={v:.3f}" for k, v in result.metrics.items() if k != result.main_metric)
+        if others:  # the run recorded an interval for its main metric only: say so rather than print bare ranks
+            print(f"  other metrics, no interval recorded (`fusionlab evaluate {run.name}` gives each one): {others}")
         print(f"saved to {result.checkpoint}")
     elif run.status == "failed":
         print(f"run {run.id} {run.name} failed: {(run.error or '').splitlines()[0] if run.error else 'unknown'}")

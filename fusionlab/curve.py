@@ -280,7 +280,7 @@ def format_summary(curve: LearningCurve) -> str:
             f"{r.adapter:.3f}",
             f"{r.fusion:.3f}",
             f"{r.gain:+.3f}",
-            _intervals(curve, r.size),
+            seed_intervals(curve, r.size),
             r.verdict(),
         ]
         for r in curve.summary()
@@ -288,6 +288,7 @@ def format_summary(curve: LearningCurve) -> str:
     return "\n".join(align_columns(header, rows, rule=True)) if rows else "(no point measured yet)"
 
 
-def _intervals(curve: LearningCurve, size: int) -> str:
-    """Each seed's paired interval at ``size``, in seed order: ``[+0.010, +0.105]; [-0.020, +0.060]``."""
+def seed_intervals(curve: LearningCurve, size: int) -> str:
+    """Each seed's paired interval at ``size``, in seed order: ``[+0.010, +0.105]; [-0.020, +0.060]`` (the CLI's
+    table and Home's caption: a mean gain is read with the intervals that judge it)."""
     return "; ".join(p.difference.bounds_text() for p in curve.points_at(size))

@@ -1,10 +1,10 @@
 """The demo: fusions trained live, on top of the pretrained pack, that a class can watch form.
 
-The pack (:mod:`fusionlab.pack`) already holds strong source adapters, trained for an hour. The classroom demo
-adds two fusions over them, each in a couple of minutes on 2 CPU cores, so the fusion weights can be watched
-as they move on the Train page:
+The pack (:mod:`fusionlab.pack`) already holds trained source adapters (hours of the 2 cores, spent once when it
+was built: ``docs/pack.md``). The classroom demo adds two fusions over them, each in a couple of minutes on 2 CPU
+cores, so the fusion weights can be watched as they move on the Train page:
 
-* **imdb-live**: sentiment of full movie reviews from only a few hundred training reviews (the pack's
+* **imdb-live**: sentiment of full movie reviews from only 100 training reviews (the pack's
   ``IMDB_LOW_RESOURCE``), fusing the low-resource IMDb
   adapter with SST-2 (sentence sentiment), MNLI and QNLI: the notebook's story, sentiment adapter alone vs
   all adapters fused;

@@ -218,11 +218,14 @@ def test_an_empty_workspace_says_how_to_make_a_comparison(tmp_path):
     assert any("fusionlab compare" in i.value for i in at.info)
 
 
-def test_the_comparisons_models_are_offered_and_answer(cb_comparison):
+def test_the_comparisons_models_are_offered_and_answer(cb_comparison, comparison):
     from fusionlab.dashboard.composed import AdapterPredictor, composed_models
 
     workspace = Workspace(cb_comparison[0])
     models = {m.key: m for m in composed_models(workspace, "cb")}
+    ties = comparison.result("merge:ties")  # described with its interval and its paired verdict, as recorded
+    assert ties.interval.text() in models["cb-s42/merge:ties"].describe()
+    assert f"adapter alone (paired): {ties.vs_adapter.text()}" in models["cb-s42/merge:ties"].describe()
     assert "cb-s42/adapter" not in models  # the workspace has its own adapter already
     assert models["cb-s42/fusion:weighted"].kind == "fusion"
     assert models["cb-s42/merge:ties"].kind == "adapter" and models["cb-s42/lorahub"].kind == "adapter"

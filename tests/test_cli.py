@@ -38,7 +38,7 @@ def test_cli_end_to_end(home, shared_data_dir):
     for task in ("rte", "sst2"):
         done = fusionlab(home, "train-adapter", task, "--adapter-size", "8", *LIMITS, *data)
         assert done.returncode == 0, done.stderr[-3000:]
-        assert "run " in done.stdout and "accuracy=" in done.stdout
+        assert "run " in done.stdout and "dev accuracy: " in done.stdout and "(n=" in done.stdout  # its interval
     done = fusionlab(
         home, "train-fusion", "rte", "--adapters", "rte,sst2", "--method", "weighted", "--name", "fz", *LIMITS, *data
     )

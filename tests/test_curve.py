@@ -120,5 +120,26 @@ def test_the_shipped_curve_is_the_default_plan_and_home_lists_it_with_what_is_no
     assert curve_view.curve_chart(saved.curve) is not None
     text = curve_view.describe(saved.curve)
     assert all(f"k={size:,}:" in text for size in measured)
+    for size in measured:  # each mean gain is read with every seed's paired interval that judges it
+        at_size = text.split(f"k={size:,}:")[1].split("; k=")[0]
+        assert all(p.difference.bounds_text() in at_size for p in curve.points_at(size))
     pending = [k for k in plan.sizes if k not in measured]
     assert ("Not measured yet: k=" + ", ".join(f"{k:,}" for k in pending) in text) == bool(pending)
+
+
+def test_pack_md_shows_the_shipped_curve_point_by_point():
+    """docs/pack.md's learning-curve table is the shipped curve: each size's adapter and fusion scores per seed and
+    each seed's paired difference with its interval, so a curve measured again cannot leave old numbers there."""
+    import re
+
+    doc = (PACK_DIR.parents[1] / "docs" / "pack.md").read_text(encoding="utf-8").replace("\u2212", "-")
+    rows = [line for line in doc.splitlines() if re.match(r"\| [\d,]+ \| 0\.\d{3}, ", line)]
+    curve = LearningCurve.load(SHIPPED)
+    assert [int(row.split("|")[1].replace(",", "")) for row in rows] == [r.size for r in curve.summary()]
+    for row in rows:
+        size, adapter, fusion, paired = (cell.strip() for cell in row.strip("|").split("|"))
+        points = curve.points_at(int(size.replace(",", "")))
+        assert adapter == ", ".join(f"{p.adapter.value:.3f}" for p in points), size
+        assert fusion == ", ".join(f"{p.fusion.value:.3f}" for p in points), size
+        differences = ", ".join(f"{p.difference.value:+.3f} {p.difference.bounds_text()}" for p in points)
+        assert paired.startswith(differences + ":"), size

@@ -214,7 +214,7 @@ def remeasure(
         _pair_with_adapter(comparison, evaluations, only=set(evaluations) - {"adapter"})
     comparison.save(path)
     say(f"timing every configuration again, {comparison.options.latency_repeats} rounds")
-    return retime(workspace, comparison.options, data_dir)
+    return _retimed(session, comparison)
 
 
 def _pair_with_adapter(
@@ -240,6 +240,12 @@ def retime(
     """
     comparison = Comparison.load(comparison_dir(workspace, options) / RESULT_FILE)
     session = Session(comparison.options, workspace, data_dir, comparison.model_name_or_path, copy_adapters=False)
+    return _retimed(session, comparison, repeats)
+
+
+def _retimed(session: Session, comparison: Comparison, repeats: int | None = None) -> Comparison:
+    """``comparison`` with every configuration timed again from its checkpoints in ``session``, saved: one
+    session for a remeasure and its timing, so the encoder and the dev split are loaded once."""
     batch = session.latency_batch
     calls: dict[str, dropping.Call] = {}
     for result in comparison.results:

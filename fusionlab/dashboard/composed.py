@@ -18,6 +18,7 @@ from fusionlab.config import check_name
 from fusionlab.dashboard.answers import AnswerCache
 from fusionlab.dashboard.compare_view import saved_comparisons
 from fusionlab.dashboard.errors import DashboardError
+from fusionlab.metrics import metric_label
 from fusionlab.model import FusionModel
 from fusionlab.prediction import Prediction, encode_input, predict
 from fusionlab.workspace import Workspace
@@ -37,6 +38,8 @@ class ComposedModel:
     main_metric: str
     value: float
     dev_examples: int
+    score_text: str = ""  # ``0.732 [0.625, 0.839] (n=56)``; empty for a comparison saved without intervals
+    vs_adapter_text: str = ""  # paired with the target's own adapter: ``+0.054 [-0.054, +0.161] (n=56, within noise)``
 
     @property
     def key(self) -> str:
@@ -50,9 +53,17 @@ class ComposedModel:
         return f"{self.method} (comparison {self.comparison})"
 
     def describe(self) -> str:
+        """Its score with the interval and the paired difference the comparison recorded: a merged adapter beside
+        the fusion is judged by the same rule as everything else on the page."""
+        score = self.score_text or f"{self.value:.3f} on {self.dev_examples:,} examples (no interval recorded)"
+        paired = (
+            f"; against its {self.target} adapter alone (paired): {self.vs_adapter_text}"
+            if self.vs_adapter_text
+            else ""
+        )
         return (
             f"{self.method} over {', '.join(self.adapters)}, trained by comparison {self.comparison}: dev "
-            f"{self.main_metric} {self.value:.3f} on {self.dev_examples} examples there."
+            f"{metric_label(self.main_metric)} {score} there{paired}."
         )
 
 
@@ -80,6 +91,8 @@ def composed_models(workspace: Workspace, task: str | None = None) -> list[Compo
                     main_metric=result.main_metric,
                     value=result.value,
                     dev_examples=comparison.dev_examples,
+                    score_text=result.interval.text() if result.interval else "",
+                    vs_adapter_text=result.vs_adapter.text() if result.vs_adapter else "",
                 )
             )
     return found

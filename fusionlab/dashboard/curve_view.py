@@ -14,7 +14,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from fusionlab.curve import CURVES_DIR, LearningCurve
+from fusionlab.curve import CURVES_DIR, LearningCurve, seed_intervals
 from fusionlab.dashboard.charts import style_figure
 from fusionlab.metrics import metric_label
 from fusionlab.pack.store import pack_dir
@@ -58,7 +58,10 @@ def _read(file: Path, source: str) -> SavedCurve:
 def describe(curve: LearningCurve) -> str:
     """Plain text (the page escapes it): what was measured, how, and what it says size by size."""
     plan = curve.plan
-    verdicts = "; ".join(f"k={r.size:,}: {r.gain:+.3f} ({r.verdict()})" for r in curve.summary())
+    verdicts = "; ".join(
+        f"k={r.size:,}: {r.gain:+.3f} (paired, per seed: {seed_intervals(curve, r.size)}; {r.verdict()})"
+        for r in curve.summary()
+    )
     pending = sorted({size for size, _ in curve.pending()})
     still = f" Not measured yet: k={', '.join(f'{k:,}' for k in pending)}." if pending else ""
     return (

@@ -117,6 +117,9 @@ def uncertainty_cells(result: RunResult | None) -> dict[str, str | None]:
     }
 
 
+NOT_RANKED = " (no interval: not ranked)"
+
+
 @dataclass(frozen=True)
 class ScoreTile:
     """One dev metric of a finished run as a tile: its value and how it stands against the majority class."""
@@ -131,7 +134,7 @@ class ScoreTile:
 def score_tiles(result: RunResult) -> list[ScoreTile]:
     """A tile per dev metric. The main metric's difference from the majority class is coloured only where its
     interval lies wholly on one side of it (:meth:`~fusionlab.reported.Reported.learned`), and says "within
-    noise" where it does not; the other metrics have no interval, so theirs is shown uncoloured. A green arrow
+    noise" where it does not; the other metrics have no interval, so theirs is shown uncoloured and says so. A green arrow
     on a score that is not beyond always answering the most frequent class would rank noise."""
     verdict = Reported.from_result(result).learned()
     tiles = []
@@ -141,7 +144,9 @@ def score_tiles(result: RunResult) -> list[ScoreTile]:
         ranked = False
         if delta is not None and metric == result.main_metric:
             ranked = verdict in (LEARNED, BELOW_MAJORITY)
-            delta += "" if ranked else (" (within noise)" if verdict is not None else " (no interval: not ranked)")
+            delta += "" if ranked else (" (within noise)" if verdict is not None else NOT_RANKED)
+        elif delta is not None:  # a run records the main metric's interval only
+            delta += NOT_RANKED
         tiles.append(ScoreTile(metric, f"{value:.3f}", delta, ranked))
     return tiles
 
